@@ -1,0 +1,79 @@
+# roost: `make` builds build/roost (release), `make run` starts it, `make test` runs every test.
+# Variants: build/ (release, -O2), build/asan/ (ASan + UBSan, what the end-to-end tests run),
+# build/fuzz/ (clang libFuzzer targets). llhttp is compiled from Debian's node-llhttp sources.
+
+CC       ?= cc
+CLANG    ?= clang
+LLHTTP_SRC := /usr/share/llhttp
+LLHTTP_INC := /usr/share/include/llhttp
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+BASEFLAGS := -std=gnu11 -D_GNU_SOURCE -pthread -Iinclude -Isrc -I$(LLHTTP_INC) -MMD -MP
+LIBS     := -luv -ljansson -lcrypto -lpthread -lm
+
+LIB_SRC  := $(sort $(wildcard src/base/*.c src/net/*.c src/http/*.c src/ws/*.c src/hub/*.c \
+                               src/jobs/*.c src/store/*.c src/fetch/*.c))
+APP_SRC  := $(sort $(wildcard src/app/*.c))
+UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+LLHTTP_C := $(LLHTTP_SRC)/api.c $(LLHTTP_SRC)/http.c $(LLHTTP_SRC)/llhttp.c
+
+RELEASE_FLAGS := -O2 -g $(WARN) $(BASEFLAGS)
+ASAN_FLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+                 -fno-sanitize-recover=undefined $(WARN) $(BASEFLAGS)
+FUZZ_FLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+                 -DROOST_FUZZ $(WARN) $(BASEFLAGS)
+
+.PHONY: all asan fuzz run test unit format format-check clean deps
+all: build/roost
+
+deps:
+	@bash scripts/deps.sh
+
+# $(1) = output folder, $(2) = compiler, $(3) = flags
+define variant
+$(1)/obj/%.o: %.c
+	@mkdir -p $$(dir $$@)
+	$(2) $(3) -c $$< -o $$@
+$(1)/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $$(dir $$@)
+	$(2) $$(filter-out -Werror -Wshadow,$(3)) -w -c $$< -o $$@
+$(1)/libroost.a: $(patsubst %.c,$(1)/obj/%.o,$(LIB_SRC)) $(patsubst $(LLHTTP_SRC)/%.c,$(1)/llhttp/%.o,$(LLHTTP_C))
+	@rm -f $$@
+	ar rcs $$@ $$^
+$(1)/roost: $(patsubst %.c,$(1)/obj/%.o,$(APP_SRC)) $(1)/libroost.a
+	$(2) $(3) -o $$@ $$^ $(LIBS)
+$(1)/unit_tests: $(patsubst %.c,$(1)/obj/%.o,$(UNIT_SRC)) $(1)/libroost.a
+	$(2) $(3) -o $$@ $$^ $(LIBS)
+-include $(shell find $(1) -name '*.d' 2>/dev/null)
+endef
+
+$(eval $(call variant,build,$(CC),$(RELEASE_FLAGS)))
+$(eval $(call variant,build/asan,$(CC),$(ASAN_FLAGS)))
+$(eval $(call variant,build/fuzz,$(CLANG),$(FUZZ_FLAGS)))
+
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libroost.a
+	$(CLANG) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< build/fuzz/libroost.a $(LIBS)
+
+asan: build/asan/roost build/asan/unit_tests
+fuzz: $(FUZZ_BINS)
+
+run: deps build/roost
+	./build/roost $(ARGS)
+
+unit: build/unit_tests
+	./build/unit_tests
+
+test: deps
+	$(MAKE) build/roost build/unit_tests asan fuzz
+	bash tests/run.sh
+
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+format:
+	clang-format -i $(FORMAT_FILES)
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_FILES)
+
+clean:
+	rm -rf build

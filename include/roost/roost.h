@@ -1,0 +1,185 @@
+/* roost: the public API of libroost, a multi-loop HTTP/1.1 application server library.
+ *
+ * A server is N loop threads (one libuv loop each, one listener each on the same port with
+ * SO_REUSEPORT) and a bounded pool of worker threads. A route is a method, a path template and a
+ * handler; ROOST_LOOP handlers run on the connection's loop and must never block, ROOST_BLOCKING
+ * handlers run on a worker (FastAPI's `async def` and `def`). Everything here that is not marked
+ * otherwise is called from the thread that runs the handler.
+ *
+ * Errors: functions that can fail return 0 or a negative errno-style code (-ENOMEM, -EINVAL). */
+#ifndef ROOST_H
+#define ROOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct roost_server roost_server_t;
+typedef struct roost_req roost_req_t;
+
+/* A slice: pointer + length, not NUL-terminated unless said so. ptr == NULL means absent. */
+typedef struct {
+    const char *ptr;
+    size_t len;
+} roost_str_t;
+
+/* ---- configuration: every field is a flag (--name) with a ROOST_NAME environment twin ---- */
+typedef struct {
+    const char *host;          /* --host, default 127.0.0.1 */
+    int port;                  /* --port, default 8000 */
+    int threads;               /* --threads, default: one per core */
+    int workers;               /* --workers, default 64 */
+    int worker_queue;          /* --worker-queue: queued blocking jobs before 503, default 1024 */
+    const char *data_dir;      /* --data-dir, default ./data */
+    int stall_ms;              /* --stall-ms: loop stall reported above this, default 100 */
+    size_t max_url;            /* --max-url: request target bytes, 414 above, default 8 KiB */
+    size_t max_header_size;    /* --max-header-size: header section bytes, 431, default 32 KiB */
+    int max_headers;           /* --max-headers: header fields, 431 above, default 100 */
+    size_t max_body;           /* --max-body: request body bytes, 413 above, default 1 MiB */
+    int max_pipeline;          /* --max-pipeline: requests in flight per connection, default 64 */
+    double header_timeout_s;   /* --header-timeout-s: 408 when the header section is slower */
+    double body_timeout_s;     /* --body-timeout-s: 408 when the body is slower */
+    double keepalive_timeout_s;/* --keepalive-timeout-s: idle keep-alive closed after this */
+    double write_timeout_s;    /* --write-timeout-s: a client that reads nothing is dropped */
+    double drain_s;            /* --drain-s: in-flight work finishes within this on SIGTERM */
+    int access_log;            /* --access-log: one stderr line per request */
+    int debug_routes;          /* --debug-routes: test-only routes (a loop that blocks) */
+} roost_config_t;
+
+/* Fills cfg with the defaults above. */
+void roost_config_init(roost_config_t *cfg);
+
+/* Applies ROOST_* environment variables, then argv flags (`--name value` or `--name=value`).
+ * Returns 0, 1 when --help was printed (the caller exits 0), or -EINVAL after printing the
+ * reason to stderr. The strings in cfg point into argv/environ. */
+int roost_config_parse(roost_config_t *cfg, int argc, char **argv);
+
+/* ---- server ---- */
+
+/* Handler flags. */
+enum {
+    ROOST_LOOP = 0,     /* runs on the connection's loop thread: must not block */
+    ROOST_BLOCKING = 1, /* runs on a worker thread: may block */
+};
+
+typedef void (*roost_handler_fn)(roost_req_t *req, void *ud);
+
+/* Copies cfg. Returns NULL on bad configuration or out of memory. */
+roost_server_t *roost_server_new(const roost_config_t *cfg);
+const roost_config_t *roost_server_config(const roost_server_t *srv);
+
+/* Registers a route before roost_run. The template is literal segments and `{name}` or
+ * `{name:int}` / `{name:str}` parameters, each a whole segment. A typed parameter that does not
+ * parse is answered 422 in FastAPI's shape before the handler runs. Returns -EEXIST for a
+ * duplicate method + template, -EINVAL for a malformed template. */
+int roost_route(roost_server_t *srv, const char *method, const char *path_template,
+                roost_handler_fn fn, void *ud, unsigned flags);
+
+/* Middleware: `before` runs ahead of every handler (it may answer, and then the handler does not
+ * run); `after` runs when any response is sent, on the thread that sends it, and may add headers.
+ * Both run in registration order. */
+typedef struct {
+    const char *name;
+    void (*before)(roost_req_t *req, void *ud);
+    void (*after)(roost_req_t *req, int status, void *ud);
+    void *ud;
+} roost_middleware_t;
+int roost_use(roost_server_t *srv, const roost_middleware_t *mw);
+
+/* Binds, starts the loops and the pool, and runs until SIGTERM or SIGINT; then stops
+ * accepting, lets in-flight requests finish within drain_s, and returns 0. */
+int roost_run(roost_server_t *srv);
+void roost_server_free(roost_server_t *srv);
+
+/* ---- the request, valid until its response is sent ---- */
+roost_str_t roost_req_method(const roost_req_t *req);
+roost_str_t roost_req_path(const roost_req_t *req);   /* decoded, dot segments removed */
+roost_str_t roost_req_target(const roost_req_t *req); /* as sent */
+roost_str_t roost_req_header(const roost_req_t *req, const char *name); /* case-insensitive */
+roost_str_t roost_req_param(const roost_req_t *req, const char *name);  /* decoded, NUL-ended */
+long long roost_req_param_int(const roost_req_t *req, const char *name);
+roost_str_t roost_req_query(roost_req_t *req, const char *name); /* decoded, NUL-ended */
+roost_str_t roost_req_body(const roost_req_t *req);
+roost_server_t *roost_req_server(const roost_req_t *req);
+const char *roost_req_route(const roost_req_t *req); /* "GET /users/{id}", or NULL */
+/* Memory that lives as long as the request. */
+void *roost_req_alloc(roost_req_t *req, size_t size);
+
+/* ---- responses: exactly one per request ---- */
+
+/* Adds a response header (copied). Call before the respond functions, or from `after`. */
+void roost_res_header(roost_req_t *req, const char *name, const char *value);
+/* Sends status + body (copied) with the given Content-Type (NULL: none). */
+void roost_respond(roost_req_t *req, int status, const char *content_type, const void *body,
+                   size_t len);
+/* Sends `body` serialized as JSON, and drops the caller's reference. */
+void roost_respond_json(roost_req_t *req, int status, json_t *body);
+/* Sends {"detail": detail}. */
+void roost_respond_error(roost_req_t *req, int status, const char *detail);
+/* Sends FastAPI's 422 shape: {"detail":[errors...]}; steals `errors` (a JSON array). */
+void roost_respond_422(roost_req_t *req, json_t *errors);
+/* One FastAPI validation error item: {"loc":[where, field],"msg":msg,"type":type}. field may be
+ * NULL (loc is then [where]). */
+json_t *roost_error_item(const char *where, const char *field, const char *msg, const char *type);
+
+/* ---- JSON bodies validated against a small schema, like a pydantic model ---- */
+typedef enum {
+    ROOST_T_STR,
+    ROOST_T_NUM, /* int or real */
+    ROOST_T_INT,
+    ROOST_T_BOOL,
+    ROOST_T_ANY,
+} roost_type_t;
+
+typedef struct {
+    const char *name;
+    roost_type_t type;
+    unsigned required : 1;
+    unsigned nullable : 1;
+    unsigned has_gt : 1, has_ge : 1, has_lt : 1, has_le : 1;
+    long min_len, max_len; /* strings, when > 0 */
+    double gt, ge, lt, le; /* numbers, when has_* */
+} roost_field_t;
+
+typedef struct {
+    const roost_field_t *fields;
+    size_t nfields;
+} roost_schema_t;
+
+/* Parses the body as a JSON object and checks it against `schema` (NULL: any object). On
+ * success returns the object (the caller owns a reference). On failure answers 422 with every
+ * error found, and returns NULL: the handler just returns. */
+json_t *roost_req_json(roost_req_t *req, const roost_schema_t *schema);
+
+/* ---- handlers that answer later ---- */
+
+/* Calls fn(req, arg) on the request's loop after ms milliseconds. A ROOST_LOOP handler that
+ * defers does not respond now; fn responds. If the client goes away first, fn still runs (so
+ * it can free arg) and its response is dropped. */
+typedef void (*roost_timer_fn)(roost_req_t *req, void *arg);
+void roost_defer(roost_req_t *req, uint64_t ms, roost_timer_fn fn, void *arg);
+
+/* ---- counters, exported on /metrics ---- */
+typedef struct roost_counter roost_counter_t;
+/* Registers (or finds) a counter named `name` with a label set like `limit="body"` (may be NULL).
+ * Registration takes a lock: do it once, at start-up; adding is a relaxed atomic, safe and
+ * lock-free from any thread. */
+roost_counter_t *roost_counter(roost_server_t *srv, const char *name, const char *labels,
+                               const char *help);
+void roost_counter_add(roost_counter_t *c, long n);
+long roost_counter_get(const roost_counter_t *c);
+/* Every counter and gauge in Prometheus text format; the caller frees the string. */
+char *roost_metrics_text(roost_server_t *srv);
+
+/* Logs one line to stderr: "<iso time> <level> <message>". */
+void roost_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,311 @@
+/* llhttp glue: copies the target and header bytes into the request, enforces every size limit
+ * as the bytes arrive (414, 431, 413), and adds the checks llhttp leaves to the server: Host
+ * (RFC 9112 §3.2), control characters in values, transfer codings other than chunked, the
+ * version (505). It knows nothing of sockets, so the fuzzer drives it directly. */
+#include "http/http.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define PARSE(llh) ((http_parse_t *)(llh)->data)
+
+static int fail(http_parse_t *p, int status, const char *detail, const char *limit)
+{
+    p->err_status = status;
+    p->err_detail = detail;
+    p->err_limit = limit;
+    return -1;
+}
+
+static int head_append(roost_req_t *req, const char *at, size_t len)
+{
+    if (req->head_len + len > req->head_cap) {
+        size_t cap = req->head_cap * 2;
+        while (cap < req->head_len + len)
+            cap *= 2;
+        char *h = req->head == req->inline_head ? malloc(cap) : realloc(req->head, cap);
+        if (!h)
+            return -1;
+        if (req->head == req->inline_head)
+            memcpy(h, req->inline_head, req->head_len);
+        req->head = h;
+        req->head_cap = cap;
+    }
+    memcpy(req->head + req->head_len, at, len);
+    req->head_len += len;
+    return 0;
+}
+
+static int on_message_begin(llhttp_t *llh)
+{
+    http_parse_t *p = PARSE(llh);
+    p->cur = p->new_req(p->ud);
+    p->body_len = 0;
+    if (!p->cur)
+        return fail(p, 503, "Server overloaded", NULL);
+    return 0;
+}
+
+static int on_url(llhttp_t *llh, const char *at, size_t len)
+{
+    http_parse_t *p = PARSE(llh);
+    if (p->cur->head_len + len > p->cfg->max_url)
+        return fail(p, 414, "URI Too Long", "url");
+    return head_append(p->cur, at, len) < 0 ? fail(p, 503, "Out of memory", NULL) : 0;
+}
+
+static int on_url_complete(llhttp_t *llh)
+{
+    http_parse_t *p = PARSE(llh);
+    p->cur->url_len = (uint32_t)p->cur->head_len;
+    return 0;
+}
+
+static int on_version_complete(llhttp_t *llh)
+{
+    http_parse_t *p = PARSE(llh);
+    if (llh->http_major != 1 || llh->http_minor > 1)
+        return fail(p, 505, "HTTP Version Not Supported", NULL);
+    return 0;
+}
+
+static int header_bytes(http_parse_t *p, const char *at, size_t len)
+{
+    roost_req_t *req = p->cur;
+    if (req->head_len - req->url_len + len > p->cfg->max_header_size)
+        return fail(p, 431, "Request Header Fields Too Large", "header_size");
+    return head_append(req, at, len) < 0 ? fail(p, 503, "Out of memory", NULL) : 0;
+}
+
+static int on_header_field(llhttp_t *llh, const char *at, size_t len)
+{
+    http_parse_t *p = PARSE(llh);
+    roost_req_t *req = p->cur;
+    if (!req->in_field) {
+        if (req->nheaders >= p->cfg->max_headers)
+            return fail(p, 431, "Too many header fields", "headers");
+        if (req->nheaders == req->headers_cap) {
+            int cap = req->headers_cap * 2;
+            http_header_t *h = arena_alloc(&req->arena, (size_t)cap * sizeof *h);
+            if (!h)
+                return fail(p, 503, "Out of memory", NULL);
+            memcpy(h, req->headers, (size_t)req->nheaders * sizeof *h);
+            req->headers = h;
+            req->headers_cap = cap;
+        }
+        http_header_t *h = &req->headers[req->nheaders++];
+        memset(h, 0, sizeof *h);
+        h->name_off = (uint32_t)req->head_len;
+        req->in_field = 1;
+    }
+    return header_bytes(p, at, len);
+}
+
+static int on_header_field_complete(llhttp_t *llh)
+{
+    http_parse_t *p = PARSE(llh);
+    roost_req_t *req = p->cur;
+    http_header_t *h = &req->headers[req->nheaders - 1];
+    h->name_len = (uint32_t)req->head_len - h->name_off;
+    h->value_off = (uint32_t)req->head_len;
+    req->in_field = 0;
+    if (h->name_len == 4 && strncasecmp(req->head + h->name_off, "host", 4) == 0)
+        req->hosts++;
+    return 0;
+}
+
+static int on_header_value(llhttp_t *llh, const char *at, size_t len)
+{
+    http_parse_t *p = PARSE(llh);
+    /* RFC 9110 §5.5: field values are visible characters, SP and HTAB; llhttp lets some
+     * control bytes through, so they are refused here. */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)at[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return fail(p, 400, "Invalid character in header value", NULL);
+    }
+    return header_bytes(p, at, len);
+}
+
+static int on_header_value_complete(llhttp_t *llh)
+{
+    http_parse_t *p = PARSE(llh);
+    roost_req_t *req = p->cur;
+    http_header_t *h = &req->headers[req->nheaders - 1];
+    uint32_t end = (uint32_t)req->head_len;
+    while (end > h->value_off && (req->head[end - 1] == ' ' || req->head[end - 1] == '\t'))
+        end--;
+    h->value_len = end - h->value_off;
+    return 0;
+}
+
+static int check_transfer_encoding(http_parse_t *p, roost_req_t *req)
+{
+    int n = 0;
+    for (int i = 0; i < req->nheaders; i++) {
+        http_header_t *h = &req->headers[i];
+        if (h->name_len != 17 || strncasecmp(req->head + h->name_off, "transfer-encoding", 17))
+            continue;
+        n++;
+        roost_str_t v = str_make(req->head + h->value_off, h->value_len);
+        if (!str_eq_nocase(v, "chunked"))
+            return fail(p, 400, "Unsupported transfer coding", NULL);
+    }
+    if (n > 1)
+        return fail(p, 400, "Repeated Transfer-Encoding", NULL);
+    if (n && p->llh.http_minor == 0)
+        return fail(p, 400, "Transfer-Encoding in HTTP/1.0", NULL);
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *llh)
+{
+    http_parse_t *p = PARSE(llh);
+    roost_req_t *req = p->cur;
+    req->method = llh->method;
+    req->http_major = llh->http_major;
+    req->http_minor = llh->http_minor;
+    if (req->http_major != 1 || req->http_minor > 1)
+        return fail(p, 505, "HTTP Version Not Supported", NULL);
+    if (req->hosts > 1 || (req->hosts == 0 && req->http_minor == 1))
+        return fail(p, 400, req->hosts ? "Repeated Host header" : "Missing Host header", NULL);
+    if ((llh->flags & F_TRANSFER_ENCODING) && check_transfer_encoding(p, req) < 0)
+        return -1;
+    if ((llh->flags & F_CONTENT_LENGTH) && llh->content_length > p->cfg->max_body)
+        return fail(p, 413, "Request body too large", "body");
+    req->keep_alive = llhttp_should_keep_alive(llh) ? 1 : 0;
+    roost_str_t expect = roost_req_header(req, "expect");
+    if (expect.ptr && req->http_minor == 1 && str_eq_nocase(expect, "100-continue"))
+        req->expect_continue = 1;
+    if (p->on_head)
+        p->on_head(p->ud, req);
+    return 0;
+}
+
+static int on_body(llhttp_t *llh, const char *at, size_t len)
+{
+    http_parse_t *p = PARSE(llh);
+    p->body_len += len;
+    if (p->body_len > p->cfg->max_body)
+        return fail(p, 413, "Request body too large", "body");
+    return sbuf_append(&p->cur->body, at, len) < 0 ? fail(p, 503, "Out of memory", NULL) : 0;
+}
+
+static int on_message_complete(llhttp_t *llh)
+{
+    http_parse_t *p = PARSE(llh);
+    roost_req_t *req = p->cur;
+    req->keep_alive = llhttp_should_keep_alive(llh) ? 1 : 0;
+    p->cur = NULL;
+    return p->on_request(p->ud, req) ? HPE_PAUSED : 0;
+}
+
+static const llhttp_settings_t settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_url_complete = on_url_complete,
+    .on_version_complete = on_version_complete,
+    .on_header_field = on_header_field,
+    .on_header_field_complete = on_header_field_complete,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+void http_parse_init(http_parse_t *p, const roost_config_t *cfg)
+{
+    llhttp_init(&p->llh, HTTP_REQUEST, &settings);
+    p->llh.data = p;
+    p->cfg = cfg;
+    p->cur = NULL;
+    p->err_status = 0;
+    p->err_detail = NULL;
+    p->err_limit = NULL;
+}
+
+ssize_t http_parse_feed(http_parse_t *p, const char *data, size_t len)
+{
+    llhttp_errno_t err = llhttp_execute(&p->llh, data, len);
+    switch (err) {
+    case HPE_OK:
+        return (ssize_t)len;
+    case HPE_PAUSED:
+        llhttp_resume(&p->llh);
+        return llhttp_get_error_pos(&p->llh) - data;
+    case HPE_PAUSED_UPGRADE:
+        /* No protocol switch is offered here (the ws layer takes over upgrades before this
+         * point), so the request was answered as a plain one; go on with what follows. */
+        llhttp_resume_after_upgrade(&p->llh);
+        return llhttp_get_error_pos(&p->llh) - data;
+    case HPE_USER:
+        return -1;
+    case HPE_INVALID_VERSION:
+        fail(p, 505, "HTTP Version Not Supported", NULL);
+        return -1;
+    default:
+        fail(p, 400, llhttp_get_error_reason(&p->llh), NULL);
+        if (!p->err_detail)
+            p->err_detail = "Bad Request";
+        return -1;
+    }
+}
+
+roost_str_t http_req_target(const roost_req_t *req)
+{
+    return str_make(req->head, req->url_len);
+}
+
+roost_str_t roost_req_header(const roost_req_t *req, const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 0; i < req->nheaders; i++) {
+        const http_header_t *h = &req->headers[i];
+        if (h->name_len == n && strncasecmp(req->head + h->name_off, name, n) == 0)
+            return str_make(req->head + h->value_off, h->value_len);
+    }
+    return str_make(NULL, 0);
+}
+
+void http_req_reset(roost_req_t *req)
+{
+    if (req->head != req->inline_head)
+        free(req->head);
+    req->head = req->inline_head;
+    req->head_cap = sizeof req->inline_head;
+    req->head_len = 0;
+    req->url_len = 0;
+    arena_reset(&req->arena);
+    req->headers = req->inline_headers;
+    req->headers_cap = HTTP_INLINE_HEADERS;
+    req->nheaders = 0;
+    req->hosts = 0;
+    req->keep_alive = req->expect_continue = req->continue_sent = req->in_field = 0;
+    req->responded = req->written = req->inflight = req->close_after = 0;
+    /* Keep buffer capacity for the next request, but not a large one. */
+    if (req->body.cap > 65536)
+        sbuf_free(&req->body);
+    if (req->res_body.cap > 65536)
+        sbuf_free(&req->res_body);
+    req->body.len = req->res_body.len = req->res_headers.len = 0;
+    req->path = req->query = str_make(NULL, 0);
+    req->route = NULL;
+    req->nparams = 0;
+    req->status = 0;
+    req->res_type = NULL;
+    req->next = NULL;
+}
+
+void http_req_free(roost_req_t *req)
+{
+    if (!req)
+        return;
+    if (req->head != req->inline_head)
+        free(req->head);
+    arena_reset(&req->arena);
+    sbuf_free(&req->body);
+    sbuf_free(&req->res_body);
+    sbuf_free(&req->res_headers);
+    free(req);
+}

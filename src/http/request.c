@@ -1,0 +1,126 @@
+/* What a handler reads from its request: method, path, params, query, headers, body. Values
+ * that need decoding are decoded on demand into the request's arena. */
+#include "http/http.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+roost_str_t roost_req_method(const roost_req_t *req)
+{
+    const char *m = llhttp_method_name((llhttp_method_t)req->method);
+    return str_make(m, strlen(m));
+}
+
+roost_str_t roost_req_path(const roost_req_t *req)
+{
+    return req->path;
+}
+
+roost_str_t roost_req_target(const roost_req_t *req)
+{
+    return http_req_target(req);
+}
+
+roost_str_t roost_req_param(const roost_req_t *req, const char *name)
+{
+    for (int i = 0; i < req->nparams; i++)
+        if (!strcmp(req->params[i].name, name))
+            return req->params[i].value;
+    return str_make(NULL, 0);
+}
+
+long long roost_req_param_int(const roost_req_t *req, const char *name)
+{
+    roost_str_t v = roost_req_param(req, name);
+    return v.ptr ? strtoll(v.ptr, NULL, 10) : 0;
+}
+
+roost_str_t roost_req_query(roost_req_t *req, const char *name)
+{
+    return url_query_get(&req->arena, req->query, name);
+}
+
+roost_str_t roost_req_body(const roost_req_t *req)
+{
+    return str_make(req->body.p, req->body.len);
+}
+
+roost_server_t *roost_req_server(const roost_req_t *req)
+{
+    return req->srv;
+}
+
+const char *roost_req_route(const roost_req_t *req)
+{
+    return req->route ? req->route->name : NULL;
+}
+
+void *roost_req_alloc(roost_req_t *req, size_t size)
+{
+    return arena_alloc(&req->arena, size);
+}
+
+/* A whole-segment integer, like FastAPI's int path parameters (no sign games, no spaces). */
+static int parse_int(const char *s, size_t len)
+{
+    if (len == 0 || len > 19)
+        return -EINVAL;
+    size_t i = s[0] == '-' || s[0] == '+';
+    if (i == len)
+        return -EINVAL;
+    for (; i < len; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return -EINVAL;
+    return 0;
+}
+
+void http_dispatch(roost_req_t *req)
+{
+    roost_server_t *srv = req->srv;
+    roost_counter_add(srv->c_requests, 1);
+    roost_str_t target = http_req_target(req);
+    const char *q = memchr(target.ptr, '?', target.len);
+    if (q)
+        req->query = str_make(q + 1, target.len - (size_t)(q + 1 - target.ptr));
+    req->path = url_clean_path(&req->arena, target.ptr, target.len);
+    if (!req->path.ptr) {
+        roost_respond_error(req, 400, "Invalid request path");
+        return;
+    }
+    char allow[128];
+    const char *method = llhttp_method_name((llhttp_method_t)req->method);
+    req->route = router_match(srv->router, method, req->path, req->params, &req->nparams, allow,
+                              sizeof allow);
+    if (!req->route) {
+        if (allow[0]) {
+            roost_res_header(req, "Allow", allow);
+            roost_respond_error(req, 405, "Method Not Allowed");
+        } else {
+            roost_respond_error(req, 404, "Not Found");
+        }
+        return;
+    }
+    json_t *errors = NULL;
+    for (int i = 0; i < req->nparams; i++) {
+        roost_str_t v = req->params[i].value;
+        req->params[i].value.ptr = arena_strndup(&req->arena, v.ptr, v.len);
+        if (req->route->param_types[i] == PARAM_INT && parse_int(v.ptr, v.len) < 0) {
+            if (!errors)
+                errors = json_array();
+            json_array_append_new(errors,
+                                  roost_error_item("path", req->params[i].name,
+                                                   "value is not a valid integer",
+                                                   "type_error.integer"));
+        }
+    }
+    if (errors) {
+        roost_respond_422(req, errors);
+        return;
+    }
+    for (int i = 0; i < srv->nmw && !req->responded; i++)
+        if (srv->mw[i].before)
+            srv->mw[i].before(req, srv->mw[i].ud);
+    if (!req->responded)
+        http_run_handler(req);
+}

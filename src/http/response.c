@@ -1,0 +1,180 @@
+/* Responses: what a handler sets (status, headers, body) and how it goes on the wire. Every
+ * response has Date and Content-Length (no streaming yet), and says Connection: close when the
+ * connection ends after it, so a client never has to guess. */
+#include "http/http.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const char *http_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+static char *put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+#define PUT_LIT(p, lit) put(p, lit, sizeof(lit) - 1)
+
+static char *put_uint(char *p, size_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+void http_serialize(roost_req_t *req, const char *date, sbuf_t *out)
+{
+    int status = req->status;
+    const char *reason = http_reason(status);
+    size_t type_len = req->res_type ? strlen(req->res_type) : 0;
+    int bodyless = status < 200 || status == 204 || status == 304;
+    int send_body = !bodyless && req->method != HTTP_HEAD;
+    size_t need = 160 + strlen(reason) + type_len + req->res_headers.len +
+                  (send_body ? req->res_body.len : 0);
+    if (sbuf_reserve(out, need) < 0)
+        return;
+    char *p = out->p + out->len;
+    p = PUT_LIT(p, "HTTP/1.1 ");
+    p = put_uint(p, (size_t)status);
+    *p++ = ' ';
+    p = put(p, reason, strlen(reason));
+    p = PUT_LIT(p, "\r\nServer: roost\r\nDate: ");
+    p = put(p, date, 29);
+    if (type_len) {
+        p = PUT_LIT(p, "\r\nContent-Type: ");
+        p = put(p, req->res_type, type_len);
+    }
+    if (!bodyless) {
+        p = PUT_LIT(p, "\r\nContent-Length: ");
+        p = put_uint(p, req->res_body.len);
+    }
+    if (req->close_after)
+        p = PUT_LIT(p, "\r\nConnection: close");
+    else if (req->http_minor == 0)
+        p = PUT_LIT(p, "\r\nConnection: keep-alive");
+    p = PUT_LIT(p, "\r\n");
+    if (req->res_headers.len)
+        p = put(p, req->res_headers.p, req->res_headers.len);
+    p = PUT_LIT(p, "\r\n");
+    if (send_body && req->res_body.len)
+        p = put(p, req->res_body.p, req->res_body.len);
+    out->len = (size_t)(p - out->p);
+}
+
+void roost_res_header(roost_req_t *req, const char *name, const char *value)
+{
+    sbuf_t *h = &req->res_headers;
+    size_t nl = strlen(name), vl = strlen(value);
+    if (sbuf_reserve(h, nl + vl + 4) < 0)
+        return;
+    /* A CR or LF in a header would let a value forge headers: drop such a header. */
+    if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
+        return;
+    sbuf_append(h, name, nl);
+    sbuf_append(h, ": ", 2);
+    sbuf_append(h, value, vl);
+    sbuf_append(h, "\r\n", 2);
+}
+
+void roost_respond(roost_req_t *req, int status, const char *content_type, const void *body,
+                   size_t len)
+{
+    if (req->responded) {
+        log_error("%s: a second response was ignored", req->route ? req->route->name : "?");
+        return;
+    }
+    req->status = status;
+    req->res_type = content_type ? arena_strndup(&req->arena, content_type,
+                                                 strlen(content_type))
+                                 : NULL;
+    req->res_body.len = 0;
+    if (len && sbuf_append(&req->res_body, body, len) < 0) {
+        req->status = 503;
+        req->res_body.len = 0;
+    }
+    roost_server_t *srv = req->srv;
+    for (int i = 0; i < srv->nmw; i++)
+        if (srv->mw[i].after)
+            srv->mw[i].after(req, status, srv->mw[i].ud);
+    req->responded = 1;
+    http_session_responded(req);
+}
+
+void roost_respond_json(roost_req_t *req, int status, json_t *body)
+{
+    if (!body) { /* a json_pack that failed (bad UTF-8, no memory) */
+        static const char fallback[] = "{\"detail\":\"Internal Server Error\"}";
+        roost_respond(req, 500, "application/json", fallback, sizeof fallback - 1);
+        return;
+    }
+    char small[512];
+    size_t n = json_dumpb(body, small, sizeof small, JSON_COMPACT);
+    if (n <= sizeof small) {
+        roost_respond(req, status, "application/json", small, n);
+    } else {
+        char *big = json_dumps(body, JSON_COMPACT);
+        if (big)
+            roost_respond(req, status, "application/json", big, strlen(big));
+        else
+            roost_respond_error(req, 500, "Cannot encode the response");
+        free(big);
+    }
+    json_decref(body);
+}
+
+void roost_respond_error(roost_req_t *req, int status, const char *detail)
+{
+    roost_respond_json(req, status, json_pack("{s:s}", "detail", detail ? detail : ""));
+}
+
+void roost_respond_422(roost_req_t *req, json_t *errors)
+{
+    roost_respond_json(req, 422, json_pack("{s:o}", "detail", errors));
+}
+
+json_t *roost_error_item(const char *where, const char *field, const char *msg, const char *type)
+{
+    json_t *loc = field ? json_pack("[ss]", where, field) : json_pack("[s]", where);
+    return json_pack("{s:o,s:s,s:s}", "loc", loc, "msg", msg, "type", type);
+}

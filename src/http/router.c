@@ -1,0 +1,224 @@
+/* The router: a trie of path segments; each node holds literal children, at most one
+ * parameter child, and the routes that end there by method. Literals win over parameters,
+ * with backtracking, so "/users/me" and "/users/{id}" coexist. Matching allocates nothing. */
+#include "http/http.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct method_route {
+    struct method_route *next;
+    char method[16];
+    route_t route;
+} method_route_t;
+
+typedef struct node {
+    char *seg; /* literal segment, or NULL for the parameter child */
+    struct node *children; /* literal children */
+    struct node *sibling;
+    struct node *param; /* the {name} child */
+    method_route_t *routes;
+} node_t;
+
+struct router {
+    node_t root;
+};
+
+router_t *router_new(void)
+{
+    return calloc(1, sizeof(router_t));
+}
+
+static void free_node(node_t *n)
+{
+    node_t *c = n->children;
+    while (c) {
+        node_t *next = c->sibling;
+        free_node(c);
+        free(c);
+        c = next;
+    }
+    if (n->param) {
+        free_node(n->param);
+        free(n->param);
+    }
+    method_route_t *m = n->routes;
+    while (m) {
+        method_route_t *next = m->next;
+        free(m->route.name);
+        for (int i = 0; i < m->route.nparams; i++)
+            free(m->route.param_names[i]);
+        free(m);
+        m = next;
+    }
+    free(n->seg);
+}
+
+void router_free(router_t *r)
+{
+    if (!r)
+        return;
+    free_node(&r->root);
+    free(r);
+}
+
+/* Next segment of p (after a '/'); returns its end. */
+static const char *seg_end(const char *p, const char *end)
+{
+    while (p < end && *p != '/')
+        p++;
+    return p;
+}
+
+int router_add(router_t *r, const char *method, const char *tmpl, roost_handler_fn fn, void *ud,
+               unsigned flags)
+{
+    if (!tmpl || tmpl[0] != '/' || !method || strlen(method) >= 16)
+        return -EINVAL;
+    route_t route = {0};
+    node_t *n = &r->root;
+    const char *p = tmpl + 1, *end = tmpl + strlen(tmpl);
+    while (p <= end && !(p == end && p[-1] == '/' && p - 1 == tmpl)) {
+        const char *e = seg_end(p, end);
+        size_t len = (size_t)(e - p);
+        if (len >= 2 && p[0] == '{' && e[-1] == '}') {
+            if (route.nparams == HTTP_MAX_PARAMS)
+                return -EINVAL;
+            const char *colon = memchr(p, ':', len);
+            size_t nlen = colon ? (size_t)(colon - p - 1) : len - 2;
+            uint8_t type = PARAM_STR;
+            if (colon) {
+                size_t tlen = (size_t)(e - 1 - colon - 1);
+                if (tlen == 3 && !strncmp(colon + 1, "int", 3))
+                    type = PARAM_INT;
+                else if (!(tlen == 3 && !strncmp(colon + 1, "str", 3)))
+                    return -EINVAL;
+            }
+            if (nlen == 0)
+                return -EINVAL;
+            route.param_names[route.nparams] = strndup(p + 1, nlen);
+            route.param_types[route.nparams++] = type;
+            if (!n->param && !(n->param = calloc(1, sizeof *n->param)))
+                return -ENOMEM;
+            n = n->param;
+        } else {
+            node_t *c;
+            for (c = n->children; c; c = c->sibling)
+                if (strlen(c->seg) == len && !memcmp(c->seg, p, len))
+                    break;
+            if (!c) {
+                if (!(c = calloc(1, sizeof *c)) || !(c->seg = strndup(p, len))) {
+                    free(c);
+                    return -ENOMEM;
+                }
+                c->sibling = n->children;
+                n->children = c;
+            }
+            n = c;
+        }
+        if (e == end)
+            break;
+        p = e + 1;
+    }
+    for (method_route_t *m = n->routes; m; m = m->next)
+        if (!strcmp(m->method, method)) {
+            for (int i = 0; i < route.nparams; i++)
+                free(route.param_names[i]);
+            return -EEXIST;
+        }
+    method_route_t *m = calloc(1, sizeof *m);
+    if (!m)
+        return -ENOMEM;
+    strcpy(m->method, method);
+    route.fn = fn;
+    route.ud = ud;
+    route.flags = flags;
+    size_t nl = strlen(method) + strlen(tmpl) + 2;
+    route.name = malloc(nl);
+    if (route.name)
+        snprintf(route.name, nl, "%s %s", method, tmpl);
+    m->route = route;
+    m->next = n->routes;
+    n->routes = m;
+    return 0;
+}
+
+/* Depth-first: the node reached by the whole path, literals tried before the parameter. */
+static const node_t *walk(const node_t *n, const char *p, const char *end, http_param_t *params,
+                          int depth, int *nparams)
+{
+    if (p > end)
+        return n;
+    const char *e = seg_end(p, end);
+    size_t len = (size_t)(e - p);
+    const char *next = e == end ? end + 1 : e + 1;
+    for (const node_t *c = n->children; c; c = c->sibling) {
+        if (strlen(c->seg) == len && !memcmp(c->seg, p, len)) {
+            const node_t *found = walk(c, next, end, params, depth, nparams);
+            if (found && found->routes)
+                return found;
+        }
+    }
+    if (n->param && len > 0 && depth < HTTP_MAX_PARAMS) {
+        params[depth].value = str_make(p, len);
+        const node_t *found = walk(n->param, next, end, params, depth + 1, nparams);
+        if (found && found->routes) {
+            if (*nparams < depth + 1)
+                *nparams = depth + 1;
+            return found;
+        }
+    }
+    return NULL;
+}
+
+static const route_t *take(const method_route_t *m, http_param_t *params)
+{
+    for (int i = 0; i < m->route.nparams && i < HTTP_MAX_PARAMS; i++)
+        params[i].name = m->route.param_names[i];
+    return &m->route;
+}
+
+const route_t *router_match(const router_t *r, const char *method, roost_str_t path,
+                            http_param_t *params, int *nparams, char *allow, size_t allow_size)
+{
+    allow[0] = '\0';
+    *nparams = 0;
+    if (!path.ptr || !path.len || path.ptr[0] != '/')
+        return NULL;
+    const char *end = path.ptr + path.len;
+    const node_t *n =
+        path.len == 1 ? &r->root : walk(&r->root, path.ptr + 1, end, params, 0, nparams);
+    if (!n || !n->routes)
+        return NULL;
+    const method_route_t *get = NULL;
+    for (const method_route_t *m = n->routes; m; m = m->next) {
+        if (!strcmp(m->method, method))
+            return take(m, params);
+        if (!strcmp(m->method, "GET"))
+            get = m;
+    }
+    if (get && !strcmp(method, "HEAD")) /* RFC 9110 §9.3.2: HEAD is GET without the body */
+        return take(get, params);
+    /* Known path, other method: list what is allowed, in registration order (the list is
+     * newest first). */
+    const char *names[33];
+    int k = 0;
+    for (const method_route_t *m = n->routes; m && k < 32; m = m->next)
+        names[k++] = m->method;
+    size_t used = 0;
+    for (int i = k - 1; i >= 0; i--) {
+        const char *name = names[i];
+        int w = snprintf(allow + used, allow_size - used, "%s%s", used ? ", " : "", name);
+        if (w < 0 || (size_t)w >= allow_size - used)
+            return NULL;
+        used += (size_t)w;
+        if (!strcmp(name, "GET")) {
+            w = snprintf(allow + used, allow_size - used, ", HEAD");
+            if (w < 0 || (size_t)w >= allow_size - used)
+                return NULL;
+            used += (size_t)w;
+        }
+    }
+    return NULL;
+}

@@ -1,0 +1,240 @@
+/* The server object: routes, middleware and counters registered before roost_run, then the
+ * run itself: listeners, loops, pool and watchdog started; the main thread waits for SIGTERM
+ * or SIGINT, drains (stop accepting, finish in-flight work within drain_s), and tears down. */
+#include "http/http.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void process_time_after(roost_req_t *req, int status, void *ud)
+{
+    char v[32];
+    snprintf(v, sizeof v, "%.6f", (double)(time_now_ns() - req->start_ns) / 1e9);
+    roost_res_header(req, "X-Process-Time", v);
+}
+
+static void access_log_after(roost_req_t *req, int status, void *ud)
+{
+    roost_str_t m = roost_req_method(req), t = http_req_target(req);
+    log_info("%.*s %.*s %d %.3fms", (int)m.len, m.ptr, (int)(t.len > 200 ? 200 : t.len),
+             t.ptr ? t.ptr : "", status, (double)(time_now_ns() - req->start_ns) / 1e6);
+}
+
+roost_server_t *roost_server_new(const roost_config_t *cfg)
+{
+    roost_server_t *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return NULL;
+    srv->cfg = *cfg;
+    srv->router = router_new();
+    srv->counters = counters_new();
+    if (!srv->router || !srv->counters) {
+        roost_server_free(srv);
+        return NULL;
+    }
+    counters_t *k = srv->counters;
+    srv->c_requests = counters_get(k, "roost_http_requests_total", NULL, "HTTP requests routed");
+    srv->c_stalls = counters_get(k, "roost_loop_stalls_total", NULL,
+                                 "Loop stalls longer than --stall-ms");
+    srv->c_stall_ms = counters_get(k, "roost_loop_stall_milliseconds_total", NULL,
+                                   "Time loops spent stalled");
+    const char *help = "Requests refused by a limit";
+    srv->c_limit_url = counters_get(k, "roost_limit_hits_total", "limit=\"url\"", help);
+    srv->c_limit_header_size =
+        counters_get(k, "roost_limit_hits_total", "limit=\"header_size\"", help);
+    srv->c_limit_headers = counters_get(k, "roost_limit_hits_total", "limit=\"headers\"", help);
+    srv->c_limit_body = counters_get(k, "roost_limit_hits_total", "limit=\"body\"", help);
+    srv->c_limit_header_timeout =
+        counters_get(k, "roost_limit_hits_total", "limit=\"header_timeout\"", help);
+    srv->c_limit_body_timeout =
+        counters_get(k, "roost_limit_hits_total", "limit=\"body_timeout\"", help);
+    srv->c_pool_full = counters_get(k, "roost_limit_hits_total", "limit=\"worker_queue\"", help);
+    srv->c_bad_request = counters_get(k, "roost_http_bad_requests_total", NULL,
+                                      "Requests refused as malformed (400, 505)");
+    roost_middleware_t timing = {"process-time", NULL, process_time_after, NULL};
+    roost_use(srv, &timing);
+    if (cfg->access_log) {
+        roost_middleware_t log = {"access-log", NULL, access_log_after, NULL};
+        roost_use(srv, &log);
+    }
+    return srv;
+}
+
+const roost_config_t *roost_server_config(const roost_server_t *srv)
+{
+    return &srv->cfg;
+}
+
+void http_count_limit(roost_server_t *srv, const char *limit)
+{
+    roost_counter_t *c = NULL;
+    if (!strcmp(limit, "url"))
+        c = srv->c_limit_url;
+    else if (!strcmp(limit, "header_size"))
+        c = srv->c_limit_header_size;
+    else if (!strcmp(limit, "headers"))
+        c = srv->c_limit_headers;
+    else if (!strcmp(limit, "body"))
+        c = srv->c_limit_body;
+    else if (!strcmp(limit, "header_timeout"))
+        c = srv->c_limit_header_timeout;
+    else if (!strcmp(limit, "body_timeout"))
+        c = srv->c_limit_body_timeout;
+    else if (!strcmp(limit, "worker_queue"))
+        c = srv->c_pool_full;
+    roost_counter_add(c, 1);
+}
+
+int roost_route(roost_server_t *srv, const char *method, const char *path_template,
+                roost_handler_fn fn, void *ud, unsigned flags)
+{
+    if (!fn)
+        return -EINVAL;
+    return router_add(srv->router, method, path_template, fn, ud, flags);
+}
+
+int roost_use(roost_server_t *srv, const roost_middleware_t *mw)
+{
+    roost_middleware_t *m = realloc(srv->mw, (size_t)(srv->nmw + 1) * sizeof *m);
+    if (!m)
+        return -ENOMEM;
+    srv->mw = m;
+    srv->mw[srv->nmw++] = *mw;
+    return 0;
+}
+
+roost_counter_t *roost_counter(roost_server_t *srv, const char *name, const char *labels,
+                               const char *help)
+{
+    return counters_get(srv->counters, name, labels, help);
+}
+
+char *roost_metrics_text(roost_server_t *srv)
+{
+    sbuf_t out = {0};
+    counters_render(srv->counters, &out);
+    if (srv->pool)
+        sbuf_printf(&out,
+                    "# HELP roost_worker_queue_depth Blocking jobs waiting for a worker\n"
+                    "# TYPE roost_worker_queue_depth gauge\nroost_worker_queue_depth %d\n",
+                    pool_queued(srv->pool));
+    return out.p;
+}
+
+/* ---- running ---- */
+
+typedef struct {
+    roost_server_t *srv;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t poll, deadline;
+    int draining, forced;
+} runner_t;
+
+static void on_deadline(uv_timer_t *t)
+{
+    runner_t *r = t->data;
+    if (!r->forced) {
+        r->forced = 1;
+        log_warn("drain: %.1fs passed, closing what is left", r->srv->cfg.drain_s);
+        net_group_force(r->srv->group);
+        /* Connections still waiting on a worker end when it returns; give it a while. */
+        uv_timer_start(t, on_deadline, 10000, 0);
+        return;
+    }
+    log_error("drain: workers still busy after the grace period; exiting anyway");
+    exit(1);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    runner_t *r = h->data;
+    if (r->draining)
+        return;
+    r->draining = 1;
+    log_info("%s: draining (up to %.1fs)", signum == SIGTERM ? "SIGTERM" : "SIGINT",
+             r->srv->cfg.drain_s);
+    net_group_drain(r->srv->group);
+    uv_timer_start(&r->deadline, on_deadline, (uint64_t)(r->srv->cfg.drain_s * 1000), 0);
+}
+
+static void on_poll(uv_timer_t *t)
+{
+    runner_t *r = t->data;
+    if (net_group_running(r->srv->group) > 0)
+        return;
+    uv_close((uv_handle_t *)&r->sigterm, NULL);
+    uv_close((uv_handle_t *)&r->sigint, NULL);
+    uv_close((uv_handle_t *)&r->poll, NULL);
+    uv_close((uv_handle_t *)&r->deadline, NULL);
+}
+
+int roost_run(roost_server_t *srv)
+{
+    const roost_config_t *cfg = &srv->cfg;
+    signal(SIGPIPE, SIG_IGN);
+    srv->pool = pool_new(cfg->workers, cfg->worker_queue);
+    if (!srv->pool) {
+        log_error("cannot start %d workers", cfg->workers);
+        return -ENOMEM;
+    }
+    net_group_opts_t opts = {
+        .host = cfg->host,
+        .port = cfg->port,
+        .threads = cfg->threads,
+        .stall_ms = cfg->stall_ms,
+        .proto = &http_proto,
+        .on_accept = http_session_accept,
+        .on_loop_end = http_loop_end,
+        .ud = srv,
+    };
+    srv->group = net_group_new(&opts);
+    if (!srv->group)
+        return -ENOMEM;
+    int rc = net_group_listen(srv->group);
+    if (rc < 0) {
+        net_group_join_free(srv->group);
+        srv->group = NULL;
+        return rc;
+    }
+    uv_loop_t main_loop;
+    uv_loop_init(&main_loop);
+    runner_t r = {.srv = srv};
+    uv_signal_init(&main_loop, &r.sigterm);
+    uv_signal_init(&main_loop, &r.sigint);
+    uv_timer_init(&main_loop, &r.poll);
+    uv_timer_init(&main_loop, &r.deadline);
+    r.sigterm.data = r.sigint.data = r.poll.data = r.deadline.data = &r;
+    uv_signal_start(&r.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&r.sigint, on_signal, SIGINT);
+    uv_timer_start(&r.poll, on_poll, 50, 50);
+
+    watchdog_t *wd = watchdog_start(srv->group, cfg->stall_ms, srv->c_stalls, srv->c_stall_ms);
+    if ((rc = net_group_start(srv->group)) < 0) {
+        log_error("cannot start the loops");
+        exit(1);
+    }
+    log_info("roost listening on http://%s:%d (%d loops, %d workers)", cfg->host, cfg->port,
+             cfg->threads, cfg->workers);
+    uv_run(&main_loop, UV_RUN_DEFAULT);
+    uv_loop_close(&main_loop);
+    watchdog_stop(wd);
+    net_group_join_free(srv->group);
+    srv->group = NULL;
+    pool_stop_free(srv->pool);
+    srv->pool = NULL;
+    log_info("stopped");
+    return 0;
+}
+
+void roost_server_free(roost_server_t *srv)
+{
+    if (!srv)
+        return;
+    router_free(srv->router);
+    counters_free(srv->counters);
+    free(srv->mw);
+    free(srv);
+}

@@ -1,0 +1,565 @@
+/* One HTTP/1.1 connection: parses what arrives, keeps the pipeline of requests in arrival
+ * order, and writes each response only when every earlier one has been written, so a fast
+ * request behind a slow (worker) one waits its turn. It also owns the connection's timeouts:
+ * header and body (408), keep-alive idle (silent close) and write (drop).
+ *
+ * Requests are recycled per loop (http_loop_t.free), so keep-alive traffic allocates nothing. */
+#include "http/http.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum phase { PHASE_IDLE, PHASE_HEAD, PHASE_BODY, PHASE_WAIT };
+
+struct http_session {
+    net_conn_t *conn;
+    roost_server_t *srv;
+    http_parse_t parse;
+    roost_req_t *head, *tail; /* the pipeline: parsed or being parsed, not yet written */
+    int depth;
+    enum phase phase;
+    char *saved; /* bytes not parsed while the pipeline was full */
+    size_t saved_len;
+    http_session_t *resume_next;
+    unsigned dead : 1;     /* no more requests on this connection */
+    unsigned shutdown : 1; /* the server is draining */
+    unsigned in_feed : 1;
+    unsigned closed : 1;   /* the connection closed during a feed: free afterwards */
+    unsigned resume_queued : 1;
+};
+
+typedef struct {
+    roost_req_t *free;
+    int nfree;
+    sbuf_t out;
+    uv_check_t resume_check; /* feeds paused sessions outside any handler's stack */
+    http_session_t *resume;
+} http_loop_t;
+
+#define FREE_REQS_PER_LOOP 1024
+
+typedef struct http_defer {
+    uv_timer_t timer;
+    roost_req_t *req;
+    roost_timer_fn fn;
+    void *arg;
+} http_defer_t;
+
+static void flush(http_session_t *s);
+static void feed(http_session_t *s, const char *data, size_t len);
+static void session_free(http_session_t *s);
+static void on_defer_fire(uv_timer_t *t);
+
+/* ---- request objects ---- */
+
+static http_loop_t *loop_state(net_loop_t *loop);
+
+static roost_req_t *req_get(http_session_t *s)
+{
+    http_loop_t *hl = loop_state(s->conn->loop);
+    roost_req_t *req = hl->free;
+    if (req) {
+        hl->free = req->next;
+        hl->nfree--;
+    } else {
+        req = calloc(1, sizeof *req);
+        if (!req)
+            return NULL;
+        http_req_reset(req);
+    }
+    req->next = NULL;
+    req->sess = s;
+    req->conn = s->conn;
+    req->srv = s->srv;
+    req->loop = s->conn->loop;
+    req->refs = 1;
+    req->start_ns = time_now_ns();
+    return req;
+}
+
+static void req_unref(roost_req_t *req)
+{
+    if (--req->refs > 0)
+        return;
+    http_loop_t *hl = req->loop->proto_state;
+    if (hl && hl->nfree < FREE_REQS_PER_LOOP) {
+        http_req_reset(req);
+        req->next = hl->free;
+        hl->free = req;
+        hl->nfree++;
+    } else {
+        http_req_free(req);
+    }
+}
+
+/* ---- the per-loop state ---- */
+
+static void on_resume_check(uv_check_t *h)
+{
+    http_loop_t *hl = h->data;
+    http_session_t *s = hl->resume;
+    hl->resume = NULL;
+    uv_check_stop(h);
+    while (s) {
+        http_session_t *next = s->resume_next;
+        s->resume_queued = 0;
+        s->resume_next = NULL;
+        char *saved = s->saved;
+        size_t len = s->saved_len;
+        s->saved = NULL;
+        s->saved_len = 0;
+        net_conn_t *c = s->conn;
+        net_conn_ref(c);
+        c->loop->cork_conn = c;
+        feed(s, saved, len);
+        c->loop->cork_conn = NULL;
+        free(saved);
+        if (c->loop->cork.len) {
+            size_t n = c->loop->cork.len;
+            c->loop->cork.len = 0;
+            net_conn_write(c, c->loop->cork.p, n);
+        }
+        if (s->closed)
+            session_free(s);
+        else if (!c->closing && !s->saved && !s->dead)
+            net_conn_resume(c);
+        net_conn_unref(c);
+        s = next;
+    }
+}
+
+static http_loop_t *loop_state(net_loop_t *loop)
+{
+    if (!loop->proto_state) {
+        http_loop_t *hl = calloc(1, sizeof *hl);
+        if (!hl)
+            abort(); /* at first accept: nothing sensible to do without it */
+        uv_check_init(&loop->uv, &hl->resume_check);
+        hl->resume_check.data = hl;
+        loop->proto_state = hl;
+    }
+    return loop->proto_state;
+}
+
+static void free_loop_state(uv_handle_t *h)
+{
+    http_loop_t *hl = h->data;
+    while (hl->free) {
+        roost_req_t *next = hl->free->next;
+        http_req_free(hl->free);
+        hl->free = next;
+    }
+    sbuf_free(&hl->out);
+    free(hl);
+}
+
+void http_loop_end(net_loop_t *loop)
+{
+    http_loop_t *hl = loop->proto_state;
+    if (!hl)
+        return;
+    loop->proto_state = NULL;
+    uv_close((uv_handle_t *)&hl->resume_check, free_loop_state);
+}
+
+/* ---- timeouts ---- */
+
+static void arm(http_session_t *s, enum phase phase, double seconds)
+{
+    s->phase = phase;
+    uint64_t now = net_loop_now(s->conn->loop);
+    net_conn_deadline(s->conn, seconds > 0 ? now + (uint64_t)(seconds * 1000) : 0);
+}
+
+/* After the pipeline changed: idle keep-alive, or waiting on handlers, or a stalled reader. */
+static void arm_after_flush(http_session_t *s)
+{
+    const roost_config_t *cfg = &s->srv->cfg;
+    if (s->phase == PHASE_HEAD || s->phase == PHASE_BODY)
+        return;
+    if (s->conn->wq_bytes > 0)
+        arm(s, s->depth ? PHASE_WAIT : PHASE_IDLE, cfg->write_timeout_s);
+    else if (s->depth > 0)
+        arm(s, PHASE_WAIT, 0);
+    else
+        arm(s, PHASE_IDLE, cfg->keepalive_timeout_s);
+}
+
+/* ---- parser callbacks ---- */
+
+static roost_req_t *on_new_req(void *ud)
+{
+    http_session_t *s = ud;
+    if (s->dead)
+        return NULL;
+    roost_req_t *req = req_get(s);
+    if (!req)
+        return NULL;
+    if (s->tail)
+        s->tail->next = req;
+    else
+        s->head = req;
+    s->tail = req;
+    s->depth++;
+    arm(s, PHASE_HEAD, s->srv->cfg.header_timeout_s);
+    return req;
+}
+
+static void on_head(void *ud, roost_req_t *req)
+{
+    http_session_t *s = ud;
+    const llhttp_t *llh = &s->parse.llh;
+    if ((llh->flags & F_CHUNKED) || llh->content_length > 0)
+        arm(s, PHASE_BODY, s->srv->cfg.body_timeout_s);
+    if (req->expect_continue && s->head == req) {
+        /* RFC 9110 §10.1.1: say 100 only when the answer will not come first anyway. */
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        net_conn_write(s->conn, cont, sizeof cont - 1);
+        req->continue_sent = 1;
+    }
+}
+
+static int on_request(void *ud, roost_req_t *req)
+{
+    http_session_t *s = ud;
+    s->phase = PHASE_WAIT;
+    http_dispatch(req);
+    /* Pause llhttp when no more requests may start: the pipeline is full or the connection
+     * is ending (its last answer said Connection: close). */
+    return s->dead || s->closed || s->depth >= s->srv->cfg.max_pipeline;
+}
+
+/* ---- feeding bytes ---- */
+
+static void fail_current(http_session_t *s, int status, const char *detail, const char *limit)
+{
+    roost_req_t *req = s->parse.cur;
+    s->dead = 1;
+    s->parse.cur = NULL;
+    if (limit)
+        http_count_limit(s->srv, limit);
+    else
+        roost_counter_add(s->srv->c_bad_request, 1);
+    if (!req || req->inflight || req->responded) {
+        net_conn_close_after_write(s->conn);
+        flush(s);
+        return;
+    }
+    req->close_after = 1;
+    req->keep_alive = 0;
+    roost_respond_error(req, status, detail);
+}
+
+static void feed(http_session_t *s, const char *data, size_t len)
+{
+    s->in_feed = 1;
+    while (len > 0 && !s->dead && !s->closed) {
+        ssize_t n = http_parse_feed(&s->parse, data, len);
+        if (n < 0) {
+            fail_current(s, s->parse.err_status, s->parse.err_detail, s->parse.err_limit);
+            break;
+        }
+        data += n;
+        len -= (size_t)n;
+        if (len && !s->dead && !s->closed && s->depth >= s->srv->cfg.max_pipeline) {
+            /* Pipeline full: keep the rest, stop reading until answers go out. */
+            s->saved = malloc(len);
+            if (!s->saved) {
+                net_conn_close(s->conn);
+                break;
+            }
+            memcpy(s->saved, data, len);
+            s->saved_len = len;
+            net_conn_pause(s->conn);
+            break;
+        }
+    }
+    s->in_feed = 0;
+}
+
+static void session_free(http_session_t *s)
+{
+    free(s->saved);
+    free(s);
+}
+
+static void on_data(net_conn_t *c, char *data, size_t len)
+{
+    http_session_t *s = c->ud;
+    if (s->dead)
+        return;
+    if (s->phase == PHASE_BODY)
+        arm(s, PHASE_BODY, s->srv->cfg.body_timeout_s);
+    feed(s, data, len);
+    if (s->closed) {
+        session_free(s);
+        return;
+    }
+    arm_after_flush(s);
+}
+
+/* ---- the pipeline ---- */
+
+static void drop_pipeline(http_session_t *s)
+{
+    roost_req_t *req = s->head;
+    s->head = s->tail = NULL;
+    s->depth = 0;
+    while (req) {
+        roost_req_t *next = req->next;
+        req->sess = NULL;
+        req->next = NULL;
+        if (req->defer) /* the client left: run the callback now, its answer is dropped */
+            uv_timer_start(&req->defer->timer, on_defer_fire, 0, 0);
+        req_unref(req);
+        req = next;
+    }
+}
+
+static void write_response(http_session_t *s, roost_req_t *req)
+{
+    net_loop_t *loop = s->conn->loop;
+    if (s->shutdown || !req->keep_alive)
+        req->close_after = 1;
+    if (loop->cork_conn == s->conn) {
+        http_serialize(req, loop->date, &loop->cork); /* straight into the gathered write */
+    } else {
+        sbuf_t *out = &loop_state(loop)->out;
+        out->len = 0;
+        http_serialize(req, loop->date, out);
+        net_conn_write(s->conn, out->p, out->len);
+    }
+    req->written = 1;
+}
+
+static void flush(http_session_t *s)
+{
+    roost_req_t *req;
+    while ((req = s->head) && !s->conn->closing) {
+        if (req->inflight || !req->responded) {
+            if (req->expect_continue && !req->continue_sent && s->phase == PHASE_BODY &&
+                req == s->parse.cur) {
+                static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+                net_conn_write(s->conn, cont, sizeof cont - 1);
+                req->continue_sent = 1;
+            }
+            break;
+        }
+        write_response(s, req);
+        s->head = req->next;
+        if (!s->head)
+            s->tail = NULL;
+        s->depth--;
+        req->sess = NULL;
+        int close = req->close_after;
+        req_unref(req);
+        if (close) {
+            s->dead = 1;
+            s->parse.cur = NULL;
+            drop_pipeline(s);
+            net_conn_close_after_write(s->conn);
+            return;
+        }
+    }
+    if (s->shutdown && s->depth == 0 && !s->conn->closing) {
+        net_conn_close_after_write(s->conn);
+        return;
+    }
+    if (s->saved && s->depth < s->srv->cfg.max_pipeline && !s->resume_queued && !s->dead) {
+        http_loop_t *hl = loop_state(s->conn->loop);
+        s->resume_queued = 1;
+        s->resume_next = hl->resume;
+        hl->resume = s;
+        uv_check_start(&hl->resume_check, on_resume_check);
+    }
+}
+
+void http_session_responded(roost_req_t *req)
+{
+    if (req->on_worker || !req->sess)
+        return; /* the worker's completion, or nobody, writes it */
+    http_session_t *s = req->sess;
+    flush(s);
+    if (!s->in_feed && !s->conn->closing)
+        arm_after_flush(s);
+}
+
+/* ---- connection events ---- */
+
+static void on_timeout(net_conn_t *c)
+{
+    http_session_t *s = c->ud;
+    if (s->phase == PHASE_HEAD || s->phase == PHASE_BODY) {
+        int head = s->phase == PHASE_HEAD;
+        s->phase = PHASE_WAIT;
+        fail_current(s, 408, head ? "Timed out reading the request header"
+                                  : "Timed out reading the request body",
+                     head ? "header_timeout" : "body_timeout");
+        return;
+    }
+    /* Idle keep-alive, or a client that stopped reading what we write. */
+    net_conn_close(c);
+}
+
+static void on_drained(net_conn_t *c)
+{
+    arm_after_flush(c->ud);
+}
+
+static void on_shutdown(net_conn_t *c)
+{
+    http_session_t *s = c->ud;
+    s->shutdown = 1;
+    if (s->depth == 0)
+        net_conn_close_after_write(c);
+}
+
+static void on_close(net_conn_t *c)
+{
+    http_session_t *s = c->ud;
+    c->ud = NULL;
+    s->parse.cur = NULL;
+    drop_pipeline(s);
+    if (s->resume_queued) {
+        http_loop_t *hl = loop_state(c->loop);
+        for (http_session_t **p = &hl->resume; *p; p = &(*p)->resume_next)
+            if (*p == s) {
+                *p = s->resume_next;
+                break;
+            }
+    }
+    if (s->in_feed)
+        s->closed = 1; /* feed() is on the stack: on_data frees it */
+    else
+        session_free(s);
+}
+
+const net_proto_t http_proto = {
+    .name = "http",
+    .on_data = on_data,
+    .on_timeout = on_timeout,
+    .on_drained = on_drained,
+    .on_shutdown = on_shutdown,
+    .on_close = on_close,
+};
+
+void http_session_accept(net_conn_t *c)
+{
+    roost_server_t *srv = net_group_ud(c->loop->group);
+    http_session_t *s = calloc(1, sizeof *s);
+    if (!s) {
+        net_conn_close(c);
+        return;
+    }
+    s->conn = c;
+    s->srv = srv;
+    http_parse_init(&s->parse, &srv->cfg);
+    s->parse.new_req = on_new_req;
+    s->parse.on_head = on_head;
+    s->parse.on_request = on_request;
+    s->parse.ud = s;
+    c->proto = &http_proto;
+    c->ud = s;
+    loop_state(c->loop);
+    arm(s, PHASE_IDLE, srv->cfg.keepalive_timeout_s);
+}
+
+/* ---- handlers that answer later, on the loop ---- */
+
+static void on_defer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void on_defer_fire(uv_timer_t *t)
+{
+    http_defer_t *d = t->data;
+    roost_req_t *req = d->req;
+    net_conn_t *conn = req->conn;
+    req->defer = NULL;
+    req->inflight = 0;
+    net_loop_t *loop = req->loop;
+    atomic_store(&loop->running, req->route ? req->route->name : NULL);
+    d->fn(req, d->arg);
+    atomic_store(&loop->running, NULL);
+    if (!req->responded && !req->inflight)
+        roost_respond_error(req, 500, "The handler did not respond");
+    req_unref(req);
+    net_conn_unref(conn);
+    uv_close((uv_handle_t *)t, on_defer_closed);
+}
+
+void roost_defer(roost_req_t *req, uint64_t ms, roost_timer_fn fn, void *arg)
+{
+    http_defer_t *d = calloc(1, sizeof *d);
+    if (!d || req->on_worker) {
+        free(d);
+        roost_respond_error(req, 500, "roost_defer needs a loop handler");
+        return;
+    }
+    d->req = req;
+    d->fn = fn;
+    d->arg = arg;
+    uv_timer_init(&req->loop->uv, &d->timer);
+    d->timer.data = d;
+    req->defer = d;
+    req->inflight = 1;
+    req->refs++;
+    net_conn_ref(req->conn);
+    uv_timer_start(&d->timer, on_defer_fire, ms, 0);
+}
+
+/* ---- blocking handlers, on the pool ---- */
+
+static void on_worker_done(net_loop_t *loop, net_msg_t *msg)
+{
+    roost_req_t *req = CONTAINER_OF(msg, roost_req_t, msg);
+    net_conn_t *conn = req->conn;
+    req->on_worker = 0;
+    req->inflight = 0;
+    if (!loop) { /* cannot happen while the request holds its connection; be safe */
+        http_req_free(req);
+        return;
+    }
+    if (req->sess)
+        http_session_responded(req);
+    req_unref(req);
+    net_conn_unref(conn);
+}
+
+static void worker_run(pool_job_t *job)
+{
+    roost_req_t *req = CONTAINER_OF(job, roost_req_t, job);
+    req->route->fn(req, req->route->ud);
+    if (!req->responded)
+        roost_respond_error(req, 500, "The handler did not respond");
+    req->msg.fn = on_worker_done;
+    net_loop_post(req->loop, &req->msg);
+}
+
+void http_run_handler(roost_req_t *req)
+{
+    const route_t *route = req->route;
+    if (route->flags & ROOST_BLOCKING) {
+        req->inflight = 1;
+        req->on_worker = 1;
+        req->refs++;
+        net_conn_ref(req->conn);
+        req->job.run = worker_run;
+        if (pool_submit(req->srv->pool, &req->job) < 0) {
+            req->inflight = req->on_worker = 0;
+            req->refs--;
+            net_conn_unref(req->conn);
+            http_count_limit(req->srv, "worker_queue");
+            roost_res_header(req, "Retry-After", "1");
+            roost_respond_error(req, 503, "Server busy: the worker queue is full");
+        }
+        return;
+    }
+    net_loop_t *loop = req->loop;
+    atomic_store(&loop->running, route->name);
+    route->fn(req, route->ud);
+    atomic_store(&loop->running, NULL);
+    if (!req->responded && !req->inflight)
+        roost_respond_error(req, 500, "The handler did not respond");
+}

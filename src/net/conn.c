@@ -1,0 +1,358 @@
+/* Connections: accept, read into the loop's shared buffer, and a write queue of slices that
+ * try to go out at once (uv_try_write) and are only queued, copied or referenced, when the
+ * socket is full. Writes made during a protocol's on_data are gathered (corked) into one write.
+ * A connection's memory outlives its socket while anything (a worker) still holds a ref. */
+#include "net/net.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct net_wseg {
+    net_wseg_t *next;
+    rbuf_t *buf;
+    const char *ptr;
+    size_t len;
+};
+
+#define MAX_IOVS 16
+
+void net_loop_conn_gone(net_loop_t *loop);
+static void flush_queue(net_conn_t *c);
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    net_loop_t *loop = ((net_conn_t *)h)->loop;
+    (void)suggested;
+    buf->base = loop->rbuf;
+    buf->len = loop->rbuf_size;
+}
+
+#define LINGER_MS 2000
+
+static void on_linger_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    (void)buf;
+    if (n < 0) /* EOF from the peer: it has read our answer */
+        net_conn_close((net_conn_t *)s);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    net_conn_t *c = req->data;
+    free(req);
+    if (status < 0)
+        net_conn_close(c);
+    net_conn_unref(c);
+}
+
+/* Closing a socket with unread input makes the kernel send RST, which can destroy the answer
+ * we just wrote before the client reads it. Like nginx's lingering close: send FIN, discard
+ * what still arrives, and close on the client's EOF or after LINGER_MS. */
+static void linger_close(net_conn_t *c)
+{
+    uv_shutdown_t *req = malloc(sizeof *req);
+    if (!req || c->lingering) {
+        free(req);
+        net_conn_close(c);
+        return;
+    }
+    c->lingering = 1;
+    req->data = c;
+    net_conn_ref(c);
+    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+        free(req);
+        net_conn_unref(c);
+        net_conn_close(c);
+        return;
+    }
+    wheel_arm(&c->loop->wheel, &c->timer, uv_now(&c->loop->uv) + LINGER_MS);
+    if (c->reading)
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 1;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_linger_read);
+}
+
+static void finish_close_if_done(net_conn_t *c)
+{
+    if (c->close_after_write && !c->wq_head && !c->closing && !c->lingering)
+        linger_close(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    net_conn_t *c = (net_conn_t *)s;
+    net_loop_t *loop = c->loop;
+    if (n < 0) {
+        net_conn_close(c);
+        return;
+    }
+    if (n == 0)
+        return;
+    net_conn_ref(c);
+    loop->cork_conn = c;
+    c->proto->on_data(c, buf->base, (size_t)n);
+    loop->cork_conn = NULL;
+    if (loop->cork.len) {
+        size_t len = loop->cork.len;
+        loop->cork.len = 0;
+        if (!c->closing)
+            net_conn_write(c, loop->cork.p, len);
+    }
+    finish_close_if_done(c);
+    net_conn_unref(c);
+}
+
+void net_conn_accept(net_loop_t *loop, uv_stream_t *server)
+{
+    net_conn_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    uv_tcp_init(&loop->uv, &c->tcp);
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+        uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+        return;
+    }
+    c->loop = loop;
+    c->refs = 1; /* the socket's */
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->next = loop->conns;
+    if (loop->conns)
+        loop->conns->prev = c;
+    loop->conns = c;
+    loop->nconns++;
+    net_group_opts(loop->group)->on_accept(c);
+    if (c->closing)
+        return;
+    c->reading = 1;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static void unlink_conn(net_conn_t *c)
+{
+    net_loop_t *loop = c->loop;
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (loop->conns == c)
+        loop->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void free_queue(net_conn_t *c)
+{
+    net_wseg_t *w = c->wq_head;
+    while (w) {
+        net_wseg_t *next = w->next;
+        rbuf_unref(w->buf);
+        free(w);
+        w = next;
+    }
+    c->wq_head = c->wq_tail = NULL;
+    c->wq_bytes = 0;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    net_conn_t *c = (net_conn_t *)h;
+    free_queue(c);
+    net_conn_unref(c);
+}
+
+void net_conn_unref(net_conn_t *c)
+{
+    if (--c->refs > 0)
+        return;
+    net_loop_t *loop = c->loop;
+    free(c);
+    net_loop_conn_gone(loop);
+}
+
+void net_conn_close(net_conn_t *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    wheel_disarm(&c->timer);
+    unlink_conn(c);
+    if (c->loop->cork_conn == c)
+        c->loop->cork.len = 0;
+    if (c->proto && c->proto->on_close)
+        c->proto->on_close(c);
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+void net_conn_close_after_write(net_conn_t *c)
+{
+    c->close_after_write = 1;
+    if (c->reading && !c->closing) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+    if (c->loop->cork_conn != c)
+        finish_close_if_done(c);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    net_conn_t *c = CONTAINER_OF(req, net_conn_t, wreq);
+    for (unsigned i = 0; i < c->wsegs_inflight && c->wq_head; i++) {
+        net_wseg_t *w = c->wq_head;
+        c->wq_head = w->next;
+        c->wq_bytes -= w->len;
+        rbuf_unref(w->buf);
+        free(w);
+    }
+    if (!c->wq_head)
+        c->wq_tail = NULL;
+    c->wsegs_inflight = 0;
+    if (c->closing)
+        return;
+    if (status < 0) {
+        net_conn_close(c);
+        return;
+    }
+    if (c->wq_head) {
+        flush_queue(c);
+        return;
+    }
+    if (c->close_after_write) {
+        finish_close_if_done(c);
+        return;
+    }
+    if (c->proto->on_drained)
+        c->proto->on_drained(c);
+}
+
+static void flush_queue(net_conn_t *c)
+{
+    if (c->wsegs_inflight || !c->wq_head || c->closing)
+        return;
+    uv_buf_t bufs[MAX_IOVS];
+    unsigned n = 0;
+    for (net_wseg_t *w = c->wq_head; w && n < MAX_IOVS; w = w->next, n++)
+        bufs[n] = uv_buf_init((char *)w->ptr, (unsigned)w->len);
+    c->wsegs_inflight = n;
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, n, on_write) < 0) {
+        c->wsegs_inflight = 0;
+        net_conn_close(c);
+    }
+}
+
+static int enqueue(net_conn_t *c, rbuf_t *b, const char *ptr, size_t len)
+{
+    net_wseg_t *w = malloc(sizeof *w);
+    if (!w) {
+        rbuf_unref(b);
+        net_conn_close(c);
+        return -ENOMEM;
+    }
+    w->next = NULL;
+    w->buf = b;
+    w->ptr = ptr;
+    w->len = len;
+    if (c->wq_tail)
+        c->wq_tail->next = w;
+    else
+        c->wq_head = w;
+    c->wq_tail = w;
+    c->wq_bytes += len;
+    return 0;
+}
+
+/* Tries the socket first; returns how many bytes went out, or a negative code (closed). */
+static ssize_t try_now(net_conn_t *c, const char *data, size_t len)
+{
+    if (c->wq_head)
+        return 0;
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n == UV_EAGAIN)
+        return 0;
+    if (n < 0) {
+        net_conn_close(c);
+        return n;
+    }
+    return n;
+}
+
+int net_conn_write(net_conn_t *c, const void *data, size_t len)
+{
+    if (c->closing)
+        return -EPIPE;
+    if (!len)
+        return 0;
+    net_loop_t *loop = c->loop;
+    if (loop->cork_conn == c)
+        return sbuf_append(&loop->cork, data, len);
+    ssize_t n = try_now(c, data, len);
+    if (n < 0)
+        return (int)n;
+    if ((size_t)n == len)
+        return 0;
+    rbuf_t *b = rbuf_from((const char *)data + n, len - (size_t)n);
+    if (!b) {
+        net_conn_close(c);
+        return -ENOMEM;
+    }
+    int rc = enqueue(c, b, b->data, b->len);
+    flush_queue(c);
+    return rc;
+}
+
+int net_conn_write_rbuf(net_conn_t *c, rbuf_t *b, size_t off, size_t len)
+{
+    if (c->closing)
+        return -EPIPE;
+    net_loop_t *loop = c->loop;
+    if (loop->cork_conn == c && loop->cork.len) {
+        /* Keep order: what was gathered goes first. */
+        size_t clen = loop->cork.len;
+        loop->cork.len = 0;
+        loop->cork_conn = NULL;
+        net_conn_write(c, loop->cork.p, clen);
+        loop->cork_conn = c;
+    }
+    ssize_t n = try_now(c, b->data + off, len);
+    if (n < 0)
+        return (int)n;
+    if ((size_t)n == len)
+        return 0;
+    int rc = enqueue(c, rbuf_ref(b), b->data + off + n, len - (size_t)n);
+    flush_queue(c);
+    return rc;
+}
+
+void net_conn_pause(net_conn_t *c)
+{
+    c->paused = 1;
+    if (c->reading && !c->closing) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+}
+
+void net_conn_resume(net_conn_t *c)
+{
+    c->paused = 0;
+    if (!c->reading && !c->closing && !c->close_after_write && !c->lingering) {
+        c->reading = 1;
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+}
+
+void net_conn_deadline(net_conn_t *c, uint64_t deadline_ms)
+{
+    if (!c->closing && !c->lingering)
+        wheel_arm(&c->loop->wheel, &c->timer, deadline_ms);
+}
+
+void net_conn_expire(wheel_node_t *n, void *ud)
+{
+    net_conn_t *c = CONTAINER_OF(n, net_conn_t, timer);
+    (void)ud;
+    if (c->lingering)
+        net_conn_close(c);
+    else if (!c->closing && c->proto->on_timeout)
+        c->proto->on_timeout(c);
+}

@@ -1,0 +1,355 @@
+/* Loop threads: each runs its own libuv loop with its own SO_REUSEPORT listener on the shared
+ * port, an inbox for work from other threads, and one tick timer that drives the timer wheel,
+ * the cached Date header and the heartbeat the watchdog reads. Draining (SIGTERM) is a message
+ * to each inbox: close the listener, ask every connection to finish, end when none is left. */
+#include "net/net.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define READ_BUF_SIZE (64 * 1024)
+#define TICK_MS 25       /* heartbeat and wheel driver: well under the smallest sane stall_ms */
+#define WHEEL_TICK_MS 50 /* timeouts are in tenths of seconds at best */
+
+struct net_group {
+    net_group_opts_t opts;
+    int nloops;
+    net_loop_t *loops;
+    atomic_int running;
+};
+
+/* Defined in conn.c */
+void net_conn_accept(net_loop_t *loop, uv_stream_t *server);
+void net_conn_expire(wheel_node_t *n, void *ud);
+
+uint64_t net_loop_now(const net_loop_t *loop)
+{
+    return uv_now(&loop->uv);
+}
+
+static void refresh_clock(net_loop_t *loop)
+{
+    int64_t sec = (int64_t)time_wall();
+    if (sec != loop->date_sec) {
+        loop->date_sec = sec;
+        time_http_date(loop->date, sec);
+    }
+}
+
+/* ---- inbox ---- */
+
+void net_loop_post(net_loop_t *loop, net_msg_t *msg)
+{
+    msg->next = NULL;
+    pthread_mutex_lock(&loop->inbox_lock);
+    if (loop->inbox_closed) {
+        pthread_mutex_unlock(&loop->inbox_lock);
+        msg->fn(NULL, msg);
+        return;
+    }
+    int was_empty = loop->inbox_head == NULL;
+    if (loop->inbox_tail)
+        loop->inbox_tail->next = msg;
+    else
+        loop->inbox_head = msg;
+    loop->inbox_tail = msg;
+    pthread_mutex_unlock(&loop->inbox_lock);
+    /* One wake-up per burst: the loop takes the whole list at once. */
+    if (was_empty)
+        uv_async_send(&loop->inbox_async);
+}
+
+static void on_inbox(uv_async_t *a)
+{
+    net_loop_t *loop = a->data;
+    pthread_mutex_lock(&loop->inbox_lock);
+    net_msg_t *m = loop->inbox_head;
+    loop->inbox_head = loop->inbox_tail = NULL;
+    pthread_mutex_unlock(&loop->inbox_lock);
+    while (m) {
+        net_msg_t *next = m->next;
+        m->fn(loop, m);
+        m = next;
+    }
+}
+
+/* ---- tick: heartbeat, Date, timeouts ---- */
+
+static void maybe_finish(net_loop_t *loop);
+
+static void on_tick(uv_timer_t *t)
+{
+    net_loop_t *loop = t->data;
+    atomic_store_explicit(&loop->heartbeat_ms, time_now_ms(), memory_order_relaxed);
+    refresh_clock(loop);
+    wheel_advance(&loop->wheel, uv_now(&loop->uv), net_conn_expire, loop);
+}
+
+/* ---- listening ---- */
+
+static int open_listener(net_loop_t *loop, const char *host, int port)
+{
+    struct sockaddr_storage ss;
+    int rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
+    if (rc < 0)
+        rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
+    if (rc < 0)
+        return rc;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    /* One listener per loop on the same port: the kernel spreads connections across loops. */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    socklen_t len = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                            : sizeof(struct sockaddr_in6);
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    uv_tcp_init(&loop->uv, &loop->listener);
+    loop->listener.data = loop;
+    if ((rc = uv_tcp_open(&loop->listener, fd)) < 0) {
+        close(fd);
+        return rc;
+    }
+    loop->listening = 1;
+    return 0;
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    net_loop_t *loop = server->data;
+    if (status < 0 || loop->draining)
+        return;
+    net_conn_accept(loop, server);
+}
+
+/* ---- draining ---- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void maybe_finish(net_loop_t *loop)
+{
+    if (!loop->draining || loop->nconns > 0)
+        return;
+    pthread_mutex_lock(&loop->inbox_lock);
+    int already = loop->inbox_closed;
+    loop->inbox_closed = 1;
+    net_msg_t *m = loop->inbox_head;
+    loop->inbox_head = loop->inbox_tail = NULL;
+    pthread_mutex_unlock(&loop->inbox_lock);
+    if (already)
+        return;
+    while (m) { /* anything posted before the close still runs here */
+        net_msg_t *next = m->next;
+        m->fn(loop, m);
+        m = next;
+    }
+    uv_close((uv_handle_t *)&loop->inbox_async, on_handle_closed);
+    uv_close((uv_handle_t *)&loop->tick, on_handle_closed);
+    if (loop->group->opts.on_loop_end)
+        loop->group->opts.on_loop_end(loop);
+}
+
+/* Called by conn.c whenever a connection's memory is released. */
+void net_loop_conn_gone(net_loop_t *loop)
+{
+    loop->nconns--;
+    maybe_finish(loop);
+}
+
+static void on_drain_msg(net_loop_t *loop, net_msg_t *msg)
+{
+    free(msg);
+    if (!loop || loop->draining)
+        return;
+    loop->draining = 1;
+    if (loop->listening) {
+        loop->listening = 0;
+        uv_close((uv_handle_t *)&loop->listener, on_handle_closed);
+    }
+    for (net_conn_t *c = loop->conns, *next; c; c = next) {
+        next = c->next;
+        if (!c->closing && c->proto && c->proto->on_shutdown)
+            c->proto->on_shutdown(c);
+    }
+    maybe_finish(loop);
+}
+
+static void on_force_msg(net_loop_t *loop, net_msg_t *msg)
+{
+    free(msg);
+    if (!loop)
+        return;
+    for (net_conn_t *c = loop->conns, *next; c; c = next) {
+        next = c->next;
+        net_conn_close(c);
+    }
+    maybe_finish(loop);
+}
+
+static void post_all(net_group_t *g, void (*fn)(net_loop_t *, net_msg_t *))
+{
+    for (int i = 0; i < g->nloops; i++) {
+        net_msg_t *m = calloc(1, sizeof *m);
+        if (!m)
+            continue;
+        m->fn = fn;
+        net_loop_post(&g->loops[i], m);
+    }
+}
+
+void net_group_drain(net_group_t *g)
+{
+    post_all(g, on_drain_msg);
+}
+
+void net_group_force(net_group_t *g)
+{
+    post_all(g, on_force_msg);
+}
+
+/* ---- threads ---- */
+
+static void *loop_main(void *arg)
+{
+    net_loop_t *loop = arg;
+    atomic_store(&loop->heartbeat_ms, time_now_ms());
+    uv_run(&loop->uv, UV_RUN_DEFAULT);
+    atomic_fetch_sub(&loop->group->running, 1);
+    return NULL;
+}
+
+static int loop_init(net_group_t *g, net_loop_t *loop, int index)
+{
+    int rc;
+    memset(loop, 0, sizeof *loop);
+    loop->index = index;
+    loop->group = g;
+    if ((rc = uv_loop_init(&loop->uv)) < 0)
+        return rc;
+    loop->uv.data = loop;
+    pthread_mutex_init(&loop->inbox_lock, NULL);
+    uv_async_init(&loop->uv, &loop->inbox_async, on_inbox);
+    loop->inbox_async.data = loop;
+    uv_timer_init(&loop->uv, &loop->tick);
+    loop->tick.data = loop;
+    loop->rbuf_size = READ_BUF_SIZE;
+    loop->rbuf = malloc(loop->rbuf_size);
+    if (!loop->rbuf)
+        return -ENOMEM;
+    wheel_init(&loop->wheel, uv_now(&loop->uv), WHEEL_TICK_MS);
+    refresh_clock(loop);
+    return 0;
+}
+
+net_group_t *net_group_new(const net_group_opts_t *opts)
+{
+    net_group_t *g = calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    g->opts = *opts;
+    g->nloops = opts->threads > 0 ? opts->threads : 1;
+    g->loops = calloc((size_t)g->nloops, sizeof *g->loops);
+    if (!g->loops) {
+        free(g);
+        return NULL;
+    }
+    for (int i = 0; i < g->nloops; i++) {
+        if (loop_init(g, &g->loops[i], i) < 0) {
+            log_error("loop %d: cannot initialise", i);
+            return NULL;
+        }
+    }
+    return g;
+}
+
+int net_group_listen(net_group_t *g)
+{
+    for (int i = 0; i < g->nloops; i++) {
+        int rc = open_listener(&g->loops[i], g->opts.host, g->opts.port);
+        if (rc < 0) {
+            log_error("cannot listen on %s:%d: %s", g->opts.host, g->opts.port, uv_strerror(rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int net_group_start(net_group_t *g)
+{
+    for (int i = 0; i < g->nloops; i++) {
+        net_loop_t *loop = &g->loops[i];
+        int rc = uv_listen((uv_stream_t *)&loop->listener, 4096, on_connection);
+        if (rc < 0) {
+            log_error("listen: %s", uv_strerror(rc));
+            return rc;
+        }
+        uv_timer_start(&loop->tick, on_tick, TICK_MS, TICK_MS);
+        atomic_fetch_add(&g->running, 1);
+        if (pthread_create(&loop->thread, NULL, loop_main, loop) != 0) {
+            atomic_fetch_sub(&g->running, 1);
+            return -EAGAIN;
+        }
+    }
+    return 0;
+}
+
+int net_group_running(net_group_t *g)
+{
+    return atomic_load(&g->running);
+}
+
+int net_group_nloops(const net_group_t *g)
+{
+    return g->nloops;
+}
+
+net_loop_t *net_group_loop(net_group_t *g, int i)
+{
+    return &g->loops[i];
+}
+
+void *net_group_ud(const net_group_t *g)
+{
+    return g->opts.ud;
+}
+
+const net_group_opts_t *net_group_opts(const net_group_t *g)
+{
+    return &g->opts;
+}
+
+void net_group_join_free(net_group_t *g)
+{
+    for (int i = 0; i < g->nloops; i++) {
+        net_loop_t *loop = &g->loops[i];
+        if (loop->thread)
+            pthread_join(loop->thread, NULL);
+        if (loop->listening) /* never started */
+            uv_close((uv_handle_t *)&loop->listener, on_handle_closed);
+        if (!loop->inbox_closed) {
+            uv_close((uv_handle_t *)&loop->inbox_async, on_handle_closed);
+            uv_close((uv_handle_t *)&loop->tick, on_handle_closed);
+            if (g->opts.on_loop_end)
+                g->opts.on_loop_end(loop);
+        }
+        uv_run(&loop->uv, UV_RUN_NOWAIT);
+        uv_loop_close(&loop->uv);
+        pthread_mutex_destroy(&loop->inbox_lock);
+        sbuf_free(&loop->cork);
+        free(loop->rbuf);
+    }
+    free(g->loops);
+    free(g);
+}

@@ -1,0 +1,187 @@
+/* The net layer: loop threads, listeners, connections and their write queues, one timer wheel
+ * per loop, the worker pool and the stall watchdog. It knows nothing of HTTP: a protocol
+ * (http, later ws) attaches to a connection through net_proto_t and gets bytes and events.
+ *
+ * Threads: each net_loop_t runs one libuv loop on its own thread and owns its connections;
+ * everything named net_conn_* is called on the owning loop's thread. Other threads hand work to
+ * a loop only through net_loop_post (its inbox). */
+#ifndef ROOST_NET_H
+#define ROOST_NET_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <uv.h>
+
+#include "base/base.h"
+
+typedef struct net_loop net_loop_t;
+typedef struct net_conn net_conn_t;
+typedef struct net_group net_group_t;
+
+/* ---- timer wheel: one per loop, an intrusive node per connection, O(1) to (re)arm ----
+ * Deadlines are in loop milliseconds. Re-arming to a later deadline only stores it: the node
+ * moves when its slot comes round (nginx's lazy idea), so a busy keep-alive connection costs no
+ * list work per request. */
+#define WHEEL_SLOTS 512
+typedef struct wheel_node {
+    struct wheel_node *prev, *next;
+    uint64_t deadline; /* 0: disarmed */
+    uint64_t slot_at;  /* the tick whose slot holds the node */
+} wheel_node_t;
+
+typedef struct {
+    wheel_node_t slots[WHEEL_SLOTS];
+    uint64_t tick_ms;
+    uint64_t tick; /* last tick processed */
+} wheel_t;
+
+void wheel_init(wheel_t *w, uint64_t now_ms, uint64_t tick_ms);
+void wheel_arm(wheel_t *w, wheel_node_t *n, uint64_t deadline_ms);
+void wheel_disarm(wheel_node_t *n);
+/* Calls expire(node, ud) for every node whose deadline is <= now_ms; the node is disarmed first,
+ * so expire may re-arm it or free its owner. */
+void wheel_advance(wheel_t *w, uint64_t now_ms, void (*expire)(wheel_node_t *, void *), void *ud);
+
+/* ---- inbox: how any thread hands work to a loop; batched, one wake-up per burst ---- */
+typedef struct net_msg {
+    struct net_msg *next;
+    /* Runs on the loop thread. loop is NULL when the loop had already stopped: free and go. */
+    void (*fn)(net_loop_t *loop, struct net_msg *msg);
+} net_msg_t;
+void net_loop_post(net_loop_t *loop, net_msg_t *msg);
+
+/* ---- protocols ---- */
+typedef struct net_proto {
+    const char *name;
+    /* Bytes read; data is the loop's read buffer, valid only during the call. */
+    void (*on_data)(net_conn_t *c, char *data, size_t len);
+    /* The connection's wheel deadline passed. */
+    void (*on_timeout)(net_conn_t *c);
+    /* The write queue became empty (after having been non-empty). May be NULL. */
+    void (*on_drained)(net_conn_t *c);
+    /* The server is draining: finish what is in flight, then close. */
+    void (*on_shutdown)(net_conn_t *c);
+    /* The peer closed or an error happened: no more reads; the protocol releases its state. The
+     * connection memory stays until every net_conn_ref is dropped. */
+    void (*on_close)(net_conn_t *c);
+} net_proto_t;
+
+typedef struct net_wseg net_wseg_t;
+
+struct net_conn {
+    uv_tcp_t tcp; /* first: the handle is the connection */
+    net_loop_t *loop;
+    const net_proto_t *proto;
+    void *ud; /* the protocol's state */
+    wheel_node_t timer;
+    net_conn_t *prev, *next; /* the loop's list of connections */
+    net_wseg_t *wq_head, *wq_tail;
+    size_t wq_bytes;        /* queued and not yet written */
+    uv_write_t wreq;        /* at most one write in flight */
+    unsigned wsegs_inflight;
+    int refs;
+    unsigned closing : 1;   /* uv_close called or pending */
+    unsigned close_after_write : 1;
+    unsigned reading : 1;
+    unsigned paused : 1;    /* reads stopped by the protocol */
+    unsigned lingering : 1; /* FIN sent, discarding input until EOF (see conn.c) */
+};
+
+/* Writes bytes (copied if they cannot be written at once). While a protocol's on_data runs,
+ * writes to that same connection are gathered and sent as one write when it returns. */
+int net_conn_write(net_conn_t *c, const void *data, size_t len);
+/* Writes a shared buffer's bytes [off, off+len) without copying: a reference is kept until
+ * written. */
+int net_conn_write_rbuf(net_conn_t *c, rbuf_t *b, size_t off, size_t len);
+/* Closes once the write queue is empty (now if it is). */
+void net_conn_close_after_write(net_conn_t *c);
+void net_conn_close(net_conn_t *c);
+void net_conn_pause(net_conn_t *c);
+void net_conn_resume(net_conn_t *c);
+static inline void net_conn_ref(net_conn_t *c)
+{
+    c->refs++;
+}
+void net_conn_unref(net_conn_t *c);
+/* Arms the connection's one timer (loop ms; 0 disarms). */
+void net_conn_deadline(net_conn_t *c, uint64_t deadline_ms);
+uint64_t net_loop_now(const net_loop_t *loop);
+
+/* ---- loops ---- */
+typedef struct {
+    const char *host;
+    int port;
+    int threads;
+    int stall_ms;
+    const net_proto_t *proto;                /* what accepted connections speak */
+    void (*on_accept)(net_conn_t *c);        /* sets c->proto / c->ud */
+    void (*on_loop_end)(net_loop_t *loop);   /* frees loop->proto_state, on the loop thread */
+    void *ud;                                /* the group's owner (the http server) */
+} net_group_opts_t;
+
+struct net_loop {
+    uv_loop_t uv;
+    int index;
+    net_group_t *group;
+    pthread_t thread;
+    uv_tcp_t listener;
+    uv_timer_t tick;
+    uv_async_t inbox_async;
+    pthread_mutex_t inbox_lock;
+    net_msg_t *inbox_head, *inbox_tail;
+    int inbox_closed;
+    wheel_t wheel;
+    net_conn_t *conns; /* every live connection on this loop */
+    long nconns;
+    int draining;
+    int listening;
+    char *rbuf; /* the loop's read buffer, shared by its connections */
+    size_t rbuf_size;
+    sbuf_t cork; /* writes to cork_conn gathered during its on_data */
+    net_conn_t *cork_conn;
+    char date[30]; /* the current IMF-fixdate, refreshed by the tick */
+    int64_t date_sec;
+    /* read by the watchdog thread */
+    _Atomic uint64_t heartbeat_ms;
+    _Atomic(const char *) running; /* what the loop is running now, for stall reports */
+    void *proto_state;             /* per-loop state of the protocol (free lists) */
+};
+
+net_group_t *net_group_new(const net_group_opts_t *opts);
+/* Binds every loop's listener (SO_REUSEPORT); logs and returns a negative code on failure. */
+int net_group_listen(net_group_t *g);
+int net_group_start(net_group_t *g);
+int net_group_nloops(const net_group_t *g);
+net_loop_t *net_group_loop(net_group_t *g, int i);
+void *net_group_ud(const net_group_t *g);
+/* Stops accepting and asks every connection to finish; the loops end when their connections
+ * are gone. net_group_force closes whatever is left. Both return at once. */
+void net_group_drain(net_group_t *g);
+void net_group_force(net_group_t *g);
+const net_group_opts_t *net_group_opts(const net_group_t *g);
+/* Waits for every loop thread to end (after drain), then frees the group. */
+void net_group_join_free(net_group_t *g);
+/* Loop threads not yet ended. */
+int net_group_running(net_group_t *g);
+
+/* ---- worker pool: fixed threads and a bounded queue (libuv's threadpool.c shape) ---- */
+typedef struct pool pool_t;
+typedef struct pool_job {
+    struct pool_job *next;
+    void (*run)(struct pool_job *job); /* on a worker thread */
+} pool_job_t;
+
+pool_t *pool_new(int threads, int max_queue);
+/* -EBUSY when every worker is busy and the queue is full. */
+int pool_submit(pool_t *p, pool_job_t *job);
+int pool_queued(pool_t *p);
+/* Lets queued jobs run, then joins the threads and frees the pool. */
+void pool_stop_free(pool_t *p);
+
+/* ---- stall watchdog ---- */
+typedef struct watchdog watchdog_t;
+watchdog_t *watchdog_start(net_group_t *g, int stall_ms, roost_counter_t *stalls,
+                           roost_counter_t *stall_ms_total);
+void watchdog_stop(watchdog_t *w);
+
+#endif
