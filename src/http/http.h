@@ -86,6 +86,9 @@ typedef struct http_parse {
     const roost_config_t *cfg;
     roost_req_t *cur; /* the request being parsed */
     size_t body_len;
+    const char *feed_start, *feed_end; /* the buffer being parsed */
+    int value_spans;                   /* value callbacks for the current header */
+    unsigned value_cut : 1;            /* the last one ended at the buffer's end */
     int err_status;          /* set when feed fails */
     const char *err_detail;
     const char *err_limit;   /* which limit was hit, for the counter; NULL if none */

@@ -117,7 +117,7 @@ json_t *roost_req_json(roost_req_t *req, const roost_schema_t *schema)
         return NULL;
     }
     json_error_t jerr;
-    json_t *doc = json_loadb(req->body.p, req->body.len, 0, &jerr);
+    json_t *doc = json_loadb(req->body.p, req->body.len, JSON_DECODE_ANY, &jerr);
     if (!doc) {
         json_t *e = json_pack("{s:[s,I],s:s,s:s}", "loc", "body", (json_int_t)jerr.position,
                               "msg", jerr.text, "type", "value_error.jsondecode");

@@ -109,14 +109,32 @@ static int on_header_field_complete(llhttp_t *llh)
     h->name_len = (uint32_t)req->head_len - h->name_off;
     h->value_off = (uint32_t)req->head_len;
     req->in_field = 0;
+    p->value_spans = 0;
     if (h->name_len == 4 && strncasecmp(req->head + h->name_off, "host", 4) == 0)
         req->hosts++;
     return 0;
 }
 
+/* llhttp accepts obsolete line folding (RFC 9112 §5.2 lets a server refuse it, and a proxy
+ * that reads the fold differently could be smuggled past): a value span that resumes after a
+ * line break rather than at a read boundary is a fold. */
+static int is_folded(http_parse_t *p, const char *at)
+{
+    const char *b = at;
+    while (b > p->feed_start && (b[-1] == ' ' || b[-1] == '\t'))
+        b--;
+    if (b > p->feed_start && b[-1] == '\n')
+        return 1;
+    return p->value_spans > 0 && !(p->value_cut && at == p->feed_start);
+}
+
 static int on_header_value(llhttp_t *llh, const char *at, size_t len)
 {
     http_parse_t *p = PARSE(llh);
+    if (is_folded(p, at))
+        return fail(p, 400, "Obsolete line folding in a header", NULL);
+    p->value_spans++;
+    p->value_cut = at + len == p->feed_end;
     /* RFC 9110 §5.5: field values are visible characters, SP and HTAB; llhttp lets some
      * control bytes through, so they are refused here. */
     for (size_t i = 0; i < len; i++) {
@@ -227,7 +245,12 @@ void http_parse_init(http_parse_t *p, const roost_config_t *cfg)
 
 ssize_t http_parse_feed(http_parse_t *p, const char *data, size_t len)
 {
+    p->err_status = 0;
+    p->feed_start = data;
+    p->feed_end = data + len;
     llhttp_errno_t err = llhttp_execute(&p->llh, data, len);
+    if (err != HPE_OK && p->err_status) /* a callback refused: HPE_USER or HPE_CB_* */
+        return -1;
     switch (err) {
     case HPE_OK:
         return (ssize_t)len;
@@ -282,7 +305,8 @@ void http_req_reset(roost_req_t *req)
     req->nheaders = 0;
     req->hosts = 0;
     req->keep_alive = req->expect_continue = req->continue_sent = req->in_field = 0;
-    req->responded = req->written = req->inflight = req->close_after = 0;
+    req->responded = req->written = req->inflight = req->on_worker = req->close_after = 0;
+    req->defer = NULL;
     /* Keep buffer capacity for the next request, but not a large one. */
     if (req->body.cap > 65536)
         sbuf_free(&req->body);

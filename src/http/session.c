@@ -223,7 +223,11 @@ static int on_request(void *ud, roost_req_t *req)
 {
     http_session_t *s = ud;
     s->phase = PHASE_WAIT;
+    /* The handler may answer at once, and flush() then recycles the request: hold it until
+     * dispatch has returned and checked whether an answer exists. */
+    req->refs++;
     http_dispatch(req);
+    req_unref(req);
     /* Pause llhttp when no more requests may start: the pipeline is full or the connection
      * is ending (its last answer said Connection: close). */
     return s->dead || s->closed || s->depth >= s->srv->cfg.max_pipeline;
