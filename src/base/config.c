@@ -23,7 +23,7 @@ typedef struct {
 static const opt_t options[] = {
     {"host", OPT_STR, OFF(host), 0, 0, "address to listen on"},
     {"port", OPT_INT, OFF(port), 0, 65535, "TCP port"},
-    {"threads", OPT_INT, OFF(threads), 1, 256, "loop threads (default: one per core)"},
+    {"threads", OPT_INT, OFF(threads), 1, 256, "loop threads, one per core unless set"},
     {"workers", OPT_INT, OFF(workers), 1, 4096, "worker threads for blocking handlers"},
     {"worker-queue", OPT_INT, OFF(worker_queue), 1, 1 << 20,
      "blocking requests queued before 503"},

@@ -3,6 +3,8 @@
  * or SIGINT, drains (stop accepting, finish in-flight work within drain_s), and tears down. */
 #include "http/http.h"
 
+#include <unistd.h>
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -140,12 +142,14 @@ static void on_deadline(uv_timer_t *t)
         r->forced = 1;
         log_warn("drain: %.1fs passed, closing what is left", r->srv->cfg.drain_s);
         net_group_force(r->srv->group);
-        /* Connections still waiting on a worker end when it returns; give it a while. */
-        uv_timer_start(t, on_deadline, 10000, 0);
+        /* Connections still waiting on a worker end when it returns; give it a moment. */
+        uv_timer_start(t, on_deadline, 1000, 0);
         return;
     }
-    log_error("drain: workers still busy after the grace period; exiting anyway");
-    exit(1);
+    /* A blocking handler cannot be interrupted; its client has already been cut off. Leave
+     * without running exit handlers under threads that still run. */
+    log_warn("drain: blocking handlers still running after the deadline; exiting anyway");
+    _exit(0);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
