@@ -34,10 +34,12 @@ deps:
 define variant
 $(1)/obj/%.o: %.c
 	@mkdir -p $$(dir $$@)
-	$(2) $(3) -c $$< -o $$@
+	@echo "  CC    $$@"
+	@$(2) $(3) -c $$< -o $$@
 $(1)/llhttp/%.o: $(LLHTTP_SRC)/%.c
 	@mkdir -p $$(dir $$@)
-	$(2) $$(filter-out -Werror -Wshadow,$(3)) -w -c $$< -o $$@
+	@echo "  CC    $$@"
+	@$(2) $$(filter-out -Werror -Wshadow,$(3)) -w -c $$< -o $$@
 $(1)/libroost.a: $(patsubst %.c,$(1)/obj/%.o,$(LIB_SRC)) $(patsubst $(LLHTTP_SRC)/%.c,$(1)/llhttp/%.o,$(LLHTTP_C))
 	@rm -f $$@
 	ar rcs $$@ $$^

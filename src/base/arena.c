@@ -42,14 +42,32 @@ char *arena_strndup(arena_t *a, const char *s, size_t len)
     return p;
 }
 
+/* Keeps one standard chunk, so a recycled request allocates nothing on the next use. */
 void arena_reset(arena_t *a)
 {
-    arena_chunk_t *c = a->head;
+    arena_chunk_t *keep = NULL, *c = a->head;
     while (c) {
         arena_chunk_t *next = c->next;
-        free(c);
+        if (!keep && c->size == ARENA_CHUNK)
+            keep = c;
+        else
+            free(c);
         c = next;
     }
+    a->head = keep;
+    if (keep) {
+        keep->next = NULL;
+        a->cur = keep->data;
+        a->end = keep->data + keep->size;
+    } else {
+        a->cur = a->end = NULL;
+    }
+}
+
+void arena_free(arena_t *a)
+{
+    arena_reset(a);
+    free(a->head);
     a->head = NULL;
     a->cur = a->end = NULL;
 }

@@ -59,7 +59,8 @@ typedef struct {
 
 void *arena_alloc(arena_t *a, size_t size); /* 16-byte aligned; NULL on ENOMEM */
 char *arena_strndup(arena_t *a, const char *s, size_t len);
-void arena_reset(arena_t *a);               /* frees every chunk */
+void arena_reset(arena_t *a); /* frees every chunk but one, for reuse */
+void arena_free(arena_t *a);  /* frees every chunk */
 
 /* ---- slices ---- */
 static inline roost_str_t str_make(const char *p, size_t len)

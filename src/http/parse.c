@@ -327,7 +327,7 @@ void http_req_free(roost_req_t *req)
         return;
     if (req->head != req->inline_head)
         free(req->head);
-    arena_reset(&req->arena);
+    arena_free(&req->arena);
     sbuf_free(&req->body);
     sbuf_free(&req->res_body);
     sbuf_free(&req->res_headers);

@@ -13,8 +13,11 @@
 
 static void process_time_after(roost_req_t *req, int status, void *ud)
 {
+    /* Seconds with 6 decimals, like Starlette's example middleware; integer formatting
+     * because printf's floating point showed up at 3% of a /json profile. */
+    uint64_t us = (time_now_ns() - req->start_ns) / 1000;
     char v[32];
-    snprintf(v, sizeof v, "%.6f", (double)(time_now_ns() - req->start_ns) / 1e9);
+    snprintf(v, sizeof v, "%lu.%06lu", (unsigned long)(us / 1000000), (unsigned long)(us % 1000000));
     roost_res_header(req, "X-Process-Time", v);
 }
 
