@@ -32,6 +32,7 @@ deps:
 
 # $(1) = output folder, $(2) = compiler, $(3) = flags
 define variant
+$(1)/obj/src/app/pages.o: $(wildcard web/*.html)
 $(1)/obj/%.o: %.c
 	@mkdir -p $$(dir $$@)
 	@echo "  CC    $$@"

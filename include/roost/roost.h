@@ -47,6 +47,14 @@ typedef struct {
     double keepalive_timeout_s;/* --keepalive-timeout-s: idle keep-alive closed after this */
     double write_timeout_s;    /* --write-timeout-s: a client that reads nothing is dropped */
     double drain_s;            /* --drain-s: in-flight work finishes within this on SIGTERM */
+    int max_connections;       /* --max-connections: WebSockets, 503 on upgrade above */
+    const char *allowed_origins; /* --allowed-origins: Origins that may open WebSockets */
+    size_t ws_max_message;     /* --ws-max-message: bytes per message, close 1009 above */
+    size_t ws_max_backlog;     /* --ws-max-backlog: unsent bytes before close 1008 */
+    int ws_max_rate;           /* --ws-max-rate: inbound messages per second, 1008 above */
+    double ws_ping_s;          /* --ws-ping-s: ping a connection silent this long */
+    double ws_pong_timeout_s;  /* --ws-pong-timeout-s: then close it if nothing comes */
+    int history;               /* --history: messages kept per room for ?since= */
     int access_log;            /* --access-log: one stderr line per request */
     int debug_routes;          /* --debug-routes: test-only routes (a loop that blocks) */
 } roost_config_t;
@@ -163,6 +171,54 @@ json_t *roost_req_json(roost_req_t *req, const roost_schema_t *schema);
  * it can free arg) and its response is dropped. */
 typedef void (*roost_timer_fn)(roost_req_t *req, void *arg);
 void roost_defer(roost_req_t *req, uint64_t ms, roost_timer_fn fn, void *arg);
+
+/* ---- WebSockets (RFC 6455) ---- */
+typedef struct roost_ws roost_ws_t;
+typedef struct {
+    /* The 101 has been queued; the connection is open. */
+    void (*on_open)(roost_ws_t *ws, void *ud);
+    /* A complete message: text (valid UTF-8) or binary. data is valid during the call. */
+    void (*on_message)(roost_ws_t *ws, int binary, const char *data, size_t len, void *ud);
+    /* The connection is gone (code: what was sent or received, 1006 if it dropped). The
+     * handle is invalid after this returns; free ud here. */
+    void (*on_close)(roost_ws_t *ws, int code, void *ud);
+} roost_ws_handler_t;
+
+/* In a ROOST_LOOP handler: checks the opening handshake and answers 101 (then the connection
+ * speaks WebSocket and calls h on its loop), or answers 400/403/426/503 itself. ud is passed
+ * to every callback. Returns 0 when upgrading, a negative code when an error was answered (the
+ * handler must then free ud itself). */
+int roost_ws_upgrade(roost_req_t *req, const roost_ws_handler_t *h, void *ud);
+/* On the connection's loop. Sends one message (copied); binary or text. */
+int roost_ws_send(roost_ws_t *ws, int binary, const void *data, size_t len);
+/* Sends a JSON value as a text message and drops the caller's reference. */
+int roost_ws_send_json(roost_ws_t *ws, json_t *msg);
+/* Starts the close handshake with this code and reason. */
+void roost_ws_close(roost_ws_t *ws, int code, const char *reason);
+roost_server_t *roost_ws_server(const roost_ws_t *ws);
+
+/* ---- rooms: membership on the loops, fan-out of one shared frame per message ---- */
+/* On the connection's loop: joins ws to room as user, sends it the welcome frame and, when
+ * since >= 0, what it missed (or a reset, when epoch is not NULL and differs or the history
+ * does not reach back), and tells the others. A connection is in at most one room and leaves it
+ * when it closes. */
+int roost_room_join(roost_ws_t *ws, const char *room, const char *user, long long since,
+                    const char *epoch);
+/* From any thread: publishes {"type": type, "room": room, "id": n, "ts": t, ...fields} to the
+ * room (stored in its history). Steals fields (an object, may be NULL). Returns the message id
+ * (> 0) or a negative code. *online, when not NULL, gets the room's count. */
+long long roost_room_publish(roost_server_t *srv, const char *room, const char *type,
+                             json_t *fields, long *online);
+/* On the connection's loop: sends {"type":"direct","room","from","to","text","ts"} to every
+ * connection of `to` in ws's room. -ENOENT when `to` is not there. */
+int roost_room_direct(roost_ws_t *ws, const char *to, const char *text, size_t len);
+/* From any thread. */
+long roost_room_online(roost_server_t *srv, const char *room);
+json_t *roost_room_list(roost_server_t *srv);                   /* [{"room","online"}] */
+json_t *roost_room_users(roost_server_t *srv, const char *room); /* sorted unique names */
+/* The room and user a connection joined as (NULL before joining). */
+const char *roost_ws_room(const roost_ws_t *ws);
+const char *roost_ws_user(const roost_ws_t *ws);
 
 /* ---- counters, exported on /metrics ---- */
 typedef struct roost_counter roost_counter_t;

@@ -7,5 +7,9 @@
 
 /* /healthz, /plaintext, /json, /items, /slow-async, /slow-sync, /metrics, /debug/... */
 int app_routes_basic(roost_server_t *srv);
+/* /ws/{room}/{user}, /echo, /broadcast, /rooms... */
+int app_routes_rooms(roost_server_t *srv);
+/* GET / (the chat page), compiled in from web/ */
+int app_routes_pages(roost_server_t *srv);
 
 #endif

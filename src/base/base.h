@@ -84,6 +84,18 @@ void log_vwrite(const char *level, const char *fmt, va_list ap);
 #define log_warn(...) roost_log("warn", __VA_ARGS__)
 #define log_error(...) roost_log("error", __VA_ARGS__)
 
+/* ---- strmap: string keys (copied) to opaque values; the owner locks ---- */
+typedef struct strmap_entry strmap_entry_t;
+typedef struct {
+    strmap_entry_t **b;
+    size_t nb, n;
+} strmap_t; /* zero-initialised is empty */
+void *strmap_get(const strmap_t *m, const char *key);      /* NULL when absent */
+int strmap_put(strmap_t *m, const char *key, void *value); /* replaces; -1 on ENOMEM */
+void *strmap_del(strmap_t *m, const char *key);            /* the value removed, or NULL */
+void strmap_each(const strmap_t *m, void (*fn)(const char *key, void *value, void *ud), void *ud);
+void strmap_free(strmap_t *m, void (*free_value)(void *));
+
 /* ---- counters: a registry of named atomics, rendered as Prometheus text ---- */
 typedef struct counters counters_t;
 counters_t *counters_new(void);

@@ -46,6 +46,20 @@ static const opt_t options[] = {
      "a client that reads nothing for this long is dropped"},
     {"drain-s", OPT_SECS, OFF(drain_s), 0, 3600,
      "on SIGTERM, in-flight work finishes within this"},
+    {"max-connections", OPT_INT, OFF(max_connections), 1, 10000000,
+     "WebSocket connections (503 on upgrade above)"},
+    {"allowed-origins", OPT_STR, OFF(allowed_origins), 0, 0,
+     "comma-separated Origins allowed to open WebSockets (403 else; empty: all)"},
+    {"ws-max-message", OPT_SIZE, OFF(ws_max_message), 125, 1ull << 30,
+     "bytes in one WebSocket message (close 1009 above)"},
+    {"ws-max-backlog", OPT_SIZE, OFF(ws_max_backlog), 4096, 1ull << 32,
+     "unsent bytes to one WebSocket before it is closed (1008)"},
+    {"ws-max-rate", OPT_INT, OFF(ws_max_rate), 1, 1000000,
+     "messages per second from one WebSocket, bursts of twice that (close 1008 above)"},
+    {"ws-ping-s", OPT_SECS, OFF(ws_ping_s), 0.1, 86400, "ping a WebSocket silent this long"},
+    {"ws-pong-timeout-s", OPT_SECS, OFF(ws_pong_timeout_s), 0.1, 3600,
+     "close a WebSocket that does not answer a ping within this"},
+    {"history", OPT_INT, OFF(history), 0, 1000000, "messages kept per room for ?since="},
     {"access-log", OPT_BOOL, OFF(access_log), 0, 1, "one stderr line per request"},
     {"debug-routes", OPT_BOOL, OFF(debug_routes), 0, 1,
      "test-only routes (GET /debug/block blocks its loop)"},
@@ -72,6 +86,14 @@ void roost_config_init(roost_config_t *cfg)
     cfg->keepalive_timeout_s = 60;
     cfg->write_timeout_s = 60;
     cfg->drain_s = 10;
+    cfg->max_connections = 100000;
+    cfg->allowed_origins = "";
+    cfg->ws_max_message = 1 << 20;
+    cfg->ws_max_backlog = 1 << 20;
+    cfg->ws_max_rate = 100;
+    cfg->ws_ping_s = 30;
+    cfg->ws_pong_timeout_s = 10;
+    cfg->history = 100;
 }
 
 static void usage(FILE *f, const char *prog)

@@ -57,6 +57,11 @@ struct roost_req {
     unsigned on_worker : 1;  /* a worker thread runs the handler now */
     unsigned close_after : 1;
     int hosts;
+    /* A 101 answer: once it is written, the connection is handed to attach(conn, arg); if it
+     * never is (the client left), drop(arg) frees arg. */
+    void (*upgrade_attach)(net_conn_t *c, void *arg);
+    void (*upgrade_drop)(void *arg);
+    void *upgrade_arg;
     sbuf_t body;
 
     /* routing */
@@ -160,6 +165,9 @@ void http_loop_end(net_loop_t *loop);
 void http_dispatch(roost_req_t *req);
 
 /* ---- server.c: shared by the layer ---- */
+/* Every limit has a counter roost_limit_hits_total{limit=name}. */
+#define HTTP_NLIMITS 11
+extern const char *const http_limit_names[HTTP_NLIMITS];
 struct roost_server {
     roost_config_t cfg;
     router_t *router;
@@ -168,10 +176,15 @@ struct roost_server {
     counters_t *counters;
     net_group_t *group;
     pool_t *pool;
-    roost_counter_t *c_requests, *c_stalls, *c_stall_ms, *c_pool_full;
-    roost_counter_t *c_limit_url, *c_limit_header_size, *c_limit_headers, *c_limit_body;
-    roost_counter_t *c_limit_header_timeout, *c_limit_body_timeout, *c_bad_request;
+    roost_counter_t *c_requests, *c_stalls, *c_stall_ms, *c_bad_request;
+    roost_counter_t *c_limits[HTTP_NLIMITS];
+    _Atomic long ws_open; /* WebSocket connections, for --max-connections */
+    /* The layers above http keep their per-server state here (created lazily, freed with the
+     * server): the hub of rooms. */
+    _Atomic(void *) hub;
+    void (*hub_free)(void *hub);
 };
+
 void http_count_limit(roost_server_t *srv, const char *limit);
 void http_run_handler(roost_req_t *req);
 

@@ -293,6 +293,11 @@ roost_str_t roost_req_header(const roost_req_t *req, const char *name)
 
 void http_req_reset(roost_req_t *req)
 {
+    if (req->upgrade_drop) /* answered 101 but never written: the client left */
+        req->upgrade_drop(req->upgrade_arg);
+    req->upgrade_attach = NULL;
+    req->upgrade_drop = NULL;
+    req->upgrade_arg = NULL;
     if (req->head != req->inline_head)
         free(req->head);
     req->head = req->inline_head;
@@ -325,6 +330,8 @@ void http_req_free(roost_req_t *req)
 {
     if (!req)
         return;
+    if (req->upgrade_drop)
+        req->upgrade_drop(req->upgrade_arg);
     if (req->head != req->inline_head)
         free(req->head);
     arena_free(&req->arena);

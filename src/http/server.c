@@ -46,17 +46,12 @@ roost_server_t *roost_server_new(const roost_config_t *cfg)
                                  "Loop stalls longer than --stall-ms");
     srv->c_stall_ms = counters_get(k, "roost_loop_stall_milliseconds_total", NULL,
                                    "Time loops spent stalled");
-    const char *help = "Requests refused by a limit";
-    srv->c_limit_url = counters_get(k, "roost_limit_hits_total", "limit=\"url\"", help);
-    srv->c_limit_header_size =
-        counters_get(k, "roost_limit_hits_total", "limit=\"header_size\"", help);
-    srv->c_limit_headers = counters_get(k, "roost_limit_hits_total", "limit=\"headers\"", help);
-    srv->c_limit_body = counters_get(k, "roost_limit_hits_total", "limit=\"body\"", help);
-    srv->c_limit_header_timeout =
-        counters_get(k, "roost_limit_hits_total", "limit=\"header_timeout\"", help);
-    srv->c_limit_body_timeout =
-        counters_get(k, "roost_limit_hits_total", "limit=\"body_timeout\"", help);
-    srv->c_pool_full = counters_get(k, "roost_limit_hits_total", "limit=\"worker_queue\"", help);
+    for (int i = 0; i < HTTP_NLIMITS; i++) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "limit=\"%s\"", http_limit_names[i]);
+        srv->c_limits[i] = counters_get(k, "roost_limit_hits_total", labels,
+                                        "Requests or connections refused by a limit");
+    }
     srv->c_bad_request = counters_get(k, "roost_http_bad_requests_total", NULL,
                                       "Requests refused as malformed (400, 505)");
     roost_middleware_t timing = {"process-time", NULL, process_time_after, NULL};
@@ -73,24 +68,16 @@ const roost_config_t *roost_server_config(const roost_server_t *srv)
     return &srv->cfg;
 }
 
+const char *const http_limit_names[HTTP_NLIMITS] = {
+    "url",         "header_size", "headers",     "body",       "header_timeout", "body_timeout",
+    "worker_queue", "connections", "ws_message", "ws_backlog", "ws_rate",
+};
+
 void http_count_limit(roost_server_t *srv, const char *limit)
 {
-    roost_counter_t *c = NULL;
-    if (!strcmp(limit, "url"))
-        c = srv->c_limit_url;
-    else if (!strcmp(limit, "header_size"))
-        c = srv->c_limit_header_size;
-    else if (!strcmp(limit, "headers"))
-        c = srv->c_limit_headers;
-    else if (!strcmp(limit, "body"))
-        c = srv->c_limit_body;
-    else if (!strcmp(limit, "header_timeout"))
-        c = srv->c_limit_header_timeout;
-    else if (!strcmp(limit, "body_timeout"))
-        c = srv->c_limit_body_timeout;
-    else if (!strcmp(limit, "worker_queue"))
-        c = srv->c_pool_full;
-    roost_counter_add(c, 1);
+    for (int i = 0; i < HTTP_NLIMITS; i++)
+        if (!strcmp(limit, http_limit_names[i]))
+            roost_counter_add(srv->c_limits[i], 1);
 }
 
 int roost_route(roost_server_t *srv, const char *method, const char *path_template,
@@ -240,6 +227,8 @@ void roost_server_free(roost_server_t *srv)
 {
     if (!srv)
         return;
+    if (srv->hub_free && srv->hub)
+        srv->hub_free(srv->hub);
     router_free(srv->router);
     counters_free(srv->counters);
     free(srv->mw);

@@ -26,6 +26,8 @@ struct http_session {
     unsigned in_feed : 1;
     unsigned closed : 1;   /* the connection closed during a feed: free afterwards */
     unsigned resume_queued : 1;
+    unsigned upgraded : 1; /* the connection now speaks another protocol */
+    unsigned upgrade_pending : 1; /* a 101 waits its turn: read nothing more as HTTP */
 };
 
 typedef struct {
@@ -227,10 +229,12 @@ static int on_request(void *ud, roost_req_t *req)
      * dispatch has returned and checked whether an answer exists. */
     req->refs++;
     http_dispatch(req);
+    if (req->upgrade_attach)
+        s->upgrade_pending = 1;
     req_unref(req);
     /* Pause llhttp when no more requests may start: the pipeline is full or the connection
      * is ending (its last answer said Connection: close). */
-    return s->dead || s->closed || s->depth >= s->srv->cfg.max_pipeline;
+    return s->dead || s->closed || s->upgrade_pending || s->depth >= s->srv->cfg.max_pipeline;
 }
 
 /* ---- feeding bytes ---- */
@@ -265,8 +269,16 @@ static void feed(http_session_t *s, const char *data, size_t len)
         }
         data += n;
         len -= (size_t)n;
-        if (len && !s->dead && !s->closed && s->depth >= s->srv->cfg.max_pipeline) {
-            /* Pipeline full: keep the rest, stop reading until answers go out. */
+        if (s->upgraded) { /* what follows the upgrade request is the new protocol's */
+            net_conn_t *c = s->conn;
+            if (len && !c->closing)
+                c->proto->on_data(c, (char *)data, len);
+            break;
+        }
+        if (len && !s->dead && !s->closed &&
+            (s->upgrade_pending || s->depth >= s->srv->cfg.max_pipeline)) {
+            /* Pipeline full, or an upgrade waits its turn: keep the rest, stop reading until
+             * answers go out. */
             s->saved = malloc(len);
             if (!s->saved) {
                 net_conn_close(s->conn);
@@ -336,6 +348,40 @@ static void write_response(http_session_t *s, roost_req_t *req)
     req->written = 1;
 }
 
+/* The 101 went out: hand the connection to the new protocol. Nothing may follow the upgrade
+ * request in the pipeline (parsing paused on it); bytes already read but not parsed go to the
+ * new protocol, here or by feed() when it is on the stack. */
+static void upgrade(http_session_t *s, roost_req_t *req)
+{
+    void (*attach)(net_conn_t *, void *) = req->upgrade_attach;
+    void *arg = req->upgrade_arg;
+    req->upgrade_attach = NULL;
+    req->upgrade_drop = NULL;
+    req->upgrade_arg = NULL;
+    req_unref(req);
+    net_conn_t *c = s->conn;
+    s->dead = 1;
+    s->upgraded = 1;
+    s->parse.cur = NULL;
+    drop_pipeline(s);
+    attach(c, arg); /* sets c->proto and c->ud */
+    if (s->in_feed) {
+        s->closed = 1; /* on_data or the resume path frees the session after feed() */
+        return;
+    }
+    if (s->saved && !c->closing)
+        c->proto->on_data(c, s->saved, s->saved_len);
+    if (s->resume_queued) {
+        http_loop_t *hl = loop_state(c->loop);
+        for (http_session_t **p = &hl->resume; *p; p = &(*p)->resume_next)
+            if (*p == s) {
+                *p = s->resume_next;
+                break;
+            }
+    }
+    session_free(s);
+}
+
 static void flush(http_session_t *s)
 {
     roost_req_t *req;
@@ -356,6 +402,10 @@ static void flush(http_session_t *s)
         s->depth--;
         req->sess = NULL;
         int close = req->close_after;
+        if (req->upgrade_attach && !close) {
+            upgrade(s, req);
+            return;
+        }
         req_unref(req);
         if (close) {
             s->dead = 1;
@@ -369,7 +419,8 @@ static void flush(http_session_t *s)
         net_conn_close_after_write(s->conn);
         return;
     }
-    if (s->saved && s->depth < s->srv->cfg.max_pipeline && !s->resume_queued && !s->dead) {
+    if (s->saved && s->depth < s->srv->cfg.max_pipeline && !s->resume_queued && !s->dead &&
+        !s->upgrade_pending) {
         http_loop_t *hl = loop_state(s->conn->loop);
         s->resume_queued = 1;
         s->resume_next = hl->resume;

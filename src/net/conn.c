@@ -323,6 +323,67 @@ int net_conn_write_rbuf(net_conn_t *c, rbuf_t *b, size_t off, size_t len)
     return rc;
 }
 
+static void on_flush_check(uv_check_t *h)
+{
+    net_loop_t *loop = h->data;
+    net_conn_t *c = loop->dirty;
+    loop->dirty = NULL;
+    uv_check_stop(h);
+    while (c) {
+        net_conn_t *next = c->dirty_next;
+        c->dirty_next = NULL;
+        c->dirty = 0;
+        flush_queue(c);
+        net_conn_unref(c);
+        c = next;
+    }
+}
+
+int net_conn_queue_rbuf(net_conn_t *c, rbuf_t *b, size_t off, size_t len)
+{
+    if (c->closing)
+        return -EPIPE;
+    net_loop_t *loop = c->loop;
+    if (loop->cork_conn == c && loop->cork.len) { /* keep order with gathered writes */
+        size_t clen = loop->cork.len;
+        loop->cork.len = 0;
+        rbuf_t *cb = rbuf_from(loop->cork.p, clen);
+        if (!cb || enqueue(c, cb, cb->data, clen) < 0)
+            return -ENOMEM;
+    }
+    int rc = enqueue(c, rbuf_ref(b), b->data + off, len);
+    if (rc < 0 || c->dirty)
+        return rc;
+    c->dirty = 1;
+    net_conn_ref(c); /* the flush list's */
+    c->dirty_next = loop->dirty;
+    loop->dirty = c;
+    if (!uv_is_active((uv_handle_t *)&loop->flush_check)) {
+        loop->flush_check.data = loop;
+        uv_check_start(&loop->flush_check, on_flush_check);
+    }
+    return 0;
+}
+
+void net_conn_drop_queued(net_conn_t *c)
+{
+    net_wseg_t **p = &c->wq_head, *keep_tail = NULL;
+    for (unsigned i = 0; i < c->wsegs_inflight && *p; i++) {
+        keep_tail = *p;
+        p = &(*p)->next;
+    }
+    net_wseg_t *w = *p;
+    *p = NULL;
+    c->wq_tail = keep_tail;
+    while (w) {
+        net_wseg_t *next = w->next;
+        c->wq_bytes -= w->len;
+        rbuf_unref(w->buf);
+        free(w);
+        w = next;
+    }
+}
+
 void net_conn_pause(net_conn_t *c)
 {
     c->paused = 1;

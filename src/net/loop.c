@@ -157,6 +157,7 @@ static void maybe_finish(net_loop_t *loop)
     }
     uv_close((uv_handle_t *)&loop->inbox_async, on_handle_closed);
     uv_close((uv_handle_t *)&loop->tick, on_handle_closed);
+    uv_close((uv_handle_t *)&loop->flush_check, on_handle_closed);
     if (loop->group->opts.on_loop_end)
         loop->group->opts.on_loop_end(loop);
 }
@@ -244,6 +245,8 @@ static int loop_init(net_group_t *g, net_loop_t *loop, int index)
     loop->inbox_async.data = loop;
     uv_timer_init(&loop->uv, &loop->tick);
     loop->tick.data = loop;
+    uv_check_init(&loop->uv, &loop->flush_check);
+    loop->flush_check.data = loop;
     loop->rbuf_size = READ_BUF_SIZE;
     loop->rbuf = malloc(loop->rbuf_size);
     if (!loop->rbuf)
@@ -341,6 +344,7 @@ void net_group_join_free(net_group_t *g)
         if (!loop->inbox_closed) {
             uv_close((uv_handle_t *)&loop->inbox_async, on_handle_closed);
             uv_close((uv_handle_t *)&loop->tick, on_handle_closed);
+            uv_close((uv_handle_t *)&loop->flush_check, on_handle_closed);
             if (g->opts.on_loop_end)
                 g->opts.on_loop_end(loop);
         }

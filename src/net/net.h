@@ -85,6 +85,8 @@ struct net_conn {
     unsigned reading : 1;
     unsigned paused : 1;    /* reads stopped by the protocol */
     unsigned lingering : 1; /* FIN sent, discarding input until EOF (see conn.c) */
+    unsigned dirty : 1;     /* queued writes wait for the loop's end-of-iteration flush */
+    net_conn_t *dirty_next;
 };
 
 /* Writes bytes (copied if they cannot be written at once). While a protocol's on_data runs,
@@ -93,6 +95,12 @@ int net_conn_write(net_conn_t *c, const void *data, size_t len);
 /* Writes a shared buffer's bytes [off, off+len) without copying: a reference is kept until
  * written. */
 int net_conn_write_rbuf(net_conn_t *c, rbuf_t *b, size_t off, size_t len);
+/* Queues a shared buffer's bytes without writing: every connection written this way during one
+ * loop iteration is flushed once at its end, so many frames for one connection (a burst of room
+ * messages) leave in one writev. */
+int net_conn_queue_rbuf(net_conn_t *c, rbuf_t *b, size_t off, size_t len);
+/* Drops queued bytes that are not already being written (a slow consumer being closed). */
+void net_conn_drop_queued(net_conn_t *c);
 /* Closes once the write queue is empty (now if it is). */
 void net_conn_close_after_write(net_conn_t *c);
 void net_conn_close(net_conn_t *c);
@@ -139,6 +147,8 @@ struct net_loop {
     size_t rbuf_size;
     sbuf_t cork; /* writes to cork_conn gathered during its on_data */
     net_conn_t *cork_conn;
+    uv_check_t flush_check; /* flushes the dirty connections once per iteration */
+    net_conn_t *dirty;
     char date[30]; /* the current IMF-fixdate, refreshed by the tick */
     int64_t date_sec;
     /* read by the watchdog thread */

@@ -1,0 +1,28 @@
+/* The pages under web/, compiled into the binary (the assembler's .incbin), so the server
+ * needs no files at run time and a page cannot drift from the binary that serves it. */
+#include <stddef.h>
+
+#include "app/app.h"
+
+#define EMBED(sym, path)                                                                       \
+    __asm__(".section .rodata\n.global " #sym "\n" #sym ":\n.incbin \"" path "\"\n"            \
+            ".global " #sym "_end\n" #sym "_end:\n.byte 0\n.previous\n");                      \
+    extern const char sym[], sym##_end[]
+
+EMBED(page_index, "web/index.html");
+
+static void serve(roost_req_t *req, const char *start, const char *end)
+{
+    roost_res_header(req, "Cache-Control", "no-cache");
+    roost_respond(req, 200, "text/html; charset=utf-8", start, (size_t)(end - start));
+}
+
+static void index_page(roost_req_t *req, void *ud)
+{
+    serve(req, page_index, page_index_end);
+}
+
+int app_routes_pages(roost_server_t *srv)
+{
+    return roost_route(srv, "GET", "/", index_page, NULL, ROOST_LOOP);
+}

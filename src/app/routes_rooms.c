@@ -1,0 +1,237 @@
+/* Chat rooms over WebSocket and their HTTP side: GET /ws/{room}/{user}, GET /echo,
+ * POST /broadcast, GET /rooms, /rooms/{room}/count and /rooms/{room}/users. The wire contract
+ * is docs/ws-contract.md. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/app.h"
+
+#define NAME_MAX_LEN 64
+
+/* Room and user names: 1-64 of A-Z a-z 0-9 - _ . */
+static int valid_name(roost_str_t s)
+{
+    if (!s.ptr || s.len < 1 || s.len > NAME_MAX_LEN)
+        return 0;
+    for (size_t i = 0; i < s.len; i++) {
+        char c = s.ptr[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+static json_t *name_error(const char *where, const char *field)
+{
+    return roost_error_item(where, field,
+                            "must be 1-64 characters: letters, digits, '-', '_' or '.'",
+                            "value_error.name");
+}
+
+/* ---- the chat connection ---- */
+
+typedef struct {
+    long long since; /* -1: none */
+    char epoch[40];
+    char room[NAME_MAX_LEN + 1];
+    char user[NAME_MAX_LEN + 1];
+} chat_t;
+
+static void send_error(roost_ws_t *ws, const char *detail)
+{
+    roost_ws_send_json(ws, json_pack("{s:s,s:s}", "type", "error", "detail", detail));
+}
+
+static void chat_open(roost_ws_t *ws, void *ud)
+{
+    chat_t *c = ud;
+    if (roost_room_join(ws, c->room, c->user, c->since, c->epoch[0] ? c->epoch : NULL) < 0)
+        roost_ws_close(ws, 1011, "cannot join the room");
+}
+
+static void publish_chat(roost_ws_t *ws, chat_t *c, const char *text, size_t len)
+{
+    json_t *f = json_pack("{s:s,s:s%}", "user", c->user, "text", text, len);
+    if (!f || roost_room_publish(roost_ws_server(ws), c->room, "message", f, NULL) < 0)
+        send_error(ws, "the message could not be published");
+}
+
+static void chat_message(roost_ws_t *ws, int binary, const char *data, size_t len, void *ud)
+{
+    chat_t *c = ud;
+    if (binary) {
+        send_error(ws, "binary messages are not understood here; send text or JSON");
+        return;
+    }
+    json_t *msg = json_loadb(data, len, 0, NULL);
+    if (!json_is_object(msg)) { /* plain text is a chat message */
+        json_decref(msg);
+        publish_chat(ws, c, data, len);
+        return;
+    }
+    const char *type = json_string_value(json_object_get(msg, "type"));
+    json_t *text = json_object_get(msg, "message");
+    if (type && !strcmp(type, "ping")) {
+        roost_ws_send_json(ws, json_pack("{s:s}", "type", "pong"));
+    } else if (type && !strcmp(type, "chat")) {
+        if (json_is_string(text))
+            publish_chat(ws, c, json_string_value(text), json_string_length(text));
+        else
+            send_error(ws, "chat needs \"message\": a string");
+    } else if (type && !strcmp(type, "direct")) {
+        const char *to = json_string_value(json_object_get(msg, "to"));
+        if (!to || !json_is_string(text))
+            send_error(ws, "direct needs \"to\" and \"message\": strings");
+        else if (roost_room_direct(ws, to, json_string_value(text), json_string_length(text)) < 0)
+            send_error(ws, "that user is not in this room");
+    } else {
+        send_error(ws, "unknown message type; use chat, direct or ping");
+    }
+    json_decref(msg);
+}
+
+static void chat_close(roost_ws_t *ws, int code, void *ud)
+{
+    free(ud);
+}
+
+static const roost_ws_handler_t chat_handler = {chat_open, chat_message, chat_close};
+
+static void ws_chat(roost_req_t *req, void *ud)
+{
+    roost_str_t room = roost_req_param(req, "room"), user = roost_req_param(req, "user");
+    roost_str_t since = roost_req_query(req, "since"), epoch = roost_req_query(req, "epoch");
+    json_t *errors = json_array();
+    if (!valid_name(room))
+        json_array_append_new(errors, name_error("path", "room"));
+    if (!valid_name(user))
+        json_array_append_new(errors, name_error("path", "user"));
+    long long since_id = -1;
+    if (since.ptr) {
+        char *end;
+        since_id = strtoll(since.ptr, &end, 10);
+        if (!since.len || *end || since_id < 0)
+            json_array_append_new(errors,
+                                  roost_error_item("query", "since",
+                                                   "value is not a valid non-negative integer",
+                                                   "type_error.integer"));
+    }
+    if (epoch.ptr && epoch.len >= sizeof(((chat_t *)0)->epoch))
+        json_array_append_new(errors, roost_error_item("query", "epoch", "epoch is too long",
+                                                       "value_error.any_str.max_length"));
+    if (json_array_size(errors)) {
+        roost_respond_422(req, errors);
+        return;
+    }
+    json_decref(errors);
+    chat_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        roost_respond_error(req, 503, "Out of memory");
+        return;
+    }
+    c->since = since_id;
+    memcpy(c->room, room.ptr, room.len);
+    memcpy(c->user, user.ptr, user.len);
+    if (epoch.ptr)
+        memcpy(c->epoch, epoch.ptr, epoch.len);
+    if (roost_ws_upgrade(req, &chat_handler, c) < 0)
+        free(c);
+}
+
+/* ---- echo, for conformance tests ---- */
+
+static void echo_message(roost_ws_t *ws, int binary, const char *data, size_t len, void *ud)
+{
+    roost_ws_send(ws, binary, data, len);
+}
+
+static const roost_ws_handler_t echo_handler = {NULL, echo_message, NULL};
+
+static void ws_echo(roost_req_t *req, void *ud)
+{
+    roost_ws_upgrade(req, &echo_handler, NULL);
+}
+
+/* ---- HTTP ---- */
+
+static const roost_field_t broadcast_fields[] = {
+    {.name = "room", .type = ROOST_T_STR, .required = 1, .min_len = 1, .max_len = NAME_MAX_LEN},
+    {.name = "message", .type = ROOST_T_STR, .required = 1},
+};
+static const roost_schema_t broadcast_schema = {broadcast_fields, 2};
+
+static void broadcast(roost_req_t *req, void *ud)
+{
+    json_t *body = roost_req_json(req, &broadcast_schema);
+    if (!body)
+        return;
+    json_t *room = json_object_get(body, "room"), *msg = json_object_get(body, "message");
+    roost_str_t name = {json_string_value(room), json_string_length(room)};
+    if (!valid_name(name)) {
+        json_t *errors = json_array();
+        json_array_append_new(errors, name_error("body", "room"));
+        roost_respond_422(req, errors);
+        json_decref(body);
+        return;
+    }
+    long online = 0;
+    long long id = roost_room_publish(roost_req_server(req), name.ptr, "broadcast",
+                                      json_pack("{s:O}", "text", msg), &online);
+    if (id < 0)
+        roost_respond_error(req, 503, "The message could not be published");
+    else
+        roost_respond_json(req, 200, json_pack("{s:s,s:i,s:I}", "sent_to", name.ptr, "online",
+                                               (json_int_t)online, "id", (json_int_t)id));
+    json_decref(body);
+}
+
+static int room_param(roost_req_t *req, roost_str_t *room)
+{
+    *room = roost_req_param(req, "room");
+    if (valid_name(*room))
+        return 0;
+    json_t *errors = json_array();
+    json_array_append_new(errors, name_error("path", "room"));
+    roost_respond_422(req, errors);
+    return -EINVAL;
+}
+
+static void room_count(roost_req_t *req, void *ud)
+{
+    roost_str_t room;
+    if (room_param(req, &room) < 0)
+        return;
+    long n = roost_room_online(roost_req_server(req), room.ptr);
+    roost_respond_json(req, 200, json_pack("{s:s,s:i}", "room", room.ptr, "online", (json_int_t)n));
+}
+
+static void room_users(roost_req_t *req, void *ud)
+{
+    roost_str_t room;
+    if (room_param(req, &room) < 0)
+        return;
+    roost_server_t *srv = roost_req_server(req);
+    json_t *users = roost_room_users(srv, room.ptr);
+    roost_respond_json(req, 200, json_pack("{s:s,s:i,s:o}", "room", room.ptr, "online",
+                                           (json_int_t)roost_room_online(srv, room.ptr), "users",
+                                           users));
+}
+
+static void rooms(roost_req_t *req, void *ud)
+{
+    roost_respond_json(req, 200, json_pack("{s:o}", "rooms", roost_room_list(roost_req_server(req))));
+}
+
+int app_routes_rooms(roost_server_t *srv)
+{
+    int rc = 0;
+    rc |= roost_route(srv, "GET", "/ws/{room}/{user}", ws_chat, NULL, ROOST_LOOP);
+    rc |= roost_route(srv, "GET", "/echo", ws_echo, NULL, ROOST_LOOP);
+    rc |= roost_route(srv, "POST", "/broadcast", broadcast, NULL, ROOST_LOOP);
+    rc |= roost_route(srv, "GET", "/rooms", rooms, NULL, ROOST_LOOP);
+    rc |= roost_route(srv, "GET", "/rooms/{room}/count", room_count, NULL, ROOST_LOOP);
+    rc |= roost_route(srv, "GET", "/rooms/{room}/users", room_users, NULL, ROOST_LOOP);
+    return rc < 0 ? -EINVAL : 0;
+}

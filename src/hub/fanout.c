@@ -1,0 +1,229 @@
+/* Publishing: a room message gets its id, its one frame and its history slot under the room's
+ * lock, then one delivery per loop with members; each loop hands that same frame to its own
+ * members. Also joining (welcome, replay of what a client missed), leaving, and direct
+ * messages, which ride the same deliveries filtered by user. */
+#include "hub/hub.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    net_msg_t msg;
+    room_t *room; /* rooms live as long as the hub */
+    rbuf_t *frame;
+    uint64_t seq;
+    char to[]; /* "" for everyone */
+} delivery_t;
+
+static void deliver(net_loop_t *loop, net_msg_t *msg)
+{
+    delivery_t *d = CONTAINER_OF(msg, delivery_t, msg);
+    if (loop) {
+        hub_member_t *m = d->room->local[loop->index], *next;
+        for (; m; m = next) {
+            next = m->next; /* sending may close m's connection, which unlinks m */
+            if (m->join_seq >= d->seq || (d->to[0] && strcmp(m->user, d->to) != 0))
+                continue;
+            ws_send_shared(m->ws, d->frame);
+        }
+    }
+    rbuf_unref(d->frame);
+    free(d);
+}
+
+void hub_post(hub_t *hub, room_t *r, rbuf_t *frame, uint64_t seq, const char *to)
+{
+    net_group_t *g = hub->srv->group;
+    if (!g)
+        return; /* not running: nobody to deliver to */
+    size_t tolen = to ? strlen(to) : 0;
+    for (int i = 0; i < hub->nloops; i++) {
+        if (!r->local_n[i])
+            continue;
+        delivery_t *d = malloc(sizeof *d + tolen + 1);
+        if (!d)
+            continue;
+        d->msg.fn = deliver;
+        d->room = r;
+        d->frame = rbuf_ref(frame);
+        d->seq = seq;
+        memcpy(d->to, to ? to : "", tolen + 1);
+        net_loop_post(net_group_loop(g, i), &d->msg);
+    }
+}
+
+long long roost_room_publish(roost_server_t *srv, const char *name, const char *type,
+                             json_t *fields, long *online)
+{
+    hub_t *hub = hub_get(srv);
+    room_t *r = hub && hub_valid_name(name, strlen(name)) ? hub_room(hub, name, 1) : NULL;
+    if (!r) {
+        json_decref(fields);
+        return hub ? -EINVAL : -ENOMEM;
+    }
+    pthread_mutex_lock(&r->lock);
+    uint64_t id = r->last_id + 1;
+    rbuf_t *frame = hub_frame(r, type, fields, id);
+    if (!frame) {
+        pthread_mutex_unlock(&r->lock);
+        return -ENOMEM;
+    }
+    r->last_id = id;
+    hub_history_push(hub, r, id, frame);
+    hub_post(hub, r, frame, ++r->seq, NULL);
+    if (online)
+        *online = r->online;
+    pthread_mutex_unlock(&r->lock);
+    rbuf_unref(frame);
+    return (long long)id;
+}
+
+int roost_room_direct(roost_ws_t *ws, const char *to, const char *text, size_t len)
+{
+    hub_member_t *m = ws->member;
+    if (!m)
+        return -ENOENT;
+    hub_t *hub = hub_get(ws->srv);
+    room_t *r = m->room;
+    pthread_mutex_lock(&r->lock);
+    if (!strmap_get(&r->users, to)) {
+        pthread_mutex_unlock(&r->lock);
+        return -ENOENT;
+    }
+    json_t *f = json_pack("{s:s,s:s,s:s%}", "from", m->user, "to", to, "text", text, len);
+    rbuf_t *frame = f ? hub_frame(r, "direct", f, 0) : NULL;
+    if (frame)
+        hub_post(hub, r, frame, ++r->seq, to);
+    pthread_mutex_unlock(&r->lock);
+    rbuf_unref(frame);
+    return frame ? 0 : -ENOMEM;
+}
+
+/* ---- membership ---- */
+
+static void users_add(room_t *r, const char *user, long delta)
+{
+    intptr_t n = (intptr_t)strmap_get(&r->users, user) + delta;
+    if (n > 0)
+        strmap_put(&r->users, user, (void *)n);
+    else
+        strmap_del(&r->users, user);
+}
+
+/* Which history frames a client that saw up to `since` needs; NULL result with *reset set when
+ * the ring does not reach back that far (or the epoch is not ours). */
+static rbuf_t **replay(hub_t *hub, room_t *r, long long since, const char *epoch, int *n,
+                       int *reset)
+{
+    *n = 0;
+    *reset = 0;
+    if (since < 0)
+        return NULL;
+    if ((epoch && strcmp(epoch, hub->epoch) != 0) || (uint64_t)since > r->last_id) {
+        *reset = 1;
+        return NULL;
+    }
+    if ((uint64_t)since == r->last_id)
+        return NULL;
+    uint64_t oldest = r->ring_len ? r->ring[r->ring_head].id : r->last_id + 1;
+    if ((uint64_t)since + 1 < oldest) {
+        *reset = 1;
+        return NULL;
+    }
+    rbuf_t **out = malloc((size_t)r->ring_len * sizeof *out);
+    if (!out)
+        return NULL;
+    for (int i = 0; i < r->ring_len; i++) {
+        hub_entry_t *e = &r->ring[(r->ring_head + i) % r->ring_cap];
+        if (e->id > (uint64_t)since)
+            out[(*n)++] = rbuf_ref(e->frame);
+    }
+    return out;
+}
+
+int roost_room_join(roost_ws_t *ws, const char *name, const char *user, long long since,
+                    const char *epoch)
+{
+    hub_t *hub = hub_get(ws->srv);
+    if (ws->member || !hub)
+        return -EINVAL;
+    room_t *r = hub_room(hub, name, 1);
+    size_t ulen = strlen(user);
+    hub_member_t *m = r ? calloc(1, sizeof *m + ulen + 1) : NULL;
+    if (!m)
+        return -ENOMEM;
+    net_loop_t *loop = ws->conn->loop;
+    m->ws = ws;
+    m->room = r;
+    m->loop = loop->index;
+    memcpy(m->user, user, ulen + 1);
+
+    pthread_mutex_lock(&r->lock);
+    r->online++;
+    r->local_n[m->loop]++;
+    users_add(r, user, 1);
+    hub_notice(hub, r, 1, user, loop);
+    m->join_seq = r->seq; /* the join notice and everything before it are not for m */
+    int nreplay, reset;
+    rbuf_t **frames = replay(hub, r, since, epoch, &nreplay, &reset);
+    json_t *welcome = json_pack("{s:s,s:s,s:s,s:i,s:s,s:I}", "type", "welcome", "room", name,
+                                "user", user, "online", (json_int_t)r->online, "epoch",
+                                hub->epoch, "last_id", (json_int_t)r->last_id);
+    json_t *reset_msg = reset ? json_pack("{s:s,s:s,s:s,s:I}", "type", "reset", "room", name,
+                                          "epoch", hub->epoch, "last_id",
+                                          (json_int_t)r->last_id)
+                              : NULL;
+    pthread_mutex_unlock(&r->lock);
+
+    /* Linked after the lock: deliveries for later events are handled by this same thread, so
+     * none can slip between the snapshot above and this line. */
+    m->next = r->local[m->loop];
+    if (m->next)
+        m->next->prev = m;
+    r->local[m->loop] = m;
+    ws->member = m;
+
+    roost_ws_send_json(ws, welcome);
+    if (reset_msg)
+        roost_ws_send_json(ws, reset_msg);
+    for (int i = 0; i < nreplay; i++) {
+        ws_send_shared(ws, frames[i]);
+        rbuf_unref(frames[i]);
+    }
+    free(frames);
+    return 0;
+}
+
+void hub_leave(roost_ws_t *ws)
+{
+    hub_member_t *m = ws->member;
+    if (!m)
+        return;
+    ws->member = NULL;
+    room_t *r = m->room;
+    if (m->prev)
+        m->prev->next = m->next;
+    else
+        r->local[m->loop] = m->next;
+    if (m->next)
+        m->next->prev = m->prev;
+    hub_t *hub = hub_get(ws->srv);
+    pthread_mutex_lock(&r->lock);
+    r->online--;
+    r->local_n[m->loop]--;
+    users_add(r, m->user, -1);
+    hub_notice(hub, r, 0, m->user, ws->conn->loop);
+    pthread_mutex_unlock(&r->lock);
+    free(m);
+}
+
+const char *roost_ws_room(const roost_ws_t *ws)
+{
+    return ws->member ? ws->member->room->name : NULL;
+}
+
+const char *roost_ws_user(const roost_ws_t *ws)
+{
+    return ws->member ? ws->member->user : NULL;
+}

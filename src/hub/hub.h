@@ -1,0 +1,83 @@
+/* The hub: rooms shared by every loop. A room's shared state (ids, history ring, presence,
+ * per-loop member counts) sits behind the room's own mutex, so no lock is shared by all rooms or
+ * all loops; its members sit in one list per loop, touched only by that loop's thread.
+ *
+ * A room message is encoded once into one immutable frame (rbuf_t). Under the room's lock it
+ * gets its id, enters the history ring, and a delivery (a reference to that frame) is posted to
+ * the inbox of every loop that has members in the room; posting under the lock keeps ids in
+ * order on every loop. Each loop then queues the same frame to its members, and the net layer
+ * writes what a connection got during one loop iteration in one writev. */
+#ifndef ROOST_HUB_H
+#define ROOST_HUB_H
+
+#include <roost/roost.h>
+
+#include "ws/conn.h"
+
+#define HUB_SHARDS 16
+#define HUB_NOTICE_MS 100    /* presence notices: at most one frame per room per window */
+#define HUB_NOTICE_NAMES 100 /* names listed in one coalesced notice */
+
+typedef struct room room_t;
+
+typedef struct hub_member {
+    struct hub_member *prev, *next; /* the room's list on this loop */
+    roost_ws_t *ws;
+    room_t *room;
+    uint64_t join_seq; /* events up to this one happened before the join */
+    int loop;
+    char user[];
+} hub_member_t;
+
+typedef struct {
+    uint64_t id;
+    rbuf_t *frame;
+} hub_entry_t;
+
+struct room {
+    pthread_mutex_t lock;
+    char *name;
+    uint64_t last_id; /* room messages: 1, 2, 3 ... */
+    uint64_t seq;     /* every delivery event (messages, notices, directs) */
+    long online;
+    strmap_t users;   /* user name -> connections (intptr_t) */
+    hub_entry_t *ring; /* history, oldest at ring_head */
+    int ring_cap, ring_len, ring_head;
+    long *local_n;           /* members per loop (changed under the lock) */
+    hub_member_t **local;    /* members per loop (touched only by that loop) */
+    /* presence notices waiting for the end of the window */
+    uint64_t notice_at;
+    json_t *pending_join, *pending_leave; /* arrays of names */
+    long more_join, more_leave;
+    int notice_scheduled;
+};
+
+typedef struct hub {
+    roost_server_t *srv;
+    int nloops;
+    int history;
+    char epoch[17];
+    struct {
+        pthread_mutex_t lock;
+        strmap_t rooms;
+    } shards[HUB_SHARDS];
+} hub_t;
+
+/* room.c */
+hub_t *hub_get(roost_server_t *srv); /* created on first use */
+room_t *hub_room(hub_t *hub, const char *name, int create);
+int hub_valid_name(const char *s, size_t len);
+/* With the room locked: a frame for {"type",...fields,"room"} (+ "id" when id > 0) and "ts". */
+rbuf_t *hub_frame(room_t *r, const char *type, json_t *fields, uint64_t id);
+void hub_history_push(hub_t *hub, room_t *r, uint64_t id, rbuf_t *frame);
+
+/* fanout.c: with the room locked, posts frame (event seq) to every loop with members; to, when
+ * not NULL, limits it to that user's connections. */
+void hub_post(hub_t *hub, room_t *r, rbuf_t *frame, uint64_t seq, const char *to);
+
+/* presence.c: join and leave notices, coalesced per window; with the room locked. */
+void hub_notice(hub_t *hub, room_t *r, int join, const char *user, net_loop_t *loop);
+
+void hub_leave(roost_ws_t *ws);
+
+#endif

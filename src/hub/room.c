@@ -1,0 +1,217 @@
+/* Rooms by name (a registry sharded by hash, each shard with its own mutex), their history
+ * rings and the read-only queries: online counts, the room list, who is present. */
+#include "hub/hub.h"
+
+#include <errno.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void room_free(void *p)
+{
+    room_t *r = p;
+    for (int i = 0; i < r->ring_len; i++)
+        rbuf_unref(r->ring[(r->ring_head + i) % r->ring_cap].frame);
+    strmap_free(&r->users, NULL);
+    json_decref(r->pending_join);
+    json_decref(r->pending_leave);
+    pthread_mutex_destroy(&r->lock);
+    free(r->ring);
+    free(r->local_n);
+    free(r->local);
+    free(r->name);
+    free(r);
+}
+
+static void hub_free(void *p)
+{
+    hub_t *hub = p;
+    for (int i = 0; i < HUB_SHARDS; i++) {
+        strmap_free(&hub->shards[i].rooms, room_free);
+        pthread_mutex_destroy(&hub->shards[i].lock);
+    }
+    free(hub);
+}
+
+hub_t *hub_get(roost_server_t *srv)
+{
+    hub_t *hub = atomic_load(&srv->hub);
+    if (hub)
+        return hub;
+    hub = calloc(1, sizeof *hub);
+    if (!hub)
+        return NULL;
+    hub->srv = srv;
+    hub->nloops = srv->cfg.threads;
+    hub->history = srv->cfg.history;
+    /* A new epoch per process: history lives in memory, so a restart cannot honour ?since. */
+    unsigned char rnd[8];
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        memcpy(rnd, &(uint64_t){time_now_ns()}, sizeof rnd);
+    for (int i = 0; i < 8; i++)
+        snprintf(hub->epoch + 2 * i, 3, "%02x", rnd[i]);
+    for (int i = 0; i < HUB_SHARDS; i++)
+        pthread_mutex_init(&hub->shards[i].lock, NULL);
+    void *expected = NULL;
+    if (!atomic_compare_exchange_strong(&srv->hub, &expected, hub)) {
+        hub_free(hub); /* another thread won */
+        return expected;
+    }
+    srv->hub_free = hub_free;
+    return hub;
+}
+
+int hub_valid_name(const char *s, size_t len)
+{
+    if (len < 1 || len > 64)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == ':'))
+            return 0;
+    }
+    return 1;
+}
+
+static unsigned shard_of(const char *name)
+{
+    unsigned h = 5381;
+    for (; *name; name++)
+        h = h * 33 + (unsigned char)*name;
+    return h % HUB_SHARDS;
+}
+
+room_t *hub_room(hub_t *hub, const char *name, int create)
+{
+    unsigned sh = shard_of(name);
+    pthread_mutex_lock(&hub->shards[sh].lock);
+    room_t *r = strmap_get(&hub->shards[sh].rooms, name);
+    if (!r && create && (r = calloc(1, sizeof *r))) {
+        pthread_mutex_init(&r->lock, NULL);
+        r->name = strdup(name);
+        r->ring_cap = hub->history;
+        r->ring = hub->history ? calloc((size_t)hub->history, sizeof *r->ring) : NULL;
+        r->local_n = calloc((size_t)hub->nloops, sizeof *r->local_n);
+        r->local = calloc((size_t)hub->nloops, sizeof *r->local);
+        if (!r->name || (hub->history && !r->ring) || !r->local_n || !r->local ||
+            strmap_put(&hub->shards[sh].rooms, name, r) < 0) {
+            room_free(r);
+            r = NULL;
+        }
+    }
+    pthread_mutex_unlock(&hub->shards[sh].lock);
+    return r;
+}
+
+rbuf_t *hub_frame(room_t *r, const char *type, json_t *fields, uint64_t id)
+{
+    json_t *o = json_pack("{s:s,s:s}", "type", type, "room", r->name);
+    if (!o) {
+        json_decref(fields);
+        return NULL;
+    }
+    if (fields)
+        json_object_update(o, fields);
+    json_decref(fields);
+    if (id)
+        json_object_set_new(o, "id", json_integer((json_int_t)id));
+    json_object_set_new(o, "ts", json_real((double)(uint64_t)(time_wall() * 1000) / 1000.0));
+    char small[1024];
+    size_t n = json_dumpb(o, small, sizeof small, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    rbuf_t *frame = NULL;
+    if (n && n <= sizeof small) {
+        frame = ws_frame_new(WS_OP_TEXT, small, n);
+    } else if (n) {
+        char *big = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
+        if (big)
+            frame = ws_frame_new(WS_OP_TEXT, big, strlen(big));
+        free(big);
+    }
+    json_decref(o);
+    return frame;
+}
+
+void hub_history_push(hub_t *hub, room_t *r, uint64_t id, rbuf_t *frame)
+{
+    if (!r->ring_cap)
+        return;
+    if (r->ring_len == r->ring_cap) {
+        rbuf_unref(r->ring[r->ring_head].frame);
+        r->ring_head = (r->ring_head + 1) % r->ring_cap;
+        r->ring_len--;
+    }
+    hub_entry_t *e = &r->ring[(r->ring_head + r->ring_len) % r->ring_cap];
+    e->id = id;
+    e->frame = rbuf_ref(frame);
+    r->ring_len++;
+}
+
+long roost_room_online(roost_server_t *srv, const char *name)
+{
+    hub_t *hub = hub_get(srv);
+    room_t *r = hub ? hub_room(hub, name, 0) : NULL;
+    if (!r)
+        return 0;
+    pthread_mutex_lock(&r->lock);
+    long n = r->online;
+    pthread_mutex_unlock(&r->lock);
+    return n;
+}
+
+static void add_room(const char *key, void *value, void *ud)
+{
+    room_t *r = value;
+    pthread_mutex_lock(&r->lock);
+    long n = r->online;
+    pthread_mutex_unlock(&r->lock);
+    json_array_append_new(ud, json_pack("{s:s,s:i}", "room", key, "online", (json_int_t)n));
+}
+
+json_t *roost_room_list(roost_server_t *srv)
+{
+    json_t *list = json_array();
+    hub_t *hub = hub_get(srv);
+    for (int i = 0; hub && i < HUB_SHARDS; i++) {
+        pthread_mutex_lock(&hub->shards[i].lock);
+        strmap_each(&hub->shards[i].rooms, add_room, list);
+        pthread_mutex_unlock(&hub->shards[i].lock);
+    }
+    return list;
+}
+
+static void add_user(const char *key, void *value, void *ud)
+{
+    json_array_append_new(ud, json_string(key));
+}
+
+static int by_string(const void *a, const void *b)
+{
+    return strcmp(json_string_value(*(json_t *const *)a), json_string_value(*(json_t *const *)b));
+}
+
+json_t *roost_room_users(roost_server_t *srv, const char *name)
+{
+    json_t *users = json_array();
+    hub_t *hub = hub_get(srv);
+    room_t *r = hub ? hub_room(hub, name, 0) : NULL;
+    if (!r)
+        return users;
+    pthread_mutex_lock(&r->lock);
+    strmap_each(&r->users, add_user, users);
+    pthread_mutex_unlock(&r->lock);
+    /* Sorted for a stable answer: through a plain array of the (owned) values. */
+    size_t n = json_array_size(users);
+    json_t **v = malloc((n ? n : 1) * sizeof *v);
+    if (!v)
+        return users;
+    for (size_t i = 0; i < n; i++)
+        v[i] = json_incref(json_array_get(users, i));
+    qsort(v, n, sizeof *v, by_string);
+    json_array_clear(users);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(users, v[i]);
+    free(v);
+    return users;
+}

@@ -1,0 +1,276 @@
+/* A WebSocket connection on its loop: bytes in through the message reader, frames out through
+ * the connection's write queue. Heartbeats use the connection's one wheel timer: after
+ * ws_ping_s of silence a ping goes out, and after ws_pong_timeout_s more without a byte the
+ * connection is closed. Every way out (peer close, protocol error, slow consumer, rate limit,
+ * shutdown) goes through close_with(), which sends one close frame and lets conn.c finish. */
+#include "ws/conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Defined by the hub: leaves the room when the connection ends. */
+void hub_leave(roost_ws_t *ws);
+
+#define CLOSE_WAIT_MS 2000 /* after our close frame, how long the peer has to take it */
+
+static void arm_idle(roost_ws_t *ws)
+{
+    const roost_config_t *cfg = roost_server_config(ws->srv);
+    net_conn_deadline(ws->conn, net_loop_now(ws->conn->loop) + (uint64_t)(cfg->ws_ping_s * 1000));
+}
+
+static void close_with(roost_ws_t *ws, unsigned code, const char *reason)
+{
+    if (ws->close_sent || ws->conn->closing)
+        return;
+    uint8_t frame[WS_CONTROL_FRAME_MAX];
+    int n = ws_close_frame(frame, code, reason, reason ? strlen(reason) : 0);
+    ws->close_sent = 1;
+    ws->close_code = (int)code;
+    if (n > 0)
+        net_conn_write(ws->conn, frame, (size_t)n);
+    net_conn_close_after_write(ws->conn);
+    if (!ws->conn->closing)
+        net_conn_deadline(ws->conn, net_loop_now(ws->conn->loop) + CLOSE_WAIT_MS);
+}
+
+void roost_ws_close(roost_ws_t *ws, int code, const char *reason)
+{
+    close_with(ws, (unsigned)code, reason);
+}
+
+roost_server_t *roost_ws_server(const roost_ws_t *ws)
+{
+    return ws->srv;
+}
+
+rbuf_t *ws_frame_new(unsigned opcode, const void *payload, size_t len)
+{
+    rbuf_t *b = rbuf_new(WS_HEADER_MAX + len);
+    if (!b)
+        return NULL;
+    size_t h = ws_frame_header((uint8_t *)b->data, opcode, 1, len);
+    if (len)
+        memcpy(b->data + h, payload, len);
+    b->len = h + len;
+    return b;
+}
+
+/* A slow reader must not grow our memory or hold the others back (DESIGN §3): past the backlog
+ * bound, what is queued is dropped and the connection gets 1008. */
+static int over_backlog(roost_ws_t *ws, size_t more)
+{
+    const roost_config_t *cfg = roost_server_config(ws->srv);
+    if (ws->conn->wq_bytes + more <= cfg->ws_max_backlog)
+        return 0;
+    http_count_limit(ws->srv, "ws_backlog");
+    net_conn_drop_queued(ws->conn);
+    close_with(ws, WS_CLOSE_POLICY, "too slow: backlog over the limit");
+    return 1;
+}
+
+int ws_send_shared(roost_ws_t *ws, rbuf_t *frame)
+{
+    if (ws->close_sent || ws->conn->closing)
+        return -EPIPE;
+    if (over_backlog(ws, frame->len))
+        return -ENOBUFS;
+    return net_conn_queue_rbuf(ws->conn, frame, 0, frame->len);
+}
+
+int roost_ws_send(roost_ws_t *ws, int binary, const void *data, size_t len)
+{
+    if (ws->close_sent || ws->conn->closing)
+        return -EPIPE;
+    if (over_backlog(ws, len + WS_HEADER_MAX))
+        return -ENOBUFS;
+    unsigned op = binary ? WS_OP_BINARY : WS_OP_TEXT;
+    uint8_t small[1024];
+    if (len + WS_HEADER_MAX <= sizeof small) {
+        size_t h = ws_frame_header(small, op, 1, len);
+        memcpy(small + h, data, len);
+        return net_conn_write(ws->conn, small, h + len);
+    }
+    rbuf_t *b = ws_frame_new(op, data, len);
+    if (!b)
+        return -ENOMEM;
+    int rc = net_conn_write_rbuf(ws->conn, b, 0, b->len);
+    rbuf_unref(b);
+    return rc;
+}
+
+int ws_send_json_borrowed(roost_ws_t *ws, const json_t *msg)
+{
+    char small[512];
+    size_t n = json_dumpb(msg, small, sizeof small, JSON_COMPACT);
+    if (n == 0)
+        return -EINVAL;
+    if (n <= sizeof small)
+        return roost_ws_send(ws, 0, small, n);
+    char *big = json_dumps(msg, JSON_COMPACT);
+    if (!big)
+        return -ENOMEM;
+    int rc = roost_ws_send(ws, 0, big, strlen(big));
+    free(big);
+    return rc;
+}
+
+int roost_ws_send_json(roost_ws_t *ws, json_t *msg)
+{
+    if (!msg)
+        return -ENOMEM;
+    int rc = ws_send_json_borrowed(ws, msg);
+    json_decref(msg);
+    return rc;
+}
+
+/* ---- reading ---- */
+
+static int rate_ok(roost_ws_t *ws)
+{
+    const roost_config_t *cfg = roost_server_config(ws->srv);
+    uint64_t now = net_loop_now(ws->conn->loop);
+    double burst = 2.0 * cfg->ws_max_rate;
+    ws->tokens += (double)(now - ws->tokens_at) * cfg->ws_max_rate / 1000.0;
+    if (ws->tokens > burst)
+        ws->tokens = burst;
+    ws->tokens_at = now;
+    if (ws->tokens < 1.0)
+        return 0;
+    ws->tokens -= 1.0;
+    return 1;
+}
+
+static int on_message(void *ud, unsigned opcode, const uint8_t *data, size_t len)
+{
+    roost_ws_t *ws = ud;
+    if (ws->close_sent)
+        return 0;
+    if (!rate_ok(ws)) {
+        http_count_limit(ws->srv, "ws_rate");
+        close_with(ws, WS_CLOSE_POLICY, "too many messages");
+        return -ECANCELED;
+    }
+    if (ws->h->on_message)
+        ws->h->on_message(ws, opcode == WS_OP_BINARY, (const char *)data, len, ws->ud);
+    return ws->conn->closing || ws->close_sent ? -ECANCELED : 0;
+}
+
+static int on_ping(void *ud, const uint8_t *data, size_t len)
+{
+    roost_ws_t *ws = ud;
+    uint8_t frame[WS_CONTROL_FRAME_MAX];
+    int n = ws_control_frame(frame, WS_OP_PONG, data, len);
+    if (n > 0 && !ws->close_sent)
+        net_conn_write(ws->conn, frame, (size_t)n);
+    return 0;
+}
+
+static int on_pong(void *ud, const uint8_t *data, size_t len)
+{
+    return 0; /* any byte from the peer already counted as a sign of life */
+}
+
+static int on_peer_close(void *ud, unsigned code, const char *reason, size_t len)
+{
+    roost_ws_t *ws = ud;
+    if (!ws->close_sent)
+        close_with(ws, code, NULL); /* echo the code (§5.5.1); 1005 gives an empty close */
+    ws->close_code = code == WS_CLOSE_NO_STATUS ? WS_CLOSE_NO_STATUS : (int)code;
+    return -ECANCELED;
+}
+
+static const ws_handler_t reader_handler = {
+    .on_message = on_message,
+    .on_ping = on_ping,
+    .on_pong = on_pong,
+    .on_close = on_peer_close,
+};
+
+static void on_data(net_conn_t *c, char *data, size_t len)
+{
+    roost_ws_t *ws = c->ud;
+    if (ws->close_sent)
+        return; /* waiting for the peer to take our close: ignore what it still sends */
+    ws->awaiting_pong = 0;
+    arm_idle(ws);
+    int rc = ws_read(&ws->reader, (uint8_t *)data, len);
+    if (rc < 0 && rc != -ECANCELED) {
+        if (rc == -EMSGSIZE)
+            http_count_limit(ws->srv, "ws_message");
+        close_with(ws, ws_close_code_for(rc), rc == -EMSGSIZE ? "message too big" : NULL);
+    }
+}
+
+static void on_timeout(net_conn_t *c)
+{
+    roost_ws_t *ws = c->ud;
+    const roost_config_t *cfg = roost_server_config(ws->srv);
+    if (ws->close_sent) { /* the peer never took our close frame */
+        net_conn_close(c);
+        return;
+    }
+    if (ws->awaiting_pong) {
+        close_with(ws, WS_CLOSE_POLICY, "ping timeout");
+        net_conn_close(c); /* a silent peer will not read it: do not wait */
+        return;
+    }
+    uint8_t frame[WS_CONTROL_FRAME_MAX];
+    int n = ws_control_frame(frame, WS_OP_PING, NULL, 0);
+    net_conn_write(c, frame, (size_t)n);
+    ws->awaiting_pong = 1;
+    net_conn_deadline(c, net_loop_now(c->loop) + (uint64_t)(cfg->ws_pong_timeout_s * 1000));
+}
+
+static void on_shutdown(net_conn_t *c)
+{
+    close_with(c->ud, WS_CLOSE_GOING_AWAY, "server shutting down");
+}
+
+static void on_close(net_conn_t *c)
+{
+    roost_ws_t *ws = c->ud;
+    c->ud = NULL;
+    hub_leave(ws);
+    if (ws->open && ws->h->on_close)
+        ws->h->on_close(ws, ws->close_code, ws->ud);
+    ws_reader_free(&ws->reader);
+    atomic_fetch_sub(&ws->srv->ws_open, 1);
+    free(ws);
+}
+
+const net_proto_t ws_proto = {
+    .name = "ws",
+    .on_data = on_data,
+    .on_timeout = on_timeout,
+    .on_shutdown = on_shutdown,
+    .on_close = on_close,
+};
+
+void ws_attach(net_conn_t *c, void *arg)
+{
+    roost_ws_t *ws = arg;
+    const roost_config_t *cfg = roost_server_config(ws->srv);
+    ws->conn = c;
+    ws->close_code = WS_CLOSE_ABNORMAL;
+    ws->tokens = 2.0 * cfg->ws_max_rate;
+    ws->tokens_at = net_loop_now(c->loop);
+    ws_reader_init(&ws->reader, cfg->ws_max_message, &reader_handler, ws);
+    c->proto = &ws_proto;
+    c->ud = ws;
+    arm_idle(ws);
+    net_conn_resume(c);
+    ws->open = 1;
+    if (ws->h->on_open)
+        ws->h->on_open(ws, ws->ud);
+}
+
+void ws_drop(void *arg)
+{
+    roost_ws_t *ws = arg;
+    atomic_fetch_sub(&ws->srv->ws_open, 1);
+    if (ws->h->on_close)
+        ws->h->on_close(ws, WS_CLOSE_ABNORMAL, ws->ud);
+    free(ws);
+}

@@ -1,0 +1,44 @@
+/* WebSocket connections (conn.c) and the HTTP upgrade that creates them (upgrade.c): the part
+ * of the ws layer that sits on net and http, above the pure codec of ws.h. A connection reads
+ * whole messages through ws_reader_t, answers pings, pings idle peers from the loop's timer
+ * wheel, limits inbound rate and outbound backlog, and runs the close handshake. */
+#ifndef ROOST_WS_CONN_H
+#define ROOST_WS_CONN_H
+
+#include <roost/roost.h>
+
+#include "http/http.h"
+#include "ws/ws.h"
+
+struct hub_member;
+
+struct roost_ws {
+    net_conn_t *conn;
+    roost_server_t *srv;
+    const roost_ws_handler_t *h;
+    void *ud;
+    ws_reader_t reader;
+    double tokens;        /* inbound rate: a token bucket refilled at ws_max_rate per second */
+    uint64_t tokens_at;   /* loop ms of the last refill */
+    int close_code;       /* sent or received; 1006 until then */
+    unsigned open : 1;    /* on_open has run */
+    unsigned awaiting_pong : 1;
+    unsigned close_sent : 1;
+    struct hub_member *member; /* the room it joined, owned by the hub */
+};
+
+extern const net_proto_t ws_proto;
+
+/* upgrade.c: takes over the connection once the 101 went out. */
+void ws_attach(net_conn_t *c, void *ws);
+void ws_drop(void *ws); /* the 101 was never written: free */
+
+/* Queues a frame shared by many connections (a room message) for the end-of-iteration flush.
+ * Closes the connection with 1008 instead when its backlog would pass ws_max_backlog. */
+int ws_send_shared(roost_ws_t *ws, rbuf_t *frame);
+/* Sends a text message built in a JSON value (not stolen). */
+int ws_send_json_borrowed(roost_ws_t *ws, const json_t *msg);
+/* Encodes a whole server frame (header + payload) into a new shared buffer. */
+rbuf_t *ws_frame_new(unsigned opcode, const void *payload, size_t len);
+
+#endif
