@@ -28,6 +28,12 @@ typedef struct {
     size_t len;
 } roost_str_t;
 
+#define ROOST_LIST_MAX 32
+typedef struct {
+    const char *v[ROOST_LIST_MAX];
+    int n;
+} roost_strlist_t; /* a repeatable flag */
+
 /* ---- configuration: every field is a flag (--name) with a ROOST_NAME environment twin ---- */
 typedef struct {
     const char *host;          /* --host, default 127.0.0.1 */
@@ -55,6 +61,11 @@ typedef struct {
     double ws_ping_s;          /* --ws-ping-s: ping a connection silent this long */
     double ws_pong_timeout_s;  /* --ws-pong-timeout-s: then close it if nothing comes */
     int history;               /* --history: messages kept per room for ?since= */
+    int job_workers;           /* --job-workers: threads running queued jobs, default 8 */
+    double retry_backoff_s;    /* --retry-backoff-s: first retry delay, doubled per attempt */
+    double email_delay_s;      /* --email-delay-s: the email job's delay */
+    roost_strlist_t exec;      /* --exec 'name=/path/cmd args', repeatable */
+    roost_strlist_t schedule;  /* --schedule 'TYPE every 60s {payload}', repeatable */
     int access_log;            /* --access-log: one stderr line per request */
     int debug_routes;          /* --debug-routes: test-only routes (a loop that blocks) */
 } roost_config_t;
@@ -171,6 +182,29 @@ json_t *roost_req_json(roost_req_t *req, const roost_schema_t *schema);
  * it can free arg) and its response is dropped. */
 typedef void (*roost_timer_fn)(roost_req_t *req, void *arg);
 void roost_defer(roost_req_t *req, uint64_t ms, roost_timer_fn fn, void *arg);
+
+/* ---- streamed responses (chunked): server-sent events, long downloads; on the loop ---- */
+/* Sends the head now (Transfer-Encoding: chunked; HTTP/1.0 gets a close-delimited body). */
+int roost_stream_begin(roost_req_t *req, int status, const char *content_type);
+int roost_stream_write(roost_req_t *req, const void *data, size_t len);
+void roost_stream_end(roost_req_t *req);
+
+/* ---- answering from elsewhere ---- */
+/* On the loop: keeps req valid after its handler returns (the handler answers later, from
+ * roost_req_post callbacks) until roost_req_release, also if the client leaves. */
+void roost_req_hold(roost_req_t *req);
+void roost_req_release(roost_req_t *req); /* on the loop; 500 if nothing was answered */
+/* From any thread, on a held request: runs fn(req, arg) on the request's loop. */
+void roost_req_post(roost_req_t *req, roost_timer_fn fn, void *arg);
+/* On the loop: the client has gone, anything sent now is dropped. */
+int roost_req_gone(const roost_req_t *req);
+
+/* ---- background tasks: after the response, on the worker pool, in order ---- */
+/* fn returns 0, or a negative code for a failure (logged and counted; the response is gone
+ * already). free_fn(arg), when not NULL, runs after fn (also when fn never runs). */
+typedef int (*roost_task_fn)(void *arg);
+void roost_after_response(roost_req_t *req, roost_task_fn fn, void *arg,
+                          void (*free_fn)(void *));
 
 /* ---- WebSockets (RFC 6455) ---- */
 typedef struct roost_ws roost_ws_t;

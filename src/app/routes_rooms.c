@@ -23,6 +23,18 @@ static int valid_name(roost_str_t s)
     return 1;
 }
 
+/* A room may also be a task's: "task:" and digits, where the jobs publish progress. */
+static int valid_room(roost_str_t s)
+{
+    if (s.ptr && s.len > 5 && s.len <= NAME_MAX_LEN && !memcmp(s.ptr, "task:", 5)) {
+        for (size_t i = 5; i < s.len; i++)
+            if (s.ptr[i] < '0' || s.ptr[i] > '9')
+                return 0;
+        return 1;
+    }
+    return valid_name(s);
+}
+
 static json_t *name_error(const char *where, const char *field)
 {
     return roost_error_item(where, field,
@@ -104,7 +116,7 @@ static void ws_chat(roost_req_t *req, void *ud)
     roost_str_t room = roost_req_param(req, "room"), user = roost_req_param(req, "user");
     roost_str_t since = roost_req_query(req, "since"), epoch = roost_req_query(req, "epoch");
     json_t *errors = json_array();
-    if (!valid_name(room))
+    if (!valid_room(room))
         json_array_append_new(errors, name_error("path", "room"));
     if (!valid_name(user))
         json_array_append_new(errors, name_error("path", "user"));
@@ -190,7 +202,7 @@ static void broadcast(roost_req_t *req, void *ud)
 static int room_param(roost_req_t *req, roost_str_t *room)
 {
     *room = roost_req_param(req, "room");
-    if (valid_name(*room))
+    if (valid_room(*room))
         return 0;
     json_t *errors = json_array();
     json_array_append_new(errors, name_error("path", "room"));

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef enum { OPT_STR, OPT_INT, OPT_SIZE, OPT_SECS, OPT_BOOL } opt_kind_t;
+typedef enum { OPT_STR, OPT_INT, OPT_SIZE, OPT_SECS, OPT_BOOL, OPT_LIST } opt_kind_t;
 
 typedef struct {
     const char *name;
@@ -60,6 +60,14 @@ static const opt_t options[] = {
     {"ws-pong-timeout-s", OPT_SECS, OFF(ws_pong_timeout_s), 0.1, 3600,
      "close a WebSocket that does not answer a ping within this"},
     {"history", OPT_INT, OFF(history), 0, 1000000, "messages kept per room for ?since="},
+    {"job-workers", OPT_INT, OFF(job_workers), 1, 1024, "threads that run queued jobs"},
+    {"retry-backoff-s", OPT_SECS, OFF(retry_backoff_s), 0.01, 3600,
+     "first retry delay of a failed job, doubled per attempt"},
+    {"email-delay-s", OPT_SECS, OFF(email_delay_s), 0, 60, "delay of the email job type"},
+    {"exec", OPT_LIST, OFF(exec), 0, 0,
+     "'name=/path/cmd fixed args': a command the exec job type may run (repeatable)"},
+    {"schedule", OPT_LIST, OFF(schedule), 0, 0,
+     "'TYPE every 60s {payload}': enqueue a job once per period (repeatable)"},
     {"access-log", OPT_BOOL, OFF(access_log), 0, 1, "one stderr line per request"},
     {"debug-routes", OPT_BOOL, OFF(debug_routes), 0, 1,
      "test-only routes (GET /debug/block blocks its loop)"},
@@ -94,6 +102,9 @@ void roost_config_init(roost_config_t *cfg)
     cfg->ws_ping_s = 30;
     cfg->ws_pong_timeout_s = 10;
     cfg->history = 100;
+    cfg->job_workers = 8;
+    cfg->retry_backoff_s = 1;
+    cfg->email_delay_s = 1;
 }
 
 static void usage(FILE *f, const char *prog)
@@ -112,6 +123,7 @@ static void usage(FILE *f, const char *prog)
         case OPT_SIZE: snprintf(def, sizeof def, "%zu", *(const size_t *)p); break;
         case OPT_SECS: snprintf(def, sizeof def, "%g", *(const double *)p); break;
         case OPT_BOOL: snprintf(def, sizeof def, "off"); break;
+        case OPT_LIST: snprintf(def, sizeof def, "none"); break;
         }
         fprintf(f, "  --%-22s %s (default %s)\n", o->name, o->help, def);
     }
@@ -124,6 +136,16 @@ static int set_option(roost_config_t *cfg, const opt_t *o, const char *value, co
     char *end = NULL;
     if (o->kind == OPT_STR) {
         *(const char **)p = value;
+        return 0;
+    }
+    if (o->kind == OPT_LIST) {
+        roost_strlist_t *l = (roost_strlist_t *)p;
+        if (!value || l->n >= ROOST_LIST_MAX) {
+            fprintf(stderr, "roost: %s: --%s takes a value, at most %d times\n", from, o->name,
+                    ROOST_LIST_MAX);
+            return -EINVAL;
+        }
+        l->v[l->n++] = value;
         return 0;
     }
     if (o->kind == OPT_BOOL && !value) {

@@ -56,6 +56,11 @@ struct roost_req {
     unsigned inflight : 1;   /* on a worker or deferred: the loop must not answer for it */
     unsigned on_worker : 1;  /* a worker thread runs the handler now */
     unsigned close_after : 1;
+    unsigned streaming : 1;    /* roost_stream_begin: the body goes out in pieces */
+    unsigned stream_head : 1;  /* its head has been written */
+    unsigned stream_ended : 1;
+    unsigned held : 1;         /* roost_req_hold */
+    struct http_after *after, *after_tail; /* roost_after_response tasks */
     int hosts;
     /* A 101 answer: once it is written, the connection is handed to attach(conn, arg); if it
      * never is (the client left), drop(arg) frees arg. */
@@ -178,14 +183,27 @@ struct roost_server {
     pool_t *pool;
     roost_counter_t *c_requests, *c_stalls, *c_stall_ms, *c_bad_request;
     roost_counter_t *c_limits[HTTP_NLIMITS];
+    roost_counter_t *c_tasks_ok, *c_tasks_failed;
     _Atomic long ws_open; /* WebSocket connections, for --max-connections */
     /* The layers above http keep their per-server state here (created lazily, freed with the
      * server): the hub of rooms. */
     _Atomic(void *) hub;
     void (*hub_free)(void *hub);
+    /* Services that live beside the loops (the job queue): started once the port is bound,
+     * told when draining starts, stopped after the loops ended and before the pool. */
+    struct http_service {
+        void (*start)(void *ud);
+        void (*drain)(void *ud);
+        void (*stop)(void *ud); /* also frees */
+        void *ud;
+    } services[4];
+    int nservices;
 };
+int http_add_service(roost_server_t *srv, const struct http_service *svc);
 
 void http_count_limit(roost_server_t *srv, const char *limit);
+/* Hands a request's background tasks to the worker pool (and takes them off the request). */
+void http_after_submit(roost_req_t *req);
 void http_run_handler(roost_req_t *req);
 
 #endif

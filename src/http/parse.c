@@ -311,6 +311,7 @@ void http_req_reset(roost_req_t *req)
     req->hosts = 0;
     req->keep_alive = req->expect_continue = req->continue_sent = req->in_field = 0;
     req->responded = req->written = req->inflight = req->on_worker = req->close_after = 0;
+    req->streaming = req->stream_head = req->stream_ended = req->held = 0;
     req->defer = NULL;
     /* Keep buffer capacity for the next request, but not a large one. */
     if (req->body.cap > 65536)

@@ -85,7 +85,11 @@ void http_serialize(roost_req_t *req, const char *date, sbuf_t *out)
         p = PUT_LIT(p, "\r\nContent-Type: ");
         p = put(p, req->res_type, type_len);
     }
-    if (!bodyless) {
+    if (req->streaming) {
+        if (req->http_minor == 1)
+            p = PUT_LIT(p, "\r\nTransfer-Encoding: chunked");
+        send_body = 0; /* the pieces follow as they come */
+    } else if (!bodyless) {
         p = PUT_LIT(p, "\r\nContent-Length: ");
         p = put_uint(p, req->res_body.len);
     }
@@ -138,6 +142,8 @@ void roost_respond(roost_req_t *req, int status, const char *content_type, const
         if (srv->mw[i].after)
             srv->mw[i].after(req, status, srv->mw[i].ud);
     req->responded = 1;
+    if (req->held)
+        req->inflight = 0; /* answered from a roost_req_post callback, on the loop */
     http_session_responded(req);
 }
 

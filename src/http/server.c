@@ -54,6 +54,10 @@ roost_server_t *roost_server_new(const roost_config_t *cfg)
     }
     srv->c_bad_request = counters_get(k, "roost_http_bad_requests_total", NULL,
                                       "Requests refused as malformed (400, 505)");
+    srv->c_tasks_ok = counters_get(k, "roost_background_tasks_total", "result=\"ok\"",
+                                   "Background tasks run after a response");
+    srv->c_tasks_failed = counters_get(k, "roost_background_tasks_total", "result=\"failed\"",
+                                       "Background tasks run after a response");
     roost_middleware_t timing = {"process-time", NULL, process_time_after, NULL};
     roost_use(srv, &timing);
     if (cfg->access_log) {
@@ -78,6 +82,90 @@ void http_count_limit(roost_server_t *srv, const char *limit)
     for (int i = 0; i < HTTP_NLIMITS; i++)
         if (!strcmp(limit, http_limit_names[i]))
             roost_counter_add(srv->c_limits[i], 1);
+}
+
+int http_add_service(roost_server_t *srv, const struct http_service *svc)
+{
+    if (srv->nservices == (int)ARRAY_LEN(srv->services))
+        return -ENOSPC;
+    srv->services[srv->nservices++] = *svc;
+    return 0;
+}
+
+/* ---- background tasks ---- */
+
+struct http_after {
+    struct http_after *next;
+    roost_task_fn fn;
+    void *arg;
+    void (*free_fn)(void *);
+};
+
+typedef struct {
+    pool_job_t job;
+    roost_server_t *srv;
+    struct http_after *tasks;
+} after_job_t;
+
+void roost_after_response(roost_req_t *req, roost_task_fn fn, void *arg,
+                          void (*free_fn)(void *))
+{
+    struct http_after *t = malloc(sizeof *t);
+    if (!t) {
+        log_error("background task dropped: out of memory");
+        roost_counter_add(req->srv->c_tasks_failed, 1);
+        if (free_fn)
+            free_fn(arg);
+        return;
+    }
+    *t = (struct http_after){NULL, fn, arg, free_fn};
+    if (req->after_tail)
+        req->after_tail->next = t;
+    else
+        req->after = t;
+    req->after_tail = t;
+}
+
+static void run_tasks(roost_server_t *srv, struct http_after *t, int run)
+{
+    while (t) {
+        struct http_after *next = t->next;
+        int rc = run ? t->fn(t->arg) : -ECANCELED;
+        if (rc < 0) {
+            log_warn("background task failed: %s", strerror(-rc));
+            roost_counter_add(srv->c_tasks_failed, 1);
+        } else {
+            roost_counter_add(srv->c_tasks_ok, 1);
+        }
+        if (t->free_fn)
+            t->free_fn(t->arg);
+        free(t);
+        t = next;
+    }
+}
+
+static void after_job_run(pool_job_t *job)
+{
+    after_job_t *a = CONTAINER_OF(job, after_job_t, job);
+    run_tasks(a->srv, a->tasks, 1); /* in the order they were added */
+    free(a);
+}
+
+void http_after_submit(roost_req_t *req)
+{
+    struct http_after *tasks = req->after;
+    req->after = req->after_tail = NULL;
+    after_job_t *a = malloc(sizeof *a);
+    if (a) {
+        a->srv = req->srv;
+        a->tasks = tasks;
+        a->job.run = after_job_run;
+    }
+    if (!a || !req->srv->pool || pool_submit(req->srv->pool, &a->job) < 0) {
+        log_error("background tasks dropped: the worker queue is full");
+        free(a);
+        run_tasks(req->srv, tasks, 0);
+    }
 }
 
 int roost_route(roost_server_t *srv, const char *method, const char *path_template,
@@ -151,6 +239,9 @@ static void on_signal(uv_signal_t *h, int signum)
     log_info("%s: draining (up to %.1fs)", signum == SIGTERM ? "SIGTERM" : "SIGINT",
              r->srv->cfg.drain_s);
     net_group_drain(r->srv->group);
+    for (int i = 0; i < r->srv->nservices; i++)
+        if (r->srv->services[i].drain)
+            r->srv->services[i].drain(r->srv->services[i].ud);
     uv_timer_start(&r->deadline, on_deadline, (uint64_t)(r->srv->cfg.drain_s * 1000), 0);
 }
 
@@ -205,6 +296,9 @@ int roost_run(roost_server_t *srv)
     uv_signal_start(&r.sigint, on_signal, SIGINT);
     uv_timer_start(&r.poll, on_poll, 50, 50);
 
+    for (int i = 0; i < srv->nservices; i++)
+        if (srv->services[i].start)
+            srv->services[i].start(srv->services[i].ud);
     watchdog_t *wd = watchdog_start(srv->group, cfg->stall_ms, srv->c_stalls, srv->c_stall_ms);
     if ((rc = net_group_start(srv->group)) < 0) {
         log_error("cannot start the loops");
@@ -217,6 +311,10 @@ int roost_run(roost_server_t *srv)
     watchdog_stop(wd);
     net_group_join_free(srv->group);
     srv->group = NULL;
+    for (int i = 0; i < srv->nservices; i++)
+        if (srv->services[i].stop)
+            srv->services[i].stop(srv->services[i].ud);
+    srv->nservices = 0;
     pool_stop_free(srv->pool);
     srv->pool = NULL;
     log_info("stopped");

@@ -6,6 +6,7 @@
  * Requests are recycled per loop (http_loop_t.free), so keep-alive traffic allocates nothing. */
 #include "http/http.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,6 +84,8 @@ static void req_unref(roost_req_t *req)
 {
     if (--req->refs > 0)
         return;
+    if (req->after)
+        http_after_submit(req);
     http_loop_t *hl = req->loop->proto_state;
     if (hl && hl->nfree < FREE_REQS_PER_LOOP) {
         http_req_reset(req);
@@ -382,11 +385,36 @@ static void upgrade(http_session_t *s, roost_req_t *req)
     session_free(s);
 }
 
+/* A streamed response at the head of the pipeline: its head once, then what has been added to
+ * its body since. */
+static void stream_out(http_session_t *s, roost_req_t *req)
+{
+    if (!req->stream_head) {
+        if (s->shutdown || !req->keep_alive || req->http_minor == 0)
+            req->close_after = 1;
+        sbuf_t *out = &loop_state(s->conn->loop)->out;
+        out->len = 0;
+        http_serialize(req, s->conn->loop->date, out);
+        net_conn_write(s->conn, out->p, out->len);
+        req->stream_head = 1;
+    }
+    if (req->res_body.len) {
+        net_conn_write(s->conn, req->res_body.p, req->res_body.len);
+        req->res_body.len = 0;
+    }
+    if (req->stream_ended)
+        req->written = 1;
+}
+
 static void flush(http_session_t *s)
 {
     roost_req_t *req;
     while ((req = s->head) && !s->conn->closing) {
-        if (req->inflight || !req->responded) {
+        if (req->streaming) {
+            stream_out(s, req);
+            if (!req->stream_ended)
+                break;
+        } else if (req->inflight || !req->responded) {
             if (req->expect_continue && !req->continue_sent && s->phase == PHASE_BODY &&
                 req == s->parse.cur) {
                 static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -394,8 +422,9 @@ static void flush(http_session_t *s)
                 req->continue_sent = 1;
             }
             break;
+        } else {
+            write_response(s, req);
         }
-        write_response(s, req);
         s->head = req->next;
         if (!s->head)
             s->tail = NULL;
@@ -617,4 +646,112 @@ void http_run_handler(roost_req_t *req)
     atomic_store(&loop->running, NULL);
     if (!req->responded && !req->inflight)
         roost_respond_error(req, 500, "The handler did not respond");
+}
+
+/* ---- streamed responses ---- */
+
+int roost_stream_begin(roost_req_t *req, int status, const char *content_type)
+{
+    if (req->responded || req->streaming || req->on_worker)
+        return -EINVAL;
+    req->status = status;
+    req->res_type = content_type ? arena_strndup(&req->arena, content_type,
+                                                 strlen(content_type))
+                                 : NULL;
+    req->res_body.len = 0;
+    req->streaming = 1;
+    req->inflight = 1; /* answered piece by piece: the loop must not answer for it */
+    roost_server_t *srv = req->srv;
+    for (int i = 0; i < srv->nmw; i++)
+        if (srv->mw[i].after)
+            srv->mw[i].after(req, status, srv->mw[i].ud);
+    if (req->sess)
+        http_session_responded(req);
+    return 0;
+}
+
+int roost_stream_write(roost_req_t *req, const void *data, size_t len)
+{
+    if (!req->streaming || req->stream_ended)
+        return -EINVAL;
+    if (!req->sess)
+        return -EPIPE;
+    if (!len)
+        return 0;
+    sbuf_t *b = &req->res_body;
+    if (req->http_minor == 1 && sbuf_printf(b, "%zx\r\n", len) < 0)
+        return -ENOMEM;
+    if (sbuf_append(b, data, len) < 0 || (req->http_minor == 1 && sbuf_append(b, "\r\n", 2) < 0))
+        return -ENOMEM;
+    http_session_responded(req);
+    return 0;
+}
+
+void roost_stream_end(roost_req_t *req)
+{
+    if (!req->streaming || req->stream_ended)
+        return;
+    if (req->http_minor == 1)
+        sbuf_append(&req->res_body, "0\r\n\r\n", 5);
+    req->stream_ended = 1;
+    req->responded = 1;
+    req->inflight = 0;
+    if (req->sess)
+        http_session_responded(req);
+}
+
+/* ---- answering from elsewhere ---- */
+
+void roost_req_hold(roost_req_t *req)
+{
+    req->refs++;
+    req->held = 1;
+    req->inflight = 1;
+    net_conn_ref(req->conn);
+}
+
+void roost_req_release(roost_req_t *req)
+{
+    net_conn_t *conn = req->conn;
+    if (!req->responded && !req->streaming) {
+        req->inflight = 0;
+        if (req->sess)
+            roost_respond_error(req, 500, "The handler did not respond");
+    }
+    req_unref(req);
+    net_conn_unref(conn);
+}
+
+int roost_req_gone(const roost_req_t *req)
+{
+    return req->sess == NULL;
+}
+
+typedef struct {
+    net_msg_t msg;
+    roost_req_t *req;
+    roost_timer_fn fn;
+    void *arg;
+} req_post_t;
+
+static void on_req_post(net_loop_t *loop, net_msg_t *msg)
+{
+    req_post_t *p = CONTAINER_OF(msg, req_post_t, msg);
+    if (loop) /* a held request keeps its connection, and so its loop, alive */
+        p->fn(p->req, p->arg);
+    free(p);
+}
+
+void roost_req_post(roost_req_t *req, roost_timer_fn fn, void *arg)
+{
+    req_post_t *p = malloc(sizeof *p);
+    if (!p) {
+        log_error("roost_req_post: out of memory; a reply is lost");
+        return;
+    }
+    p->req = req;
+    p->fn = fn;
+    p->arg = arg;
+    p->msg.fn = on_req_post;
+    net_loop_post(req->loop, &p->msg);
 }
