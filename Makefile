@@ -9,7 +9,7 @@ LLHTTP_INC := /usr/share/include/llhttp
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 BASEFLAGS := -std=gnu11 -D_GNU_SOURCE -pthread -Iinclude -Isrc -I$(LLHTTP_INC) -MMD -MP
-LIBS     := -luv -ljansson -lcrypto -lpthread -lm
+LIBS     := -luv -ljansson -lcrypto -lsqlite3 -lpthread -lm
 
 LIB_SRC  := $(sort $(wildcard src/base/*.c src/net/*.c src/http/*.c src/ws/*.c src/hub/*.c \
                                src/jobs/*.c src/store/*.c src/fetch/*.c))

@@ -254,6 +254,60 @@ json_t *roost_room_users(roost_server_t *srv, const char *room); /* sorted uniqu
 const char *roost_ws_room(const roost_ws_t *ws);
 const char *roost_ws_user(const roost_ws_t *ws);
 
+/* ---- jobs: a durable queue (SQLite, <data-dir>/roost.db) run by job worker threads ---- */
+typedef struct roost_job roost_job_t;
+/* Runs on a job worker thread: returns the result (stolen; NULL means {}), or NULL after
+ * roost_job_fail(). Long jobs report progress and stop when told to. */
+typedef json_t *(*roost_job_fn)(roost_job_t *job, const json_t *payload, void *ud);
+typedef struct {
+    /* Before a job is accepted: appends FastAPI error items for a payload that does not fit
+     * (loc ["body", "payload", field]). May be NULL. */
+    void (*validate)(const json_t *payload, json_t *errors, void *ud);
+    void *ud;
+} roost_job_opts_t;
+/* Before roost_run. -EEXIST for a name already registered. */
+int roost_job_type(roost_server_t *srv, const char *name, roost_job_fn fn,
+                   const roost_job_opts_t *opts);
+/* From the job: reports progress; returns < 0 when the job must stop now (cancelled, timed
+ * out, or the server is stopping): return at once, the result is ignored. */
+int roost_job_progress(roost_job_t *job, long current, long total);
+/* Sleeps up to ms, returning early (< 0) when the job must stop. */
+int roost_job_sleep(roost_job_t *job, long ms);
+int roost_job_stopped(roost_job_t *job);
+/* Sets the attempt's error (a failed attempt: retried while attempts <= max_retries). */
+void roost_job_fail(roost_job_t *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+long long roost_job_id(const roost_job_t *job);
+roost_server_t *roost_job_server(const roost_job_t *job);
+
+/* What to enqueue. */
+typedef struct {
+    const char *type;
+    json_t *payload; /* borrowed */
+    int priority;    /* higher first */
+    double delay_s, timeout_s; /* timeout 0: none */
+    int max_retries;
+    const char *idempotency_key; /* or NULL */
+} roost_job_spec_t;
+/* Called on the queue's thread once the job is stored (task: the task JSON, borrowed; status
+ * 201, or 200 for an idempotent replay, or 503 when it could not be stored). */
+typedef void (*roost_job_done_fn)(json_t *task, int status, void *arg);
+/* From any thread. -EINVAL (and errors filled when not NULL) for an unknown type or a payload
+ * that does not validate; done is then not called. */
+int roost_job_submit(roost_server_t *srv, const roost_job_spec_t *spec, json_t *errors,
+                     roost_job_done_fn done, void *arg);
+/* Cancels: done(task, 200) when cancelled or asked to stop; 404 unknown; 409 finished. */
+int roost_job_cancel(roost_server_t *srv, long long id, roost_job_done_fn done, void *arg);
+/* Blocking reads (call them from ROOST_BLOCKING handlers): the task or NULL; a page of tasks,
+ * newest first, below cursor id (0: newest), status NULL for any. */
+json_t *roost_job_get(roost_server_t *srv, long long id);
+json_t *roost_job_list(roost_server_t *srv, const char *status, long long before_id, int limit);
+/* Calls fn(task, arg) on the queue's thread for every change of task id, starting with its
+ * current state, until fn returns nonzero (it also should when the task has ended). */
+typedef int (*roost_job_watch_fn)(json_t *task, void *arg);
+int roost_job_watch(roost_server_t *srv, long long id, roost_job_watch_fn fn, void *arg);
+/* A status is final: completed, failed or cancelled. */
+int roost_job_final(const char *status);
+
 /* ---- counters, exported on /metrics ---- */
 typedef struct roost_counter roost_counter_t;
 /* Registers (or finds) a counter named `name` with a label set like `limit="body"` (may be NULL).

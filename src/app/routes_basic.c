@@ -149,7 +149,7 @@ int app_routes_basic(roost_server_t *srv)
     rc |= roost_route(srv, "POST", "/items", create_item, NULL, ROOST_LOOP);
     rc |= roost_route(srv, "GET", "/slow-async", slow_async, NULL, ROOST_LOOP);
     rc |= roost_route(srv, "GET", "/slow-sync", slow_sync, NULL, ROOST_BLOCKING);
-    rc |= roost_route(srv, "GET", "/metrics", metrics, NULL, ROOST_LOOP);
+    rc |= roost_route(srv, "GET", "/metrics", metrics, NULL, ROOST_BLOCKING); /* reads the job store */
     if (roost_server_config(srv)->debug_routes)
         rc |= roost_route(srv, "GET", "/debug/block", debug_block, NULL, ROOST_LOOP);
     return rc < 0 ? -EINVAL : 0;

@@ -189,12 +189,14 @@ struct roost_server {
      * server): the hub of rooms. */
     _Atomic(void *) hub;
     void (*hub_free)(void *hub);
+    _Atomic(void *) jobs; /* the job queue, once a job type is registered */
     /* Services that live beside the loops (the job queue): started once the port is bound,
      * told when draining starts, stopped after the loops ended and before the pool. */
     struct http_service {
         void (*start)(void *ud);
         void (*drain)(void *ud);
         void (*stop)(void *ud); /* also frees */
+        void (*metrics)(void *ud, sbuf_t *out); /* appends Prometheus text, may be NULL */
         void *ud;
     } services[4];
     int nservices;

@@ -201,6 +201,9 @@ char *roost_metrics_text(roost_server_t *srv)
                     "# HELP roost_worker_queue_depth Blocking jobs waiting for a worker\n"
                     "# TYPE roost_worker_queue_depth gauge\nroost_worker_queue_depth %d\n",
                     pool_queued(srv->pool));
+    for (int i = 0; i < srv->nservices; i++)
+        if (srv->services[i].metrics)
+            srv->services[i].metrics(srv->services[i].ud, &out);
     return out.p;
 }
 

@@ -1,0 +1,79 @@
+/* What a job function sees: its progress, its stop flag, sleeping that wakes on a stop, and its
+ * error. Runs on job worker threads; it talks to the dispatcher only through atomics and the
+ * dispatcher's queues. */
+#include "jobs/jobs.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void jobs_run_on_worker(pool_job_t *pj)
+{
+    roost_job_t *job = CONTAINER_OF(pj, roost_job_t, pj);
+    json_t *result = job->type->fn(job, job->payload, job->type->opts.ud);
+    if (job->error) {
+        json_decref(result);
+        result = NULL;
+    } else if (!result) {
+        result = json_object();
+    }
+    job->result = result;
+    jobs_attempt_done(job->jobs, job);
+}
+
+static int check_deadline(roost_job_t *job)
+{
+    if (job->deadline_ms && (int64_t)(time_wall() * 1000) >= job->deadline_ms) {
+        int go = JOB_GO;
+        atomic_compare_exchange_strong(&job->stop, &go, JOB_STOP_TIMEOUT);
+    }
+    return atomic_load(&job->stop);
+}
+
+int roost_job_stopped(roost_job_t *job)
+{
+    return check_deadline(job) != JOB_GO;
+}
+
+int roost_job_progress(roost_job_t *job, long current, long total)
+{
+    atomic_store(&job->current, current);
+    atomic_store(&job->total, total);
+    if (!atomic_exchange(&job->progress_dirty, 1))
+        jobs_progress_changed(job->jobs);
+    return roost_job_stopped(job) ? -ECANCELED : 0;
+}
+
+int roost_job_sleep(roost_job_t *job, long ms)
+{
+    /* In short naps, so a cancel or a timeout is seen within 20 ms. */
+    uint64_t end = time_now_ms() + (uint64_t)(ms > 0 ? ms : 0);
+    for (;;) {
+        if (roost_job_stopped(job))
+            return -ECANCELED;
+        uint64_t now = time_now_ms();
+        if (now >= end)
+            return 0;
+        uint64_t nap = end - now < 20 ? end - now : 20;
+        struct timespec ts = {0, (long)nap * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+void roost_job_fail(roost_job_t *job, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    free(job->error);
+    if (vasprintf(&job->error, fmt, ap) < 0)
+        job->error = strdup("the job failed");
+    va_end(ap);
+}
+
+long long roost_job_id(const roost_job_t *job)
+{
+    return job->row.id;
+}

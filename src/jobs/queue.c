@@ -1,0 +1,793 @@
+/* The dispatcher: one thread, the store's only writer (see jobs.h for why). Each wake-up takes
+ * everything queued (finished attempts, submissions, cancels, progress, schedule ticks), writes
+ * it in one transaction, claims as many ready jobs as there are idle job workers, commits, and
+ * only then answers submitters, starts the claimed jobs and tells watchers what changed. */
+#include "jobs/jobs.h"
+
+#include <errno.h>
+#include <math.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define MAX_BACKOFF_MS (300 * 1000)
+#define IDLE_WAKE_MS 1000 /* schedules and timeouts are checked at least this often */
+
+typedef struct submit {
+    struct submit *next;
+    job_row_t row;
+    roost_job_done_fn done;
+    void *arg;
+} submit_t;
+
+typedef struct cancel {
+    struct cancel *next;
+    int64_t id;
+    roost_job_done_fn done;
+    void *arg;
+} cancel_t;
+
+typedef struct watcher {
+    struct watcher *next;
+    int64_t id;
+    roost_job_watch_fn fn;
+    void *arg;
+    int fresh; /* not yet sent the current state */
+} watcher_t;
+
+typedef struct {
+    char *type;
+    char *payload;
+    int64_t period_ms;
+    char *key;
+} schedule_t;
+
+struct jobs {
+    roost_server_t *srv;
+    strmap_t types;
+    char *db_path;
+    pool_t *pool;
+    int nworkers;
+    pthread_t thread;
+    int started;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    /* under lock: what the dispatcher has to do */
+    submit_t *subs, *subs_tail;
+    cancel_t *cancels;
+    roost_job_t *done;
+    watcher_t *watchers;
+    int progress, draining, stopping, wake;
+    /* the dispatcher's own */
+    jobstore_t *store;
+    roost_job_t *running;
+    int nrunning;
+    schedule_t *schedules;
+    int nschedules;
+    roost_counter_t *c_submitted, *c_started, *c_completed, *c_failed, *c_retried,
+        *c_cancelled, *c_run_ms;
+};
+
+static int64_t now_ms(void)
+{
+    return (int64_t)(time_wall() * 1000);
+}
+
+static void wake(jobs_t *j)
+{
+    j->wake = 1;
+    pthread_cond_signal(&j->cond);
+}
+
+/* ---- what other threads hand to the dispatcher ---- */
+
+void jobs_attempt_done(jobs_t *j, roost_job_t *job)
+{
+    pthread_mutex_lock(&j->lock);
+    job->next = j->done;
+    j->done = job;
+    wake(j);
+    pthread_mutex_unlock(&j->lock);
+}
+
+void jobs_progress_changed(jobs_t *j)
+{
+    pthread_mutex_lock(&j->lock);
+    j->progress = 1;
+    wake(j);
+    pthread_mutex_unlock(&j->lock);
+}
+
+int roost_job_submit(roost_server_t *srv, const roost_job_spec_t *spec, json_t *errors,
+                     roost_job_done_fn done, void *arg)
+{
+    jobs_t *j = jobs_get(srv);
+    job_type_t *t = j && spec->type ? strmap_get(&j->types, spec->type) : NULL;
+    if (!t) {
+        if (errors)
+            json_array_append_new(errors, roost_error_item("body", "type", "unknown job type",
+                                                           "value_error.job_type"));
+        return -EINVAL;
+    }
+    if (t->opts.validate && errors) {
+        size_t before = json_array_size(errors);
+        t->opts.validate(spec->payload, errors, t->opts.ud);
+        if (json_array_size(errors) > before)
+            return -EINVAL;
+    }
+    submit_t *s = calloc(1, sizeof *s);
+    char *payload = json_dumps(spec->payload ? spec->payload : json_object(), JSON_COMPACT);
+    if (!s || !payload) {
+        free(s);
+        free(payload);
+        return -ENOMEM;
+    }
+    int64_t now = now_ms();
+    s->row.type = strdup(spec->type);
+    s->row.payload = payload;
+    s->row.priority = spec->priority;
+    s->row.max_retries = spec->max_retries;
+    s->row.timeout_s = spec->timeout_s;
+    s->row.created_ms = now;
+    s->row.run_at_ms = now + (int64_t)(spec->delay_s * 1000);
+    s->row.idem_key = spec->idempotency_key ? strdup(spec->idempotency_key) : NULL;
+    s->done = done;
+    s->arg = arg;
+    pthread_mutex_lock(&j->lock);
+    if (j->subs_tail)
+        j->subs_tail->next = s;
+    else
+        j->subs = s;
+    j->subs_tail = s;
+    wake(j);
+    pthread_mutex_unlock(&j->lock);
+    return 0;
+}
+
+int roost_job_cancel(roost_server_t *srv, long long id, roost_job_done_fn done, void *arg)
+{
+    jobs_t *j = jobs_get(srv);
+    cancel_t *c = j ? calloc(1, sizeof *c) : NULL;
+    if (!c)
+        return -ENOMEM;
+    c->id = id;
+    c->done = done;
+    c->arg = arg;
+    pthread_mutex_lock(&j->lock);
+    c->next = j->cancels;
+    j->cancels = c;
+    wake(j);
+    pthread_mutex_unlock(&j->lock);
+    return 0;
+}
+
+int roost_job_watch(roost_server_t *srv, long long id, roost_job_watch_fn fn, void *arg)
+{
+    jobs_t *j = jobs_get(srv);
+    watcher_t *w = j ? calloc(1, sizeof *w) : NULL;
+    if (!w)
+        return -ENOMEM;
+    w->id = id;
+    w->fn = fn;
+    w->arg = arg;
+    w->fresh = 1;
+    pthread_mutex_lock(&j->lock);
+    w->next = j->watchers;
+    j->watchers = w;
+    wake(j);
+    pthread_mutex_unlock(&j->lock);
+    return 0;
+}
+
+int roost_job_final(const char *status)
+{
+    int s = job_status_parse(status);
+    return s == JOB_COMPLETED || s == JOB_FAILED || s == JOB_CANCELLED;
+}
+
+/* ---- reads, on the caller's thread with a reader of its own ---- */
+
+static _Thread_local jobstore_t *reader;
+
+static jobstore_t *get_reader(jobs_t *j)
+{
+    if (!reader)
+        reader = jobstore_open(j->db_path, 0);
+    return reader;
+}
+
+json_t *roost_job_get(roost_server_t *srv, long long id)
+{
+    jobs_t *j = jobs_get(srv);
+    jobstore_t *r = j ? get_reader(j) : NULL;
+    job_row_t row;
+    if (!r || jobstore_get(r, id, &row) != 1)
+        return NULL;
+    json_t *t = job_row_json(&row);
+    job_row_clear(&row);
+    return t;
+}
+
+json_t *roost_job_list(roost_server_t *srv, const char *status, long long before_id, int limit)
+{
+    jobs_t *j = jobs_get(srv);
+    jobstore_t *r = j ? get_reader(j) : NULL;
+    if (!r || limit < 1 || limit > 1000)
+        return NULL;
+    job_row_t *rows = calloc((size_t)limit, sizeof *rows);
+    if (!rows)
+        return NULL;
+    int n = jobstore_list(r, status ? job_status_parse(status) : -1, before_id, rows, limit);
+    json_t *items = json_array();
+    for (int i = 0; i < n; i++) {
+        json_array_append_new(items, job_row_json(&rows[i]));
+        job_row_clear(&rows[i]);
+    }
+    free(rows);
+    return items;
+}
+
+/* ---- the dispatcher ---- */
+
+typedef struct {
+    int64_t *ids;
+    int n, cap;
+} idset_t;
+
+static void changed(idset_t *s, int64_t id)
+{
+    if (s->n == s->cap) {
+        int cap = s->cap ? s->cap * 2 : 64;
+        int64_t *ids = realloc(s->ids, (size_t)cap * sizeof *ids);
+        if (!ids)
+            return;
+        s->ids = ids;
+        s->cap = cap;
+    }
+    s->ids[s->n++] = id;
+}
+
+static int64_t backoff_ms(jobs_t *j, int attempts)
+{
+    double base = j->srv->cfg.retry_backoff_s * 1000.0 * pow(2.0, attempts - 1);
+    uint32_t r = 0;
+    RAND_bytes((unsigned char *)&r, sizeof r);
+    double jitter = 0.8 + 0.4 * ((double)r / 4294967295.0); /* +-20%: retries do not herd */
+    double ms = base * jitter;
+    return ms > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : (int64_t)ms;
+}
+
+static void finish_attempt(jobs_t *j, roost_job_t *job, idset_t *ch)
+{
+    int stop = atomic_load(&job->stop);
+    int64_t now = now_ms();
+    const job_row_t *r = &job->row;
+    roost_counter_add(j->c_run_ms, (long)(now - r->started_ms));
+    char *result = NULL;
+    if (stop == JOB_STOP_SHUTDOWN) {
+        jobstore_finish(j->store, r->id, JOB_PENDING, NULL, NULL, now); /* runs again later */
+    } else if (stop == JOB_STOP_CANCEL) {
+        jobstore_finish(j->store, r->id, JOB_CANCELLED, NULL, "cancelled", r->run_at_ms);
+        roost_counter_add(j->c_cancelled, 1);
+    } else if (stop == JOB_STOP_TIMEOUT || job->error) {
+        const char *err = stop == JOB_STOP_TIMEOUT ? "timed out" : job->error;
+        if (r->attempts <= r->max_retries) {
+            jobstore_finish(j->store, r->id, JOB_PENDING, NULL, err,
+                            now + backoff_ms(j, r->attempts));
+            roost_counter_add(j->c_retried, 1);
+        } else {
+            jobstore_finish(j->store, r->id, JOB_FAILED, NULL, err, r->run_at_ms);
+            roost_counter_add(j->c_failed, 1);
+        }
+    } else {
+        result = json_dumps(job->result, JSON_COMPACT | JSON_ENCODE_ANY);
+        jobstore_finish(j->store, r->id, JOB_COMPLETED, result, NULL, r->run_at_ms);
+        roost_counter_add(j->c_completed, 1);
+    }
+    free(result);
+    changed(ch, r->id);
+}
+
+static void job_free(roost_job_t *job)
+{
+    job_row_clear(&job->row);
+    json_decref(job->payload);
+    json_decref(job->result);
+    free(job->error);
+    free(job);
+}
+
+static void unlink_running(jobs_t *j, roost_job_t *job)
+{
+    for (roost_job_t **p = &j->running; *p; p = &(*p)->next)
+        if (*p == job) {
+            *p = job->next;
+            j->nrunning--;
+            return;
+        }
+}
+
+static roost_job_t *find_running(jobs_t *j, int64_t id)
+{
+    for (roost_job_t *r = j->running; r; r = r->next)
+        if (r->row.id == id)
+            return r;
+    return NULL;
+}
+
+/* Answers a cancel after the commit: the task's state then, and the status to send. */
+typedef struct {
+    cancel_t *c;
+    int status;
+} cancel_reply_t;
+
+static int handle_cancel(jobs_t *j, cancel_t *c, idset_t *ch)
+{
+    job_row_t row;
+    int found = jobstore_get(j->store, c->id, &row);
+    if (found != 1)
+        return 404;
+    int status = 200;
+    if (row.status == JOB_PENDING) {
+        jobstore_finish(j->store, row.id, JOB_CANCELLED, NULL, "cancelled", row.run_at_ms);
+        roost_counter_add(j->c_cancelled, 1);
+        changed(ch, row.id);
+    } else if (row.status == JOB_RUNNING) {
+        jobstore_request_cancel(j->store, row.id);
+        roost_job_t *job = find_running(j, row.id);
+        if (job) {
+            int go = JOB_GO;
+            atomic_compare_exchange_strong(&job->stop, &go, JOB_STOP_CANCEL);
+        }
+        changed(ch, row.id);
+    } else {
+        status = 409;
+    }
+    job_row_clear(&row);
+    return status;
+}
+
+static void run_schedules(jobs_t *j, int64_t now, idset_t *ch)
+{
+    for (int i = 0; i < j->nschedules; i++) {
+        schedule_t *s = &j->schedules[i];
+        int64_t slot = now / s->period_ms;
+        if (jobstore_schedule_slot(j->store, s->key) >= slot)
+            continue;
+        job_row_t row = {.type = s->type, .payload = s->payload, .created_ms = now,
+                         .run_at_ms = now};
+        if (jobstore_insert(j->store, &row) == 0 &&
+            jobstore_set_schedule_slot(j->store, s->key, slot) == 0) {
+            roost_counter_add(j->c_submitted, 1);
+            changed(ch, row.id);
+        }
+    }
+}
+
+static void publish(jobs_t *j, idset_t *ch)
+{
+    pthread_mutex_lock(&j->lock);
+    int any_watchers = j->watchers != NULL;
+    pthread_mutex_unlock(&j->lock);
+    for (int i = 0; i < ch->n; i++) {
+        int64_t id = ch->ids[i];
+        if (i > 0 && ch->ids[i - 1] == id)
+            continue;
+        char room[32];
+        snprintf(room, sizeof room, "task:%lld", (long long)id);
+        int to_room = roost_room_online(j->srv, room) > 0;
+        if (!to_room && !any_watchers)
+            continue; /* nobody looks: skip reading the row back */
+        job_row_t row;
+        if (jobstore_get(j->store, id, &row) != 1)
+            continue;
+        json_t *task = job_row_json(&row);
+        job_row_clear(&row);
+        if (to_room)
+            roost_room_publish(j->srv, room, "task", json_pack("{s:O}", "task", task), NULL);
+        if (any_watchers) {
+            pthread_mutex_lock(&j->lock);
+            for (watcher_t **p = &j->watchers; *p;) {
+                watcher_t *w = *p;
+                if (w->id == id && !w->fresh && w->fn(task, w->arg)) {
+                    *p = w->next;
+                    free(w);
+                } else {
+                    p = &w->next;
+                }
+            }
+            pthread_mutex_unlock(&j->lock);
+        }
+        json_decref(task);
+    }
+}
+
+/* New watchers first get the task as it is now (or NULL: unknown task). */
+static void greet_watchers(jobs_t *j)
+{
+    pthread_mutex_lock(&j->lock);
+    for (watcher_t **p = &j->watchers; *p;) {
+        watcher_t *w = *p;
+        if (!w->fresh) {
+            p = &w->next;
+            continue;
+        }
+        w->fresh = 0;
+        job_row_t row;
+        json_t *task = NULL;
+        if (jobstore_get(j->store, w->id, &row) == 1) {
+            task = job_row_json(&row);
+            job_row_clear(&row);
+        }
+        if (w->fn(task, w->arg) || !task) {
+            *p = w->next;
+            free(w);
+        } else {
+            p = &w->next;
+        }
+        json_decref(task);
+    }
+    pthread_mutex_unlock(&j->lock);
+}
+
+static roost_job_t *start_job(jobs_t *j, job_row_t *row)
+{
+    roost_job_t *job = calloc(1, sizeof *job);
+    if (!job)
+        return NULL;
+    job->jobs = j;
+    job->row = *row;
+    job->type = strmap_get(&j->types, row->type);
+    job->payload = json_loads(row->payload, 0, NULL);
+    if (row->timeout_s > 0)
+        job->deadline_ms = row->started_ms + (int64_t)(row->timeout_s * 1000);
+    job->pj.run = jobs_run_on_worker;
+    return job;
+}
+
+static void *dispatcher_main(void *arg)
+{
+    jobs_t *j = arg;
+    job_row_t *claimed = calloc((size_t)j->nworkers, sizeof *claimed);
+    idset_t ch = {0};
+    for (;;) {
+        /* Sleep until something is queued, a delayed job is due, or the idle period ends. */
+        pthread_mutex_lock(&j->lock);
+        if (!j->wake && !j->stopping) {
+            int64_t next = jobstore_next_run(j->store);
+            int64_t now = now_ms();
+            int64_t wait = next <= now ? 0 : next - now;
+            if (j->nrunning >= j->nworkers || j->draining || wait > IDLE_WAKE_MS)
+                wait = IDLE_WAKE_MS;
+            if (j->nschedules && wait > 100)
+                wait = 100;
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_sec += wait / 1000;
+            ts.tv_nsec += (wait % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            if (wait > 0)
+                pthread_cond_timedwait(&j->cond, &j->lock, &ts);
+        }
+        j->wake = 0;
+        submit_t *subs = j->subs;
+        j->subs = j->subs_tail = NULL;
+        cancel_t *cancels = j->cancels;
+        j->cancels = NULL;
+        roost_job_t *done = j->done;
+        j->done = NULL;
+        int progress = j->progress;
+        j->progress = 0;
+        int draining = j->draining, stopping = j->stopping;
+        pthread_mutex_unlock(&j->lock);
+
+        int64_t now = now_ms();
+        ch.n = 0;
+        jobstore_begin(j->store);
+        for (roost_job_t *job = done; job; job = job->next) {
+            unlink_running(j, job);
+            finish_attempt(j, job, &ch);
+        }
+        for (submit_t *s = subs; s; s = s->next) {
+            int rc = jobstore_insert(j->store, &s->row);
+            if (rc == 0) {
+                roost_counter_add(j->c_submitted, 1);
+                changed(&ch, s->row.id);
+            }
+            s->row.status = rc < 0 ? (job_status_t)-1 : s->row.status;
+            s->row.cancel_requested = rc; /* 1: replayed (reused field until the reply) */
+        }
+        int ncancel = 0;
+        for (cancel_t *c = cancels; c; c = c->next)
+            ncancel++;
+        int cancel_status[ncancel > 0 ? ncancel : 1], ci = 0;
+        for (cancel_t *c = cancels; c; c = c->next)
+            cancel_status[ci++] = handle_cancel(j, c, &ch);
+        if (progress)
+            for (roost_job_t *job = j->running; job; job = job->next)
+                if (atomic_exchange(&job->progress_dirty, 0)) {
+                    jobstore_progress(j->store, job->row.id, atomic_load(&job->current),
+                                      atomic_load(&job->total));
+                    changed(&ch, job->row.id);
+                }
+        if (!draining)
+            run_schedules(j, now, &ch);
+        int nclaimed = 0;
+        if (!draining && j->nrunning < j->nworkers)
+            nclaimed = jobstore_claim(j->store, now, claimed, j->nworkers - j->nrunning);
+        if (jobstore_commit(j->store) < 0) {
+            jobstore_rollback(j->store);
+            log_error("jobs: a batch could not be committed; its submissions get 503");
+            for (submit_t *s = subs; s; s = s->next)
+                s->row.status = (job_status_t)-1;
+            for (int i = 0; i < nclaimed; i++)
+                job_row_clear(&claimed[i]);
+            nclaimed = 0;
+        }
+
+        /* Committed: now answer, start and tell. */
+        for (roost_job_t *job = done, *next; job; job = next) {
+            next = job->next;
+            job_free(job);
+        }
+        for (submit_t *s = subs, *next; s; s = next) {
+            next = s->next;
+            if ((int)s->row.status < 0) {
+                s->done(NULL, 503, s->arg);
+            } else {
+                int replayed = s->row.cancel_requested == 1;
+                s->row.cancel_requested = 0;
+                json_t *task = job_row_json(&s->row);
+                s->done(task, replayed ? 200 : 201, s->arg);
+                json_decref(task);
+            }
+            job_row_clear(&s->row);
+            free(s);
+        }
+        ci = 0;
+        for (cancel_t *c = cancels, *next; c; c = next) {
+            next = c->next;
+            json_t *task = NULL;
+            job_row_t row;
+            if (cancel_status[ci] != 404 && jobstore_get(j->store, c->id, &row) == 1) {
+                task = job_row_json(&row);
+                job_row_clear(&row);
+            }
+            c->done(task, cancel_status[ci++], c->arg);
+            json_decref(task);
+            free(c);
+        }
+        for (int i = 0; i < nclaimed; i++) {
+            roost_job_t *job = start_job(j, &claimed[i]);
+            if (!job || !job->type || pool_submit(j->pool, &job->pj) < 0) {
+                /* Cannot run it now (unknown type after a restart, or no memory): back to
+                 * pending later, so nothing is lost. */
+                jobstore_finish(j->store, claimed[i].id, JOB_PENDING, NULL,
+                                job && !job->type ? "unknown job type" : "could not start",
+                                now + 1000);
+                if (job)
+                    job_free(job);
+                else
+                    job_row_clear(&claimed[i]);
+                continue;
+            }
+            job->next = j->running;
+            j->running = job;
+            j->nrunning++;
+            roost_counter_add(j->c_started, 1);
+            changed(&ch, job->row.id);
+        }
+        for (roost_job_t *job = j->running; job; job = job->next)
+            if (job->deadline_ms && now >= job->deadline_ms) {
+                int go = JOB_GO;
+                atomic_compare_exchange_strong(&job->stop, &go, JOB_STOP_TIMEOUT);
+            }
+        greet_watchers(j);
+        publish(j, &ch);
+        if (stopping && !j->nrunning && !j->subs && !j->done)
+            break;
+    }
+    free(claimed);
+    free(ch.ids);
+    return NULL;
+}
+
+/* ---- life cycle ---- */
+
+static void jobs_start(void *ud)
+{
+    jobs_t *j = ud;
+    const roost_config_t *cfg = &j->srv->cfg;
+    mkdir(cfg->data_dir, 0755);
+    if (asprintf(&j->db_path, "%s/roost.db", cfg->data_dir) < 0 ||
+        !(j->store = jobstore_open(j->db_path, 1))) {
+        log_error("jobs: cannot open the job store in %s; jobs are disabled", cfg->data_dir);
+        return;
+    }
+    int n = jobstore_requeue_running(j->store);
+    if (n > 0)
+        log_info("jobs: %d job(s) were running at the last stop; they run again", n);
+    j->pool = pool_new(j->nworkers, 1 << 20);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&j->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    if (!j->pool || pthread_create(&j->thread, NULL, dispatcher_main, j) != 0) {
+        log_error("jobs: cannot start the job threads");
+        return;
+    }
+    j->started = 1;
+}
+
+static void jobs_drain(void *ud)
+{
+    jobs_t *j = ud;
+    pthread_mutex_lock(&j->lock);
+    j->draining = 1; /* no new job starts; running ones finish */
+    wake(j);
+    pthread_mutex_unlock(&j->lock);
+}
+
+static void jobs_stop(void *ud)
+{
+    jobs_t *j = ud;
+    if (j->started) {
+        /* The loops have drained; running jobs had the same drain_s. Whatever still runs is
+         * told to stop and goes back to pending. */
+        uint64_t end = time_now_ms() + (uint64_t)(j->srv->cfg.drain_s * 1000);
+        for (;;) {
+            pthread_mutex_lock(&j->lock);
+            int busy = j->nrunning > 0 || j->done;
+            pthread_mutex_unlock(&j->lock);
+            if (!busy || time_now_ms() >= end)
+                break;
+            struct timespec ts = {0, 20 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        pthread_mutex_lock(&j->lock);
+        for (roost_job_t *job = j->running; job; job = job->next) {
+            int go = JOB_GO;
+            atomic_compare_exchange_strong(&job->stop, &go, JOB_STOP_SHUTDOWN);
+        }
+        j->stopping = 1;
+        wake(j);
+        pthread_mutex_unlock(&j->lock);
+        pthread_join(j->thread, NULL);
+        pool_stop_free(j->pool);
+    }
+    jobstore_close(j->store);
+    pthread_mutex_lock(&j->lock);
+    while (j->watchers) {
+        watcher_t *w = j->watchers;
+        j->watchers = w->next;
+        w->fn(NULL, w->arg); /* tell it the end; it frees its state */
+        free(w);
+    }
+    pthread_mutex_unlock(&j->lock);
+    strmap_free(&j->types, free);
+    for (int i = 0; i < j->nschedules; i++) {
+        free(j->schedules[i].type);
+        free(j->schedules[i].payload);
+        free(j->schedules[i].key);
+    }
+    free(j->schedules);
+    free(j->db_path);
+    pthread_mutex_destroy(&j->lock);
+    pthread_cond_destroy(&j->cond);
+    atomic_store(&j->srv->jobs, NULL);
+    free(j);
+}
+
+static void jobs_metrics(void *ud, sbuf_t *out)
+{
+    jobs_t *j = ud;
+    jobstore_t *r = j->db_path ? get_reader(j) : NULL;
+    long counts[5];
+    if (!r || jobstore_counts(r, counts) < 0)
+        return;
+    sbuf_printf(out, "# HELP roost_jobs Jobs in the queue by status\n# TYPE roost_jobs gauge\n");
+    for (int s = 0; s < 5; s++)
+        sbuf_printf(out, "roost_jobs{status=\"%s\"} %ld\n", job_status_name(s), counts[s]);
+    sbuf_printf(out, "# HELP roost_jobs_queue_depth Jobs waiting to run\n"
+                     "# TYPE roost_jobs_queue_depth gauge\nroost_jobs_queue_depth %ld\n",
+                counts[JOB_PENDING]);
+}
+
+/* "TYPE every 60s {payload}" */
+static int parse_schedule(jobs_t *j, const char *spec, schedule_t *s)
+{
+    char type[64], unit = 's';
+    double every = 0;
+    int used = 0;
+    if (sscanf(spec, " %63s every %lf%c%n", type, &every, &unit, &used) < 3 || every <= 0)
+        return -EINVAL;
+    double mult = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600 : 0;
+    if (!mult)
+        return -EINVAL;
+    const char *rest = spec + used;
+    json_t *payload = *rest && strspn(rest, " ") != strlen(rest) ? json_loads(rest, 0, NULL)
+                                                                 : json_object();
+    if (!json_is_object(payload)) {
+        json_decref(payload);
+        return -EINVAL;
+    }
+    s->type = strdup(type);
+    s->payload = json_dumps(payload, JSON_COMPACT | JSON_SORT_KEYS);
+    s->period_ms = (int64_t)(every * mult * 1000);
+    json_decref(payload);
+    if (asprintf(&s->key, "%s every %lldms %s", s->type, (long long)s->period_ms, s->payload) < 0)
+        s->key = NULL;
+    return s->type && s->payload && s->key ? 0 : -ENOMEM;
+}
+
+jobs_t *jobs_get(roost_server_t *srv)
+{
+    return atomic_load(&srv->jobs);
+}
+
+static jobs_t *jobs_create(roost_server_t *srv)
+{
+    jobs_t *j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    j->srv = srv;
+    j->nworkers = srv->cfg.job_workers;
+    pthread_mutex_init(&j->lock, NULL);
+    counters_t *k = srv->counters;
+    const char *help = "Job queue events";
+    j->c_submitted = counters_get(k, "roost_job_events_total", "event=\"submitted\"", help);
+    j->c_started = counters_get(k, "roost_job_events_total", "event=\"started\"", help);
+    j->c_completed = counters_get(k, "roost_job_events_total", "event=\"completed\"", help);
+    j->c_failed = counters_get(k, "roost_job_events_total", "event=\"failed\"", help);
+    j->c_retried = counters_get(k, "roost_job_events_total", "event=\"retried\"", help);
+    j->c_cancelled = counters_get(k, "roost_job_events_total", "event=\"cancelled\"", help);
+    j->c_run_ms = counters_get(k, "roost_job_run_milliseconds_total", NULL,
+                               "Time spent running job attempts");
+    const roost_strlist_t *sched = &srv->cfg.schedule;
+    j->schedules = calloc((size_t)sched->n + 1, sizeof *j->schedules);
+    for (int i = 0; j->schedules && i < sched->n; i++) {
+        if (parse_schedule(j, sched->v[i], &j->schedules[j->nschedules]) < 0) {
+            log_error("--schedule '%s': expected 'TYPE every 60s {json payload}'", sched->v[i]);
+            continue;
+        }
+        j->nschedules++;
+    }
+    struct http_service svc = {jobs_start, jobs_drain, jobs_stop, jobs_metrics, j};
+    if (http_add_service(srv, &svc) < 0) {
+        free(j);
+        return NULL;
+    }
+    atomic_store(&srv->jobs, j);
+    return j;
+}
+
+int roost_job_type(roost_server_t *srv, const char *name, roost_job_fn fn,
+                   const roost_job_opts_t *opts)
+{
+    jobs_t *j = jobs_get(srv);
+    if (!j && !(j = jobs_create(srv)))
+        return -ENOMEM;
+    if (strmap_get(&j->types, name))
+        return -EEXIST;
+    size_t len = strlen(name);
+    job_type_t *t = calloc(1, sizeof *t + len + 1);
+    if (!t)
+        return -ENOMEM;
+    t->fn = fn;
+    if (opts)
+        t->opts = *opts;
+    memcpy(t->name, name, len + 1);
+    return strmap_put(&j->types, name, t) < 0 ? -ENOMEM : 0;
+}
+
+roost_server_t *roost_job_server(const roost_job_t *job)
+{
+    return job->jobs->srv;
+}
