@@ -291,10 +291,12 @@ typedef struct {
 /* Called on the queue's thread once the job is stored (task: the task JSON, borrowed; status
  * 201, or 200 for an idempotent replay, or 503 when it could not be stored). */
 typedef void (*roost_job_done_fn)(json_t *task, int status, void *arg);
-/* From any thread. -EINVAL (and errors filled when not NULL) for an unknown type or a payload
- * that does not validate; done is then not called. */
-int roost_job_submit(roost_server_t *srv, const roost_job_spec_t *spec, json_t *errors,
-                     roost_job_done_fn done, void *arg);
+/* Checks the type and its payload: -EINVAL with FastAPI error items appended to errors. */
+int roost_job_validate(roost_server_t *srv, const roost_job_spec_t *spec, json_t *errors);
+/* From any thread, for a spec that validates: done is called once it is stored. -EINVAL for
+ * an unknown type, -ENOMEM; done is then not called. */
+int roost_job_submit(roost_server_t *srv, const roost_job_spec_t *spec, roost_job_done_fn done,
+                     void *arg);
 /* Cancels: done(task, 200) when cancelled or asked to stop; 404 unknown; 409 finished. */
 int roost_job_cancel(roost_server_t *srv, long long id, roost_job_done_fn done, void *arg);
 /* Blocking reads (call them from ROOST_BLOCKING handlers): the task or NULL; a page of tasks,

@@ -9,6 +9,14 @@
 int app_routes_basic(roost_server_t *srv);
 /* /ws/{room}/{user}, /echo, /broadcast, /rooms... */
 int app_routes_rooms(roost_server_t *srv);
+/* /tasks..., /send-notification/{email} */
+int app_routes_jobs(roost_server_t *srv);
+/* sleep, hash, email, exec, noop */
+int app_job_types(roost_server_t *srv);
+int app_email_valid(const char *s);
+/* Appends "<UTC time> <message>" to <data-dir>/file after req's response (a background task). */
+void app_log_after_response(roost_req_t *req, const char *file, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* GET / (the chat page), compiled in from web/ */
 int app_routes_pages(roost_server_t *srv);
 

@@ -16,7 +16,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "roost: cannot create the server\n");
         return 1;
     }
-    if (app_routes_basic(srv) < 0 || app_routes_rooms(srv) < 0 || app_routes_pages(srv) < 0) {
+    if (app_routes_basic(srv) < 0 || app_routes_rooms(srv) < 0 || app_routes_jobs(srv) < 0 ||
+        app_job_types(srv) < 0 || app_routes_pages(srv) < 0) {
         fprintf(stderr, "roost: cannot register the routes\n");
         return 1;
     }

@@ -10,6 +10,7 @@
     extern const char sym[], sym##_end[]
 
 EMBED(page_index, "web/index.html");
+EMBED(page_dashboard, "web/dashboard.html");
 
 static void serve(roost_req_t *req, const char *start, const char *end)
 {
@@ -22,7 +23,13 @@ static void index_page(roost_req_t *req, void *ud)
     serve(req, page_index, page_index_end);
 }
 
+static void dashboard_page(roost_req_t *req, void *ud)
+{
+    serve(req, page_dashboard, page_dashboard_end);
+}
+
 int app_routes_pages(roost_server_t *srv)
 {
-    return roost_route(srv, "GET", "/", index_page, NULL, ROOST_LOOP);
+    int rc = roost_route(srv, "GET", "/", index_page, NULL, ROOST_LOOP);
+    return rc < 0 ? rc : roost_route(srv, "GET", "/dashboard", dashboard_page, NULL, ROOST_LOOP);
 }

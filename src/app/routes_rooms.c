@@ -191,6 +191,8 @@ static void broadcast(roost_req_t *req, void *ud)
     long online = 0;
     long long id = roost_room_publish(roost_req_server(req), name.ptr, "broadcast",
                                       json_pack("{s:O}", "text", msg), &online);
+    if (id >= 0)
+        app_log_after_response(req, "messages.log", "%s %s", name.ptr, json_string_value(msg));
     if (id < 0)
         roost_respond_error(req, 503, "The message could not be published");
     else

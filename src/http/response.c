@@ -155,11 +155,11 @@ void roost_respond_json(roost_req_t *req, int status, json_t *body)
         return;
     }
     char small[512];
-    size_t n = json_dumpb(body, small, sizeof small, JSON_COMPACT);
+    size_t n = json_dumpb(body, small, sizeof small, JSON_COMPACT | JSON_REAL_PRECISION(15));
     if (n <= sizeof small) {
         roost_respond(req, status, "application/json", small, n);
     } else {
-        char *big = json_dumps(body, JSON_COMPACT);
+        char *big = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
         if (big)
             roost_respond(req, status, "application/json", big, strlen(big));
         else

@@ -101,25 +101,34 @@ void jobs_progress_changed(jobs_t *j)
     pthread_mutex_unlock(&j->lock);
 }
 
-int roost_job_submit(roost_server_t *srv, const roost_job_spec_t *spec, json_t *errors,
-                     roost_job_done_fn done, void *arg)
+int roost_job_validate(roost_server_t *srv, const roost_job_spec_t *spec, json_t *errors)
 {
     jobs_t *j = jobs_get(srv);
     job_type_t *t = j && spec->type ? strmap_get(&j->types, spec->type) : NULL;
     if (!t) {
-        if (errors)
-            json_array_append_new(errors, roost_error_item("body", "type", "unknown job type",
-                                                           "value_error.job_type"));
+        json_array_append_new(errors, roost_error_item("body", "type", "unknown job type",
+                                                       "value_error.job_type"));
         return -EINVAL;
     }
-    if (t->opts.validate && errors) {
-        size_t before = json_array_size(errors);
-        t->opts.validate(spec->payload, errors, t->opts.ud);
-        if (json_array_size(errors) > before)
-            return -EINVAL;
+    size_t before = json_array_size(errors);
+    if (t->opts.validate) {
+        json_t *empty = json_object();
+        t->opts.validate(spec->payload ? spec->payload : empty, errors, t->opts.ud);
+        json_decref(empty);
     }
+    return json_array_size(errors) > before ? -EINVAL : 0;
+}
+
+int roost_job_submit(roost_server_t *srv, const roost_job_spec_t *spec, roost_job_done_fn done,
+                     void *arg)
+{
+    jobs_t *j = jobs_get(srv);
+    if (!j || !spec->type || !strmap_get(&j->types, spec->type))
+        return -EINVAL;
     submit_t *s = calloc(1, sizeof *s);
-    char *payload = json_dumps(spec->payload ? spec->payload : json_object(), JSON_COMPACT);
+    char *payload = spec->payload
+                        ? json_dumps(spec->payload, JSON_COMPACT | JSON_REAL_PRECISION(15))
+                        : strdup("{}");
     if (!s || !payload) {
         free(s);
         free(payload);
@@ -266,6 +275,8 @@ static void finish_attempt(jobs_t *j, roost_job_t *job, idset_t *ch)
     int64_t now = now_ms();
     const job_row_t *r = &job->row;
     roost_counter_add(j->c_run_ms, (long)(now - r->started_ms));
+    if (atomic_exchange(&job->progress_dirty, 0)) /* its last report, not yet written */
+        jobstore_progress(j->store, r->id, atomic_load(&job->current), atomic_load(&job->total));
     char *result = NULL;
     if (stop == JOB_STOP_SHUTDOWN) {
         jobstore_finish(j->store, r->id, JOB_PENDING, NULL, NULL, now); /* runs again later */
@@ -283,7 +294,7 @@ static void finish_attempt(jobs_t *j, roost_job_t *job, idset_t *ch)
             roost_counter_add(j->c_failed, 1);
         }
     } else {
-        result = json_dumps(job->result, JSON_COMPACT | JSON_ENCODE_ANY);
+        result = json_dumps(job->result, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
         jobstore_finish(j->store, r->id, JOB_COMPLETED, result, NULL, r->run_at_ms);
         roost_counter_add(j->c_completed, 1);
     }
