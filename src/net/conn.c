@@ -206,6 +206,7 @@ static void on_write(uv_write_t *req, int status)
     if (!c->wq_head)
         c->wq_tail = NULL;
     c->wsegs_inflight = 0;
+    c->inflight_bytes = 0;
     if (c->closing)
         return;
     if (status < 0) {
@@ -230,11 +231,16 @@ static void flush_queue(net_conn_t *c)
         return;
     uv_buf_t bufs[MAX_IOVS];
     unsigned n = 0;
-    for (net_wseg_t *w = c->wq_head; w && n < MAX_IOVS; w = w->next, n++)
+    size_t bytes = 0;
+    for (net_wseg_t *w = c->wq_head; w && n < MAX_IOVS; w = w->next, n++) {
         bufs[n] = uv_buf_init((char *)w->ptr, (unsigned)w->len);
+        bytes += w->len;
+    }
     c->wsegs_inflight = n;
+    c->inflight_bytes = bytes;
     if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, n, on_write) < 0) {
         c->wsegs_inflight = 0;
+        c->inflight_bytes = 0;
         net_conn_close(c);
     }
 }
@@ -363,6 +369,13 @@ int net_conn_queue_rbuf(net_conn_t *c, rbuf_t *b, size_t off, size_t len)
         uv_check_start(&loop->flush_check, on_flush_check);
     }
     return 0;
+}
+
+size_t net_conn_unsent(net_conn_t *c)
+{
+    flush_queue(c); /* libuv writes at once what the socket takes */
+    size_t waiting = c->wq_bytes - c->inflight_bytes;
+    return waiting + uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
 }
 
 void net_conn_drop_queued(net_conn_t *c)

@@ -79,6 +79,7 @@ struct net_conn {
     size_t wq_bytes;        /* queued and not yet written */
     uv_write_t wreq;        /* at most one write in flight */
     unsigned wsegs_inflight;
+    size_t inflight_bytes;  /* of the write in flight */
     int refs;
     unsigned closing : 1;   /* uv_close called or pending */
     unsigned close_after_write : 1;
@@ -99,6 +100,9 @@ int net_conn_write_rbuf(net_conn_t *c, rbuf_t *b, size_t off, size_t len);
  * loop iteration is flushed once at its end, so many frames for one connection (a burst of room
  * messages) leave in one writev. */
 int net_conn_queue_rbuf(net_conn_t *c, rbuf_t *b, size_t off, size_t len);
+/* Starts writing what is queued now (not waiting for the end of the iteration), then returns
+ * the bytes the kernel has not taken yet: the real backlog of a slow reader. */
+size_t net_conn_unsent(net_conn_t *c);
 /* Drops queued bytes that are not already being written (a slow consumer being closed). */
 void net_conn_drop_queued(net_conn_t *c);
 /* Closes once the write queue is empty (now if it is). */

@@ -64,6 +64,9 @@ static int over_backlog(roost_ws_t *ws, size_t more)
     const roost_config_t *cfg = roost_server_config(ws->srv);
     if (ws->conn->wq_bytes + more <= cfg->ws_max_backlog)
         return 0;
+    /* Queued is not refused: a burst fanned out in one iteration has not met the socket yet. */
+    if (net_conn_unsent(ws->conn) + more <= cfg->ws_max_backlog)
+        return 0;
     http_count_limit(ws->srv, "ws_backlog");
     net_conn_drop_queued(ws->conn);
     close_with(ws, WS_CLOSE_POLICY, "too slow: backlog over the limit");

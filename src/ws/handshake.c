@@ -132,8 +132,13 @@ int ws_handshake(const ws_request_t *req, const char *allowed_origins, ws_handsh
         return refuse(hs, 400, "WebSocket upgrade needs GET", -EINVAL);
     if (req->http_major != 1 || req->http_minor < 1)
         return refuse(hs, 400, "WebSocket upgrade needs HTTP/1.1", -EINVAL);
-    if (!has_token(header(req, "Upgrade"), "websocket"))
-        return refuse(hs, 400, "missing or invalid Upgrade: websocket", -EINVAL);
+    if (!has_token(header(req, "Upgrade"), "websocket")) {
+        /* RFC 9110 §15.5.22: a resource that needs an upgrade answers 426 and names it. */
+        hs->header_name = "Upgrade";
+        hs->header_value = "websocket";
+        return refuse(hs, 426, "this resource speaks WebSocket only: Upgrade: websocket",
+                      -EPROTONOSUPPORT);
+    }
     if (!has_token(header(req, "Connection"), "upgrade"))
         return refuse(hs, 400, "Connection header lacks the upgrade token", -EINVAL);
 

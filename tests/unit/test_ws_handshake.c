@@ -103,12 +103,12 @@ TEST(ws_upgrade_needs_http_1_1)
     CHECK_EQ_INT(status_of("GET", 0, 9, good(-1, NULL), NULL), 400);
 }
 
-TEST(ws_missing_or_wrong_upgrade_is_400)
+TEST(ws_missing_or_wrong_upgrade_is_426)
 {
-    CHECK_EQ_INT(status(good(F_UPGRADE, NULL)), 400);
-    CHECK_EQ_INT(status(good(F_UPGRADE, "h2c")), 400);
-    CHECK_EQ_INT(status(good(F_UPGRADE, "websockets")), 400);
-    CHECK_EQ_INT(status(good(F_UPGRADE, "")), 400);
+    CHECK_EQ_INT(status(good(F_UPGRADE, NULL)), 426);
+    CHECK_EQ_INT(status(good(F_UPGRADE, "h2c")), 426);
+    CHECK_EQ_INT(status(good(F_UPGRADE, "websockets")), 426);
+    CHECK_EQ_INT(status(good(F_UPGRADE, "")), 426);
 }
 
 TEST(ws_upgrade_token_is_case_insensitive_and_may_be_in_a_list)
