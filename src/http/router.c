@@ -102,6 +102,8 @@ int router_add(router_t *r, const char *method, const char *tmpl, roost_handler_
             if (!n->param && !(n->param = calloc(1, sizeof *n->param)))
                 return -ENOMEM;
             n = n->param;
+        } else if (memchr(p, '{', len) || memchr(p, '}', len)) {
+            return -EINVAL; /* a parameter must be a whole segment: "{name}" */
         } else {
             node_t *c;
             for (c = n->children; c; c = c->sibling)
