@@ -8,7 +8,13 @@ PKGS=(
     libuv1-dev node-llhttp libjansson-dev libssl-dev
     libsqlite3-dev libpq-dev libhiredis-dev libcurl4-openssl-dev libdeflate-dev zlib1g-dev
     python3-pytest python3-websockets python3-httpx curl clang-format
+    postgresql sqlite3 python3-fastapi python3-sqlalchemy python3-aiosqlite python3-asyncpg
+    python3-uvicorn wrk chromium
 )
+# Node.js runs the browser tests (playwright-core drives Debian's chromium). The machine image
+# may ship its own node and npm, which conflict with Debian's: install them only when absent.
+command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
+command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -20,4 +26,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || SUDO=sudo
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# playwright-core (pinned in package.json) for the browser tests, once.
+cd "$(dirname "$0")/.."
+if [ ! -d node_modules/playwright-core ]; then
+    echo "deps: npm install (playwright-core)" >&2
+    npm install --no-audit --no-fund --silent
 fi
