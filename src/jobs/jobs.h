@@ -35,7 +35,8 @@ struct roost_job {
     _Atomic int progress_dirty;
     json_t *result;
     char *error;
-    struct roost_job *next; /* running list, then the done queue */
+    struct roost_job *next;      /* the dispatcher's running list (dispatcher thread only) */
+    struct roost_job *done_next; /* the done queue (under the jobs lock) */
 };
 
 enum { JOB_GO, JOB_STOP_CANCEL, JOB_STOP_TIMEOUT, JOB_STOP_SHUTDOWN };

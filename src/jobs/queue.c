@@ -64,7 +64,7 @@ struct jobs {
     /* the dispatcher's own */
     jobstore_t *store;
     roost_job_t *running;
-    int nrunning;
+    _Atomic int nrunning; /* written by the dispatcher, read by the stopping thread */
     schedule_t *schedules;
     int nschedules;
     roost_counter_t *c_submitted, *c_started, *c_completed, *c_failed, *c_retried,
@@ -87,7 +87,7 @@ static void wake(jobs_t *j)
 void jobs_attempt_done(jobs_t *j, roost_job_t *job)
 {
     pthread_mutex_lock(&j->lock);
-    job->next = j->done;
+    job->done_next = j->done;
     j->done = job;
     wake(j);
     pthread_mutex_unlock(&j->lock);
@@ -199,13 +199,27 @@ int roost_job_final(const char *status)
 
 /* ---- reads, on the caller's thread with a reader of its own ---- */
 
-static _Thread_local jobstore_t *reader;
+/* One reader per thread that reads (HTTP workers), closed when the thread ends. */
+static pthread_key_t reader_key;
+static pthread_once_t reader_once = PTHREAD_ONCE_INIT;
+
+static void close_reader(void *r)
+{
+    jobstore_close(r);
+}
+
+static void make_reader_key(void)
+{
+    pthread_key_create(&reader_key, close_reader);
+}
 
 static jobstore_t *get_reader(jobs_t *j)
 {
-    if (!reader)
-        reader = jobstore_open(j->db_path, 0);
-    return reader;
+    pthread_once(&reader_once, make_reader_key);
+    jobstore_t *r = pthread_getspecific(reader_key);
+    if (!r && (r = jobstore_open(j->db_path, 0)))
+        pthread_setspecific(reader_key, r);
+    return r;
 }
 
 json_t *roost_job_get(roost_server_t *srv, long long id)
@@ -501,7 +515,7 @@ static void *dispatcher_main(void *arg)
         int64_t now = now_ms();
         ch.n = 0;
         jobstore_begin(j->store);
-        for (roost_job_t *job = done; job; job = job->next) {
+        for (roost_job_t *job = done; job; job = job->done_next) {
             unlink_running(j, job);
             finish_attempt(j, job, &ch);
         }
@@ -544,7 +558,7 @@ static void *dispatcher_main(void *arg)
 
         /* Committed: now answer, start and tell. */
         for (roost_job_t *job = done, *next; job; job = next) {
-            next = job->next;
+            next = job->done_next;
             job_free(job);
         }
         for (submit_t *s = subs, *next; s; s = next) {
@@ -593,6 +607,11 @@ static void *dispatcher_main(void *arg)
             j->nrunning++;
             roost_counter_add(j->c_started, 1);
             changed(&ch, job->row.id);
+        }
+        for (roost_job_t *job = j->running; job; job = job->next) {
+            int go = JOB_GO;
+            if (stopping)
+                atomic_compare_exchange_strong(&job->stop, &go, JOB_STOP_SHUTDOWN);
         }
         for (roost_job_t *job = j->running; job; job = job->next)
             if (job->deadline_ms && now >= job->deadline_ms) {
@@ -663,11 +682,7 @@ static void jobs_stop(void *ud)
             nanosleep(&ts, NULL);
         }
         pthread_mutex_lock(&j->lock);
-        for (roost_job_t *job = j->running; job; job = job->next) {
-            int go = JOB_GO;
-            atomic_compare_exchange_strong(&job->stop, &go, JOB_STOP_SHUTDOWN);
-        }
-        j->stopping = 1;
+        j->stopping = 1; /* the dispatcher tells what still runs to stop */
         wake(j);
         pthread_mutex_unlock(&j->lock);
         pthread_join(j->thread, NULL);
