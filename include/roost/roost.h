@@ -68,6 +68,12 @@ typedef struct {
     roost_strlist_t schedule;  /* --schedule 'TYPE every 60s {payload}', repeatable */
     int access_log;            /* --access-log: one stderr line per request */
     int debug_routes;          /* --debug-routes: test-only routes (a loop that blocks) */
+    /* data (roost_db_*) */
+    const char *database;      /* --database: sqlite:PATH or postgresql://...; default
+                                * sqlite:<data-dir>/roost.db */
+    int db_pool_size;          /* --db-pool-size: connections kept open, default 10 */
+    int db_pool_overflow;      /* --db-pool-overflow: more under load, default 10 */
+    double db_pool_timeout_s;  /* --db-pool-timeout-s: wait for a connection, then 503 */
 } roost_config_t;
 
 /* Fills cfg with the defaults above. */
@@ -324,6 +330,97 @@ char *roost_metrics_text(roost_server_t *srv);
 
 /* Logs one line to stderr: "<iso time> <level> <message>". */
 void roost_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- data: SQL on SQLite or PostgreSQL through one pool and one interface ----
+ * --database picks the engine: SQLite in <data-dir>/roost.db by default (or sqlite:PATH), or
+ * PostgreSQL (postgresql://user:password@host:port/db). SQL is written once with PostgreSQL's
+ * $1..$n placeholders; a statement whose dialects differ gives PostgreSQL its own text. The
+ * calls below block, so make them from ROOST_BLOCKING handlers or other threads, never on a
+ * loop; except roost_db_pool_status, and roost_db_run / roost_db_run_query, which a ROOST_LOOP
+ * handler calls to queue its statements for a data thread.
+ *
+ * Errors: 0 or a negative code: -EEXIST a unique constraint was violated; -EINVAL another
+ * constraint (check, not null) or a misuse; -EDEADLK the transaction lost a deadlock or a
+ * serialization race and should be run again; -EAGAIN the database is unavailable (down,
+ * restarting, or no connection within --db-pool-timeout-s: answer 503); -EIO anything else
+ * (logged). roost_db_error() has the database's message. */
+typedef struct roost_db roost_db_t;
+typedef struct roost_dbconn roost_dbconn_t;
+
+typedef struct {
+    const char *sql;      /* both engines */
+    const char *postgres; /* PostgreSQL's text when it differs (DDL, FOR UPDATE), or NULL */
+} roost_sql_t;
+
+typedef struct {
+    const char *name;              /* the version is kept in table <name>_schema */
+    const roost_sql_t *migrations; /* applied in order at start-up, each once (idempotent) */
+    int nmigrations;
+    const roost_sql_t *statements; /* prepared once per connection; named by their index */
+    int nstatements;
+} roost_db_schema_t;
+
+/* Before roost_run: opens the database of --database, applies the schema's migrations and
+ * checks that every statement prepares. Closed when the server stops. NULL on failure (logged):
+ * the caller should not start. */
+roost_db_t *roost_db_open(roost_server_t *srv, const roost_db_schema_t *schema);
+const char *roost_db_engine(const roost_db_t *db); /* "sqlite" or "postgresql" */
+/* {"engine","size","checked_in","checked_out","overflow","max_overflow"}, like SQLAlchemy's
+ * pool status; overflow counts the connections open beyond size. Does not block. */
+json_t *roost_db_pool_status(roost_db_t *db);
+
+/* A connection for the calling thread until roost_db_release. An idle one is checked first (one
+ * its server dropped is replaced); else a new one is opened while fewer than size + overflow
+ * exist; else the call waits up to --db-pool-timeout-s. -EAGAIN when none can be had. */
+int roost_db_acquire(roost_db_t *db, roost_dbconn_t **out);
+/* Gives it back; a transaction still open is rolled back. */
+void roost_db_release(roost_dbconn_t *c);
+
+/* Runs statement `stmt` with one argument per letter of `types`: 'i' long long, 'b' int used as
+ * a boolean, 's' const char * (NULL is SQL NULL), 'n' SQL NULL (no argument). Its rows are then
+ * read with roost_db_next. */
+int roost_db_query(roost_dbconn_t *c, int stmt, const char *types, ...);
+int roost_db_next(roost_dbconn_t *c); /* 1: a row is current; 0: no more; < 0: an error */
+/* Columns of the current row, from 0. Text is valid until the next call on c; NULL for SQL
+ * NULL. Booleans read as 0 and 1 on both engines. */
+long long roost_db_int(roost_dbconn_t *c, int col);
+const char *roost_db_text(roost_dbconn_t *c, int col);
+int roost_db_is_null(roost_dbconn_t *c, int col);
+long long roost_db_changes(roost_dbconn_t *c); /* rows changed by the last statement */
+const char *roost_db_error(const roost_dbconn_t *c);
+
+/* From a ROOST_LOOP handler, for work that is only a few statements: holds req, runs fn(c, arg)
+ * on a data thread with a pooled connection (c is NULL when none could be had: the database is
+ * unavailable), then done(req, arg) on the request's loop, which answers; the request is
+ * released after done. Data threads take queued jobs in batches on one connection, so a busy
+ * server pays one wake-up per batch instead of one worker hand-off per request. fn must not open
+ * a transaction it does not close. Returns 0, or < 0 after answering (500, or 503 when the
+ * server is stopping); done is then not called. */
+typedef void (*roost_db_fn)(roost_dbconn_t *c, void *arg);
+int roost_db_run(roost_db_t *db, roost_req_t *req, roost_db_fn fn, roost_timer_fn done,
+                 void *arg);
+/* The same for a job that is one prepared statement, run with the parameters given here (typed
+ * as for roost_db_query; strings are copied): then rows(c, rc, arg) reads its result on the data
+ * thread (rc: 0 or the statement's error; c is NULL when no connection could be had), then
+ * done(req, arg) answers on the loop. On PostgreSQL the statements queued together go to the
+ * server in one round trip (pipeline mode), each still in a transaction of its own. */
+typedef void (*roost_db_rows_fn)(roost_dbconn_t *c, int rc, void *arg);
+int roost_db_run_query(roost_db_t *db, roost_req_t *req, roost_db_rows_fn rows,
+                       roost_timer_fn done, void *arg, int stmt, const char *types, ...);
+
+/* Transactions. ROOST_DB_WRITE declares that the transaction will write: on SQLite it takes the
+ * write lock at its start (BEGIN IMMEDIATE; one writer at a time), so that reading then writing
+ * cannot fail halfway; on PostgreSQL lock the rows you will change with SELECT ... FOR UPDATE. */
+enum { ROOST_DB_READ = 0, ROOST_DB_WRITE = 1 };
+int roost_db_begin(roost_dbconn_t *c, int mode);
+int roost_db_commit(roost_dbconn_t *c);
+int roost_db_rollback(roost_dbconn_t *c);
+/* Savepoints inside a transaction; name is an identifier ([A-Za-z_][A-Za-z0-9_]*). After an
+ * error, roll back to the savepoint to go on with the transaction. */
+int roost_db_savepoint(roost_dbconn_t *c, const char *name);
+int roost_db_release_savepoint(roost_dbconn_t *c, const char *name);
+int roost_db_rollback_to(roost_dbconn_t *c, const char *name);
+
 
 #ifdef __cplusplus
 }

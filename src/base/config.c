@@ -68,6 +68,13 @@ static const opt_t options[] = {
      "'name=/path/cmd fixed args': a command the exec job type may run (repeatable)"},
     {"schedule", OPT_LIST, OFF(schedule), 0, 0,
      "'TYPE every 60s {payload}': enqueue a job once per period (repeatable)"},
+    {"database", OPT_STR, OFF(database), 0, 0,
+     "sqlite:PATH or postgresql://user:pass@host:port/db (empty: sqlite:<data-dir>/roost.db)"},
+    {"db-pool-size", OPT_INT, OFF(db_pool_size), 1, 1000, "database connections kept open"},
+    {"db-pool-overflow", OPT_INT, OFF(db_pool_overflow), 0, 1000,
+     "more database connections opened under load, closed when given back"},
+    {"db-pool-timeout-s", OPT_SECS, OFF(db_pool_timeout_s), 0.001, 3600,
+     "wait this long for a database connection, then answer 503"},
     {"access-log", OPT_BOOL, OFF(access_log), 0, 1, "one stderr line per request"},
     {"debug-routes", OPT_BOOL, OFF(debug_routes), 0, 1,
      "test-only routes (GET /debug/block blocks its loop)"},
@@ -105,6 +112,10 @@ void roost_config_init(roost_config_t *cfg)
     cfg->job_workers = 8;
     cfg->retry_backoff_s = 1;
     cfg->email_delay_s = 1;
+    cfg->database = "";
+    cfg->db_pool_size = 10;
+    cfg->db_pool_overflow = 10;
+    cfg->db_pool_timeout_s = 30;
 }
 
 static void usage(FILE *f, const char *prog)

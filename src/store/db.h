@@ -1,0 +1,187 @@
+/* The data store: one interface over SQLite and PostgreSQL, so that the routes say what they
+ * want (prepared statement number k with these typed parameters, then rows) and not which engine
+ * runs it. The public face is roost_db_* in include/roost/roost.h (db_api.c); this header is what
+ * the two engines implement and what the pool drives.
+ *
+ * Files: db_pool.c (the pool of connections: checkout with a deadline, overflow, checks before
+ * use, broken connections replaced; URLs; migrations; SQL placeholders), db_sqlite.c and
+ * db_pg.c (the engines), db_api.c (the public functions, metrics, shutdown).
+ *
+ * Threads: a db_t is shared by every thread; a db_conn_t belongs to the thread that checked it
+ * out until it is checked in. Everything here blocks: call it from workers, never on a loop.
+ *
+ * Errors: 0 or a negative code, as in roost.h: -EEXIST a unique constraint, -EINVAL another
+ * constraint (check, foreign key, not null), -EDEADLK retry the transaction (deadlock,
+ * serialization failure), -EAGAIN the database is unavailable (down, restarting, locked too
+ * long, no connection within the pool's timeout), -EIO anything else (logged). */
+#ifndef ROOST_DB_H
+#define ROOST_DB_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "roost/roost.h"
+
+/* The public handles are these structs: roost_db_t is a db_t, roost_dbconn_t a db_conn_t. */
+typedef struct roost_db db_t;
+typedef struct roost_dbconn db_conn_t;
+
+typedef enum { DB_SQLITE, DB_POSTGRES } db_engine_t;
+
+/* --database, parsed. "" or "sqlite:PATH" (also sqlite://PATH) or postgresql://... (also
+ * postgres://, or any libpq "key=value" string with a host). */
+typedef struct {
+    db_engine_t engine;
+    char *target;  /* the SQLite path, or the libpq connection string as given */
+    char *display; /* for logs: the URL without its password */
+} db_url_t;
+
+/* Fills url (free with db_url_clear). data_dir names the default SQLite file. -EINVAL for a
+ * URL of another kind. */
+int db_url_parse(db_url_t *url, const char *spec, const char *data_dir);
+void db_url_clear(db_url_t *url);
+
+/* A parameter of a prepared statement. */
+typedef struct {
+    char type; /* 'i' integer, 'b' boolean (0/1), 's' text, 'n' NULL */
+    int64_t i;
+    const char *s; /* 's': NUL-terminated; NULL is SQL NULL */
+} db_param_t;
+
+#define DB_MAX_PARAMS 16
+
+/* One statement of a pipeline: run k with p[0..n), then rows(c, rc, arg) reads its result
+ * (rc: 0 or the error; c's current result is the statement's). */
+typedef struct {
+    int k, n;
+    const db_param_t *p;
+    void (*rows)(db_conn_t *c, int rc, void *arg);
+    void *arg;
+} db_stmt_t;
+
+/* What every connection carries; the engines embed it first in their own struct. */
+struct roost_dbconn {
+    db_t *db;
+    db_conn_t *next;         /* the idle list */
+    unsigned broken : 1;     /* closed instead of going back to the pool */
+    unsigned in_tx : 1;      /* between begin and commit/rollback */
+    unsigned write_lock : 1; /* SQLite: holds the process's write lock (db_t.write_mutex) */
+    char err[256];           /* the last error's message */
+};
+
+/* An engine. Every function but connect runs on the thread that holds the connection. */
+typedef struct {
+    const char *name; /* "sqlite" or "postgresql" */
+    /* A new connection, ready to use; -EAGAIN when the database cannot be reached. */
+    int (*connect)(db_t *db, db_conn_t **out);
+    void (*close)(db_conn_t *c);
+    /* Before a checkout hands out an idle connection: 0 usable, < 0 broken. Must be cheap
+     * (no round trip). */
+    int (*check)(db_conn_t *c);
+    /* Runs SQL without parameters (BEGIN, SAVEPOINT, migrations: several statements); when
+     * first is not NULL it gets the first column of the first row as an integer (0: none). */
+    int (*exec)(db_conn_t *c, const char *sql, int64_t *first);
+    /* Prepares statement k on this connection (query does it when needed). */
+    int (*prepare)(db_conn_t *c, int k);
+    /* Runs prepared statement k; its first row (if any) is then current for next(). */
+    int (*query)(db_conn_t *c, int k, int n, const db_param_t *p);
+    int (*next)(db_conn_t *c); /* 1 a row, 0 the end, < 0 an error */
+    int (*is_null)(db_conn_t *c, int col);
+    int64_t (*col_int)(db_conn_t *c, int col);
+    const char *(*col_text)(db_conn_t *c, int col);
+    int64_t (*changes)(db_conn_t *c);
+    /* Ends the current statement's result (and, on SQLite, its implicit write). */
+    void (*finish)(db_conn_t *c);
+    /* Runs s[0..n) in order, each in a transaction of its own, calling each one's rows() in
+     * order; sends them all before reading any result (one round trip). NULL: one by one. */
+    void (*pipeline)(db_conn_t *c, db_stmt_t *s, int n);
+} db_ops_t;
+
+extern const db_ops_t db_sqlite_ops;
+extern const db_ops_t db_pg_ops;
+
+typedef struct {
+    int size;         /* connections kept open */
+    int max_overflow; /* more, opened under load and closed when given back */
+    double timeout_s; /* a checkout waits this long for a connection, then -EAGAIN */
+} db_pool_opts_t;
+
+struct roost_db {
+    roost_server_t *srv; /* set by roost_db_open */
+    db_engine_t engine;
+    const db_ops_t *ops;
+    db_url_t url;
+    db_pool_opts_t opts;
+    /* Statements, in the engine's dialect: $n placeholders become ?n on SQLite. */
+    char **sql;
+    int nsql;
+
+    pthread_mutex_t lock;
+    struct db_waiter *wait_head, *wait_tail; /* threads waiting for a connection, FIFO */
+    db_conn_t *idle; /* most recently used first: warm connections, cold ones age out */
+    int nidle;
+    int open;    /* connections open or being opened */
+    int out;     /* checked out */
+    int waiting; /* threads waiting for a connection */
+    int closing;
+    /* counters for /metrics */
+    _Atomic long n_connects, n_connect_errors, n_broken, n_timeouts;
+    _Atomic long long last_warn_ms; /* rate of "cannot connect" log lines */
+
+    /* SQLite: one writer at a time in this process. Writers queue on a mutex instead of
+     * polling SQLite's busy handler (which sleeps in steps of up to 100 ms); busy_timeout then
+     * only covers other processes (and the job store's connection). */
+    pthread_mutex_t write_mutex;
+
+    struct db_runner *runner; /* the data threads of roost_db_run (db_run.c) */
+};
+
+/* ---- db_pool.c ---- */
+
+/* Opens a pool over url (taken over: freed with the pool) for these statements (SQL with
+ * $1..$n placeholders, copied and translated for the engine). Connects once to prove the URL
+ * works. NULL on failure (logged). */
+db_t *db_open(db_url_t *url, const db_pool_opts_t *opts, const char *const *sql, int nsql);
+/* Closes idle connections and frees the pool; connections still checked out are closed when
+ * they come back (the pool then stays allocated: shutdown only). */
+void db_close(db_t *db);
+
+int db_checkout(db_t *db, db_conn_t **out);
+void db_checkin(db_conn_t *c);
+
+typedef struct {
+    int size, checked_in, checked_out, overflow, max_overflow, waiting;
+} db_status_t;
+void db_status(db_t *db, db_status_t *st);
+
+/* Transactions. write: the transaction will write (SQLite: BEGIN IMMEDIATE under the write
+ * lock, so that a read-then-write cannot fail halfway). */
+int db_begin(db_conn_t *c, int write);
+int db_commit(db_conn_t *c);
+int db_rollback(db_conn_t *c);
+/* name: a plain identifier ([A-Za-z_][A-Za-z0-9_]*), else -EINVAL. */
+int db_savepoint(db_conn_t *c, const char *name);
+int db_release(db_conn_t *c, const char *name);
+int db_rollback_to(db_conn_t *c, const char *name);
+
+/* Prepared statement k with n parameters; rows with db_next and the column accessors. */
+int db_query(db_conn_t *c, int k, int n, const db_param_t *p);
+int db_next(db_conn_t *c);
+
+/* Applies migrations[version..] in one transaction, recording the version in table
+ * <name>_schema; idempotent, and safe when several processes start at once. Then prepares every
+ * statement once, so that a typo fails the start and not the first request. */
+int db_migrate(db_t *db, const char *name, const char *const *migrations, int n);
+
+/* ---- db_run.c: data threads for roost_db_run ---- */
+typedef struct db_runner db_runner_t;
+db_runner_t *db_runner_start(db_t *db, int threads);
+void db_runner_stop(db_runner_t *r); /* runs what is queued, then joins */
+
+/* "$1" -> "?1" outside quotes (SQLite's numbered parameters). The caller frees. */
+char *db_sql_for_sqlite(const char *sql);
+
+/* Sets c->err (printf) and returns code. */
+int db_fail(db_conn_t *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif
