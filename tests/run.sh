@@ -48,13 +48,19 @@ for f in build/fuzz/fuzz_*; do
     corpus="tests/fuzz/corpus-$name"
     mkdir -p "$corpus"
     if "$f" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=1 \
-        "$corpus" >"$logdir/$name.log" 2>&1; then
+        -artifact_prefix="$logdir/$name-" "$corpus" >"$logdir/$name.log" 2>&1; then
         runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$logdir/$name.log" | grep -oE '[0-9]+$')
         echo "ok   $name ($runs runs)"
         passed=$((passed + 1))
     else
         echo "FAIL $name"
-        grep -E 'ERROR|SUMMARY|Test unit written' "$logdir/$name.log" | head -10
+        grep -E 'ERROR|SUMMARY|Test unit written|^fuzz_' "$logdir/$name.log" | head -10
+        for a in "$logdir/$name"-crash-* "$logdir/$name"-leak-* "$logdir/$name"-timeout-*; do
+            [ -f "$a" ] || continue # the input, so that a CI failure can be replayed here
+            echo "input ($(basename "$a")), base64:"
+            base64 -w 0 "$a" | head -c 8192
+            echo
+        done
         failed=$((failed + 1))
     fi
 done

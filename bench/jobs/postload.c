@@ -187,10 +187,11 @@ int main(int argc, char **argv)
     }
     double secs = now() - t0;
     qsort(lat, (size_t)total, sizeof *lat, cmp);
-    printf("{\"requests\": %ld, \"ok\": %ld, \"seconds\": %.3f, \"p50_ms\": %.2f, \"p99_ms\": %.2f, "
-           "\"max_ms\": %.2f, \"t0\": %.6f, \"statuses\": {",
-           total, ok_n, secs, lat[total / 2] * 1000, lat[(long)(total * 0.99)] * 1000,
-           lat[total - 1] * 1000, wall0);
+    printf(
+        "{\"requests\": %ld, \"ok\": %ld, \"seconds\": %.3f, \"p50_ms\": %.2f, \"p99_ms\": %.2f, "
+        "\"max_ms\": %.2f, \"t0\": %.6f, \"statuses\": {",
+        total, ok_n, secs, lat[total / 2] * 1000, lat[(long)(total * 0.99)] * 1000,
+        lat[total - 1] * 1000, wall0);
     int first = 1;
     for (int s = 0; s < 600; s++)
         if (statuses[s]) {

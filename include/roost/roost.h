@@ -36,44 +36,44 @@ typedef struct {
 
 /* ---- configuration: every field is a flag (--name) with a ROOST_NAME environment twin ---- */
 typedef struct {
-    const char *host;          /* --host, default 127.0.0.1 */
-    int port;                  /* --port, default 8000 */
-    int threads;               /* --threads, default: one per core */
-    int workers;               /* --workers, default 64 */
-    int worker_queue;          /* --worker-queue: queued blocking jobs before 503, default 1024 */
-    const char *data_dir;      /* --data-dir, default ./data */
-    int stall_ms;              /* --stall-ms: loop stall reported above this, default 100 */
-    size_t max_url;            /* --max-url: request target bytes, 414 above, default 8 KiB */
-    size_t max_header_size;    /* --max-header-size: header section bytes, 431, default 32 KiB */
-    int max_headers;           /* --max-headers: header fields, 431 above, default 100 */
-    size_t max_body;           /* --max-body: request body bytes, 413 above, default 1 MiB */
-    int max_pipeline;          /* --max-pipeline: requests in flight per connection, default 64 */
-    double header_timeout_s;   /* --header-timeout-s: 408 when the header section is slower */
-    double body_timeout_s;     /* --body-timeout-s: 408 when the body is slower */
-    double keepalive_timeout_s;/* --keepalive-timeout-s: idle keep-alive closed after this */
-    double write_timeout_s;    /* --write-timeout-s: a client that reads nothing is dropped */
-    double drain_s;            /* --drain-s: in-flight work finishes within this on SIGTERM */
-    int max_connections;       /* --max-connections: WebSockets, 503 on upgrade above */
+    const char *host;            /* --host, default 127.0.0.1 */
+    int port;                    /* --port, default 8000 */
+    int threads;                 /* --threads, default: one per core */
+    int workers;                 /* --workers, default 64 */
+    int worker_queue;            /* --worker-queue: queued blocking jobs before 503, default 1024 */
+    const char *data_dir;        /* --data-dir, default ./data */
+    int stall_ms;                /* --stall-ms: loop stall reported above this, default 100 */
+    size_t max_url;              /* --max-url: request target bytes, 414 above, default 8 KiB */
+    size_t max_header_size;      /* --max-header-size: header section bytes, 431, default 32 KiB */
+    int max_headers;             /* --max-headers: header fields, 431 above, default 100 */
+    size_t max_body;             /* --max-body: request body bytes, 413 above, default 1 MiB */
+    int max_pipeline;            /* --max-pipeline: requests in flight per connection, default 64 */
+    double header_timeout_s;     /* --header-timeout-s: 408 when the header section is slower */
+    double body_timeout_s;       /* --body-timeout-s: 408 when the body is slower */
+    double keepalive_timeout_s;  /* --keepalive-timeout-s: idle keep-alive closed after this */
+    double write_timeout_s;      /* --write-timeout-s: a client that reads nothing is dropped */
+    double drain_s;              /* --drain-s: in-flight work finishes within this on SIGTERM */
+    int max_connections;         /* --max-connections: WebSockets, 503 on upgrade above */
     const char *allowed_origins; /* --allowed-origins: Origins that may open WebSockets */
-    size_t ws_max_message;     /* --ws-max-message: bytes per message, close 1009 above */
-    size_t ws_max_backlog;     /* --ws-max-backlog: unsent bytes before close 1008 */
-    int ws_max_rate;           /* --ws-max-rate: inbound messages per second, 1008 above */
-    double ws_ping_s;          /* --ws-ping-s: ping a connection silent this long */
-    double ws_pong_timeout_s;  /* --ws-pong-timeout-s: then close it if nothing comes */
-    int history;               /* --history: messages kept per room for ?since= */
-    int job_workers;           /* --job-workers: threads running queued jobs, default 8 */
-    double retry_backoff_s;    /* --retry-backoff-s: first retry delay, doubled per attempt */
-    double email_delay_s;      /* --email-delay-s: the email job's delay */
-    roost_strlist_t exec;      /* --exec 'name=/path/cmd args', repeatable */
-    roost_strlist_t schedule;  /* --schedule 'TYPE every 60s {payload}', repeatable */
-    int access_log;            /* --access-log: one stderr line per request */
-    int debug_routes;          /* --debug-routes: test-only routes (a loop that blocks) */
+    size_t ws_max_message;       /* --ws-max-message: bytes per message, close 1009 above */
+    size_t ws_max_backlog;       /* --ws-max-backlog: unsent bytes before close 1008 */
+    int ws_max_rate;             /* --ws-max-rate: inbound messages per second, 1008 above */
+    double ws_ping_s;            /* --ws-ping-s: ping a connection silent this long */
+    double ws_pong_timeout_s;    /* --ws-pong-timeout-s: then close it if nothing comes */
+    int history;                 /* --history: messages kept per room for ?since= */
+    int job_workers;             /* --job-workers: threads running queued jobs, default 8 */
+    double retry_backoff_s;      /* --retry-backoff-s: first retry delay, doubled per attempt */
+    double email_delay_s;        /* --email-delay-s: the email job's delay */
+    roost_strlist_t exec;        /* --exec 'name=/path/cmd args', repeatable */
+    roost_strlist_t schedule;    /* --schedule 'TYPE every 60s {payload}', repeatable */
+    int access_log;              /* --access-log: one stderr line per request */
+    int debug_routes;            /* --debug-routes: test-only routes (a loop that blocks) */
     /* data (roost_db_*) */
-    const char *database;      /* --database: sqlite:PATH or postgresql://...; default
-                                * sqlite:<data-dir>/roost.db */
-    int db_pool_size;          /* --db-pool-size: connections kept open, default 10 */
-    int db_pool_overflow;      /* --db-pool-overflow: more under load, default 10 */
-    double db_pool_timeout_s;  /* --db-pool-timeout-s: wait for a connection, then 503 */
+    const char *database;     /* --database: sqlite:PATH or postgresql://...; default
+                               * sqlite:<data-dir>/roost.db */
+    int db_pool_size;         /* --db-pool-size: connections kept open, default 10 */
+    int db_pool_overflow;     /* --db-pool-overflow: more under load, default 10 */
+    double db_pool_timeout_s; /* --db-pool-timeout-s: wait for a connection, then 503 */
 } roost_config_t;
 
 /* Fills cfg with the defaults above. */
@@ -209,8 +209,7 @@ int roost_req_gone(const roost_req_t *req);
 /* fn returns 0, or a negative code for a failure (logged and counted; the response is gone
  * already). free_fn(arg), when not NULL, runs after fn (also when fn never runs). */
 typedef int (*roost_task_fn)(void *arg);
-void roost_after_response(roost_req_t *req, roost_task_fn fn, void *arg,
-                          void (*free_fn)(void *));
+void roost_after_response(roost_req_t *req, roost_task_fn fn, void *arg, void (*free_fn)(void *));
 
 /* ---- WebSockets (RFC 6455) ---- */
 typedef struct roost_ws roost_ws_t;
@@ -254,7 +253,7 @@ long long roost_room_publish(roost_server_t *srv, const char *room, const char *
 int roost_room_direct(roost_ws_t *ws, const char *to, const char *text, size_t len);
 /* From any thread. */
 long roost_room_online(roost_server_t *srv, const char *room);
-json_t *roost_room_list(roost_server_t *srv);                   /* [{"room","online"}] */
+json_t *roost_room_list(roost_server_t *srv);                    /* [{"room","online"}] */
 json_t *roost_room_users(roost_server_t *srv, const char *room); /* sorted unique names */
 /* The room and user a connection joined as (NULL before joining). */
 const char *roost_ws_room(const roost_ws_t *ws);
@@ -288,8 +287,8 @@ roost_server_t *roost_job_server(const roost_job_t *job);
 /* What to enqueue. */
 typedef struct {
     const char *type;
-    json_t *payload; /* borrowed */
-    int priority;    /* higher first */
+    json_t *payload;           /* borrowed */
+    int priority;              /* higher first */
     double delay_s, timeout_s; /* timeout 0: none */
     int max_retries;
     const char *idempotency_key; /* or NULL */
@@ -397,16 +396,15 @@ const char *roost_db_error(const roost_dbconn_t *c);
  * a transaction it does not close. Returns 0, or < 0 after answering (500, or 503 when the
  * server is stopping); done is then not called. */
 typedef void (*roost_db_fn)(roost_dbconn_t *c, void *arg);
-int roost_db_run(roost_db_t *db, roost_req_t *req, roost_db_fn fn, roost_timer_fn done,
-                 void *arg);
+int roost_db_run(roost_db_t *db, roost_req_t *req, roost_db_fn fn, roost_timer_fn done, void *arg);
 /* The same for a job that is one prepared statement, run with the parameters given here (typed
  * as for roost_db_query; strings are copied): then rows(c, rc, arg) reads its result on the data
  * thread (rc: 0 or the statement's error; c is NULL when no connection could be had), then
  * done(req, arg) answers on the loop. On PostgreSQL the statements queued together go to the
  * server in one round trip (pipeline mode), each still in a transaction of its own. */
 typedef void (*roost_db_rows_fn)(roost_dbconn_t *c, int rc, void *arg);
-int roost_db_run_query(roost_db_t *db, roost_req_t *req, roost_db_rows_fn rows,
-                       roost_timer_fn done, void *arg, int stmt, const char *types, ...);
+int roost_db_run_query(roost_db_t *db, roost_req_t *req, roost_db_rows_fn rows, roost_timer_fn done,
+                       void *arg, int stmt, const char *types, ...);
 
 /* Transactions. ROOST_DB_WRITE declares that the transaction will write: on SQLite it takes the
  * write lock at its start (BEGIN IMMEDIATE; one writer at a time), so that reading then writing
@@ -420,7 +418,6 @@ int roost_db_rollback(roost_dbconn_t *c);
 int roost_db_savepoint(roost_dbconn_t *c, const char *name);
 int roost_db_release_savepoint(roost_dbconn_t *c, const char *name);
 int roost_db_rollback_to(roost_dbconn_t *c, const char *name);
-
 
 #ifdef __cplusplus
 }

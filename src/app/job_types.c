@@ -20,8 +20,8 @@ extern char **environ;
 static void bad(json_t *errors, const char *field, const char *msg)
 {
     json_t *loc = json_pack("[s,s,s]", "body", "payload", field);
-    json_array_append_new(errors, json_pack("{s:o,s:s,s:s}", "loc", loc, "msg", msg, "type",
-                                            "value_error"));
+    json_array_append_new(
+        errors, json_pack("{s:o,s:s,s:s}", "loc", loc, "msg", msg, "type", "value_error"));
 }
 
 /* An optional number field within [lo, hi]; returns the default when absent. */
@@ -140,8 +140,8 @@ static json_t *email_job(roost_job_t *job, const json_t *p, void *ud)
 
 /* ---- exec: a configured command, never one from the request ---- */
 
-#define EXEC_MAX_ARGS 32
-#define EXEC_MAX_ARG 1000
+#define EXEC_MAX_ARGS   32
+#define EXEC_MAX_ARG    1000
 #define EXEC_MAX_OUTPUT (64 * 1024)
 
 /* "--exec name=/path args": the configured command line for name, split on spaces. */
@@ -167,7 +167,8 @@ static void exec_validate(const json_t *p, json_t *errors, void *ud)
     }
     size_t i;
     json_t *a;
-    json_array_foreach(args, i, a) {
+    json_array_foreach(args, i, a)
+    {
         if (!json_is_string(a) || json_string_length(a) > EXEC_MAX_ARG ||
             strlen(json_string_value(a)) != json_string_length(a)) {
             bad(errors, "args", "each argument is a string of at most 1000 characters");
@@ -287,8 +288,7 @@ int app_job_types(roost_server_t *srv)
 {
     const roost_config_t *cfg = roost_server_config(srv);
     roost_job_opts_t sleep_o = {sleep_validate, NULL}, hash_o = {hash_validate, NULL},
-                     email_o = {email_validate, NULL},
-                     exec_o = {exec_validate, (void *)cfg};
+                     email_o = {email_validate, NULL}, exec_o = {exec_validate, (void *)cfg};
     int rc = 0;
     rc |= roost_job_type(srv, "sleep", sleep_job, &sleep_o);
     rc |= roost_job_type(srv, "hash", hash_job, &hash_o);

@@ -4,9 +4,9 @@
 
 #include "app/app.h"
 
-#define EMBED(sym, path)                                                                       \
-    __asm__(".section .rodata\n.global " #sym "\n" #sym ":\n.incbin \"" path "\"\n"            \
-            ".global " #sym "_end\n" #sym "_end:\n.byte 0\n.previous\n");                      \
+#define EMBED(sym, path)                                                                           \
+    __asm__(".section .rodata\n.global " #sym "\n" #sym ":\n.incbin \"" path "\"\n"                \
+            ".global " #sym "_end\n" #sym "_end:\n.byte 0\n.previous\n");                          \
     extern const char sym[], sym##_end[]
 
 EMBED(page_index, "web/index.html");

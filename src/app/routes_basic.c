@@ -11,7 +11,7 @@
 #include "app/app.h"
 
 #define SLOW_DEFAULT_S 3.0
-#define SLOW_MAX_S 30.0
+#define SLOW_MAX_S     30.0
 
 static void healthz(roost_req_t *req, void *ud)
 {
@@ -49,9 +49,8 @@ static void create_item(roost_req_t *req, void *ud)
     double price = json_number_value(json_object_get(item, "price"));
     double with_tax = price + (tax && json_is_number(tax) ? json_number_value(tax) : 0.0);
     json_t *out = json_pack("{s:O,s:O,s:O,s:O,s:f}", "name", json_object_get(item, "name"),
-                            "description",
-                            json_object_get(item, "description") ?: json_null(), "price",
-                            json_object_get(item, "price"), "tax", tax ?: json_null(),
+                            "description", json_object_get(item, "description") ?: json_null(),
+                            "price", json_object_get(item, "price"), "tax", tax ?: json_null(),
                             "price_with_tax", with_tax);
     json_decref(item);
     roost_respond_json(req, 200, out);
@@ -124,8 +123,7 @@ static void slow_sync(roost_req_t *req, void *ud)
 static void metrics(roost_req_t *req, void *ud)
 {
     char *text = roost_metrics_text(roost_req_server(req));
-    roost_respond(req, 200, "text/plain; version=0.0.4", text ? text : "",
-                  text ? strlen(text) : 0);
+    roost_respond(req, 200, "text/plain; version=0.0.4", text ? text : "", text ? strlen(text) : 0);
     free(text);
 }
 
@@ -149,7 +147,8 @@ int app_routes_basic(roost_server_t *srv)
     rc |= roost_route(srv, "POST", "/items", create_item, NULL, ROOST_LOOP);
     rc |= roost_route(srv, "GET", "/slow-async", slow_async, NULL, ROOST_LOOP);
     rc |= roost_route(srv, "GET", "/slow-sync", slow_sync, NULL, ROOST_BLOCKING);
-    rc |= roost_route(srv, "GET", "/metrics", metrics, NULL, ROOST_BLOCKING); /* reads the job store */
+    rc |= roost_route(srv, "GET", "/metrics", metrics, NULL,
+                      ROOST_BLOCKING); /* reads the job store */
     if (roost_server_config(srv)->debug_routes)
         rc |= roost_route(srv, "GET", "/debug/block", debug_block, NULL, ROOST_LOOP);
     return rc < 0 ? -EINVAL : 0;

@@ -13,7 +13,7 @@
 #include "app/app.h"
 
 #define IDEM_KEY_MAX 200
-#define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
+#define COUNT_OF(a)  (sizeof(a) / sizeof((a)[0]))
 
 /* ---- submitting ---- */
 
@@ -23,7 +23,12 @@ static const roost_field_t task_fields[] = {
     {.name = "priority", .type = ROOST_T_INT, .has_ge = 1, .ge = -100, .has_le = 1, .le = 100},
     {.name = "delay_s", .type = ROOST_T_NUM, .has_ge = 1, .ge = 0, .has_le = 1, .le = 2592000},
     {.name = "max_retries", .type = ROOST_T_INT, .has_ge = 1, .ge = 0, .has_le = 1, .le = 100},
-    {.name = "timeout_s", .type = ROOST_T_NUM, .nullable = 1, .has_gt = 1, .gt = 0, .has_le = 1,
+    {.name = "timeout_s",
+     .type = ROOST_T_NUM,
+     .nullable = 1,
+     .has_gt = 1,
+     .gt = 0,
+     .has_le = 1,
      .le = 86400},
 };
 static const roost_schema_t task_schema = {task_fields, COUNT_OF(task_fields)};
@@ -44,9 +49,9 @@ static void send_reply(roost_req_t *req, void *arg)
         else if (r->status == 404)
             roost_respond_error(req, 404, "Task not found");
         else if (r->status == 409)
-            roost_respond_json(req, 409, json_pack("{s:s,s:O}", "detail",
-                                                   "The task has already finished", "task",
-                                                   r->task));
+            roost_respond_json(
+                req, 409,
+                json_pack("{s:s,s:O}", "detail", "The task has already finished", "task", r->task));
         else {
             if (r->status == 200 && r->task && json_object_get(r->task, "task_id") &&
                 roost_req_route(req) && !strcmp(roost_req_route(req), "POST /tasks")) {
@@ -82,13 +87,13 @@ static void create_task(roost_req_t *req, void *ud)
     json_t *errors = json_array();
     json_t *payload = json_object_get(body, "payload");
     if (payload && !json_is_object(payload) && !json_is_null(payload))
-        json_array_append_new(errors, roost_error_item("body", "payload",
-                                                       "value is not a valid dict",
-                                                       "type_error.dict"));
+        json_array_append_new(
+            errors,
+            roost_error_item("body", "payload", "value is not a valid dict", "type_error.dict"));
     if (key.ptr && (key.len < 1 || key.len > IDEM_KEY_MAX))
-        json_array_append_new(errors, roost_error_item("header", "Idempotency-Key",
-                                                       "must be 1-200 characters",
-                                                       "value_error.any_str"));
+        json_array_append_new(errors,
+                              roost_error_item("header", "Idempotency-Key",
+                                               "must be 1-200 characters", "value_error.any_str"));
     json_t *empty = json_object();
     json_t *timeout = json_object_get(body, "timeout_s");
     roost_job_spec_t spec = {
@@ -181,8 +186,8 @@ static void list_tasks(roost_req_t *req, void *ud)
                                                        "value_error.enum"));
     long long before = 0;
     if (cursor.ptr && cursor.len && (before = decode_cursor(cursor)) < 0)
-        json_array_append_new(errors, roost_error_item("query", "cursor", "invalid cursor",
-                                                       "value_error.cursor"));
+        json_array_append_new(
+            errors, roost_error_item("query", "cursor", "invalid cursor", "value_error.cursor"));
     if (json_array_size(errors)) {
         roost_respond_422(req, errors);
         return;
@@ -203,8 +208,9 @@ static void list_tasks(roost_req_t *req, void *ud)
         encode_cursor((long long)json_integer_value(json_object_get(last, "task_id")), c);
         next = json_string(c);
     }
-    roost_respond_json(req, 200, json_pack("{s:o,s:o,s:b}", "items", items, "next_cursor", next,
-                                           "has_more", more));
+    roost_respond_json(
+        req, 200,
+        json_pack("{s:o,s:o,s:b}", "items", items, "next_cursor", next, "has_more", more));
 }
 
 /* ---- cancelling ---- */
@@ -212,8 +218,8 @@ static void list_tasks(roost_req_t *req, void *ud)
 static void cancel_task(roost_req_t *req, void *ud)
 {
     roost_req_hold(req);
-    if (roost_job_cancel(roost_req_server(req), roost_req_param_int(req, "id"), reply_later,
-                         req) < 0) {
+    if (roost_job_cancel(roost_req_server(req), roost_req_param_int(req, "id"), reply_later, req) <
+        0) {
         roost_respond_error(req, 503, "Out of memory");
         roost_req_release(req);
     }
@@ -223,8 +229,8 @@ static void cancel_task(roost_req_t *req, void *ud)
 
 typedef struct {
     roost_req_t *req;
-    _Atomic int refs;  /* the watcher's and one per event in flight */
-    _Atomic int gone;  /* the client left: the watcher stops at its next call */
+    _Atomic int refs;   /* the watcher's and one per event in flight */
+    _Atomic int gone;   /* the client left: the watcher stops at its next call */
     int started, ended; /* on the loop */
     long seq;
 } sse_t;
@@ -311,8 +317,7 @@ static void task_events(roost_req_t *req, void *ud)
     s->req = req;
     atomic_init(&s->refs, 1);
     roost_req_hold(req);
-    if (roost_job_watch(roost_req_server(req), roost_req_param_int(req, "id"), sse_watch, s) <
-        0) {
+    if (roost_job_watch(roost_req_server(req), roost_req_param_int(req, "id"), sse_watch, s) < 0) {
         roost_respond_error(req, 503, "Out of memory");
         roost_req_release(req);
         free(s);
@@ -384,8 +389,8 @@ static void send_notification(roost_req_t *req, void *ud)
         return;
     }
     app_log_after_response(req, "notifications.log", "notification to %s", email.ptr);
-    roost_respond_json(req, 200, json_pack("{s:s}", "message",
-                                           "Notification sent in the background"));
+    roost_respond_json(req, 200,
+                       json_pack("{s:s}", "message", "Notification sent in the background"));
 }
 
 int app_routes_jobs(roost_server_t *srv)
@@ -396,7 +401,7 @@ int app_routes_jobs(roost_server_t *srv)
     rc |= roost_route(srv, "GET", "/tasks/{id:int}", get_task, NULL, ROOST_BLOCKING);
     rc |= roost_route(srv, "POST", "/tasks/{id:int}/cancel", cancel_task, NULL, ROOST_LOOP);
     rc |= roost_route(srv, "GET", "/tasks/{id:int}/events", task_events, NULL, ROOST_LOOP);
-    rc |= roost_route(srv, "POST", "/send-notification/{email}", send_notification, NULL,
-                      ROOST_LOOP);
+    rc |=
+        roost_route(srv, "POST", "/send-notification/{email}", send_notification, NULL, ROOST_LOOP);
     return rc < 0 ? -EINVAL : 0;
 }

@@ -196,8 +196,9 @@ static void broadcast(roost_req_t *req, void *ud)
     if (id < 0)
         roost_respond_error(req, 503, "The message could not be published");
     else
-        roost_respond_json(req, 200, json_pack("{s:s,s:i,s:I}", "sent_to", name.ptr, "online",
-                                               (json_int_t)online, "id", (json_int_t)id));
+        roost_respond_json(req, 200,
+                           json_pack("{s:s,s:i,s:I}", "sent_to", name.ptr, "online",
+                                     (json_int_t)online, "id", (json_int_t)id));
     json_decref(body);
 }
 
@@ -228,14 +229,15 @@ static void room_users(roost_req_t *req, void *ud)
         return;
     roost_server_t *srv = roost_req_server(req);
     json_t *users = roost_room_users(srv, room.ptr);
-    roost_respond_json(req, 200, json_pack("{s:s,s:i,s:o}", "room", room.ptr, "online",
-                                           (json_int_t)roost_room_online(srv, room.ptr), "users",
-                                           users));
+    roost_respond_json(req, 200,
+                       json_pack("{s:s,s:i,s:o}", "room", room.ptr, "online",
+                                 (json_int_t)roost_room_online(srv, room.ptr), "users", users));
 }
 
 static void rooms(roost_req_t *req, void *ud)
 {
-    roost_respond_json(req, 200, json_pack("{s:o}", "rooms", roost_room_list(roost_req_server(req))));
+    roost_respond_json(req, 200,
+                       json_pack("{s:o}", "rooms", roost_room_list(roost_req_server(req))));
 }
 
 int app_routes_rooms(roost_server_t *srv)

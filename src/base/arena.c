@@ -15,6 +15,8 @@ struct arena_chunk {
 
 void *arena_alloc(arena_t *a, size_t size)
 {
+    if (size > SIZE_MAX / 2) /* rounding up, or adding the chunk header, would wrap */
+        return NULL;
     size = (size + 15) & ~(size_t)15;
     if ((size_t)(a->end - a->cur) < size || !a->cur) {
         size_t want = size > ARENA_CHUNK / 2 ? size : ARENA_CHUNK;

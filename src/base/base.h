@@ -14,10 +14,10 @@
 
 #include "roost/roost.h"
 
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define ARRAY_LEN(a)                 (sizeof(a) / sizeof((a)[0]))
 #define CONTAINER_OF(p, type, field) ((type *)((char *)(p)-offsetof(type, field)))
-#define LIKELY(x) __builtin_expect(!!(x), 1)
-#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define LIKELY(x)                    __builtin_expect(!!(x), 1)
+#define UNLIKELY(x)                  __builtin_expect(!!(x), 0)
 
 /* ---- rbuf: reference-counted bytes; the data follows the header in one allocation ---- */
 typedef struct rbuf {
@@ -27,8 +27,8 @@ typedef struct rbuf {
     char data[];
 } rbuf_t;
 
-rbuf_t *rbuf_new(size_t cap);                       /* refs = 1, len = 0; NULL on ENOMEM */
-rbuf_t *rbuf_from(const void *data, size_t len);    /* a copy of data, refs = 1 */
+rbuf_t *rbuf_new(size_t cap);                    /* refs = 1, len = 0; NULL on ENOMEM */
+rbuf_t *rbuf_from(const void *data, size_t len); /* a copy of data, refs = 1 */
 static inline rbuf_t *rbuf_ref(rbuf_t *b)
 {
     atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
@@ -68,20 +68,20 @@ static inline roost_str_t str_make(const char *p, size_t len)
     roost_str_t s = {p, len};
     return s;
 }
-int str_eq_nocase(roost_str_t a, const char *b); /* b NUL-terminated */
+int str_eq_nocase(roost_str_t a, const char *b);        /* b NUL-terminated */
 int str_has_token(roost_str_t list, const char *token); /* comma list, case-insensitive */
 
 /* ---- time ---- */
-uint64_t time_now_ns(void);  /* CLOCK_MONOTONIC */
+uint64_t time_now_ns(void); /* CLOCK_MONOTONIC */
 uint64_t time_now_ms(void);
-double time_wall(void);      /* seconds since the epoch */
+double time_wall(void); /* seconds since the epoch */
 /* Writes an IMF-fixdate (RFC 9110 §5.6.7) for `t` into out (30 bytes incl. NUL). */
 void time_http_date(char out[30], int64_t t);
 
 /* ---- logging ---- */
 void log_vwrite(const char *level, const char *fmt, va_list ap);
-#define log_info(...) roost_log("info", __VA_ARGS__)
-#define log_warn(...) roost_log("warn", __VA_ARGS__)
+#define log_info(...)  roost_log("info", __VA_ARGS__)
+#define log_warn(...)  roost_log("warn", __VA_ARGS__)
 #define log_error(...) roost_log("error", __VA_ARGS__)
 
 /* ---- strmap: string keys (copied) to opaque values; the owner locks ---- */
@@ -89,7 +89,7 @@ typedef struct strmap_entry strmap_entry_t;
 typedef struct {
     strmap_entry_t **b;
     size_t nb, n;
-} strmap_t; /* zero-initialised is empty */
+} strmap_t;                                                /* zero-initialised is empty */
 void *strmap_get(const strmap_t *m, const char *key);      /* NULL when absent */
 int strmap_put(strmap_t *m, const char *key, void *value); /* replaces; -1 on ENOMEM */
 void *strmap_del(strmap_t *m, const char *key);            /* the value removed, or NULL */

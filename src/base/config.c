@@ -25,8 +25,7 @@ static const opt_t options[] = {
     {"port", OPT_INT, OFF(port), 0, 65535, "TCP port"},
     {"threads", OPT_INT, OFF(threads), 1, 256, "loop threads, one per core unless set"},
     {"workers", OPT_INT, OFF(workers), 1, 4096, "worker threads for blocking handlers"},
-    {"worker-queue", OPT_INT, OFF(worker_queue), 1, 1 << 20,
-     "blocking requests queued before 503"},
+    {"worker-queue", OPT_INT, OFF(worker_queue), 1, 1 << 20, "blocking requests queued before 503"},
     {"data-dir", OPT_STR, OFF(data_dir), 0, 0, "folder for data files"},
     {"stall-ms", OPT_INT, OFF(stall_ms), 1, 600000, "report a loop stalled longer than this"},
     {"max-url", OPT_SIZE, OFF(max_url), 64, 1 << 20, "request target bytes (414 above)"},
@@ -44,8 +43,7 @@ static const opt_t options[] = {
      "idle keep-alive connections closed after this"},
     {"write-timeout-s", OPT_SECS, OFF(write_timeout_s), 0.05, 3600,
      "a client that reads nothing for this long is dropped"},
-    {"drain-s", OPT_SECS, OFF(drain_s), 0, 3600,
-     "on SIGTERM, in-flight work finishes within this"},
+    {"drain-s", OPT_SECS, OFF(drain_s), 0, 3600, "on SIGTERM, in-flight work finishes within this"},
     {"max-connections", OPT_INT, OFF(max_connections), 1, 10000000,
      "WebSocket connections (503 on upgrade above)"},
     {"allowed-origins", OPT_STR, OFF(allowed_origins), 0, 0,
@@ -122,19 +120,33 @@ static void usage(FILE *f, const char *prog)
 {
     roost_config_t d;
     roost_config_init(&d);
-    fprintf(f, "usage: %s [flags]\nEvery flag also reads the environment variable ROOST_<NAME> "
-               "(upper case, '-' as '_'); flags win.\n\n", prog);
+    fprintf(f,
+            "usage: %s [flags]\nEvery flag also reads the environment variable ROOST_<NAME> "
+            "(upper case, '-' as '_'); flags win.\n\n",
+            prog);
     for (size_t i = 0; i < ARRAY_LEN(options); i++) {
         const opt_t *o = &options[i];
         const char *p = (const char *)&d + o->offset;
         char def[64] = "";
         switch (o->kind) {
-        case OPT_STR: snprintf(def, sizeof def, "%s", *(const char *const *)p); break;
-        case OPT_INT: snprintf(def, sizeof def, "%d", *(const int *)p); break;
-        case OPT_SIZE: snprintf(def, sizeof def, "%zu", *(const size_t *)p); break;
-        case OPT_SECS: snprintf(def, sizeof def, "%g", *(const double *)p); break;
-        case OPT_BOOL: snprintf(def, sizeof def, "off"); break;
-        case OPT_LIST: snprintf(def, sizeof def, "none"); break;
+        case OPT_STR:
+            snprintf(def, sizeof def, "%s", *(const char *const *)p);
+            break;
+        case OPT_INT:
+            snprintf(def, sizeof def, "%d", *(const int *)p);
+            break;
+        case OPT_SIZE:
+            snprintf(def, sizeof def, "%zu", *(const size_t *)p);
+            break;
+        case OPT_SECS:
+            snprintf(def, sizeof def, "%g", *(const double *)p);
+            break;
+        case OPT_BOOL:
+            snprintf(def, sizeof def, "off");
+            break;
+        case OPT_LIST:
+            snprintf(def, sizeof def, "none");
+            break;
         }
         fprintf(f, "  --%-22s %s (default %s)\n", o->name, o->help, def);
     }
@@ -181,15 +193,22 @@ static int set_option(roost_config_t *cfg, const opt_t *o, const char *value, co
     if (o->kind != OPT_SECS && v != (double)(long long)v)
         goto bad;
     switch (o->kind) {
-    case OPT_INT: *(int *)p = (int)v; break;
-    case OPT_SIZE: *(size_t *)p = (size_t)v; break;
-    case OPT_SECS: *(double *)p = v; break;
-    default: break;
+    case OPT_INT:
+        *(int *)p = (int)v;
+        break;
+    case OPT_SIZE:
+        *(size_t *)p = (size_t)v;
+        break;
+    case OPT_SECS:
+        *(double *)p = v;
+        break;
+    default:
+        break;
     }
     return 0;
 bad:
-    fprintf(stderr, "roost: %s: --%s needs a value between %g and %g, not '%s'\n", from,
-            o->name, o->min, o->max, value ? value : "");
+    fprintf(stderr, "roost: %s: --%s needs a value between %g and %g, not '%s'\n", from, o->name,
+            o->min, o->max, value ? value : "");
     return -EINVAL;
 }
 

@@ -58,8 +58,7 @@ static int same(const char *a, const char *b)
     return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
-roost_counter_t *counters_get(counters_t *c, const char *name, const char *labels,
-                              const char *help)
+roost_counter_t *counters_get(counters_t *c, const char *name, const char *labels, const char *help)
 {
     pthread_mutex_lock(&c->lock);
     struct roost_counter *k;

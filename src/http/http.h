@@ -26,15 +26,15 @@ typedef struct {
     roost_str_t value;
 } http_param_t;
 
-#define HTTP_INLINE_HEAD 1024
+#define HTTP_INLINE_HEAD    1024
 #define HTTP_INLINE_HEADERS 24
-#define HTTP_MAX_PARAMS 8
+#define HTTP_MAX_PARAMS     8
 
 struct roost_req {
-    roost_req_t *next; /* the session's pipeline, oldest first */
-    http_session_t *sess;  /* NULL once the connection is gone */
-    net_conn_t *conn;      /* memory valid while the request holds a ref on it */
-    int refs;              /* the session's, plus one per async owner (worker, timer) */
+    roost_req_t *next;        /* the session's pipeline, oldest first */
+    http_session_t *sess;     /* NULL once the connection is gone */
+    net_conn_t *conn;         /* memory valid while the request holds a ref on it */
+    int refs;                 /* the session's, plus one per async owner (worker, timer) */
     struct http_defer *defer; /* a pending roost_defer timer */
     roost_server_t *srv;
     net_loop_t *loop;
@@ -50,16 +50,16 @@ struct roost_req {
     uint8_t http_major, http_minor;
     unsigned keep_alive : 1;
     unsigned expect_continue : 1, continue_sent : 1;
-    unsigned in_field : 1;   /* parser inside a header name */
-    unsigned responded : 1;  /* a response exists */
-    unsigned written : 1;    /* and went to the connection */
-    unsigned inflight : 1;   /* on a worker or deferred: the loop must not answer for it */
-    unsigned on_worker : 1;  /* a worker thread runs the handler now */
+    unsigned in_field : 1;  /* parser inside a header name */
+    unsigned responded : 1; /* a response exists */
+    unsigned written : 1;   /* and went to the connection */
+    unsigned inflight : 1;  /* on a worker or deferred: the loop must not answer for it */
+    unsigned on_worker : 1; /* a worker thread runs the handler now */
     unsigned close_after : 1;
-    unsigned streaming : 1;    /* roost_stream_begin: the body goes out in pieces */
-    unsigned stream_head : 1;  /* its head has been written */
+    unsigned streaming : 1;   /* roost_stream_begin: the body goes out in pieces */
+    unsigned stream_head : 1; /* its head has been written */
     unsigned stream_ended : 1;
-    unsigned held : 1;         /* roost_req_hold */
+    unsigned held : 1;                     /* roost_req_hold */
     struct http_after *after, *after_tail; /* roost_after_response tasks */
     int hosts;
     /* A 101 answer: once it is written, the connection is handed to attach(conn, arg); if it
@@ -70,8 +70,8 @@ struct roost_req {
     sbuf_t body;
 
     /* routing */
-    roost_str_t path;   /* decoded, normalized (arena) */
-    roost_str_t query;  /* raw, after '?' */
+    roost_str_t path;  /* decoded, normalized (arena) */
+    roost_str_t query; /* raw, after '?' */
     const route_t *route;
     http_param_t params[HTTP_MAX_PARAMS];
     int nparams;
@@ -97,11 +97,14 @@ typedef struct http_parse {
     roost_req_t *cur; /* the request being parsed */
     size_t body_len;
     const char *feed_start, *feed_end; /* the buffer being parsed */
-    int value_spans;                   /* value callbacks for the current header */
-    unsigned value_cut : 1;            /* the last one ended at the buffer's end */
-    int err_status;          /* set when feed fails */
+    /* Between a header's name and its value, or between two spans of its value: where those
+     * bytes start in this buffer (NULL: at its start), and whether a line break was among them
+     * in an earlier buffer. A value span after a line break is an obsolete fold. */
+    const char *gap_from;
+    unsigned in_gap : 1, gap_newline : 1;
+    int err_status; /* set when feed fails */
     const char *err_detail;
-    const char *err_limit;   /* which limit was hit, for the counter; NULL if none */
+    const char *err_limit; /* which limit was hit, for the counter; NULL if none */
     /* A new request starts (return NULL: out of memory). */
     roost_req_t *(*new_req)(void *ud);
     /* The header section is complete and valid (the body may follow). */
@@ -195,7 +198,7 @@ struct roost_server {
     struct http_service {
         void (*start)(void *ud);
         void (*drain)(void *ud);
-        void (*stop)(void *ud); /* also frees */
+        void (*stop)(void *ud);                 /* also frees */
         void (*metrics)(void *ud, sbuf_t *out); /* appends Prometheus text, may be NULL */
         void *ud;
     } services[4];

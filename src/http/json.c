@@ -6,8 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static void add(json_t *errors, const char *field, const char *msg, const char *type,
-                json_t *ctx)
+static void add(json_t *errors, const char *field, const char *msg, const char *type, json_t *ctx)
 {
     json_t *e = roost_error_item("body", field, msg, type);
     if (ctx)
@@ -71,8 +70,7 @@ static void check_field(json_t *errors, const roost_field_t *f, json_t *v)
         }
         size_t n = utf8_chars(json_string_value(v), json_string_length(v));
         if (f->min_len > 0 && n < (size_t)f->min_len) {
-            snprintf(msg, sizeof msg, "ensure this value has at least %ld characters",
-                     f->min_len);
+            snprintf(msg, sizeof msg, "ensure this value has at least %ld characters", f->min_len);
             add(errors, f->name, msg, "value_error.any_str.min_length",
                 json_pack("{s:i}", "limit_value", (json_int_t)f->min_len));
         }
@@ -99,8 +97,7 @@ static void check_field(json_t *errors, const roost_field_t *f, json_t *v)
         return;
     case ROOST_T_BOOL:
         if (!json_is_boolean(v))
-            add(errors, f->name, "value could not be parsed to a boolean", "type_error.bool",
-                NULL);
+            add(errors, f->name, "value could not be parsed to a boolean", "type_error.bool", NULL);
         return;
     case ROOST_T_ANY:
         return;
@@ -111,16 +108,16 @@ json_t *roost_req_json(roost_req_t *req, const roost_schema_t *schema)
 {
     json_t *errors = json_array();
     if (req->body.len == 0) {
-        json_array_append_new(errors, roost_error_item("body", NULL, "field required",
-                                                       "value_error.missing"));
+        json_array_append_new(
+            errors, roost_error_item("body", NULL, "field required", "value_error.missing"));
         roost_respond_422(req, errors);
         return NULL;
     }
     json_error_t jerr;
     json_t *doc = json_loadb(req->body.p, req->body.len, JSON_DECODE_ANY, &jerr);
     if (!doc) {
-        json_t *e = json_pack("{s:[s,I],s:s,s:s}", "loc", "body", (json_int_t)jerr.position,
-                              "msg", jerr.text, "type", "value_error.jsondecode");
+        json_t *e = json_pack("{s:[s,I],s:s,s:s}", "loc", "body", (json_int_t)jerr.position, "msg",
+                              jerr.text, "type", "value_error.jsondecode");
         if (!e) /* the parser's text may quote invalid UTF-8 from the body */
             e = roost_error_item("body", NULL, "invalid JSON", "value_error.jsondecode");
         json_array_append_new(errors, e);
@@ -128,8 +125,8 @@ json_t *roost_req_json(roost_req_t *req, const roost_schema_t *schema)
         return NULL;
     }
     if (!json_is_object(doc)) {
-        json_array_append_new(errors, roost_error_item("body", NULL, "value is not a valid dict",
-                                                       "type_error.dict"));
+        json_array_append_new(
+            errors, roost_error_item("body", NULL, "value is not a valid dict", "type_error.dict"));
         json_decref(doc);
         roost_respond_422(req, errors);
         return NULL;

@@ -39,6 +39,7 @@ static int head_append(roost_req_t *req, const char *at, size_t len)
 static int on_message_begin(llhttp_t *llh)
 {
     http_parse_t *p = PARSE(llh);
+    p->in_gap = 0;
     p->cur = p->new_req(p->ud);
     p->body_len = 0;
     if (!p->cur)
@@ -98,6 +99,9 @@ static int on_header_field(llhttp_t *llh, const char *at, size_t len)
         h->name_off = (uint32_t)req->head_len;
         req->in_field = 1;
     }
+    p->in_gap = 1;
+    p->gap_from = at + len;
+    p->gap_newline = 0;
     return header_bytes(p, at, len);
 }
 
@@ -109,32 +113,32 @@ static int on_header_field_complete(llhttp_t *llh)
     h->name_len = (uint32_t)req->head_len - h->name_off;
     h->value_off = (uint32_t)req->head_len;
     req->in_field = 0;
-    p->value_spans = 0;
     if (h->name_len == 4 && strncasecmp(req->head + h->name_off, "host", 4) == 0)
         req->hosts++;
     return 0;
 }
 
 /* llhttp accepts obsolete line folding (RFC 9112 §5.2 lets a server refuse it, and a proxy
- * that reads the fold differently could be smuggled past): a value span that resumes after a
- * line break rather than at a read boundary is a fold. */
+ * that reads the fold differently could be smuggled past): a value span whose gap since the
+ * header's name or its previous span holds a line break is a fold, however the bytes were cut
+ * into reads. */
 static int is_folded(http_parse_t *p, const char *at)
 {
-    const char *b = at;
-    while (b > p->feed_start && (b[-1] == ' ' || b[-1] == '\t'))
-        b--;
-    if (b > p->feed_start && b[-1] == '\n')
-        return 1;
-    return p->value_spans > 0 && !(p->value_cut && at == p->feed_start);
+    const char *from = p->gap_from ? p->gap_from : p->feed_start;
+    return p->in_gap && (p->gap_newline || memchr(from, '\n', (size_t)(at - from)));
 }
 
 static int on_header_value(llhttp_t *llh, const char *at, size_t len)
 {
     http_parse_t *p = PARSE(llh);
+    /* An empty value ("X:\r\n") comes as a zero-length span at the start of the next line:
+     * no bytes, nothing to check, and its line break is not a fold. */
+    if (len == 0)
+        return 0;
     if (is_folded(p, at))
         return fail(p, 400, "Obsolete line folding in a header", NULL);
-    p->value_spans++;
-    p->value_cut = at + len == p->feed_end;
+    p->gap_from = at + len;
+    p->gap_newline = 0;
     /* RFC 9110 §5.5: field values are visible characters, SP and HTAB; llhttp lets some
      * control bytes through, so they are refused here. */
     for (size_t i = 0; i < len; i++) {
@@ -151,6 +155,7 @@ static int on_header_value_complete(llhttp_t *llh)
     roost_req_t *req = p->cur;
     http_header_t *h = &req->headers[req->nheaders - 1];
     uint32_t end = (uint32_t)req->head_len;
+    p->in_gap = 0;
     while (end > h->value_off && (req->head[end - 1] == ' ' || req->head[end - 1] == '\t'))
         end--;
     h->value_len = end - h->value_off;
@@ -238,6 +243,7 @@ void http_parse_init(http_parse_t *p, const roost_config_t *cfg)
     p->llh.data = p;
     p->cfg = cfg;
     p->cur = NULL;
+    p->in_gap = p->gap_newline = 0;
     p->err_status = 0;
     p->err_detail = NULL;
     p->err_limit = NULL;
@@ -248,7 +254,13 @@ ssize_t http_parse_feed(http_parse_t *p, const char *data, size_t len)
     p->err_status = 0;
     p->feed_start = data;
     p->feed_end = data + len;
+    p->gap_from = NULL;
     llhttp_errno_t err = llhttp_execute(&p->llh, data, len);
+    if (err == HPE_OK && p->in_gap) { /* the gap goes on into the next read */
+        const char *from = p->gap_from ? p->gap_from : data;
+        if (memchr(from, '\n', (size_t)(data + len - from)))
+            p->gap_newline = 1;
+    }
     if (err != HPE_OK && p->err_status) /* a callback refused: HPE_USER or HPE_CB_* */
         return -1;
     switch (err) {

@@ -108,10 +108,9 @@ void http_dispatch(roost_req_t *req)
         if (req->route->param_types[i] == PARAM_INT && parse_int(v.ptr, v.len) < 0) {
             if (!errors)
                 errors = json_array();
-            json_array_append_new(errors,
-                                  roost_error_item("path", req->params[i].name,
-                                                   "value is not a valid integer",
-                                                   "type_error.integer"));
+            json_array_append_new(errors, roost_error_item("path", req->params[i].name,
+                                                           "value is not a valid integer",
+                                                           "type_error.integer"));
         }
     }
     if (errors) {

@@ -14,7 +14,7 @@ typedef struct method_route {
 } method_route_t;
 
 typedef struct node {
-    char *seg; /* literal segment, or NULL for the parameter child */
+    char *seg;             /* literal segment, or NULL for the parameter child */
     struct node *children; /* literal children */
     struct node *sibling;
     struct node *param; /* the {name} child */
@@ -77,6 +77,7 @@ int router_add(router_t *r, const char *method, const char *tmpl, roost_handler_
     if (!tmpl || tmpl[0] != '/' || !method || strlen(method) >= 16)
         return -EINVAL;
     route_t route = {0};
+    int err;
     node_t *n = &r->root;
     const char *p = tmpl + 1, *end = tmpl + strlen(tmpl);
     while (p <= end && !(p == end && p[-1] == '/' && p - 1 == tmpl)) {
@@ -84,7 +85,7 @@ int router_add(router_t *r, const char *method, const char *tmpl, roost_handler_
         size_t len = (size_t)(e - p);
         if (len >= 2 && p[0] == '{' && e[-1] == '}') {
             if (route.nparams == HTTP_MAX_PARAMS)
-                return -EINVAL;
+                goto invalid;
             const char *colon = memchr(p, ':', len);
             size_t nlen = colon ? (size_t)(colon - p - 1) : len - 2;
             uint8_t type = PARAM_STR;
@@ -93,17 +94,18 @@ int router_add(router_t *r, const char *method, const char *tmpl, roost_handler_
                 if (tlen == 3 && !strncmp(colon + 1, "int", 3))
                     type = PARAM_INT;
                 else if (!(tlen == 3 && !strncmp(colon + 1, "str", 3)))
-                    return -EINVAL;
+                    goto invalid;
             }
             if (nlen == 0)
-                return -EINVAL;
-            route.param_names[route.nparams] = strndup(p + 1, nlen);
+                goto invalid;
+            if (!(route.param_names[route.nparams] = strndup(p + 1, nlen)))
+                goto nomem;
             route.param_types[route.nparams++] = type;
             if (!n->param && !(n->param = calloc(1, sizeof *n->param)))
-                return -ENOMEM;
+                goto nomem;
             n = n->param;
         } else if (memchr(p, '{', len) || memchr(p, '}', len)) {
-            return -EINVAL; /* a parameter must be a whole segment: "{name}" */
+            goto invalid; /* a parameter must be a whole segment: "{name}" */
         } else {
             node_t *c;
             for (c = n->children; c; c = c->sibling)
@@ -112,7 +114,7 @@ int router_add(router_t *r, const char *method, const char *tmpl, roost_handler_
             if (!c) {
                 if (!(c = calloc(1, sizeof *c)) || !(c->seg = strndup(p, len))) {
                     free(c);
-                    return -ENOMEM;
+                    goto nomem;
                 }
                 c->sibling = n->children;
                 n->children = c;
@@ -125,13 +127,12 @@ int router_add(router_t *r, const char *method, const char *tmpl, roost_handler_
     }
     for (method_route_t *m = n->routes; m; m = m->next)
         if (!strcmp(m->method, method)) {
-            for (int i = 0; i < route.nparams; i++)
-                free(route.param_names[i]);
-            return -EEXIST;
+            err = -EEXIST;
+            goto fail;
         }
     method_route_t *m = calloc(1, sizeof *m);
     if (!m)
-        return -ENOMEM;
+        goto nomem;
     strcpy(m->method, method);
     route.fn = fn;
     route.ud = ud;
@@ -144,6 +145,17 @@ int router_add(router_t *r, const char *method, const char *tmpl, roost_handler_
     m->next = n->routes;
     n->routes = m;
     return 0;
+
+    /* The nodes made so far stay in the trie, without routes: they never match. */
+invalid:
+    err = -EINVAL;
+    goto fail;
+nomem:
+    err = -ENOMEM;
+fail:
+    for (int i = 0; i < route.nparams; i++)
+        free(route.param_names[i]);
+    return err;
 }
 
 /* Depth-first: the node reached by the whole path, literals tried before the parameter. */
@@ -211,6 +223,8 @@ const route_t *router_match(const router_t *r, const char *method, roost_str_t p
     size_t used = 0;
     for (int i = k - 1; i >= 0; i--) {
         const char *name = names[i];
+        if (get && !strcmp(name, "HEAD"))
+            continue; /* listed after GET */
         int w = snprintf(allow + used, allow_size - used, "%s%s", used ? ", " : "", name);
         if (w < 0 || (size_t)w >= allow_size - used)
             return NULL;

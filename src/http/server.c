@@ -17,7 +17,8 @@ static void process_time_after(roost_req_t *req, int status, void *ud)
      * because printf's floating point showed up at 3% of a /json profile. */
     uint64_t us = (time_now_ns() - req->start_ns) / 1000;
     char v[32];
-    snprintf(v, sizeof v, "%lu.%06lu", (unsigned long)(us / 1000000), (unsigned long)(us % 1000000));
+    snprintf(v, sizeof v, "%lu.%06lu", (unsigned long)(us / 1000000),
+             (unsigned long)(us % 1000000));
     roost_res_header(req, "X-Process-Time", v);
 }
 
@@ -42,10 +43,10 @@ roost_server_t *roost_server_new(const roost_config_t *cfg)
     }
     counters_t *k = srv->counters;
     srv->c_requests = counters_get(k, "roost_http_requests_total", NULL, "HTTP requests routed");
-    srv->c_stalls = counters_get(k, "roost_loop_stalls_total", NULL,
-                                 "Loop stalls longer than --stall-ms");
-    srv->c_stall_ms = counters_get(k, "roost_loop_stall_milliseconds_total", NULL,
-                                   "Time loops spent stalled");
+    srv->c_stalls =
+        counters_get(k, "roost_loop_stalls_total", NULL, "Loop stalls longer than --stall-ms");
+    srv->c_stall_ms =
+        counters_get(k, "roost_loop_stall_milliseconds_total", NULL, "Time loops spent stalled");
     for (int i = 0; i < HTTP_NLIMITS; i++) {
         char labels[64];
         snprintf(labels, sizeof labels, "limit=\"%s\"", http_limit_names[i]);
@@ -73,7 +74,7 @@ const roost_config_t *roost_server_config(const roost_server_t *srv)
 }
 
 const char *const http_limit_names[HTTP_NLIMITS] = {
-    "url",         "header_size", "headers",     "body",       "header_timeout", "body_timeout",
+    "url",          "header_size", "headers",    "body",       "header_timeout", "body_timeout",
     "worker_queue", "connections", "ws_message", "ws_backlog", "ws_rate",
 };
 
@@ -107,8 +108,7 @@ typedef struct {
     struct http_after *tasks;
 } after_job_t;
 
-void roost_after_response(roost_req_t *req, roost_task_fn fn, void *arg,
-                          void (*free_fn)(void *))
+void roost_after_response(roost_req_t *req, roost_task_fn fn, void *arg, void (*free_fn)(void *))
 {
     struct http_after *t = malloc(sizeof *t);
     if (!t) {

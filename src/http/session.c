@@ -25,9 +25,9 @@ struct http_session {
     unsigned dead : 1;     /* no more requests on this connection */
     unsigned shutdown : 1; /* the server is draining */
     unsigned in_feed : 1;
-    unsigned closed : 1;   /* the connection closed during a feed: free afterwards */
+    unsigned closed : 1; /* the connection closed during a feed: free afterwards */
     unsigned resume_queued : 1;
-    unsigned upgraded : 1; /* the connection now speaks another protocol */
+    unsigned upgraded : 1;        /* the connection now speaks another protocol */
     unsigned upgrade_pending : 1; /* a 101 waits its turn: read nothing more as HTTP */
 };
 
@@ -476,8 +476,9 @@ static void on_timeout(net_conn_t *c)
     if (s->phase == PHASE_HEAD || s->phase == PHASE_BODY) {
         int head = s->phase == PHASE_HEAD;
         s->phase = PHASE_WAIT;
-        fail_current(s, 408, head ? "Timed out reading the request header"
-                                  : "Timed out reading the request body",
+        fail_current(s, 408,
+                     head ? "Timed out reading the request header"
+                          : "Timed out reading the request body",
                      head ? "header_timeout" : "body_timeout");
         return;
     }
@@ -655,9 +656,8 @@ int roost_stream_begin(roost_req_t *req, int status, const char *content_type)
     if (req->responded || req->streaming || req->on_worker)
         return -EINVAL;
     req->status = status;
-    req->res_type = content_type ? arena_strndup(&req->arena, content_type,
-                                                 strlen(content_type))
-                                 : NULL;
+    req->res_type =
+        content_type ? arena_strndup(&req->arena, content_type, strlen(content_type)) : NULL;
     req->res_body.len = 0;
     req->streaming = 1;
     req->inflight = 1; /* answered piece by piece: the loop must not answer for it */

@@ -43,7 +43,8 @@ roost_str_t url_clean_path(arena_t *a, const char *path, size_t len)
 {
     roost_str_t bad = {NULL, 0};
     /* absolute-form (RFC 9112 §3.2.2): skip scheme and authority */
-    if (len > 7 && (strncasecmp(path, "http://", 7) == 0 || strncasecmp(path, "https://", 8) == 0)) {
+    if (len > 7 &&
+        (strncasecmp(path, "http://", 7) == 0 || strncasecmp(path, "https://", 8) == 0)) {
         size_t skip = path[4] == ':' ? 7 : 8;
         const char *p = skip < len ? memchr(path + skip, '/', len - skip) : NULL;
         if (!p)

@@ -168,11 +168,10 @@ int roost_room_join(roost_ws_t *ws, const char *name, const char *user, long lon
     int nreplay, reset;
     rbuf_t **frames = replay(hub, r, since, epoch, &nreplay, &reset);
     json_t *welcome = json_pack("{s:s,s:s,s:s,s:i,s:s,s:I}", "type", "welcome", "room", name,
-                                "user", user, "online", (json_int_t)r->online, "epoch",
-                                hub->epoch, "last_id", (json_int_t)r->last_id);
+                                "user", user, "online", (json_int_t)r->online, "epoch", hub->epoch,
+                                "last_id", (json_int_t)r->last_id);
     json_t *reset_msg = reset ? json_pack("{s:s,s:s,s:s,s:I}", "type", "reset", "room", name,
-                                          "epoch", hub->epoch, "last_id",
-                                          (json_int_t)r->last_id)
+                                          "epoch", hub->epoch, "last_id", (json_int_t)r->last_id)
                               : NULL;
     pthread_mutex_unlock(&r->lock);
 

@@ -14,8 +14,8 @@
 
 #include "ws/conn.h"
 
-#define HUB_SHARDS 16
-#define HUB_NOTICE_MS 100    /* presence notices: at most one frame per room per window */
+#define HUB_SHARDS       16
+#define HUB_NOTICE_MS    100 /* presence notices: at most one frame per room per window */
 #define HUB_NOTICE_NAMES 100 /* names listed in one coalesced notice */
 
 typedef struct room room_t;
@@ -40,11 +40,11 @@ struct room {
     uint64_t last_id; /* room messages: 1, 2, 3 ... */
     uint64_t seq;     /* every delivery event (messages, notices, directs) */
     long online;
-    strmap_t users;   /* user name -> connections (intptr_t) */
+    strmap_t users;    /* user name -> connections (intptr_t) */
     hub_entry_t *ring; /* history, oldest at ring_head */
     int ring_cap, ring_len, ring_head;
-    long *local_n;           /* members per loop (changed under the lock) */
-    hub_member_t **local;    /* members per loop (touched only by that loop) */
+    long *local_n;        /* members per loop (changed under the lock) */
+    hub_member_t **local; /* members per loop (touched only by that loop) */
     /* presence notices waiting for the end of the window */
     uint64_t notice_at;
     json_t *pending_join, *pending_leave; /* arrays of names */

@@ -29,8 +29,8 @@ struct roost_job {
     job_type_t *type;
     job_row_t row; /* as claimed */
     json_t *payload;
-    int64_t deadline_ms;   /* wall ms; 0: none */
-    _Atomic int stop;      /* why it must stop: JOB_STOP_* */
+    int64_t deadline_ms; /* wall ms; 0: none */
+    _Atomic int stop;    /* why it must stop: JOB_STOP_* */
     _Atomic long current, total;
     _Atomic int progress_dirty;
     json_t *result;

@@ -14,7 +14,7 @@
 #include <time.h>
 
 #define MAX_BACKOFF_MS (300 * 1000)
-#define IDLE_WAKE_MS 1000 /* schedules and timeouts are checked at least this often */
+#define IDLE_WAKE_MS   1000 /* schedules and timeouts are checked at least this often */
 
 typedef struct submit {
     struct submit *next;
@@ -67,8 +67,8 @@ struct jobs {
     _Atomic int nrunning; /* written by the dispatcher, read by the stopping thread */
     schedule_t *schedules;
     int nschedules;
-    roost_counter_t *c_submitted, *c_started, *c_completed, *c_failed, *c_retried,
-        *c_cancelled, *c_run_ms;
+    roost_counter_t *c_submitted, *c_started, *c_completed, *c_failed, *c_retried, *c_cancelled,
+        *c_run_ms;
 };
 
 static int64_t now_ms(void)
@@ -106,8 +106,8 @@ int roost_job_validate(roost_server_t *srv, const roost_job_spec_t *spec, json_t
     jobs_t *j = jobs_get(srv);
     job_type_t *t = j && spec->type ? strmap_get(&j->types, spec->type) : NULL;
     if (!t) {
-        json_array_append_new(errors, roost_error_item("body", "type", "unknown job type",
-                                                       "value_error.job_type"));
+        json_array_append_new(
+            errors, roost_error_item("body", "type", "unknown job type", "value_error.job_type"));
         return -EINVAL;
     }
     size_t before = json_array_size(errors);
@@ -382,8 +382,8 @@ static void run_schedules(jobs_t *j, int64_t now, idset_t *ch)
         int64_t slot = now / s->period_ms;
         if (jobstore_schedule_slot(j->store, s->key) >= slot)
             continue;
-        job_row_t row = {.type = s->type, .payload = s->payload, .created_ms = now,
-                         .run_at_ms = now};
+        job_row_t row = {
+            .type = s->type, .payload = s->payload, .created_ms = now, .run_at_ms = now};
         if (jobstore_insert(j->store, &row) == 0 &&
             jobstore_set_schedule_slot(j->store, s->key, slot) == 0) {
             roost_counter_add(j->c_submitted, 1);
@@ -721,8 +721,9 @@ static void jobs_metrics(void *ud, sbuf_t *out)
     sbuf_printf(out, "# HELP roost_jobs Jobs in the queue by status\n# TYPE roost_jobs gauge\n");
     for (int s = 0; s < 5; s++)
         sbuf_printf(out, "roost_jobs{status=\"%s\"} %ld\n", job_status_name(s), counts[s]);
-    sbuf_printf(out, "# HELP roost_jobs_queue_depth Jobs waiting to run\n"
-                     "# TYPE roost_jobs_queue_depth gauge\nroost_jobs_queue_depth %ld\n",
+    sbuf_printf(out,
+                "# HELP roost_jobs_queue_depth Jobs waiting to run\n"
+                "# TYPE roost_jobs_queue_depth gauge\nroost_jobs_queue_depth %ld\n",
                 counts[JOB_PENDING]);
 }
 
@@ -738,8 +739,8 @@ static int parse_schedule(jobs_t *j, const char *spec, schedule_t *s)
     if (!mult)
         return -EINVAL;
     const char *rest = spec + used;
-    json_t *payload = *rest && strspn(rest, " ") != strlen(rest) ? json_loads(rest, 0, NULL)
-                                                                 : json_object();
+    json_t *payload =
+        *rest && strspn(rest, " ") != strlen(rest) ? json_loads(rest, 0, NULL) : json_object();
     if (!json_is_object(payload)) {
         json_decref(payload);
         return -EINVAL;

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #define READ_BUF_SIZE (64 * 1024)
-#define TICK_MS 25       /* heartbeat and wheel driver: well under the smallest sane stall_ms */
+#define TICK_MS       25 /* heartbeat and wheel driver: well under the smallest sane stall_ms */
 #define WHEEL_TICK_MS 50 /* timeouts are in tenths of seconds at best */
 
 struct net_group {
@@ -106,8 +106,8 @@ static int open_listener(net_loop_t *loop, const char *host, int port)
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     /* One listener per loop on the same port: the kernel spreads connections across loops. */
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    socklen_t len = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in)
-                                            : sizeof(struct sockaddr_in6);
+    socklen_t len =
+        ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
     if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
         rc = -errno;
         close(fd);

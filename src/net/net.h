@@ -76,12 +76,12 @@ struct net_conn {
     wheel_node_t timer;
     net_conn_t *prev, *next; /* the loop's list of connections */
     net_wseg_t *wq_head, *wq_tail;
-    size_t wq_bytes;        /* queued and not yet written */
-    uv_write_t wreq;        /* at most one write in flight */
+    size_t wq_bytes; /* queued and not yet written */
+    uv_write_t wreq; /* at most one write in flight */
     unsigned wsegs_inflight;
-    size_t inflight_bytes;  /* of the write in flight */
+    size_t inflight_bytes; /* of the write in flight */
     int refs;
-    unsigned closing : 1;   /* uv_close called or pending */
+    unsigned closing : 1; /* uv_close called or pending */
     unsigned close_after_write : 1;
     unsigned reading : 1;
     unsigned paused : 1;    /* reads stopped by the protocol */
@@ -125,10 +125,10 @@ typedef struct {
     int port;
     int threads;
     int stall_ms;
-    const net_proto_t *proto;                /* what accepted connections speak */
-    void (*on_accept)(net_conn_t *c);        /* sets c->proto / c->ud */
-    void (*on_loop_end)(net_loop_t *loop);   /* frees loop->proto_state, on the loop thread */
-    void *ud;                                /* the group's owner (the http server) */
+    const net_proto_t *proto;              /* what accepted connections speak */
+    void (*on_accept)(net_conn_t *c);      /* sets c->proto / c->ud */
+    void (*on_loop_end)(net_loop_t *loop); /* frees loop->proto_state, on the loop thread */
+    void *ud;                              /* the group's owner (the http server) */
 } net_group_opts_t;
 
 struct net_loop {

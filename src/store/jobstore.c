@@ -11,8 +11,8 @@
 
 #include "base/base.h"
 
-#define COLS                                                                                   \
-    "id, type, payload, status, priority, attempts, max_retries, timeout_s, run_at, created, " \
+#define COLS                                                                                       \
+    "id, type, payload, status, priority, attempts, max_retries, timeout_s, run_at, created, "     \
     "started, completed, cur, total, result, error, cancel_requested, idem_key"
 
 enum {
@@ -101,8 +101,8 @@ int job_status_parse(const char *name)
 
 static int migrate(sqlite3 *db)
 {
-    if (sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS jobs_schema (version INTEGER NOT NULL);",
-                     NULL, NULL, NULL) != SQLITE_OK)
+    if (sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS jobs_schema (version INTEGER NOT NULL);", NULL,
+                     NULL, NULL) != SQLITE_OK)
         return -1;
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db, "SELECT max(version) FROM jobs_schema", -1, &st, NULL))
@@ -131,8 +131,9 @@ jobstore_t *jobstore_open(const char *path, int writer)
     jobstore_t *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                          SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+    if (sqlite3_open_v2(path, &s->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
         log_error("jobs: cannot open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "?");
         jobstore_close(s);
         return NULL;
@@ -260,16 +261,15 @@ json_t *job_row_json(const job_row_t *r)
                          : (r->status == JOB_COMPLETED ? 100.0 : 0.0);
     if (percent > 100)
         percent = 100;
-    return json_pack("{s:I,s:s,s:o,s:s,s:i,s:{s:I,s:I,s:f},s:i,s:i,s:o,s:o,s:o,s:o,s:o,s:s?,s:b}",
-                     "task_id", (json_int_t)r->id, "type", r->type ? r->type : "", "payload",
-                     json_or_null(r->payload), "status", job_status_name(r->status), "priority",
-                     r->priority, "progress", "current", (json_int_t)r->progress_current,
-                     "total", (json_int_t)r->progress_total, "percent", percent, "attempts",
-                     r->attempts, "max_retries", r->max_retries, "created_at",
-                     iso_time(r->created_ms), "started_at", iso_time(r->started_ms),
-                     "completed_at", iso_time(r->completed_ms), "run_at",
-                     iso_time(r->run_at_ms), "result", json_or_null(r->result), "error",
-                     r->error, "cancel_requested", r->cancel_requested);
+    return json_pack(
+        "{s:I,s:s,s:o,s:s,s:i,s:{s:I,s:I,s:f},s:i,s:i,s:o,s:o,s:o,s:o,s:o,s:s?,s:b}", "task_id",
+        (json_int_t)r->id, "type", r->type ? r->type : "", "payload", json_or_null(r->payload),
+        "status", job_status_name(r->status), "priority", r->priority, "progress", "current",
+        (json_int_t)r->progress_current, "total", (json_int_t)r->progress_total, "percent", percent,
+        "attempts", r->attempts, "max_retries", r->max_retries, "created_at",
+        iso_time(r->created_ms), "started_at", iso_time(r->started_ms), "completed_at",
+        iso_time(r->completed_ms), "run_at", iso_time(r->run_at_ms), "result",
+        json_or_null(r->result), "error", r->error, "cancel_requested", r->cancel_requested);
 }
 
 static int by_key(jobstore_t *s, const char *key, job_row_t *r)

@@ -32,7 +32,7 @@ typedef struct {
     job_status_t status;
     int priority;
     int attempts, max_retries;
-    double timeout_s; /* 0: none */
+    double timeout_s;                                        /* 0: none */
     int64_t run_at_ms, created_ms, started_ms, completed_ms; /* unix ms; 0: not yet */
     int64_t progress_current, progress_total;
     char *result; /* JSON text or NULL */

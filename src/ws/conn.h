@@ -18,10 +18,10 @@ struct roost_ws {
     const roost_ws_handler_t *h;
     void *ud;
     ws_reader_t reader;
-    double tokens;        /* inbound rate: a token bucket refilled at ws_max_rate per second */
-    uint64_t tokens_at;   /* loop ms of the last refill */
-    int close_code;       /* sent or received; 1006 until then */
-    unsigned open : 1;    /* on_open has run */
+    double tokens;      /* inbound rate: a token bucket refilled at ws_max_rate per second */
+    uint64_t tokens_at; /* loop ms of the last refill */
+    int close_code;     /* sent or received; 1006 until then */
+    unsigned open : 1;  /* on_open has run */
     unsigned awaiting_pong : 1;
     unsigned close_sent : 1;
     struct hub_member *member; /* the room it joined, owned by the hub */

@@ -7,12 +7,12 @@
 
 #include "http/http.h"
 
-#define REQUIRE(c)                                                                             \
-    do {                                                                                       \
-        if (!(c)) {                                                                            \
-            fprintf(stderr, "fuzz_query: %s:%d: %s\n", __FILE__, __LINE__, #c);                \
-            abort();                                                                           \
-        }                                                                                      \
+#define REQUIRE(c)                                                                                 \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "fuzz_query: %s:%d: %s\n", __FILE__, __LINE__, #c);                    \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -6,15 +6,17 @@
 
 #include "http/http.h"
 
-#define REQUIRE(c)                                                                             \
-    do {                                                                                       \
-        if (!(c)) {                                                                            \
-            fprintf(stderr, "fuzz_router: %s:%d: %s\n", __FILE__, __LINE__, #c);               \
-            abort();                                                                           \
-        }                                                                                      \
+#define REQUIRE(c)                                                                                 \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "fuzz_router: %s:%d: %s\n", __FILE__, __LINE__, #c);                   \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
-static void h(roost_req_t *r, void *u) {}
+static void h(roost_req_t *r, void *u)
+{
+}
 
 static router_t *table(void)
 {
@@ -23,10 +25,17 @@ static router_t *table(void)
         return r;
     r = router_new();
     static const char *const t[][2] = {
-        {"GET", "/"},           {"GET", "/users"},        {"POST", "/users"},
-        {"GET", "/users/me"},   {"GET", "/users/{id:int}"}, {"PUT", "/users/{id:int}"},
-        {"GET", "/ws/{room}/{user}"}, {"GET", "/rooms/{room}/count"}, {"GET", "/a/b/c/d"},
-        {"DELETE", "/tasks/{id:int}"}, {"POST", "/tasks/{id:int}/cancel"},
+        {"GET", "/"},
+        {"GET", "/users"},
+        {"POST", "/users"},
+        {"GET", "/users/me"},
+        {"GET", "/users/{id:int}"},
+        {"PUT", "/users/{id:int}"},
+        {"GET", "/ws/{room}/{user}"},
+        {"GET", "/rooms/{room}/count"},
+        {"GET", "/a/b/c/d"},
+        {"DELETE", "/tasks/{id:int}"},
+        {"POST", "/tasks/{id:int}/cancel"},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         REQUIRE(router_add(r, t[i][0], t[i][1], h, NULL, 0) == 0);
@@ -44,8 +53,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         http_param_t params[HTTP_MAX_PARAMS];
         int np = -1;
         char allow[128];
-        const route_t *rt = router_match(r, methods[m], str_make(path, size), params, &np,
-                                         allow, sizeof allow);
+        const route_t *rt =
+            router_match(r, methods[m], str_make(path, size), params, &np, allow, sizeof allow);
         if (rt) {
             REQUIRE(np == rt->nparams);
             for (int i = 0; i < np; i++) {

@@ -53,6 +53,7 @@ static void fake_init(fake_t *f)
 /* Call after changing cfg limits. */
 static void fake_start(fake_t *f)
 {
+    memset(&f->p, 0, sizeof f->p); /* as the session's calloc */
     http_parse_init(&f->p, &f->cfg);
     f->p.new_req = fake_new_req;
     f->p.on_head = fake_on_head;
@@ -195,10 +196,11 @@ TEST(http_parse_http10_without_host_closes_after)
     fake_free(&f);
 }
 
-static const char pipelined[] = "GET /first HTTP/1.1\r\nHost: h\r\n\r\n"
-                                "POST /second HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello"
-                                "PUT /third HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+static const char pipelined[] =
+    "GET /first HTTP/1.1\r\nHost: h\r\n\r\n"
+    "POST /second HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello"
+    "PUT /third HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+    "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
 
 TEST(http_parse_pipelined_requests_come_out_in_order)
 {
@@ -424,11 +426,10 @@ TEST(http_parse_obs_fold_is_400_split_anywhere)
     CHECK_EQ_INT(status_at_every_split(folded, 400), 400);
 }
 
-TEST(http_parse_obs_fold_is_400_byte_at_a_time)
+TEST(http_parse_obs_fold_is_400_in_pieces_of_any_size)
 {
-    CHECK_EQ_INT(status_of(folded, 1), 400);
-    CHECK_EQ_INT(status_of(folded, 2), 400);
-    CHECK_EQ_INT(status_of(folded, 3), 400);
+    for (size_t step = 1; step <= strlen(folded); step++)
+        CHECK_EQ_INT(status_of(folded, step), 400);
 }
 
 TEST(http_parse_value_split_across_reads_is_not_a_fold)
@@ -479,4 +480,48 @@ TEST(http_parse_pause_returns_the_bytes_consumed)
     if (f.ndone == 2)
         CHECK(target_is(f.done[1], "/b"));
     fake_free(&f);
+}
+
+/* ---- empty values (RFC 9110 §5.5: a field value may be empty) ---- */
+
+static const char empty_values[] = "GET / HTTP/1.1\r\n"
+                                   "Host: h\r\n"
+                                   "X-Empty:\r\n"
+                                   "X-Blank: \t \r\n"
+                                   "X-Last:\r\n"
+                                   "\r\n";
+
+TEST(http_parse_empty_header_values_are_accepted)
+{
+    fake_t f;
+    fake_init(&f);
+    fake_start(&f);
+    CHECK_EQ_INT(feed(&f, empty_values, strlen(empty_values), 0), 0);
+    CHECK_EQ_INT(f.ndone, 1);
+    if (f.ndone == 1) {
+        roost_req_t *r = f.done[0];
+        CHECK_EQ_INT(r->nheaders, 4);
+        CHECK(header_is(r, 1, "X-Empty", ""));
+        CHECK(header_is(r, 2, "X-Blank", ""));
+        CHECK(header_is(r, 3, "X-Last", ""));
+        roost_str_t v = roost_req_header(r, "x-empty");
+        CHECK(v.ptr != NULL && v.len == 0); /* present, and empty */
+    }
+    fake_free(&f);
+}
+
+TEST(http_parse_empty_header_values_in_pieces_of_any_size)
+{
+    CHECK_EQ_INT(status_at_every_split(empty_values, 0), 0);
+    for (size_t step = 1; step <= strlen(empty_values); step++)
+        CHECK_EQ_INT(status_of(empty_values, step), 0);
+}
+
+TEST(http_parse_fold_after_an_empty_value_is_400)
+{
+    const char *s = "GET / HTTP/1.1\r\nHost: h\r\nX-Empty:\r\n continued\r\n\r\n";
+    CHECK_EQ_INT(status_of(s, 0), 400);
+    CHECK_EQ_INT(status_at_every_split(s, 400), 400);
+    for (size_t step = 1; step <= strlen(s); step++)
+        CHECK_EQ_INT(status_of(s, step), 400);
 }
