@@ -62,6 +62,7 @@ typedef struct {
     double ws_pong_timeout_s;    /* --ws-pong-timeout-s: then close it if nothing comes */
     int history;                 /* --history: messages kept per room for ?since= */
     int job_workers;             /* --job-workers: threads running queued jobs, default 8 */
+    int job_prefetch;            /* --job-prefetch: jobs reserved ahead of the workers, 64 */
     double retry_backoff_s;      /* --retry-backoff-s: first retry delay, doubled per attempt */
     double email_delay_s;        /* --email-delay-s: the email job's delay */
     roost_strlist_t exec;        /* --exec 'name=/path/cmd args', repeatable */
@@ -287,7 +288,7 @@ roost_server_t *roost_job_server(const roost_job_t *job);
 /* What to enqueue. */
 typedef struct {
     const char *type;
-    json_t *payload;           /* borrowed */
+    json_t *payload;           /* referenced until stored: not changed after submit */
     int priority;              /* higher first */
     double delay_s, timeout_s; /* timeout 0: none */
     int max_retries;

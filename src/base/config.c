@@ -59,6 +59,8 @@ static const opt_t options[] = {
      "close a WebSocket that does not answer a ping within this"},
     {"history", OPT_INT, OFF(history), 0, 1000000, "messages kept per room for ?since="},
     {"job-workers", OPT_INT, OFF(job_workers), 1, 1024, "threads that run queued jobs"},
+    {"job-prefetch", OPT_INT, OFF(job_prefetch), 0, 100000,
+     "jobs reserved ahead of the busy job workers, so that each starts its next job at once"},
     {"retry-backoff-s", OPT_SECS, OFF(retry_backoff_s), 0.01, 3600,
      "first retry delay of a failed job, doubled per attempt"},
     {"email-delay-s", OPT_SECS, OFF(email_delay_s), 0, 60, "delay of the email job type"},
@@ -108,6 +110,7 @@ void roost_config_init(roost_config_t *cfg)
     cfg->ws_pong_timeout_s = 10;
     cfg->history = 100;
     cfg->job_workers = 8;
+    cfg->job_prefetch = 64;
     cfg->retry_backoff_s = 1;
     cfg->email_delay_s = 1;
     cfg->database = "";

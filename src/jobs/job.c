@@ -10,9 +10,20 @@
 #include <string.h>
 #include <time.h>
 
-void jobs_run_on_worker(pool_job_t *pj)
+void jobs_run_on_worker(jobs_t *jobs, roost_job_t *job)
 {
-    roost_job_t *job = CONTAINER_OF(pj, roost_job_t, pj);
+    job->started_ms = (int64_t)(time_wall() * 1000);
+    if (job->row.timeout_s > 0)
+        job->deadline_ms = job->started_ms + (int64_t)(job->row.timeout_s * 1000);
+    int reserved = JOB_PHASE_RESERVED;
+    if (!atomic_compare_exchange_strong(&job->phase, &reserved, JOB_PHASE_STARTED)) {
+        jobs_attempt_done(jobs, job); /* cancelled or drained before it could start */
+        return;
+    }
+    jobs_changed(jobs);
+    job->payload = json_loads(job->row.payload, 0, NULL);
+    if (!job->payload)
+        job->payload = json_object(); /* stored by roost_job_submit: always an object */
     json_t *result = job->type->fn(job, job->payload, job->type->opts.ud);
     if (job->error) {
         json_decref(result);
@@ -21,7 +32,7 @@ void jobs_run_on_worker(pool_job_t *pj)
         result = json_object();
     }
     job->result = result;
-    jobs_attempt_done(job->jobs, job);
+    jobs_attempt_done(jobs, job);
 }
 
 static int check_deadline(roost_job_t *job)
@@ -43,7 +54,7 @@ int roost_job_progress(roost_job_t *job, long current, long total)
     atomic_store(&job->current, current);
     atomic_store(&job->total, total);
     if (!atomic_exchange(&job->progress_dirty, 1))
-        jobs_progress_changed(job->jobs);
+        jobs_changed(job->jobs);
     return roost_job_stopped(job) ? -ECANCELED : 0;
 }
 

@@ -1,7 +1,12 @@
 /* The dispatcher: one thread, the store's only writer (see jobs.h for why). Each wake-up takes
- * everything queued (finished attempts, submissions, cancels, progress, schedule ticks), writes
- * it in one transaction, claims as many ready jobs as there are idle job workers, commits, and
- * only then answers submitters, starts the claimed jobs and tells watchers what changed. */
+ * everything queued (finished attempts, starts, submissions, cancels, progress, schedule ticks),
+ * writes it in one transaction, reserves ready jobs up to the in-flight bound (the workers plus
+ * --job-prefetch), commits, and only then answers submitters, hands the reserved jobs to the
+ * workers' ready heap and tells watchers what changed.
+ *
+ * Reserving ahead costs some priority order: a job reserved before a higher-priority one was
+ * submitted may start first when the bound was reached. Within what is reserved, the heap keeps
+ * priority order. */
 #include "jobs/jobs.h"
 
 #include <errno.h>
@@ -19,6 +24,7 @@
 typedef struct submit {
     struct submit *next;
     job_row_t row;
+    json_t *payload; /* the submitted payload, shared read-only with the submitter */
     roost_job_done_fn done;
     void *arg;
 } submit_t;
@@ -49,8 +55,9 @@ struct jobs {
     roost_server_t *srv;
     strmap_t types;
     char *db_path;
-    pool_t *pool;
+    job_workers_t *workers;
     int nworkers;
+    int max_inflight; /* reserved or running at once */
     pthread_t thread;
     int started;
     pthread_mutex_t lock;
@@ -60,15 +67,15 @@ struct jobs {
     cancel_t *cancels;
     roost_job_t *done;
     watcher_t *watchers;
-    int progress, draining, stopping, wake;
+    int changes, draining, stopping, wake;
     /* the dispatcher's own */
     jobstore_t *store;
-    roost_job_t *running;
-    _Atomic int nrunning; /* written by the dispatcher, read by the stopping thread */
+    roost_job_t *inflight; /* reserved or running */
+    _Atomic int ninflight; /* written by the dispatcher, read by the stopping thread */
     schedule_t *schedules;
     int nschedules;
     roost_counter_t *c_submitted, *c_started, *c_completed, *c_failed, *c_retried, *c_cancelled,
-        *c_run_ms;
+        *c_run_ms, *c_commits;
 };
 
 static int64_t now_ms(void)
@@ -93,10 +100,10 @@ void jobs_attempt_done(jobs_t *j, roost_job_t *job)
     pthread_mutex_unlock(&j->lock);
 }
 
-void jobs_progress_changed(jobs_t *j)
+void jobs_changed(jobs_t *j)
 {
     pthread_mutex_lock(&j->lock);
-    j->progress = 1;
+    j->changes = 1;
     wake(j);
     pthread_mutex_unlock(&j->lock);
 }
@@ -143,6 +150,7 @@ int roost_job_submit(roost_server_t *srv, const roost_job_spec_t *spec, roost_jo
     s->row.created_ms = now;
     s->row.run_at_ms = now + (int64_t)(spec->delay_s * 1000);
     s->row.idem_key = spec->idempotency_key ? strdup(spec->idempotency_key) : NULL;
+    s->payload = json_incref(spec->payload);
     s->done = done;
     s->arg = arg;
     pthread_mutex_lock(&j->lock);
@@ -283,35 +291,57 @@ static int64_t backoff_ms(jobs_t *j, int attempts)
     return ms > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : (int64_t)ms;
 }
 
+/* The worker has the job and it started: record that (running, attempts + 1). */
+static void record_start(jobs_t *j, roost_job_t *job, idset_t *ch)
+{
+    if (job->start_written || atomic_load(&job->phase) != JOB_PHASE_STARTED)
+        return;
+    job->start_written = 1;
+    jobstore_start(j->store, job->row.id, job->row.attempts + 1, job->started_ms);
+    roost_counter_add(j->c_started, 1);
+    changed(ch, job->row.id);
+}
+
 static void finish_attempt(jobs_t *j, roost_job_t *job, idset_t *ch)
 {
+    if (atomic_load(&job->phase) == JOB_PHASE_DROPPED)
+        return; /* never started: the store was told when it was dropped */
+    if (!job->start_written)
+        roost_counter_add(j->c_started, 1); /* started and ended between two commits */
     int stop = atomic_load(&job->stop);
     int64_t now = now_ms();
     const job_row_t *r = &job->row;
-    roost_counter_add(j->c_run_ms, (long)(now - r->started_ms));
+    int attempts = r->attempts + 1;
+    roost_counter_add(j->c_run_ms, (long)(now - job->started_ms));
     if (atomic_exchange(&job->progress_dirty, 0)) /* its last report, not yet written */
         jobstore_progress(j->store, r->id, atomic_load(&job->current), atomic_load(&job->total));
+    job_status_t status;
+    const char *error = NULL;
     char *result = NULL;
+    int64_t run_at = r->run_at_ms;
     if (stop == JOB_STOP_SHUTDOWN) {
-        jobstore_finish(j->store, r->id, JOB_PENDING, NULL, NULL, now); /* runs again later */
+        status = JOB_PENDING; /* runs again after the restart */
+        run_at = now;
     } else if (stop == JOB_STOP_CANCEL) {
-        jobstore_finish(j->store, r->id, JOB_CANCELLED, NULL, "cancelled", r->run_at_ms);
+        status = JOB_CANCELLED;
+        error = "cancelled";
         roost_counter_add(j->c_cancelled, 1);
     } else if (stop == JOB_STOP_TIMEOUT || job->error) {
-        const char *err = stop == JOB_STOP_TIMEOUT ? "timed out" : job->error;
-        if (r->attempts <= r->max_retries) {
-            jobstore_finish(j->store, r->id, JOB_PENDING, NULL, err,
-                            now + backoff_ms(j, r->attempts));
+        error = stop == JOB_STOP_TIMEOUT ? "timed out" : job->error;
+        if (attempts <= r->max_retries) {
+            status = JOB_PENDING;
+            run_at = now + backoff_ms(j, attempts);
             roost_counter_add(j->c_retried, 1);
         } else {
-            jobstore_finish(j->store, r->id, JOB_FAILED, NULL, err, r->run_at_ms);
+            status = JOB_FAILED;
             roost_counter_add(j->c_failed, 1);
         }
     } else {
+        status = JOB_COMPLETED;
         result = json_dumps(job->result, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
-        jobstore_finish(j->store, r->id, JOB_COMPLETED, result, NULL, r->run_at_ms);
         roost_counter_add(j->c_completed, 1);
     }
+    jobstore_end_attempt(j->store, r->id, attempts, job->started_ms, status, result, error, run_at);
     free(result);
     changed(ch, r->id);
 }
@@ -325,29 +355,35 @@ static void job_free(roost_job_t *job)
     free(job);
 }
 
-static void unlink_running(jobs_t *j, roost_job_t *job)
+/* Takes the jobs handed back (marked by the caller) out of the in-flight list, in one pass. */
+static void unlink_handed_back(jobs_t *j)
 {
-    for (roost_job_t **p = &j->running; *p; p = &(*p)->next)
-        if (*p == job) {
-            *p = job->next;
-            j->nrunning--;
-            return;
+    int n = 0;
+    for (roost_job_t **p = &j->inflight; *p;) {
+        if ((*p)->handed_back) {
+            *p = (*p)->next;
+        } else {
+            p = &(*p)->next;
+            n++;
         }
+    }
+    atomic_store(&j->ninflight, n);
 }
 
-static roost_job_t *find_running(jobs_t *j, int64_t id)
+static roost_job_t *find_inflight(jobs_t *j, int64_t id)
 {
-    for (roost_job_t *r = j->running; r; r = r->next)
+    for (roost_job_t *r = j->inflight; r; r = r->next)
         if (r->row.id == id)
             return r;
     return NULL;
 }
 
-/* Answers a cancel after the commit: the task's state then, and the status to send. */
-typedef struct {
-    cancel_t *c;
-    int status;
-} cancel_reply_t;
+/* A reserved job that no worker has taken yet is dropped (it never starts); 1 if it was. */
+static int drop_reserved(roost_job_t *job)
+{
+    int reserved = JOB_PHASE_RESERVED;
+    return atomic_compare_exchange_strong(&job->phase, &reserved, JOB_PHASE_DROPPED);
+}
 
 static int handle_cancel(jobs_t *j, cancel_t *c, idset_t *ch)
 {
@@ -356,17 +392,20 @@ static int handle_cancel(jobs_t *j, cancel_t *c, idset_t *ch)
     if (found != 1)
         return 404;
     int status = 200;
-    if (row.status == JOB_PENDING) {
+    roost_job_t *job = row.status == JOB_RESERVED ? find_inflight(j, row.id) : NULL;
+    if (row.status == JOB_PENDING || (row.status == JOB_RESERVED && (!job || drop_reserved(job)))) {
         jobstore_finish(j->store, row.id, JOB_CANCELLED, NULL, "cancelled", row.run_at_ms);
         roost_counter_add(j->c_cancelled, 1);
         changed(ch, row.id);
-    } else if (row.status == JOB_RUNNING) {
-        jobstore_request_cancel(j->store, row.id);
-        roost_job_t *job = find_running(j, row.id);
+    } else if (row.status == JOB_RUNNING || row.status == JOB_RESERVED) {
+        if (!job)
+            job = find_inflight(j, row.id);
         if (job) {
+            record_start(j, job, ch); /* it started since the row was read */
             int go = JOB_GO;
             atomic_compare_exchange_strong(&job->stop, &go, JOB_STOP_CANCEL);
         }
+        jobstore_request_cancel(j->store, row.id);
         changed(ch, row.id);
     } else {
         status = 409;
@@ -458,7 +497,7 @@ static void greet_watchers(jobs_t *j)
     pthread_mutex_unlock(&j->lock);
 }
 
-static roost_job_t *start_job(jobs_t *j, job_row_t *row)
+static roost_job_t *reserved_job(jobs_t *j, job_row_t *row)
 {
     roost_job_t *job = calloc(1, sizeof *job);
     if (!job)
@@ -466,40 +505,43 @@ static roost_job_t *start_job(jobs_t *j, job_row_t *row)
     job->jobs = j;
     job->row = *row;
     job->type = strmap_get(&j->types, row->type);
-    job->payload = json_loads(row->payload, 0, NULL);
-    if (row->timeout_s > 0)
-        job->deadline_ms = row->started_ms + (int64_t)(row->timeout_s * 1000);
-    job->pj.run = jobs_run_on_worker;
-    return job;
+    return job; /* the worker parses the payload */
+}
+
+static void sleep_until_work(jobs_t *j)
+{
+    if (j->wake || j->stopping)
+        return;
+    int64_t next = jobstore_next_run(j->store);
+    int64_t now = now_ms();
+    int64_t wait = next <= now ? 0 : next - now;
+    if (j->ninflight >= j->max_inflight || j->draining || wait > IDLE_WAKE_MS)
+        wait = IDLE_WAKE_MS;
+    if (j->nschedules && wait > 100)
+        wait = 100;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += wait / 1000;
+    ts.tv_nsec += (wait % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    if (wait > 0)
+        pthread_cond_timedwait(&j->cond, &j->lock, &ts);
 }
 
 static void *dispatcher_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "roost-jobs"); /* for top -H, perf, gdb */
     jobs_t *j = arg;
-    job_row_t *claimed = calloc((size_t)j->nworkers, sizeof *claimed);
+    job_row_t *claimed = calloc((size_t)j->max_inflight, sizeof *claimed);
+    roost_job_t **ready = calloc((size_t)j->max_inflight, sizeof *ready);
     idset_t ch = {0};
     for (;;) {
         /* Sleep until something is queued, a delayed job is due, or the idle period ends. */
         pthread_mutex_lock(&j->lock);
-        if (!j->wake && !j->stopping) {
-            int64_t next = jobstore_next_run(j->store);
-            int64_t now = now_ms();
-            int64_t wait = next <= now ? 0 : next - now;
-            if (j->nrunning >= j->nworkers || j->draining || wait > IDLE_WAKE_MS)
-                wait = IDLE_WAKE_MS;
-            if (j->nschedules && wait > 100)
-                wait = 100;
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_sec += wait / 1000;
-            ts.tv_nsec += (wait % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            if (wait > 0)
-                pthread_cond_timedwait(&j->cond, &j->lock, &ts);
-        }
+        sleep_until_work(j);
         j->wake = 0;
         submit_t *subs = j->subs;
         j->subs = j->subs_tail = NULL;
@@ -507,8 +549,7 @@ static void *dispatcher_main(void *arg)
         j->cancels = NULL;
         roost_job_t *done = j->done;
         j->done = NULL;
-        int progress = j->progress;
-        j->progress = 0;
+        j->changes = 0;
         int draining = j->draining, stopping = j->stopping;
         pthread_mutex_unlock(&j->lock);
 
@@ -516,8 +557,21 @@ static void *dispatcher_main(void *arg)
         ch.n = 0;
         jobstore_begin(j->store);
         for (roost_job_t *job = done; job; job = job->done_next) {
-            unlink_running(j, job);
+            job->handed_back = 1;
             finish_attempt(j, job, &ch);
+        }
+        if (done)
+            unlink_handed_back(j);
+        for (roost_job_t *job = j->inflight; job; job = job->next) {
+            if (draining || stopping) /* no new job starts: what waits goes back to pending */
+                if (drop_reserved(job))
+                    jobstore_unreserve(j->store, job->row.id);
+            record_start(j, job, &ch);
+            if (atomic_exchange(&job->progress_dirty, 0)) {
+                jobstore_progress(j->store, job->row.id, atomic_load(&job->current),
+                                  atomic_load(&job->total));
+                changed(&ch, job->row.id);
+            }
         }
         for (submit_t *s = subs; s; s = s->next) {
             int rc = jobstore_insert(j->store, &s->row);
@@ -534,18 +588,14 @@ static void *dispatcher_main(void *arg)
         int cancel_status[ncancel > 0 ? ncancel : 1], ci = 0;
         for (cancel_t *c = cancels; c; c = c->next)
             cancel_status[ci++] = handle_cancel(j, c, &ch);
-        if (progress)
-            for (roost_job_t *job = j->running; job; job = job->next)
-                if (atomic_exchange(&job->progress_dirty, 0)) {
-                    jobstore_progress(j->store, job->row.id, atomic_load(&job->current),
-                                      atomic_load(&job->total));
-                    changed(&ch, job->row.id);
-                }
         if (!draining)
             run_schedules(j, now, &ch);
         int nclaimed = 0;
-        if (!draining && j->nrunning < j->nworkers)
-            nclaimed = jobstore_claim(j->store, now, claimed, j->nworkers - j->nrunning);
+        if (!draining && !stopping && j->ninflight < j->max_inflight)
+            nclaimed = jobstore_claim(j->store, now, claimed, j->max_inflight - j->ninflight);
+        if (nclaimed < 0)
+            nclaimed = 0;
+        roost_counter_add(j->c_commits, 1);
         if (jobstore_commit(j->store) < 0) {
             jobstore_rollback(j->store);
             log_error("jobs: a batch could not be committed; its submissions get 503");
@@ -556,7 +606,7 @@ static void *dispatcher_main(void *arg)
             nclaimed = 0;
         }
 
-        /* Committed: now answer, start and tell. */
+        /* Committed: now answer, hand out and tell. */
         for (roost_job_t *job = done, *next; job; job = next) {
             next = job->done_next;
             job_free(job);
@@ -568,11 +618,12 @@ static void *dispatcher_main(void *arg)
             } else {
                 int replayed = s->row.cancel_requested == 1;
                 s->row.cancel_requested = 0;
-                json_t *task = job_row_json(&s->row);
+                json_t *task = job_row_json_with(&s->row, replayed ? NULL : s->payload);
                 s->done(task, replayed ? 200 : 201, s->arg);
                 json_decref(task);
             }
             job_row_clear(&s->row);
+            json_decref(s->payload);
             free(s);
         }
         ci = 0;
@@ -588,42 +639,47 @@ static void *dispatcher_main(void *arg)
             json_decref(task);
             free(c);
         }
+        int nready = 0;
         for (int i = 0; i < nclaimed; i++) {
-            roost_job_t *job = start_job(j, &claimed[i]);
-            if (!job || !job->type || pool_submit(j->pool, &job->pj) < 0) {
+            roost_job_t *job = reserved_job(j, &claimed[i]);
+            if (!job || !job->type) {
                 /* Cannot run it now (unknown type after a restart, or no memory): back to
                  * pending later, so nothing is lost. */
                 jobstore_finish(j->store, claimed[i].id, JOB_PENDING, NULL,
-                                job && !job->type ? "unknown job type" : "could not start",
-                                now + 1000);
+                                job ? "unknown job type" : "could not start", now + 1000);
                 if (job)
                     job_free(job);
                 else
                     job_row_clear(&claimed[i]);
                 continue;
             }
-            job->next = j->running;
-            j->running = job;
-            j->nrunning++;
-            roost_counter_add(j->c_started, 1);
-            changed(&ch, job->row.id);
+            job->next = j->inflight;
+            j->inflight = job;
+            atomic_fetch_add(&j->ninflight, 1);
+            ready[nready++] = job;
         }
-        for (roost_job_t *job = j->running; job; job = job->next) {
+        if (nready && job_workers_push(j->workers, ready, nready) < 0)
+            for (int i = 0; i < nready; i++) { /* handed back through the done queue */
+                drop_reserved(ready[i]);
+                jobstore_unreserve(j->store, ready[i]->row.id);
+                jobs_attempt_done(j, ready[i]);
+            }
+        for (roost_job_t *job = j->inflight; job; job = job->next) {
+            if (atomic_load(&job->phase) != JOB_PHASE_STARTED)
+                continue;
             int go = JOB_GO;
             if (stopping)
                 atomic_compare_exchange_strong(&job->stop, &go, JOB_STOP_SHUTDOWN);
-        }
-        for (roost_job_t *job = j->running; job; job = job->next)
-            if (job->deadline_ms && now >= job->deadline_ms) {
-                int go = JOB_GO;
+            else if (job->deadline_ms && now >= job->deadline_ms)
                 atomic_compare_exchange_strong(&job->stop, &go, JOB_STOP_TIMEOUT);
-            }
+        }
         greet_watchers(j);
         publish(j, &ch);
-        if (stopping && !j->nrunning && !j->subs && !j->done)
+        if (stopping && !j->ninflight && !j->subs && !j->done)
             break;
     }
     free(claimed);
+    free(ready);
     free(ch.ids);
     return NULL;
 }
@@ -643,13 +699,13 @@ static void jobs_start(void *ud)
     int n = jobstore_requeue_running(j->store);
     if (n > 0)
         log_info("jobs: %d job(s) were running at the last stop; they run again", n);
-    j->pool = pool_new(j->nworkers, 1 << 20);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&j->cond, &ca);
     pthread_condattr_destroy(&ca);
-    if (!j->pool || pthread_create(&j->thread, NULL, dispatcher_main, j) != 0) {
+    if (!(j->workers = job_workers_start(j, j->nworkers)) ||
+        pthread_create(&j->thread, NULL, dispatcher_main, j) != 0) {
         log_error("jobs: cannot start the job threads");
         return;
     }
@@ -674,7 +730,7 @@ static void jobs_stop(void *ud)
         uint64_t end = time_now_ms() + (uint64_t)(j->srv->cfg.drain_s * 1000);
         for (;;) {
             pthread_mutex_lock(&j->lock);
-            int busy = j->nrunning > 0 || j->done;
+            int busy = j->ninflight > 0 || j->done;
             pthread_mutex_unlock(&j->lock);
             if (!busy || time_now_ms() >= end)
                 break;
@@ -686,7 +742,7 @@ static void jobs_stop(void *ud)
         wake(j);
         pthread_mutex_unlock(&j->lock);
         pthread_join(j->thread, NULL);
-        pool_stop_free(j->pool);
+        job_workers_stop(j->workers);
     }
     jobstore_close(j->store);
     pthread_mutex_lock(&j->lock);
@@ -766,6 +822,7 @@ static jobs_t *jobs_create(roost_server_t *srv)
         return NULL;
     j->srv = srv;
     j->nworkers = srv->cfg.job_workers;
+    j->max_inflight = srv->cfg.job_workers + srv->cfg.job_prefetch;
     pthread_mutex_init(&j->lock, NULL);
     counters_t *k = srv->counters;
     const char *help = "Job queue events";
@@ -777,6 +834,8 @@ static jobs_t *jobs_create(roost_server_t *srv)
     j->c_cancelled = counters_get(k, "roost_job_events_total", "event=\"cancelled\"", help);
     j->c_run_ms = counters_get(k, "roost_job_run_milliseconds_total", NULL,
                                "Time spent running job attempts");
+    j->c_commits = counters_get(k, "roost_job_store_commits_total", NULL,
+                                "Transactions of the job store (each holds a batch of changes)");
     const roost_strlist_t *sched = &srv->cfg.schedule;
     j->schedules = calloc((size_t)sched->n + 1, sizeof *j->schedules);
     for (int i = 0; j->schedules && i < sched->n; i++) {

@@ -224,6 +224,7 @@ void net_group_force(net_group_t *g)
 
 static void *loop_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "roost-loop"); /* for top -H, perf, gdb */
     net_loop_t *loop = arg;
     atomic_store(&loop->heartbeat_ms, time_now_ms());
     uv_run(&loop->uv, UV_RUN_DEFAULT);

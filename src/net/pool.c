@@ -20,6 +20,7 @@ struct pool {
 
 static void *worker_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "roost-worker"); /* for top -H, perf, gdb */
     pool_t *p = arg;
     pthread_mutex_lock(&p->lock);
     for (;;) {

@@ -18,6 +18,7 @@ struct watchdog {
 
 static void *watchdog_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "roost-watchdog"); /* for top -H, perf, gdb */
     watchdog_t *w = arg;
     int n = net_group_nloops(w->group);
     uint64_t *stalled_since = calloc((size_t)n, sizeof *stalled_since);

@@ -102,6 +102,7 @@ static void run_batch(db_t *db, db_job_t *j)
 
 static void *runner_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "roost-db"); /* for top -H, perf, gdb */
     db_runner_t *r = arg;
     pthread_mutex_lock(&r->lock);
     for (;;) {
