@@ -10,7 +10,6 @@
 #include "jobs/jobs.h"
 
 #include <errno.h>
-#include <math.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +17,9 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define MAX_BACKOFF_MS (300 * 1000)
-#define IDLE_WAKE_MS   1000 /* schedules and timeouts are checked at least this often */
+#include "jobs/order.h"
+
+#define IDLE_WAKE_MS 1000 /* schedules and timeouts are checked at least this often */
 
 typedef struct submit {
     struct submit *next;
@@ -283,12 +283,9 @@ static void changed(idset_t *s, int64_t id)
 
 static int64_t backoff_ms(jobs_t *j, int attempts)
 {
-    double base = j->srv->cfg.retry_backoff_s * 1000.0 * pow(2.0, attempts - 1);
     uint32_t r = 0;
     RAND_bytes((unsigned char *)&r, sizeof r);
-    double jitter = 0.8 + 0.4 * ((double)r / 4294967295.0); /* +-20%: retries do not herd */
-    double ms = base * jitter;
-    return ms > MAX_BACKOFF_MS ? MAX_BACKOFF_MS : (int64_t)ms;
+    return retry_delay_ms(j->srv->cfg.retry_backoff_s, attempts, (double)r / 4294967295.0);
 }
 
 /* The worker has the job and it started: record that (running, attempts + 1). */

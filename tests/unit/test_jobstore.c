@@ -1,0 +1,387 @@
+/* The job store's queue operations on a real SQLite file: insert, claim order (priority, run
+ * time, id; delayed jobs held back), reserve/start/end of an attempt, retry, cancel request,
+ * requeue after a crash, idempotency keys, listing and counts as the API sees them, schedule
+ * slots, and reopening an existing database. */
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/jobstore.h"
+#include "unit.h"
+
+typedef struct {
+    char dir[64], path[96];
+    jobstore_t *s;
+} temp_store_t;
+
+static int store_open(temp_store_t *t)
+{
+    snprintf(t->dir, sizeof t->dir, "/tmp/roost-test-jobstore-XXXXXX");
+    if (!mkdtemp(t->dir))
+        return -1;
+    snprintf(t->path, sizeof t->path, "%s/roost.db", t->dir);
+    t->s = jobstore_open(t->path, 1);
+    return t->s ? 0 : -1;
+}
+
+static void store_close(temp_store_t *t)
+{
+    jobstore_close(t->s);
+    char p[128];
+    const char *suffix[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s%s", t->path, suffix[i]);
+        unlink(p);
+    }
+    rmdir(t->dir);
+}
+
+/* Inserts a job; returns its id (or -1). */
+static int64_t add(jobstore_t *s, int priority, int64_t run_at, const char *key)
+{
+    job_row_t r = {.type = strdup("noop"), .payload = strdup("{}"), .priority = priority,
+                   .run_at_ms = run_at, .created_ms = 1000, .idem_key = key ? strdup(key) : NULL};
+    int rc = jobstore_insert(s, &r);
+    int64_t id = rc >= 0 ? r.id : -1;
+    job_row_clear(&r);
+    return id;
+}
+
+static int status_of(jobstore_t *s, int64_t id, job_row_t *out)
+{
+    job_row_t r;
+    if (jobstore_get(s, id, &r) != 1)
+        return -1;
+    int st = r.status;
+    if (out)
+        *out = r;
+    else
+        job_row_clear(&r);
+    return st;
+}
+
+static int claim_ids(jobstore_t *s, int64_t now, int max, int64_t *ids)
+{
+    job_row_t rows[16];
+    int n = jobstore_claim(s, now, rows, max);
+    for (int i = 0; i < n; i++) {
+        ids[i] = rows[i].id;
+        job_row_clear(&rows[i]);
+    }
+    return n;
+}
+
+TEST(jobstore_claims_by_priority_then_run_time_then_id)
+{
+    temp_store_t t;
+    CHECK(store_open(&t) == 0);
+    if (!t.s)
+        return;
+    int64_t low = add(t.s, -5, 100, NULL);
+    int64_t mid_late = add(t.s, 0, 300, NULL);
+    int64_t mid_early = add(t.s, 0, 200, NULL);
+    int64_t high = add(t.s, 5, 400, NULL);
+    int64_t mid_early2 = add(t.s, 0, 200, NULL); /* same run time: the lower id first */
+    int64_t ids[16];
+    CHECK_EQ_INT(claim_ids(t.s, 1000, 16, ids), 5);
+    CHECK_EQ_INT(ids[0], high);
+    CHECK_EQ_INT(ids[1], mid_early);
+    CHECK_EQ_INT(ids[2], mid_early2);
+    CHECK_EQ_INT(ids[3], mid_late);
+    CHECK_EQ_INT(ids[4], low);
+    CHECK_EQ_INT(claim_ids(t.s, 1000, 16, ids), 0); /* reserved: never claimed twice */
+    store_close(&t);
+}
+
+TEST(jobstore_claim_respects_the_limit_and_holds_delayed_jobs_back)
+{
+    temp_store_t t;
+    CHECK(store_open(&t) == 0);
+    if (!t.s)
+        return;
+    int64_t due = add(t.s, 0, 500, NULL);
+    int64_t later = add(t.s, 100, 5000, NULL); /* high priority, but not yet due */
+    int64_t due2 = add(t.s, 0, 600, NULL);
+    CHECK_EQ_INT(jobstore_next_run(t.s), 500);
+    int64_t ids[16];
+    CHECK_EQ_INT(claim_ids(t.s, 1000, 1, ids), 1);
+    CHECK_EQ_INT(ids[0], due);
+    CHECK_EQ_INT(claim_ids(t.s, 1000, 16, ids), 1);
+    CHECK_EQ_INT(ids[0], due2);
+    CHECK_EQ_INT(jobstore_next_run(t.s), 5000); /* only the delayed job waits */
+    CHECK_EQ_INT(claim_ids(t.s, 4999, 16, ids), 0);
+    CHECK_EQ_INT(claim_ids(t.s, 5000, 16, ids), 1);
+    CHECK_EQ_INT(ids[0], later);
+    CHECK(jobstore_next_run(t.s) == INT64_MAX);
+    store_close(&t);
+}
+
+TEST(jobstore_a_reserved_job_looks_pending_until_it_starts)
+{
+    temp_store_t t;
+    CHECK(store_open(&t) == 0);
+    if (!t.s)
+        return;
+    int64_t id = add(t.s, 0, 0, NULL);
+    int64_t ids[16];
+    CHECK_EQ_INT(claim_ids(t.s, 10, 16, ids), 1);
+    job_row_t r;
+    CHECK_EQ_INT(status_of(t.s, id, &r), JOB_RESERVED);
+    CHECK_EQ_STR(job_status_name(r.status), "pending");
+    CHECK_EQ_INT(r.attempts, 0);
+    job_row_clear(&r);
+    long counts[5];
+    jobstore_counts(t.s, counts);
+    CHECK_EQ_INT(counts[JOB_PENDING], 1);
+    CHECK_EQ_INT(counts[JOB_RUNNING], 0);
+    job_row_t rows[4];
+    CHECK_EQ_INT(jobstore_list(t.s, JOB_PENDING, 0, rows, 4), 1);
+    CHECK_EQ_INT(rows[0].id, id);
+    job_row_clear(&rows[0]);
+
+    CHECK_EQ_INT(jobstore_start(t.s, id, 1, 1234), 0);
+    CHECK_EQ_INT(status_of(t.s, id, &r), JOB_RUNNING);
+    CHECK_EQ_INT(r.attempts, 1);
+    CHECK_EQ_INT(r.started_ms, 1234);
+    job_row_clear(&r);
+    CHECK_EQ_INT(jobstore_list(t.s, JOB_PENDING, 0, rows, 4), 0);
+    store_close(&t);
+}
+
+TEST(jobstore_an_attempt_that_starts_and_ends_between_commits_is_one_write)
+{
+    temp_store_t t;
+    CHECK(store_open(&t) == 0);
+    if (!t.s)
+        return;
+    int64_t id = add(t.s, 0, 0, NULL);
+    int64_t ids[16];
+    claim_ids(t.s, 10, 16, ids);
+    CHECK_EQ_INT(jobstore_end_attempt(t.s, id, 1, 2000, JOB_COMPLETED, "{\"ok\":true}", NULL, 0),
+                 0);
+    job_row_t r;
+    CHECK_EQ_INT(status_of(t.s, id, &r), JOB_COMPLETED);
+    CHECK_EQ_INT(r.attempts, 1);
+    CHECK_EQ_INT(r.started_ms, 2000);
+    CHECK(r.completed_ms > 0);
+    CHECK_EQ_STR(r.result, "{\"ok\":true}");
+    CHECK(r.error == NULL);
+    job_row_clear(&r);
+    store_close(&t);
+}
+
+TEST(jobstore_a_retry_waits_for_its_backoff_and_keeps_the_error)
+{
+    temp_store_t t;
+    CHECK(store_open(&t) == 0);
+    if (!t.s)
+        return;
+    int64_t id = add(t.s, 0, 0, NULL);
+    int64_t ids[16];
+    claim_ids(t.s, 10, 16, ids);
+    jobstore_start(t.s, id, 1, 10);
+    CHECK_EQ_INT(jobstore_end_attempt(t.s, id, 1, 10, JOB_PENDING, NULL, "boom", 3000), 0);
+    job_row_t r;
+    CHECK_EQ_INT(status_of(t.s, id, &r), JOB_PENDING);
+    CHECK_EQ_STR(r.error, "boom");
+    CHECK_EQ_INT(r.attempts, 1);
+    CHECK(r.completed_ms == 0);
+    job_row_clear(&r);
+    CHECK_EQ_INT(claim_ids(t.s, 2999, 16, ids), 0);
+    CHECK_EQ_INT(jobstore_next_run(t.s), 3000);
+    CHECK_EQ_INT(claim_ids(t.s, 3000, 16, ids), 1);
+    /* the second attempt fails for good */
+    jobstore_end_attempt(t.s, id, 2, 3000, JOB_FAILED, NULL, "boom again", 3000);
+    CHECK_EQ_INT(status_of(t.s, id, &r), JOB_FAILED);
+    CHECK_EQ_INT(r.attempts, 2);
+    CHECK_EQ_STR(r.error, "boom again");
+    job_row_clear(&r);
+    store_close(&t);
+}
+
+TEST(jobstore_unreserve_and_requeue_put_jobs_back_to_pending)
+{
+    temp_store_t t;
+    CHECK(store_open(&t) == 0);
+    if (!t.s)
+        return;
+    int64_t a = add(t.s, 0, 0, NULL), b = add(t.s, 0, 0, NULL), c = add(t.s, 0, 0, NULL);
+    int64_t done = add(t.s, 0, 0, NULL);
+    int64_t ids[16];
+    CHECK_EQ_INT(claim_ids(t.s, 10, 16, ids), 4);
+    jobstore_start(t.s, a, 1, 10);
+    jobstore_start(t.s, b, 1, 10);
+    jobstore_end_attempt(t.s, done, 1, 10, JOB_COMPLETED, "{}", NULL, 0);
+    CHECK_EQ_INT(jobstore_unreserve(t.s, a), 0); /* started: not reserved any more, no change */
+    CHECK_EQ_INT(status_of(t.s, a, NULL), JOB_RUNNING);
+    /* as after kill -9: the running ones (a, b) and the reserved one (c) run again */
+    CHECK_EQ_INT(jobstore_requeue_running(t.s), 2);
+    CHECK_EQ_INT(status_of(t.s, a, NULL), JOB_PENDING);
+    CHECK_EQ_INT(status_of(t.s, b, NULL), JOB_PENDING);
+    CHECK_EQ_INT(status_of(t.s, c, NULL), JOB_PENDING);
+    CHECK_EQ_INT(status_of(t.s, done, NULL), JOB_COMPLETED);
+    job_row_t r;
+    status_of(t.s, a, &r);
+    CHECK_EQ_INT(r.attempts, 1); /* its next start makes it 2 */
+    job_row_clear(&r);
+    CHECK_EQ_INT(claim_ids(t.s, 10, 16, ids), 3);
+    store_close(&t);
+}
+
+TEST(jobstore_cancel_request_is_kept_on_the_row)
+{
+    temp_store_t t;
+    CHECK(store_open(&t) == 0);
+    if (!t.s)
+        return;
+    int64_t id = add(t.s, 0, 0, NULL);
+    CHECK_EQ_INT(jobstore_request_cancel(t.s, id), 0);
+    job_row_t r;
+    status_of(t.s, id, &r);
+    CHECK_EQ_INT(r.cancel_requested, 1);
+    job_row_clear(&r);
+    CHECK_EQ_INT(jobstore_finish(t.s, id, JOB_CANCELLED, NULL, "cancelled", 0), 0);
+    CHECK_EQ_INT(status_of(t.s, id, NULL), JOB_CANCELLED);
+    store_close(&t);
+}
+
+TEST(jobstore_an_idempotency_key_returns_the_first_job)
+{
+    temp_store_t t;
+    CHECK(store_open(&t) == 0);
+    if (!t.s)
+        return;
+    int64_t first = add(t.s, 0, 0, "order-42");
+    CHECK(first > 0);
+    job_row_t again = {.type = strdup("noop"), .payload = strdup("{\"other\":1}"),
+                       .idem_key = strdup("order-42")};
+    CHECK_EQ_INT(jobstore_insert(t.s, &again), 1);
+    CHECK_EQ_INT(again.id, first);
+    CHECK_EQ_STR(again.payload, "{}"); /* the first job's, not the replay's */
+    job_row_clear(&again);
+    int64_t other = add(t.s, 0, 0, "order-43");
+    CHECK(other > first);
+    int64_t unkeyed1 = add(t.s, 0, 0, NULL), unkeyed2 = add(t.s, 0, 0, NULL);
+    CHECK(unkeyed1 > 0 && unkeyed2 > unkeyed1); /* no key: never a replay */
+    store_close(&t);
+}
+
+TEST(jobstore_lists_newest_first_in_pages_with_a_status_filter)
+{
+    temp_store_t t;
+    CHECK(store_open(&t) == 0);
+    if (!t.s)
+        return;
+    int64_t id[6];
+    for (int i = 0; i < 6; i++)
+        id[i] = add(t.s, 0, 0, NULL);
+    int64_t ids[16];
+    CHECK_EQ_INT(claim_ids(t.s, 10, 2, ids), 2); /* id[0], id[1] reserved: still pending */
+    jobstore_end_attempt(t.s, id[0], 1, 10, JOB_COMPLETED, "{}", NULL, 0);
+    job_row_t rows[8];
+    int n = jobstore_list(t.s, -1, 0, rows, 3);
+    CHECK_EQ_INT(n, 3);
+    CHECK_EQ_INT(rows[0].id, id[5]);
+    CHECK_EQ_INT(rows[2].id, id[3]);
+    for (int i = 0; i < n; i++)
+        job_row_clear(&rows[i]);
+    n = jobstore_list(t.s, -1, id[3], rows, 8); /* the next page: below the last id seen */
+    CHECK_EQ_INT(n, 3);
+    CHECK_EQ_INT(rows[0].id, id[2]);
+    for (int i = 0; i < n; i++)
+        job_row_clear(&rows[i]);
+    n = jobstore_list(t.s, JOB_PENDING, 0, rows, 8); /* pending and reserved, merged */
+    CHECK_EQ_INT(n, 5);
+    for (int i = 0; i < n; i++) {
+        CHECK_EQ_INT(rows[i].id, id[5 - i]);
+        job_row_clear(&rows[i]);
+    }
+    n = jobstore_list(t.s, JOB_PENDING, id[2], rows, 2);
+    CHECK_EQ_INT(n, 1); /* id[0] is completed */
+    CHECK_EQ_INT(rows[0].id, id[1]);
+    for (int i = 0; i < n; i++)
+        job_row_clear(&rows[i]);
+    n = jobstore_list(t.s, JOB_COMPLETED, 0, rows, 8);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(rows[0].id, id[0]);
+    job_row_clear(&rows[0]);
+    long counts[5];
+    jobstore_counts(t.s, counts);
+    CHECK_EQ_INT(counts[JOB_PENDING], 5);
+    CHECK_EQ_INT(counts[JOB_COMPLETED], 1);
+    store_close(&t);
+}
+
+TEST(jobstore_schedule_slots_are_per_key_and_survive_reopening)
+{
+    temp_store_t t;
+    CHECK(store_open(&t) == 0);
+    if (!t.s)
+        return;
+    CHECK_EQ_INT(jobstore_schedule_slot(t.s, "noop every 1000ms {}"), 0);
+    CHECK_EQ_INT(jobstore_set_schedule_slot(t.s, "noop every 1000ms {}", 77), 0);
+    CHECK_EQ_INT(jobstore_set_schedule_slot(t.s, "hash every 60000ms {}", 5), 0);
+    CHECK_EQ_INT(jobstore_set_schedule_slot(t.s, "noop every 1000ms {}", 78), 0);
+    int64_t id = add(t.s, 3, 0, NULL);
+    jobstore_close(t.s);
+    t.s = jobstore_open(t.path, 1); /* migrations again: nothing to do, nothing lost */
+    CHECK(t.s != NULL);
+    if (!t.s)
+        return;
+    CHECK_EQ_INT(jobstore_schedule_slot(t.s, "noop every 1000ms {}"), 78);
+    CHECK_EQ_INT(jobstore_schedule_slot(t.s, "hash every 60000ms {}"), 5);
+    job_row_t r;
+    CHECK_EQ_INT(status_of(t.s, id, &r), JOB_PENDING);
+    CHECK_EQ_INT(r.priority, 3);
+    job_row_clear(&r);
+    CHECK(add(t.s, 0, 0, NULL) > id); /* ids keep growing */
+    store_close(&t);
+}
+
+/* A database written by the first schema (AUTOINCREMENT, full indexes) is migrated in place:
+ * its jobs keep their ids and states, and new ids continue above them. */
+TEST(jobstore_migrates_a_database_of_the_first_schema)
+{
+    temp_store_t t;
+    snprintf(t.dir, sizeof t.dir, "/tmp/roost-test-jobstore-XXXXXX");
+    CHECK(mkdtemp(t.dir) != NULL);
+    snprintf(t.path, sizeof t.path, "%s/roost.db", t.dir);
+    sqlite3 *db;
+    CHECK(sqlite3_open(t.path, &db) == SQLITE_OK);
+    const char *v1 =
+        "CREATE TABLE jobs_schema (version INTEGER NOT NULL);"
+        "INSERT INTO jobs_schema VALUES (1);"
+        "CREATE TABLE tasks ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT NOT NULL, payload TEXT NOT NULL,"
+        " status INTEGER NOT NULL, priority INTEGER NOT NULL DEFAULT 0,"
+        " attempts INTEGER NOT NULL DEFAULT 0, max_retries INTEGER NOT NULL DEFAULT 0,"
+        " timeout_s REAL NOT NULL DEFAULT 0, run_at INTEGER NOT NULL, created INTEGER NOT NULL,"
+        " started INTEGER, completed INTEGER, cur INTEGER NOT NULL DEFAULT 0,"
+        " total INTEGER NOT NULL DEFAULT 0, result TEXT, error TEXT,"
+        " cancel_requested INTEGER NOT NULL DEFAULT 0, idem_key TEXT UNIQUE);"
+        "CREATE INDEX tasks_ready ON tasks (status, priority DESC, run_at, id);"
+        "CREATE INDEX tasks_by_status ON tasks (status, id);"
+        "CREATE TABLE schedules (key TEXT PRIMARY KEY, slot INTEGER NOT NULL);"
+        "INSERT INTO tasks (id, type, payload, status, run_at, created, idem_key)"
+        " VALUES (7, 'noop', '{}', 2, 0, 1, 'k7'), (9, 'noop', '{\"a\":1}', 0, 0, 1, NULL);"
+        "INSERT INTO schedules VALUES ('noop every 1000ms {}', 12);";
+    CHECK(sqlite3_exec(db, v1, NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    t.s = jobstore_open(t.path, 1);
+    CHECK(t.s != NULL);
+    if (!t.s)
+        return;
+    CHECK_EQ_INT(status_of(t.s, 7, NULL), JOB_COMPLETED);
+    job_row_t r;
+    CHECK_EQ_INT(status_of(t.s, 9, &r), JOB_PENDING);
+    CHECK_EQ_STR(r.payload, "{\"a\":1}");
+    job_row_clear(&r);
+    CHECK_EQ_INT(jobstore_schedule_slot(t.s, "noop every 1000ms {}"), 12);
+    CHECK_EQ_INT(add(t.s, 0, 0, "k7"), 7); /* the key still replays */
+    CHECK(add(t.s, 0, 0, NULL) > 9);
+    int64_t ids[16];
+    CHECK_EQ_INT(claim_ids(t.s, 10, 16, ids), 2);
+    CHECK_EQ_INT(ids[0], 9);
+    store_close(&t);
+}
