@@ -16,7 +16,9 @@ void jobs_run_on_worker(jobs_t *jobs, roost_job_t *job)
     if (job->row.timeout_s > 0)
         job->deadline_ms = job->started_ms + (int64_t)(job->row.timeout_s * 1000);
     int reserved = JOB_PHASE_RESERVED;
-    if (!atomic_compare_exchange_strong(&job->phase, &reserved, JOB_PHASE_STARTED)) {
+    int next = jobs_may_start(jobs) ? JOB_PHASE_STARTED : JOB_PHASE_DROPPED;
+    if (!atomic_compare_exchange_strong(&job->phase, &reserved, next) ||
+        next == JOB_PHASE_DROPPED) {
         jobs_attempt_done(jobs, job); /* cancelled or drained before it could start */
         return;
     }

@@ -51,7 +51,8 @@ enum { JOB_PHASE_RESERVED, JOB_PHASE_STARTED, JOB_PHASE_DROPPED };
 jobs_t *jobs_get(roost_server_t *srv); /* created with the first job type */
 /* From workers to the dispatcher. */
 void jobs_attempt_done(jobs_t *jobs, roost_job_t *job);
-void jobs_changed(jobs_t *jobs); /* a job started or reported progress */
+void jobs_changed(jobs_t *jobs);  /* a job started or reported progress */
+int jobs_may_start(jobs_t *jobs); /* 0 once SIGTERM came: what waits stays pending */
 /* job.c: on a worker, a job taken from the heap: started (unless the dispatcher dropped it
  * first), run, handed back. */
 void jobs_run_on_worker(jobs_t *jobs, roost_job_t *job);

@@ -25,9 +25,12 @@ typedef struct submit {
     struct submit *next;
     job_row_t row;
     json_t *payload; /* the submitted payload, shared read-only with the submitter */
+    int outcome;     /* SUBMIT_* */
     roost_job_done_fn done;
     void *arg;
 } submit_t;
+
+enum { SUBMIT_FAILED = -1, SUBMIT_STORED, SUBMIT_REPLAYED, SUBMIT_RESERVED };
 
 typedef struct cancel {
     struct cancel *next;
@@ -68,6 +71,7 @@ struct jobs {
     roost_job_t *done;
     watcher_t *watchers;
     int changes, draining, stopping, wake;
+    _Atomic int no_starts; /* set on drain: a worker drops what it takes instead */
     /* the dispatcher's own */
     jobstore_t *store;
     roost_job_t *inflight; /* reserved or running */
@@ -98,6 +102,11 @@ void jobs_attempt_done(jobs_t *j, roost_job_t *job)
     j->done = job;
     wake(j);
     pthread_mutex_unlock(&j->lock);
+}
+
+int jobs_may_start(jobs_t *j)
+{
+    return !atomic_load(&j->no_starts);
 }
 
 void jobs_changed(jobs_t *j)
@@ -301,8 +310,11 @@ static void record_start(jobs_t *j, roost_job_t *job, idset_t *ch)
 
 static void finish_attempt(jobs_t *j, roost_job_t *job, idset_t *ch)
 {
-    if (atomic_load(&job->phase) == JOB_PHASE_DROPPED)
-        return; /* never started: the store was told when it was dropped */
+    if (atomic_load(&job->phase) == JOB_PHASE_DROPPED) {
+        jobstore_unreserve(j->store, job->row.id); /* never started: pending again, unless
+                                                    * it was cancelled meanwhile */
+        return;
+    }
     if (!job->start_written)
         roost_counter_add(j->c_started, 1); /* started and ended between two commits */
     int stop = atomic_load(&job->stop);
@@ -561,8 +573,7 @@ static void *dispatcher_main(void *arg)
             unlink_handed_back(j);
         for (roost_job_t *job = j->inflight; job; job = job->next) {
             if (draining || stopping) /* no new job starts: what waits goes back to pending */
-                if (drop_reserved(job))
-                    jobstore_unreserve(j->store, job->row.id);
+                drop_reserved(job);   /* a worker hands it back, then it is pending */
             record_start(j, job, &ch);
             if (atomic_exchange(&job->progress_dirty, 0)) {
                 jobstore_progress(j->store, job->row.id, atomic_load(&job->current),
@@ -570,14 +581,27 @@ static void *dispatcher_main(void *arg)
                 changed(&ch, job->row.id);
             }
         }
+        /* When nothing stored is due, new jobs that are due now and fit in flight are stored
+         * reserved, and go to the workers without a claim's read and write. */
+        int room = draining || stopping ? 0 : j->max_inflight - j->ninflight;
+        int ndue = 0;
+        for (submit_t *s = subs; s; s = s->next)
+            ndue += s->row.run_at_ms <= now;
+        int reserve_new = ndue > 0 && ndue <= room && jobstore_next_run(j->store) > now;
         for (submit_t *s = subs; s; s = s->next) {
+            if (reserve_new && s->row.run_at_ms <= now)
+                s->row.status = JOB_RESERVED;
             int rc = jobstore_insert(j->store, &s->row);
-            if (rc == 0) {
+            if (rc < 0) {
+                s->outcome = SUBMIT_FAILED;
+            } else if (rc == 1) {
+                s->outcome = SUBMIT_REPLAYED;
+            } else {
+                s->outcome = s->row.status == JOB_RESERVED ? SUBMIT_RESERVED : SUBMIT_STORED;
+                room -= s->outcome == SUBMIT_RESERVED;
                 roost_counter_add(j->c_submitted, 1);
                 changed(&ch, s->row.id);
             }
-            s->row.status = rc < 0 ? (job_status_t)-1 : s->row.status;
-            s->row.cancel_requested = rc; /* 1: replayed (reused field until the reply) */
         }
         int ncancel = 0;
         for (cancel_t *c = cancels; c; c = c->next)
@@ -588,8 +612,8 @@ static void *dispatcher_main(void *arg)
         if (!draining)
             run_schedules(j, now, &ch);
         int nclaimed = 0;
-        if (!draining && !stopping && j->ninflight < j->max_inflight)
-            nclaimed = jobstore_claim(j->store, now, claimed, j->max_inflight - j->ninflight);
+        if (room > 0)
+            nclaimed = jobstore_claim(j->store, now, claimed, room);
         if (nclaimed < 0)
             nclaimed = 0;
         roost_counter_add(j->c_commits, 1);
@@ -597,7 +621,7 @@ static void *dispatcher_main(void *arg)
             jobstore_rollback(j->store);
             log_error("jobs: a batch could not be committed; its submissions get 503");
             for (submit_t *s = subs; s; s = s->next)
-                s->row.status = (job_status_t)-1;
+                s->outcome = SUBMIT_FAILED;
             for (int i = 0; i < nclaimed; i++)
                 job_row_clear(&claimed[i]);
             nclaimed = 0;
@@ -610,16 +634,18 @@ static void *dispatcher_main(void *arg)
         }
         for (submit_t *s = subs, *next; s; s = next) {
             next = s->next;
-            if ((int)s->row.status < 0) {
+            if (s->outcome == SUBMIT_FAILED) {
                 s->done(NULL, 503, s->arg);
             } else {
-                int replayed = s->row.cancel_requested == 1;
-                s->row.cancel_requested = 0;
+                int replayed = s->outcome == SUBMIT_REPLAYED;
                 json_t *task = job_row_json_with(&s->row, replayed ? NULL : s->payload);
                 s->done(task, replayed ? 200 : 201, s->arg);
                 json_decref(task);
             }
-            job_row_clear(&s->row);
+            if (s->outcome == SUBMIT_RESERVED)
+                claimed[nclaimed++] = s->row; /* handed to a worker below, with the claimed */
+            else
+                job_row_clear(&s->row);
             json_decref(s->payload);
             free(s);
         }
@@ -658,7 +684,6 @@ static void *dispatcher_main(void *arg)
         if (nready && job_workers_push(j->workers, ready, nready) < 0)
             for (int i = 0; i < nready; i++) { /* handed back through the done queue */
                 drop_reserved(ready[i]);
-                jobstore_unreserve(j->store, ready[i]->row.id);
                 jobs_attempt_done(j, ready[i]);
             }
         for (roost_job_t *job = j->inflight; job; job = job->next) {
@@ -714,6 +739,7 @@ static void jobs_drain(void *ud)
     jobs_t *j = ud;
     pthread_mutex_lock(&j->lock);
     j->draining = 1; /* no new job starts; running ones finish */
+    atomic_store(&j->no_starts, 1);
     wake(j);
     pthread_mutex_unlock(&j->lock);
 }

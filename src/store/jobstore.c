@@ -45,7 +45,7 @@ static const char *const sql[Q_COUNT] = {
     [Q_COMMIT] = "COMMIT",
     [Q_ROLLBACK] = "ROLLBACK",
     [Q_INSERT] = "INSERT INTO tasks (type, payload, status, priority, max_retries, timeout_s, "
-                 "run_at, created, idem_key) VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 "run_at, created, idem_key) VALUES (?1, ?2, ?9, ?3, ?4, ?5, ?6, ?7, ?8)",
     [Q_BY_KEY] = "SELECT " COLS " FROM tasks WHERE idem_key = ?1",
     /* A select, then one update per row: an UPDATE ... WHERE id IN (SELECT ...) RETURNING
      * builds a temporary table per call, which cost a third of the dispatcher's time. */
@@ -341,10 +341,12 @@ int jobstore_insert(jobstore_t *s, job_row_t *r)
     sqlite3_bind_int64(st, 7, r->created_ms);
     if (r->idem_key)
         sqlite3_bind_text(st, 8, r->idem_key, -1, SQLITE_STATIC);
+    if (r->status != JOB_RESERVED)
+        r->status = JOB_PENDING;
+    sqlite3_bind_int(st, 9, (int)r->status);
     if (run(s, st) < 0)
         return -1;
     r->id = sqlite3_last_insert_rowid(s->db);
-    r->status = JOB_PENDING;
     return 0;
 }
 

@@ -57,8 +57,9 @@ int jobstore_begin(jobstore_t *s);
 int jobstore_commit(jobstore_t *s);
 void jobstore_rollback(jobstore_t *s);
 
-/* Inserts r (id, status, created are set here). With an idempotency key already used, fills
- * r with the existing row instead and returns 1. Returns 0 on insert, < 0 on error. */
+/* Inserts r (its id is set here), pending, or reserved when r->status says so (a job the
+ * caller hands to a worker at once). With an idempotency key already used, fills r with the
+ * existing row instead and returns 1. Returns 0 on insert, < 0 on error. */
 int jobstore_insert(jobstore_t *s, job_row_t *r);
 /* Up to max pending jobs with run_at <= now, by priority, run_at, id; each is marked reserved.
  * Returns how many rows were filled. */

@@ -40,8 +40,12 @@ static void store_close(temp_store_t *t)
 /* Inserts a job; returns its id (or -1). */
 static int64_t add(jobstore_t *s, int priority, int64_t run_at, const char *key)
 {
-    job_row_t r = {.type = strdup("noop"), .payload = strdup("{}"), .priority = priority,
-                   .run_at_ms = run_at, .created_ms = 1000, .idem_key = key ? strdup(key) : NULL};
+    job_row_t r = {.type = strdup("noop"),
+                   .payload = strdup("{}"),
+                   .priority = priority,
+                   .run_at_ms = run_at,
+                   .created_ms = 1000,
+                   .idem_key = key ? strdup(key) : NULL};
     int rc = jobstore_insert(s, &r);
     int64_t id = rc >= 0 ? r.id : -1;
     job_row_clear(&r);
@@ -254,8 +258,8 @@ TEST(jobstore_an_idempotency_key_returns_the_first_job)
         return;
     int64_t first = add(t.s, 0, 0, "order-42");
     CHECK(first > 0);
-    job_row_t again = {.type = strdup("noop"), .payload = strdup("{\"other\":1}"),
-                       .idem_key = strdup("order-42")};
+    job_row_t again = {
+        .type = strdup("noop"), .payload = strdup("{\"other\":1}"), .idem_key = strdup("order-42")};
     CHECK_EQ_INT(jobstore_insert(t.s, &again), 1);
     CHECK_EQ_INT(again.id, first);
     CHECK_EQ_STR(again.payload, "{}"); /* the first job's, not the replay's */
