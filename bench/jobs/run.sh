@@ -6,6 +6,8 @@
 #
 #   bench/jobs/run.sh            # N=20000, 32 clients
 #   N=5000 CLIENTS=16 bench/jobs/run.sh
+#   ROOST_ARGS=--job-fsync bench/jobs/run.sh   # extra roost flags (here: fsync every commit)
+#   PEERS=roost bench/jobs/run.sh              # roost alone (no Celery run, no ratio)
 #
 # roost's clients: bench/jobs/postload.c (C, keep-alive, one request in flight per connection)
 # posting {"type":"noop"} to /tasks. Celery's: bench/jobs/submit.py, noop.delay() from
@@ -68,7 +70,7 @@ echo "bench/jobs: N=$N, $CLIENTS clients, $CORES cores, temp $TMP" >&2
 RPORT=$(free_port)
 mkdir -p "$TMP/roost"
 (cd "$TMP/roost" && exec "$ROOT/build/roost" --port "$RPORT" --data-dir "$TMP/roost/data" \
-    --job-workers "$CORES" >"$TMP/roost.log" 2>&1) &
+    --job-workers "$CORES" ${ROOST_ARGS:-} >"$TMP/roost.log" 2>&1) &
 ROOST_PID=$!
 PIDS+=($ROOST_PID)
 wait_until 10 curl -sf "http://127.0.0.1:$RPORT/healthz" -o /dev/null ||
@@ -89,7 +91,20 @@ wait_until 300 roost_all_done $((N + 1)) || { echo "roost: jobs left after 300 s
 R_END=$(now)
 R_CPU=$(echo "$(cpu_s $ROOST_PID) $R_CPU0" | awk '{ printf "%.2f", $1 - $2 }')
 R_FAILED=$(roost_count failed)
+R_COMMITS=$(curl -sf "http://127.0.0.1:$RPORT/metrics" | awk '$1 == "roost_job_store_commits_total" { print $2 }')
 kill -TERM $ROOST_PID; wait $ROOST_PID 2>/dev/null || true
+echo "roost: ${R_COMMITS:-?} store commits for $((N + 1)) jobs (${ROOST_ARGS:-default flags})" >&2
+if [ "${PEERS:-roost,celery}" = roost ]; then
+    $PY - "$R_SUB" "$R_END" <<'PYEOF'
+import json, sys
+s, t = json.loads(sys.argv[1]), float(sys.argv[2])
+total = t - s["t0"]
+print(f"roost alone: {s['ok']:,} jobs, {s['ok'] / s['seconds']:,.0f} submits/s, "
+      f"p50 {s['p50_ms']:.2f} ms, p99 {s['p99_ms']:.2f} ms, all completed in {total:.2f} s: "
+      f"{s['ok'] / total:,.0f} jobs/s end to end")
+PYEOF
+    exit 0
+fi
 
 # ---------------------------------------------------------------- Celery + Redis
 CPORT=$(free_port)

@@ -63,6 +63,7 @@ typedef struct {
     int history;                 /* --history: messages kept per room for ?since= */
     int job_workers;             /* --job-workers: threads running queued jobs, default 8 */
     int job_prefetch;            /* --job-prefetch: jobs reserved ahead of the workers, 64 */
+    int job_fsync;               /* --job-fsync: synchronous=FULL instead of NORMAL */
     double retry_backoff_s;      /* --retry-backoff-s: first retry delay, doubled per attempt */
     double email_delay_s;        /* --email-delay-s: the email job's delay */
     roost_strlist_t exec;        /* --exec 'name=/path/cmd args', repeatable */

@@ -59,6 +59,8 @@ static const opt_t options[] = {
      "close a WebSocket that does not answer a ping within this"},
     {"history", OPT_INT, OFF(history), 0, 1000000, "messages kept per room for ?since="},
     {"job-workers", OPT_INT, OFF(job_workers), 1, 1024, "threads that run queued jobs"},
+    {"job-fsync", OPT_BOOL, OFF(job_fsync), 0, 1,
+     "fsync the job store at every commit (synchronous=FULL): survives power loss too"},
     {"job-prefetch", OPT_INT, OFF(job_prefetch), 0, 100000,
      "jobs reserved ahead of the busy job workers, so that each starts its next job at once"},
     {"retry-backoff-s", OPT_SECS, OFF(retry_backoff_s), 0.01, 3600,

@@ -234,7 +234,7 @@ static jobstore_t *get_reader(jobs_t *j)
 {
     pthread_once(&reader_once, make_reader_key);
     jobstore_t *r = pthread_getspecific(reader_key);
-    if (!r && (r = jobstore_open(j->db_path, 0)))
+    if (!r && (r = jobstore_open(j->db_path, 0, 0)))
         pthread_setspecific(reader_key, r);
     return r;
 }
@@ -714,7 +714,7 @@ static void jobs_start(void *ud)
     const roost_config_t *cfg = &j->srv->cfg;
     mkdir(cfg->data_dir, 0755);
     if (asprintf(&j->db_path, "%s/roost.db", cfg->data_dir) < 0 ||
-        !(j->store = jobstore_open(j->db_path, 1))) {
+        !(j->store = jobstore_open(j->db_path, 1, j->srv->cfg.job_fsync))) {
         log_error("jobs: cannot open the job store in %s; jobs are disabled", cfg->data_dir);
         return;
     }

@@ -1,6 +1,7 @@
-/* The job store on SQLite. WAL with synchronous=NORMAL: a commit survives the process being
- * killed (kill -9), which is the failure the queue promises to survive; only an OS crash or
- * power loss may lose the last commits, and FULL would pay an fsync per batch for that.
+/* The job store on SQLite. WAL with synchronous=NORMAL by default: a commit survives the
+ * process being killed (kill -9), which is the failure the queue promises to survive; only an
+ * OS crash or power loss may lose the last commits. --job-fsync (FULL) pays an fsync per batch
+ * to survive those too.
  * Statements are prepared once per connection. */
 #include "store/jobstore.h"
 
@@ -158,7 +159,7 @@ static int migrate(sqlite3 *db)
     return 0;
 }
 
-jobstore_t *jobstore_open(const char *path, int writer)
+jobstore_t *jobstore_open(const char *path, int writer, int fsync)
 {
     jobstore_t *s = calloc(1, sizeof *s);
     if (!s)
@@ -171,8 +172,10 @@ jobstore_t *jobstore_open(const char *path, int writer)
         return NULL;
     }
     sqlite3_busy_timeout(s->db, 5000);
-    sqlite3_exec(s->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;", NULL, NULL,
-                 NULL);
+    sqlite3_exec(s->db,
+                 fsync ? "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                       : "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
+                 NULL, NULL, NULL);
     if (writer && migrate(s->db) < 0) {
         jobstore_close(s);
         return NULL;

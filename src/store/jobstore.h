@@ -48,8 +48,9 @@ json_t *job_row_json(const job_row_t *r);
 /* The same with the payload already parsed (borrowed), which spares parsing it again. */
 json_t *job_row_json_with(const job_row_t *r, json_t *payload);
 
-/* Opens (creating) the database and applies the schema migrations. */
-jobstore_t *jobstore_open(const char *path, int writer);
+/* Opens (creating) the database; a writer applies the schema migrations. fsync: every commit
+ * is synced (synchronous=FULL), not only checkpoints. */
+jobstore_t *jobstore_open(const char *path, int writer, int fsync);
 void jobstore_close(jobstore_t *s);
 
 /* Transactions: the dispatcher wraps each batch in one (one commit, one fsync at most). */

@@ -21,7 +21,7 @@ static int store_open(temp_store_t *t)
     if (!mkdtemp(t->dir))
         return -1;
     snprintf(t->path, sizeof t->path, "%s/roost.db", t->dir);
-    t->s = jobstore_open(t->path, 1);
+    t->s = jobstore_open(t->path, 1, 0);
     return t->s ? 0 : -1;
 }
 
@@ -329,7 +329,7 @@ TEST(jobstore_schedule_slots_are_per_key_and_survive_reopening)
     CHECK_EQ_INT(jobstore_set_schedule_slot(t.s, "noop every 1000ms {}", 78), 0);
     int64_t id = add(t.s, 3, 0, NULL);
     jobstore_close(t.s);
-    t.s = jobstore_open(t.path, 1); /* migrations again: nothing to do, nothing lost */
+    t.s = jobstore_open(t.path, 1, 0); /* migrations again: nothing to do, nothing lost */
     CHECK(t.s != NULL);
     if (!t.s)
         return;
@@ -372,7 +372,7 @@ TEST(jobstore_migrates_a_database_of_the_first_schema)
         "INSERT INTO schedules VALUES ('noop every 1000ms {}', 12);";
     CHECK(sqlite3_exec(db, v1, NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(db);
-    t.s = jobstore_open(t.path, 1);
+    t.s = jobstore_open(t.path, 1, 0);
     CHECK(t.s != NULL);
     if (!t.s)
         return;
