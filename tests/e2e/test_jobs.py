@@ -483,8 +483,9 @@ def test_timeout_then_retry(start_server):
 # Order, delays, idempotency
 
 
-def test_higher_priority_runs_first(start_server):
-    srv = start_server("--job-workers", "1")
+@pytest.mark.parametrize("prefetch", ["0", "64"])
+def test_higher_priority_runs_first(start_server, prefetch):
+    srv = start_server("--job-workers", "1", "--job-prefetch", prefetch)
     blocker = created(srv.port, {"type": "sleep", "payload": {"steps": 1, "seconds": 1}})
     wait_status(srv.port, blocker["task_id"], "running")
     step = {"steps": 1, "seconds": 0.05}
@@ -801,3 +802,15 @@ def test_sigterm_past_the_drain_returns_the_job_to_pending(start_server, tmp_pat
     assert t["status"] in ("pending", "running"), t
     cancel(again.port, long["task_id"])
     assert finished(again.port, long["task_id"], timeout=5)["status"] == "cancelled"
+
+
+def test_fsync_mode_stores_and_runs_jobs(start_server, tmp_path):
+    data = tmp_path / "fsync-data"
+    srv = start_server("--job-fsync", "--data-dir", str(data), add_data_dir=False)
+    ids = [created(srv.port, {"type": "noop"})["task_id"] for _ in range(5)]
+    for i in ids:
+        assert wait_status(srv.port, i, "completed")["attempts"] == 1
+    srv.signal(signal.SIGKILL)
+    srv.wait_exit(10)
+    again = start_server("--data-dir", str(data), add_data_dir=False)
+    assert all(task(again.port, i)["status"] == "completed" for i in ids)
