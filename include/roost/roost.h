@@ -131,6 +131,11 @@ roost_str_t roost_req_header(const roost_req_t *req, const char *name); /* case-
 roost_str_t roost_req_param(const roost_req_t *req, const char *name);  /* decoded, NUL-ended */
 long long roost_req_param_int(const roost_req_t *req, const char *name);
 roost_str_t roost_req_query(roost_req_t *req, const char *name); /* decoded, NUL-ended */
+/* Cursors for pages of rows: opaque (base64url, no escaping needed in a query string), tagged
+ * per listing. Decoding gives the id, or -1 for anything that encode did not make with tag. */
+#define ROOST_CURSOR_MAX 64
+void roost_cursor_encode(char tag, long long id, char out[ROOST_CURSOR_MAX]);
+long long roost_cursor_decode(char tag, roost_str_t s);
 roost_str_t roost_req_body(const roost_req_t *req);
 roost_server_t *roost_req_server(const roost_req_t *req);
 const char *roost_req_route(const roost_req_t *req); /* "GET /users/{id}", or NULL */

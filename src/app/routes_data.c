@@ -7,7 +7,6 @@
  * with at most 2 decimals. */
 #include <errno.h>
 #include <math.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -429,51 +428,6 @@ void data_respond(roost_req_t *req, data_outcome_t *o)
     }
 }
 
-/* ---- cursors: opaque to clients, unpadded base64url of "u<last id>" (no escaping needed) ---- */
-
-static void encode_cursor(long long id, char out[64])
-{
-    char raw[32];
-    int n = snprintf(raw, sizeof raw, "u%lld", id);
-    int len = EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)raw, n);
-    while (len > 0 && out[len - 1] == '=')
-        out[--len] = '\0';
-    for (char *p = out; *p; p++)
-        *p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
-}
-
-static long long decode_cursor(roost_str_t s)
-{
-    char b64[48];
-    unsigned char raw[48];
-    if (s.len == 0 || s.len > 40 || s.len % 4 == 1)
-        return -1;
-    size_t n = 0;
-    for (; n < s.len; n++) {
-        char ch = s.ptr[n];
-        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-              ch == '-' || ch == '_'))
-            return -1;
-        b64[n] = ch == '-' ? '+' : ch == '_' ? '/' : ch;
-    }
-    size_t pad = (4 - n % 4) % 4;
-    for (size_t i = 0; i < pad; i++)
-        b64[n++] = '=';
-    int len = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)n);
-    if (len < 0)
-        return -1;
-    len -= (int)pad; /* EVP_DecodeBlock counts the padding as NUL bytes */
-    if (len < 2 || raw[0] != 'u')
-        return -1;
-    long long id = 0;
-    for (int i = 1; i < len; i++) {
-        if (raw[i] < '0' || raw[i] > '9' || id > 100000000000000000LL)
-            return -1;
-        id = id * 10 + (raw[i] - '0');
-    }
-    return id;
-}
-
 /* ---- the endpoints on data threads: a loop handler validates, a data thread runs the one
  * statement, the loop answers ---- */
 
@@ -513,9 +467,9 @@ static void list_page(roost_dbconn_t *c, job_t *j)
         data_failed(&j->o, rc, NULL);
         return;
     }
-    char next[64];
+    char next[ROOST_CURSOR_MAX];
     if (more)
-        encode_cursor(last, next);
+        roost_cursor_encode('u', last, next);
     j->o.status = 200;
     j->o.body = json_pack("{s:o,s:o,s:b}", "items", items, "next_cursor",
                           more ? json_string(next) : json_null(), "has_more", more);
@@ -658,7 +612,7 @@ static void list_users(roost_req_t *req, void *ud)
         if (msg)
             json_array_append_new(errors, roost_error_item("query", "limit", msg, type));
     }
-    if (cursor.ptr && cursor.len && (after = decode_cursor(cursor)) < 0)
+    if (cursor.ptr && cursor.len && (after = roost_cursor_decode('u', cursor)) < 0)
         json_array_append_new(
             errors, roost_error_item("query", "cursor", "invalid cursor", "value_error.cursor"));
     if (json_array_size(errors) > 0) {

@@ -2,7 +2,6 @@
  * POST /tasks/{id}/cancel, GET /tasks/{id}/events (server-sent events), and the seeds'
  * background task, POST /send-notification/{email}. */
 #include <errno.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -136,30 +135,6 @@ static void get_task(roost_req_t *req, void *ud)
         roost_respond_error(req, 404, "Task not found");
 }
 
-/* Cursors are opaque to clients: base64 of "t<id>". */
-static void encode_cursor(long long id, char out[64])
-{
-    char raw[32];
-    int n = snprintf(raw, sizeof raw, "t%lld", id);
-    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)raw, n);
-}
-
-static long long decode_cursor(roost_str_t c)
-{
-    unsigned char raw[64];
-    if (c.len == 0 || c.len > 40 || c.len % 4)
-        return -1;
-    int n = EVP_DecodeBlock(raw, (const unsigned char *)c.ptr, (int)c.len);
-    if (n < 2 || raw[0] != 't')
-        return -1;
-    raw[n] = '\0';
-    char *end;
-    long long id = strtoll((char *)raw + 1, &end, 10);
-    while (*end == '\0' && end < (char *)raw + n) /* base64 padding decodes to NULs */
-        end++;
-    return end == (char *)raw + n && id > 0 ? id : -1;
-}
-
 static void list_tasks(roost_req_t *req, void *ud)
 {
     roost_str_t status = roost_req_query(req, "status"), limit_s = roost_req_query(req, "limit");
@@ -185,7 +160,7 @@ static void list_tasks(roost_req_t *req, void *ud)
                                                        "failed or cancelled",
                                                        "value_error.enum"));
     long long before = 0;
-    if (cursor.ptr && cursor.len && (before = decode_cursor(cursor)) < 0)
+    if (cursor.ptr && cursor.len && (before = roost_cursor_decode('t', cursor)) < 1)
         json_array_append_new(
             errors, roost_error_item("query", "cursor", "invalid cursor", "value_error.cursor"));
     if (json_array_size(errors)) {
@@ -203,9 +178,10 @@ static void list_tasks(roost_req_t *req, void *ud)
         json_array_remove(items, (size_t)limit);
     json_t *next = json_null();
     if (more) {
-        char c[64];
+        char c[ROOST_CURSOR_MAX];
         json_t *last = json_array_get(items, (size_t)limit - 1);
-        encode_cursor((long long)json_integer_value(json_object_get(last, "task_id")), c);
+        roost_cursor_encode('t', (long long)json_integer_value(json_object_get(last, "task_id")),
+                            c);
         next = json_string(c);
     }
     roost_respond_json(
