@@ -12,14 +12,17 @@ import pytest
 
 from conftest import http_get, metric_sum
 
-TOTAL = 10_000
+TOTAL = 12_000
 THREADS = 32
-WORKERS = 4
-KILL_AFTER = 7_000  # accepted submissions before kill -9 (the rest are cut off by the kill)
+WORKERS = 2  # job workers before the crash: few, so that the queue builds up
+WORKERS_AFTER = 64  # after the restart: many, so that the 10,000 finish soon
+SLEEP_S = 0.1
+KILL_AFTER = 10_600  # accepted submissions before kill -9 (the rest are cut off by the kill)
+QUEUED_AT_KILL = 10_000  # the issue's case: kill -9 while 10,000 jobs are queued or running
 
 
 class Submitter:
-    """THREADS keep-alive connections submitting TOTAL mixed noop / 10 ms sleep jobs."""
+    """THREADS keep-alive connections submitting TOTAL mixed noop / SLEEP_S sleep jobs."""
 
     def __init__(self, port):
         self.port = port
@@ -41,7 +44,7 @@ class Submitter:
         try:
             while (n := self.take()) is not None:
                 body = {"type": "noop"} if n % 2 else \
-                    {"type": "sleep", "payload": {"steps": 1, "seconds": 0.01}}
+                    {"type": "sleep", "payload": {"steps": 1, "seconds": SLEEP_S}}
                 conn.request("POST", "/tasks", json.dumps(body),
                              {"Content-Type": "application/json"})
                 resp = conn.getresponse()
@@ -73,8 +76,8 @@ def queue_state(port):
 def test_kill_9_loses_no_accepted_job(start_server, tmp_path):
     t0 = time.monotonic()
     data = tmp_path / "crash-data"
-    flags = ("--job-workers", str(WORKERS), "--data-dir", str(data))
-    srv = start_server(*flags, add_data_dir=False)
+    srv = start_server("--job-workers", str(WORKERS), "--data-dir", str(data),
+                       add_data_dir=False)
 
     sub = Submitter(srv.port)
     with concurrent.futures.ThreadPoolExecutor(THREADS) as pool:
@@ -93,10 +96,11 @@ def test_kill_9_loses_no_accepted_job(start_server, tmp_path):
     accepted = dict(sub.accepted)
     assert not sub.refused, sub.refused[:5]
     assert len(accepted) >= 1000, f"only {len(accepted)} submissions accepted in {submit_s:.1f} s"
-    assert before_kill["pending"] + before_kill["running"] > 0, \
-        f"the queue was empty at the kill, nothing was tested: {before_kill}"
+    assert before_kill["pending"] + before_kill["running"] >= QUEUED_AT_KILL, \
+        f"fewer than {QUEUED_AT_KILL} jobs were waiting at the kill: {before_kill}"
 
-    again = start_server(*flags, add_data_dir=False)
+    again = start_server("--job-workers", str(WORKERS_AFTER), "--data-dir", str(data),
+                         add_data_dir=False)
     deadline = t0 + 115
     while time.monotonic() < deadline:
         state = queue_state(again.port)

@@ -36,9 +36,18 @@ TEST(cursor_of_another_listing_is_refused)
 
 TEST(cursor_garbage_is_refused)
 {
-    const char *bad[] = {"",         "a",          "====",     "dDQy=",  "dDQy+",    "dDQy/",
-                         "dA",       /* "t" alone */ "dC0x",   /* "t-1" */ "dDF4",  /* "t1x" */
-                         "dDEgMg",   /* "t1 2" */    "%64%44", "dDQy dDQy",
+    const char *bad[] = {"",
+                         "a",
+                         "====",
+                         "dDQy=",
+                         "dDQy+",
+                         "dDQy/",
+                         "dA",
+                         /* "t" alone */ "dC0x",
+                         /* "t-1" */ "dDF4", /* "t1x" */
+                         "dDEgMg",
+                         /* "t1 2" */ "%64%44",
+                         "dDQy dDQy",
                          "dDk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5" /* 24 nines: overflow */};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         CHECK_EQ_INT(roost_cursor_decode('t', str(bad[i])), -1);
