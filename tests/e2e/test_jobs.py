@@ -342,6 +342,24 @@ def test_cancel_a_pending_task_at_once(server):
     assert again.status == 409 and isinstance(again.json()["detail"], str)
 
 
+def test_cancel_a_task_waiting_behind_a_busy_worker(start_server):
+    """With one worker busy, the next tasks are reserved ahead (--job-prefetch) but still
+    pending: a cancel takes one out at once, and it never starts; the others still run."""
+    srv = start_server("--job-workers", "1")
+    blocker = created(srv.port, {"type": "sleep", "payload": {"steps": 1, "seconds": 1}})
+    wait_status(srv.port, blocker["task_id"], "running")
+    waiting = [created(srv.port, {"type": "noop"})["task_id"] for _ in range(3)]
+    assert task(srv.port, waiting[1])["status"] == "pending"
+    resp = cancel(srv.port, waiting[1])
+    assert resp.status == 200, resp
+    assert resp.json()["status"] == "cancelled", resp.json()
+    for i in (waiting[0], waiting[2]):
+        assert wait_status(srv.port, i, "completed")["attempts"] == 1
+    t = task(srv.port, waiting[1])
+    assert t["status"] == "cancelled" and t["started_at"] is None and t["attempts"] == 0, t
+    assert task(srv.port, blocker["task_id"])["status"] == "completed"
+
+
 def test_cancel_a_running_task(server):
     t = created(server.port, {"type": "sleep", "payload": {"steps": 100, "seconds": 0.1}})
     wait_status(server.port, t["task_id"], "running")
