@@ -61,6 +61,7 @@ typedef struct {
     double ws_ping_s;            /* --ws-ping-s: ping a connection silent this long */
     double ws_pong_timeout_s;    /* --ws-pong-timeout-s: then close it if nothing comes */
     int history;                 /* --history: messages kept per room for ?since= */
+    int max_rooms;               /* --max-rooms: rooms kept at once (rooms are never freed) */
     int job_workers;             /* --job-workers: threads running queued jobs, default 8 */
     int job_prefetch;            /* --job-prefetch: jobs reserved ahead of the workers, 64 */
     int job_fsync;               /* --job-fsync: synchronous=FULL instead of NORMAL */
@@ -260,6 +261,9 @@ long long roost_room_publish(roost_server_t *srv, const char *room, const char *
 int roost_room_direct(roost_ws_t *ws, const char *to, const char *text, size_t len);
 /* From any thread. */
 long roost_room_online(roost_server_t *srv, const char *room);
+/* 1 when the room exists or may still be created (--max-rooms), else 0. Joining or publishing
+ * to a room that cannot be created gives -ENOSPC. */
+int roost_room_available(roost_server_t *srv, const char *room);
 json_t *roost_room_list(roost_server_t *srv);                    /* [{"room","online"}] */
 json_t *roost_room_users(roost_server_t *srv, const char *room); /* sorted unique names */
 /* The room and user a connection joined as (NULL before joining). */

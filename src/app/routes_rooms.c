@@ -59,7 +59,10 @@ static void send_error(roost_ws_t *ws, const char *detail)
 static void chat_open(roost_ws_t *ws, void *ud)
 {
     chat_t *c = ud;
-    if (roost_room_join(ws, c->room, c->user, c->since, c->epoch[0] ? c->epoch : NULL) < 0)
+    int rc = roost_room_join(ws, c->room, c->user, c->since, c->epoch[0] ? c->epoch : NULL);
+    if (rc == -ENOSPC) /* another connection took the last room since the upgrade */
+        roost_ws_close(ws, 1013, "too many rooms");
+    else if (rc < 0)
         roost_ws_close(ws, 1011, "cannot join the room");
 }
 
@@ -138,6 +141,12 @@ static void ws_chat(roost_req_t *req, void *ud)
         return;
     }
     json_decref(errors);
+    char name[NAME_MAX_LEN + 1] = {0};
+    memcpy(name, room.ptr, room.len);
+    if (!roost_room_available(roost_req_server(req), name)) {
+        roost_respond_error(req, 503, "Too many rooms");
+        return;
+    }
     chat_t *c = calloc(1, sizeof *c);
     if (!c) {
         roost_respond_error(req, 503, "Out of memory");
@@ -193,7 +202,9 @@ static void broadcast(roost_req_t *req, void *ud)
                                       json_pack("{s:O}", "text", msg), &online);
     if (id >= 0)
         app_log_after_response(req, "messages.log", "%s %s", name.ptr, json_string_value(msg));
-    if (id < 0)
+    if (id == -ENOSPC)
+        roost_respond_error(req, 503, "Too many rooms");
+    else if (id < 0)
         roost_respond_error(req, 503, "The message could not be published");
     else
         roost_respond_json(req, 200,

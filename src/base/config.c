@@ -57,6 +57,8 @@ static const opt_t options[] = {
     {"ws-ping-s", OPT_SECS, OFF(ws_ping_s), 0.1, 86400, "ping a WebSocket silent this long"},
     {"ws-pong-timeout-s", OPT_SECS, OFF(ws_pong_timeout_s), 0.1, 3600,
      "close a WebSocket that does not answer a ping within this"},
+    {"max-rooms", OPT_INT, OFF(max_rooms), 1, 100000000,
+     "rooms kept at once; a new room above it is refused (503, or close 1013)"},
     {"history", OPT_INT, OFF(history), 0, 1000000, "messages kept per room for ?since="},
     {"job-workers", OPT_INT, OFF(job_workers), 1, 1024, "threads that run queued jobs"},
     {"job-fsync", OPT_BOOL, OFF(job_fsync), 0, 1,
@@ -112,6 +114,7 @@ void roost_config_init(roost_config_t *cfg)
     cfg->ws_pong_timeout_s = 10;
     cfg->history = 100;
     cfg->job_workers = 8;
+    cfg->max_rooms = 100000;
     cfg->job_prefetch = 64;
     cfg->retry_backoff_s = 1;
     cfg->email_delay_s = 1;

@@ -57,10 +57,14 @@ long long roost_room_publish(roost_server_t *srv, const char *name, const char *
                              json_t *fields, long *online)
 {
     hub_t *hub = hub_get(srv);
-    room_t *r = hub && hub_valid_name(name, strlen(name)) ? hub_room(hub, name, 1) : NULL;
-    if (!r) {
+    if (!hub || !hub_valid_name(name, strlen(name))) {
         json_decref(fields);
         return hub ? -EINVAL : -ENOMEM;
+    }
+    room_t *r = hub_room(hub, name, 1);
+    if (!r) {
+        json_decref(fields);
+        return errno == ENOSPC ? -ENOSPC : -ENOMEM;
     }
     pthread_mutex_lock(&r->lock);
     uint64_t id = r->last_id + 1;
@@ -149,6 +153,8 @@ int roost_room_join(roost_ws_t *ws, const char *name, const char *user, long lon
     if (ws->member || !hub)
         return -EINVAL;
     room_t *r = hub_room(hub, name, 1);
+    if (!r)
+        return errno == ENOSPC ? -ENOSPC : -ENOMEM;
     size_t ulen = strlen(user);
     hub_member_t *m = r ? calloc(1, sizeof *m + ulen + 1) : NULL;
     if (!m)

@@ -57,6 +57,8 @@ typedef struct hub {
     int nloops;
     int history;
     char epoch[17];
+    long max_rooms;
+    _Atomic long nrooms;
     struct {
         pthread_mutex_t lock;
         strmap_t rooms;
@@ -65,6 +67,7 @@ typedef struct hub {
 
 /* room.c */
 hub_t *hub_get(roost_server_t *srv); /* created on first use */
+/* The room; create: made when missing, unless --max-rooms are there (NULL, errno ENOSPC). */
 room_t *hub_room(hub_t *hub, const char *name, int create);
 int hub_valid_name(const char *s, size_t len);
 /* With the room locked: a frame for {"type",...fields,"room"} (+ "id" when id > 0) and "ts". */

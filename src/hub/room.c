@@ -45,6 +45,7 @@ hub_t *hub_get(roost_server_t *srv)
     hub->srv = srv;
     hub->nloops = srv->cfg.threads;
     hub->history = srv->cfg.history;
+    hub->max_rooms = srv->cfg.max_rooms > 0 ? srv->cfg.max_rooms : 100000;
     /* A new epoch per process: history lives in memory, so a restart cannot honour ?since. */
     unsigned char rnd[8];
     if (RAND_bytes(rnd, sizeof rnd) != 1)
@@ -83,22 +84,43 @@ static unsigned shard_of(const char *name)
     return h % HUB_SHARDS;
 }
 
+static room_t *room_new(hub_t *hub, const char *name)
+{
+    room_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    pthread_mutex_init(&r->lock, NULL);
+    r->name = strdup(name);
+    r->ring_cap = hub->history;
+    r->ring = hub->history ? calloc((size_t)hub->history, sizeof *r->ring) : NULL;
+    r->local_n = calloc((size_t)hub->nloops, sizeof *r->local_n);
+    r->local = calloc((size_t)hub->nloops, sizeof *r->local);
+    if (!r->name || (hub->history && !r->ring) || !r->local_n || !r->local) {
+        room_free(r);
+        return NULL;
+    }
+    return r;
+}
+
 room_t *hub_room(hub_t *hub, const char *name, int create)
 {
     unsigned sh = shard_of(name);
     pthread_mutex_lock(&hub->shards[sh].lock);
     room_t *r = strmap_get(&hub->shards[sh].rooms, name);
-    if (!r && create && (r = calloc(1, sizeof *r))) {
-        pthread_mutex_init(&r->lock, NULL);
-        r->name = strdup(name);
-        r->ring_cap = hub->history;
-        r->ring = hub->history ? calloc((size_t)hub->history, sizeof *r->ring) : NULL;
-        r->local_n = calloc((size_t)hub->nloops, sizeof *r->local_n);
-        r->local = calloc((size_t)hub->nloops, sizeof *r->local);
-        if (!r->name || (hub->history && !r->ring) || !r->local_n || !r->local ||
-            strmap_put(&hub->shards[sh].rooms, name, r) < 0) {
-            room_free(r);
-            r = NULL;
+    if (!r && create) {
+        /* Rooms are never freed (members, deliveries and timers hold them), so their number is
+         * bounded instead; a reservation first, so that shards cannot race past the bound. */
+        int err = ENOSPC;
+        if (atomic_fetch_add(&hub->nrooms, 1) < hub->max_rooms) {
+            err = ENOMEM;
+            if ((r = room_new(hub, name)) && strmap_put(&hub->shards[sh].rooms, name, r) < 0) {
+                room_free(r);
+                r = NULL;
+            }
+        }
+        if (!r) {
+            atomic_fetch_sub(&hub->nrooms, 1);
+            errno = err;
         }
     }
     pthread_mutex_unlock(&hub->shards[sh].lock);
@@ -146,6 +168,12 @@ void hub_history_push(hub_t *hub, room_t *r, uint64_t id, rbuf_t *frame)
     e->id = id;
     e->frame = rbuf_ref(frame);
     r->ring_len++;
+}
+
+int roost_room_available(roost_server_t *srv, const char *name)
+{
+    hub_t *hub = hub_get(srv);
+    return hub && (atomic_load(&hub->nrooms) < hub->max_rooms || hub_room(hub, name, 0));
 }
 
 long roost_room_online(roost_server_t *srv, const char *name)

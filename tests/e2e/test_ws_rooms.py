@@ -679,3 +679,30 @@ def test_leave_notices_are_coalesced(server):
     finally:
         close_all(conns)
         watcher.close()
+
+
+# ---- the bound on rooms (rooms are never freed, so their number is limited)
+
+
+def test_rooms_above_max_rooms_are_refused_and_existing_ones_still_work(start_server):
+    srv = start_server("--max-rooms", "2")
+    a, _ = join(srv.port, "first", "ann")
+    try:
+        resp = srv.post_json("/broadcast", {"room": "second", "message": "makes the room"})
+        assert resp.status == 200, resp
+        # a third room: refused before the upgrade, and by a broadcast
+        resp = upgrade_request(srv.port, ws_path("third", "bob"))
+        assert resp.status == 503, resp
+        assert resp.json() == {"detail": "Too many rooms"}
+        resp = srv.post_json("/broadcast", {"room": "third", "message": "no"})
+        assert resp.status == 503 and resp.json() == {"detail": "Too many rooms"}, resp
+        assert "third" not in [r["room"] for r in srv.get("/rooms").json()["rooms"]]
+        # the rooms that exist still take members and messages
+        b, welcome = join(srv.port, "second", "bob")
+        with b:
+            assert welcome["last_id"] == 1
+            resp = srv.post_json("/broadcast", {"room": "first", "message": "still here"})
+            assert resp.status == 200, resp
+            assert a.recv_type("broadcast")["text"] == "still here"
+    finally:
+        a.close()
