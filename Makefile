@@ -1,6 +1,7 @@
 # roost: `make` builds build/roost (release), `make run` starts it, `make test` runs every test.
 # Variants: build/ (release, -O2), build/asan/ (ASan + UBSan, what the end-to-end tests run),
-# build/fuzz/ (clang libFuzzer targets). llhttp is compiled from Debian's node-llhttp sources.
+# build/fuzz/ (clang libFuzzer targets), build/tsan/ (ThreadSanitizer: `make tsan`, not in CI).
+# llhttp is compiled from Debian's node-llhttp sources.
 
 CC       ?= cc
 CLANG    ?= clang
@@ -24,8 +25,10 @@ ASAN_FLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                  -fno-sanitize-recover=undefined $(WARN) $(BASEFLAGS)
 FUZZ_FLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
                  -DROOST_FUZZ $(WARN) $(BASEFLAGS)
+TSAN_FLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=thread $(WARN) \
+                 -Wno-missing-field-initializers $(BASEFLAGS)
 
-.PHONY: all asan fuzz run test unit format format-check clean deps
+.PHONY: all asan fuzz tsan run test unit format format-check clean deps
 all: build/roost
 
 deps:
@@ -55,6 +58,7 @@ endef
 $(eval $(call variant,build,$(CC),$(RELEASE_FLAGS)))
 $(eval $(call variant,build/asan,$(CC),$(ASAN_FLAGS)))
 $(eval $(call variant,build/fuzz,$(CLANG),$(FUZZ_FLAGS)))
+$(eval $(call variant,build/tsan,$(CLANG),$(TSAN_FLAGS)))
 
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libroost.a
@@ -62,6 +66,8 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libroost.a
 
 asan: build/asan/roost build/asan/unit_tests
 fuzz: $(FUZZ_BINS)
+# ThreadSanitizer build, by hand: ROOST_BIN=$PWD/build/tsan/roost python3 -m pytest tests/e2e
+tsan: build/tsan/roost
 
 run: deps build/roost
 	./build/roost $(ARGS)

@@ -298,14 +298,15 @@ roost_server_t *roost_job_server(const roost_job_t *job);
 /* What to enqueue. */
 typedef struct {
     const char *type;
-    json_t *payload;           /* referenced until stored: not changed after submit */
+    json_t *payload;           /* borrowed: copied by roost_job_submit */
     int priority;              /* higher first */
     double delay_s, timeout_s; /* timeout 0: none */
     int max_retries;
     const char *idempotency_key; /* or NULL */
 } roost_job_spec_t;
-/* Called on the queue's thread once the job is stored (task: the task JSON, borrowed; status
- * 201, or 200 for an idempotent replay, or 503 when it could not be stored). */
+/* Called on the queue's thread once the job is stored (task: the task JSON, now the callee's
+ * to json_decref, or NULL; status 201, or 200 for an idempotent replay, or 503 when it could
+ * not be stored). The queue keeps no reference, so the task may go to another thread. */
 typedef void (*roost_job_done_fn)(json_t *task, int status, void *arg);
 /* Checks the type and its payload: -EINVAL with FastAPI error items appended to errors. */
 int roost_job_validate(roost_server_t *srv, const roost_job_spec_t *spec, json_t *errors);
@@ -313,7 +314,8 @@ int roost_job_validate(roost_server_t *srv, const roost_job_spec_t *spec, json_t
  * an unknown type, -ENOMEM; done is then not called. */
 int roost_job_submit(roost_server_t *srv, const roost_job_spec_t *spec, roost_job_done_fn done,
                      void *arg);
-/* Cancels: done(task, 200) when cancelled or asked to stop; 404 unknown; 409 finished. */
+/* Cancels: done(task, 200) when cancelled or asked to stop; 404 unknown; 409 finished (the
+ * task is the callee's, as for submit). */
 int roost_job_cancel(roost_server_t *srv, long long id, roost_job_done_fn done, void *arg);
 /* Blocking reads (call them from ROOST_BLOCKING handlers): the task or NULL; a page of tasks,
  * newest first, below cursor id (0: newest), status NULL for any. */

@@ -65,14 +65,16 @@ static void send_reply(roost_req_t *req, void *arg)
     roost_req_release(req);
 }
 
-/* On the queue's thread: hand the answer to the request's loop. */
+/* On the queue's thread: hand the answer (and the task, ours now) to the request's loop. */
 static void reply_later(json_t *task, int status, void *arg)
 {
     reply_t *r = malloc(sizeof *r);
-    if (!r)
+    if (!r) {
+        json_decref(task);
         return; /* the request is released when its connection ends */
+    }
     r->req = arg;
-    r->task = json_incref(task);
+    r->task = task;
     r->status = status;
     roost_req_post(r->req, send_reply, r);
 }
@@ -273,10 +275,11 @@ static int sse_watch(json_t *task, void *arg)
         return 0;
     e->sse = s;
     e->text = task ? json_dumps(task, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
-    e->final = !task || roost_job_final(json_string_value(json_object_get(task, "status")));
+    int final = !task || roost_job_final(json_string_value(json_object_get(task, "status")));
+    e->final = final;
     atomic_fetch_add(&s->refs, 1);
-    roost_req_post(s->req, sse_deliver, e);
-    if (e->final) {
+    roost_req_post(s->req, sse_deliver, e); /* e is the loop's now: it may be freed already */
+    if (final) {
         sse_unref(s); /* the watcher's reference */
         return 1;
     }

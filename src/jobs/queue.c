@@ -24,7 +24,7 @@
 typedef struct submit {
     struct submit *next;
     job_row_t row;
-    json_t *payload; /* the submitted payload, shared read-only with the submitter */
+    json_t *payload; /* the submitted payload (a copy), for the reply's task */
     int outcome;     /* SUBMIT_* */
     roost_job_done_fn done;
     void *arg;
@@ -159,7 +159,9 @@ int roost_job_submit(roost_server_t *srv, const roost_job_spec_t *spec, roost_jo
     s->row.created_ms = now;
     s->row.run_at_ms = now + (int64_t)(spec->delay_s * 1000);
     s->row.idem_key = spec->idempotency_key ? strdup(spec->idempotency_key) : NULL;
-    s->payload = json_incref(spec->payload);
+    /* A copy of its own: jansson objects are not shared between threads (their reference
+     * counts are atomic, but nothing else is), so each one has one owner at a time. */
+    s->payload = spec->payload ? json_deep_copy(spec->payload) : NULL;
     s->done = done;
     s->arg = arg;
     pthread_mutex_lock(&j->lock);
@@ -639,8 +641,9 @@ static void *dispatcher_main(void *arg)
             } else {
                 int replayed = s->outcome == SUBMIT_REPLAYED;
                 json_t *task = job_row_json_with(&s->row, replayed ? NULL : s->payload);
-                s->done(task, replayed ? 200 : 201, s->arg);
-                json_decref(task);
+                if (!replayed)
+                    s->payload = NULL; /* now the task's */
+                s->done(task, replayed ? 200 : 201, s->arg); /* the task is done's now */
             }
             if (s->outcome == SUBMIT_RESERVED)
                 claimed[nclaimed++] = s->row; /* handed to a worker below, with the claimed */
@@ -658,8 +661,7 @@ static void *dispatcher_main(void *arg)
                 task = job_row_json(&row);
                 job_row_clear(&row);
             }
-            c->done(task, cancel_status[ci++], c->arg);
-            json_decref(task);
+            c->done(task, cancel_status[ci++], c->arg); /* the task is done's now */
             free(c);
         }
         int nready = 0;

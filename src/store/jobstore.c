@@ -303,7 +303,7 @@ json_t *job_row_json_with(const job_row_t *r, json_t *payload)
         percent = 100;
     return json_pack("{s:I,s:s,s:o,s:s,s:i,s:{s:I,s:I,s:f},s:i,s:i,s:o,s:o,s:o,s:o,s:o,s:s?,s:b}",
                      "task_id", (json_int_t)r->id, "type", r->type ? r->type : "", "payload",
-                     payload ? json_incref(payload) : json_or_null(r->payload), "status",
+                     payload ? payload : json_or_null(r->payload), "status",
                      job_status_name(r->status), "priority", r->priority, "progress", "current",
                      (json_int_t)r->progress_current, "total", (json_int_t)r->progress_total,
                      "percent", percent, "attempts", r->attempts, "max_retries", r->max_retries,

@@ -45,7 +45,8 @@ typedef struct {
 void job_row_clear(job_row_t *r);
 /* The task as the API shows it (DESIGN.md "Jobs"). */
 json_t *job_row_json(const job_row_t *r);
-/* The same with the payload already parsed (borrowed), which spares parsing it again. */
+/* The same with the payload already parsed, which spares parsing it again; takes the
+ * payload's reference (NULL: parsed from the row). */
 json_t *job_row_json_with(const job_row_t *r, json_t *payload);
 
 /* Opens (creating) the database; a writer applies the schema migrations. fsync: every commit
