@@ -50,9 +50,11 @@ struct roost_req {
     uint8_t http_major, http_minor;
     unsigned keep_alive : 1;
     unsigned expect_continue : 1, continue_sent : 1;
+    /* A response exists. Its own byte, not a bit-field: a worker sets it while the loop reads
+     * the bit-fields (inflight first) of the same request. */
+    uint8_t responded;
     unsigned in_field : 1;  /* parser inside a header name */
-    unsigned responded : 1; /* a response exists */
-    unsigned written : 1;   /* and went to the connection */
+    unsigned written : 1;   /* the response went to the connection */
     unsigned inflight : 1;  /* on a worker or deferred: the loop must not answer for it */
     unsigned on_worker : 1; /* a worker thread runs the handler now */
     unsigned close_after : 1;

@@ -642,7 +642,7 @@ static void *dispatcher_main(void *arg)
                 int replayed = s->outcome == SUBMIT_REPLAYED;
                 json_t *task = job_row_json_with(&s->row, replayed ? NULL : s->payload);
                 if (!replayed)
-                    s->payload = NULL; /* now the task's */
+                    s->payload = NULL;                       /* now the task's */
                 s->done(task, replayed ? 200 : 201, s->arg); /* the task is done's now */
             }
             if (s->outcome == SUBMIT_RESERVED)
