@@ -70,8 +70,9 @@ struct jobs {
     cancel_t *cancels;
     roost_job_t *done;
     watcher_t *watchers;
-    int changes, draining, stopping, wake;
-    _Atomic int no_starts; /* set on drain: a worker drops what it takes instead */
+    int stopping, wake;
+    /* set on SIGTERM, under lock; atomic because workers read it to drop what they take */
+    _Atomic int draining;
     /* the dispatcher's own */
     jobstore_t *store;
     roost_job_t *inflight; /* reserved or running */
@@ -106,14 +107,13 @@ void jobs_attempt_done(jobs_t *j, roost_job_t *job)
 
 int jobs_may_start(jobs_t *j)
 {
-    return !atomic_load(&j->no_starts);
+    return !atomic_load(&j->draining);
 }
 
 void jobs_changed(jobs_t *j)
 {
     pthread_mutex_lock(&j->lock);
-    j->changes = 1;
-    wake(j);
+    wake(j); /* the dispatcher looks at every job in flight at each wake-up */
     pthread_mutex_unlock(&j->lock);
 }
 
@@ -560,7 +560,6 @@ static void *dispatcher_main(void *arg)
         j->cancels = NULL;
         roost_job_t *done = j->done;
         j->done = NULL;
-        j->changes = 0;
         int draining = j->draining, stopping = j->stopping;
         pthread_mutex_unlock(&j->lock);
 
@@ -740,8 +739,7 @@ static void jobs_drain(void *ud)
 {
     jobs_t *j = ud;
     pthread_mutex_lock(&j->lock);
-    j->draining = 1; /* no new job starts; running ones finish */
-    atomic_store(&j->no_starts, 1);
+    atomic_store(&j->draining, 1); /* no new job starts; running ones finish */
     wake(j);
     pthread_mutex_unlock(&j->lock);
 }

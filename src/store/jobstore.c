@@ -485,42 +485,28 @@ static int list(jobstore_t *s, int status, int64_t before_id, job_row_t *rows, i
     return n;
 }
 
-static int newer_first(const void *a, const void *b)
-{
-    const job_row_t *x = a, *y = b;
-    return x->id > y->id ? -1 : x->id < y->id;
-}
-
 int jobstore_list(jobstore_t *s, int status, int64_t before_id, job_row_t *rows, int max)
 {
     if (status != JOB_PENDING)
         return list(s, status, before_id, rows, max);
-    /* Pending as the API sees it is pending or reserved: a page of each (both in index order,
-     * with no sort of every waiting job), the newest max of the two. */
-    job_row_t *more = calloc((size_t)max, sizeof *more);
-    if (!more)
-        return -1;
-    int n = list(s, JOB_PENDING, before_id, rows, max);
-    int m = list(s, JOB_RESERVED, before_id, more, max);
-    job_row_t *all = malloc((size_t)(n + m) * sizeof *all);
-    if (!all) {
-        for (int i = 0; i < n; i++)
-            job_row_clear(&rows[i]);
-        for (int i = 0; i < m; i++)
-            job_row_clear(&more[i]);
-        free(more);
-        return -1;
+    /* Pending as the API sees it is pending or reserved: a page of each (both newest first, in
+     * index order), merged, the newest max kept. */
+    job_row_t *pend = calloc((size_t)max, sizeof *pend), *resv = calloc((size_t)max, sizeof *resv);
+    int n = pend && resv ? 0 : -1;
+    if (n == 0) {
+        int np = list(s, JOB_PENDING, before_id, pend, max);
+        int nr = list(s, JOB_RESERVED, before_id, resv, max);
+        int i = 0, k = 0;
+        while (n < max && (i < np || k < nr))
+            rows[n++] = k == nr || (i < np && pend[i].id > resv[k].id) ? pend[i++] : resv[k++];
+        while (i < np)
+            job_row_clear(&pend[i++]);
+        while (k < nr)
+            job_row_clear(&resv[k++]);
     }
-    memcpy(all, rows, (size_t)n * sizeof *all);
-    memcpy(all + n, more, (size_t)m * sizeof *all);
-    qsort(all, (size_t)(n + m), sizeof *all, newer_first);
-    int keep = n + m < max ? n + m : max;
-    memcpy(rows, all, (size_t)keep * sizeof *rows);
-    for (int i = keep; i < n + m; i++)
-        job_row_clear(&all[i]);
-    free(all);
-    free(more);
-    return keep;
+    free(pend);
+    free(resv);
+    return n;
 }
 
 int jobstore_counts(jobstore_t *s, long counts[5])

@@ -15,12 +15,21 @@ typedef struct {
     jobstore_t *s;
 } temp_store_t;
 
-static int store_open(temp_store_t *t)
+/* A fresh folder and the database's path in it (not opened). */
+static int store_dir(temp_store_t *t)
 {
+    t->s = NULL;
     snprintf(t->dir, sizeof t->dir, "/tmp/roost-test-jobstore-XXXXXX");
     if (!mkdtemp(t->dir))
         return -1;
     snprintf(t->path, sizeof t->path, "%s/roost.db", t->dir);
+    return 0;
+}
+
+static int store_open(temp_store_t *t)
+{
+    if (store_dir(t) < 0)
+        return -1;
     t->s = jobstore_open(t->path, 1, 0);
     return t->s ? 0 : -1;
 }
@@ -348,9 +357,7 @@ TEST(jobstore_schedule_slots_are_per_key_and_survive_reopening)
 TEST(jobstore_migrates_a_database_of_the_first_schema)
 {
     temp_store_t t;
-    snprintf(t.dir, sizeof t.dir, "/tmp/roost-test-jobstore-XXXXXX");
-    CHECK(mkdtemp(t.dir) != NULL);
-    snprintf(t.path, sizeof t.path, "%s/roost.db", t.dir);
+    CHECK(store_dir(&t) == 0);
     sqlite3 *db;
     CHECK(sqlite3_open(t.path, &db) == SQLITE_OK);
     const char *v1 =
