@@ -54,7 +54,7 @@ for f in build/fuzz/fuzz_*; do
         passed=$((passed + 1))
     else
         echo "FAIL $name"
-        grep -E 'ERROR|SUMMARY|Test unit written|^fuzz_' "$logdir/$name.log" | head -10
+        grep -E 'ERROR|SUMMARY|Test unit written|^tests/fuzz/' "$logdir/$name.log" | head -10
         for a in "$logdir/$name"-crash-* "$logdir/$name"-leak-* "$logdir/$name"-timeout-*; do
             [ -f "$a" ] || continue # the input, so that a CI failure can be replayed here
             echo "input ($(basename "$a")), base64:"

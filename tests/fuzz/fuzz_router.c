@@ -5,14 +5,7 @@
 #include <string.h>
 
 #include "http/http.h"
-
-#define REQUIRE(c)                                                                                 \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz_router: %s:%d: %s\n", __FILE__, __LINE__, #c);                   \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "fuzz.h"
 
 static void h(roost_req_t *r, void *u)
 {

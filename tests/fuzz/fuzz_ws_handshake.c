@@ -8,14 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#define REQUIRE(c)                                                                                 \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz_ws_handshake: %s:%d: %s\n", __FILE__, __LINE__, #c);             \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "fuzz.h"
 
 #define MAX_FIELDS 16
 
