@@ -16,8 +16,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "roost: cannot create the server\n");
         return 1;
     }
-    if (app_routes_basic(srv) < 0 || app_routes_rooms(srv) < 0 || app_routes_jobs(srv) < 0 ||
-        app_job_types(srv) < 0 || app_routes_pages(srv) < 0 || app_routes_data(srv) < 0) {
+    /* The data layer first: services stop in reverse order, so the job queue (registered
+     * after it) stops before the database it might use. */
+    if (app_routes_data(srv) < 0 || app_routes_basic(srv) < 0 || app_routes_rooms(srv) < 0 ||
+        app_routes_jobs(srv) < 0 || app_job_types(srv) < 0 || app_routes_pages(srv) < 0) {
         fprintf(stderr, "roost: cannot register the routes\n");
         return 1;
     }

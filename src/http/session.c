@@ -86,7 +86,7 @@ static void req_unref(roost_req_t *req)
         return;
     if (req->after)
         http_after_submit(req);
-    http_loop_t *hl = req->loop->proto_state;
+    http_loop_t *hl = core_loop_ctx(req->loop, http_slot());
     if (hl && hl->nfree < FREE_REQS_PER_LOOP) {
         http_req_reset(req);
         req->next = hl->free;
@@ -135,15 +135,15 @@ static void on_resume_check(uv_check_t *h)
 
 static http_loop_t *loop_state(net_loop_t *loop)
 {
-    if (!loop->proto_state) {
+    if (!core_loop_ctx(loop, http_slot())) {
         http_loop_t *hl = calloc(1, sizeof *hl);
         if (!hl)
             abort(); /* at first accept: nothing sensible to do without it */
         uv_check_init(&loop->uv, &hl->resume_check);
         hl->resume_check.data = hl;
-        loop->proto_state = hl;
+        core_loop_ctx_set(loop, http_slot(), hl);
     }
-    return loop->proto_state;
+    return core_loop_ctx(loop, http_slot());
 }
 
 static void free_loop_state(uv_handle_t *h)
@@ -158,12 +158,9 @@ static void free_loop_state(uv_handle_t *h)
     free(hl);
 }
 
-void http_loop_end(net_loop_t *loop)
+void http_loop_end(net_loop_t *loop, void *ctx)
 {
-    http_loop_t *hl = loop->proto_state;
-    if (!hl)
-        return;
-    loop->proto_state = NULL;
+    http_loop_t *hl = ctx;
     uv_close((uv_handle_t *)&hl->resume_check, free_loop_state);
 }
 
@@ -250,7 +247,7 @@ static void fail_current(http_session_t *s, int status, const char *detail, cons
     if (limit)
         http_count_limit(s->srv, limit);
     else
-        roost_counter_add(s->srv->c_bad_request, 1);
+        roost_counter_add(http_server(s->srv)->c_bad_request, 1);
     if (!req || req->inflight || req->responded) {
         net_conn_close_after_write(s->conn);
         flush(s);
@@ -661,7 +658,7 @@ int roost_stream_begin(roost_req_t *req, int status, const char *content_type)
     req->res_body.len = 0;
     req->streaming = 1;
     req->inflight = 1; /* answered piece by piece: the loop must not answer for it */
-    roost_server_t *srv = req->srv;
+    http_server_t *srv = http_server(req->srv);
     for (int i = 0; i < srv->nmw; i++)
         if (srv->mw[i].after)
             srv->mw[i].after(req, status, srv->mw[i].ud);

@@ -19,6 +19,16 @@
 
 #include "jobs/order.h"
 
+/* The queue lives in the jobs layer's server slot from the first roost_job_type until it stops
+ * (it is a service: stopping frees it). */
+static const core_slot_ops_t jobs_slot_ops = {.name = "jobs"};
+
+static core_slot_t jobs_slot(void)
+{
+    static atomic_int slot;
+    return core_slot_of(&slot, &jobs_slot_ops);
+}
+
 #define IDLE_WAKE_MS 1000 /* schedules and timeouts are checked at least this often */
 
 typedef struct submit {
@@ -786,7 +796,7 @@ static void jobs_stop(void *ud)
     free(j->db_path);
     pthread_mutex_destroy(&j->lock);
     pthread_cond_destroy(&j->cond);
-    atomic_store(&j->srv->jobs, NULL);
+    core_server_ctx_set(j->srv, jobs_slot(), NULL);
     free(j);
 }
 
@@ -835,7 +845,7 @@ static int parse_schedule(jobs_t *j, const char *spec, schedule_t *s)
 
 jobs_t *jobs_get(roost_server_t *srv)
 {
-    return atomic_load(&srv->jobs);
+    return core_server_ctx(srv, jobs_slot());
 }
 
 static jobs_t *jobs_create(roost_server_t *srv)
@@ -868,12 +878,12 @@ static jobs_t *jobs_create(roost_server_t *srv)
         }
         j->nschedules++;
     }
-    struct http_service svc = {jobs_start, jobs_drain, jobs_stop, jobs_metrics, j};
-    if (http_add_service(srv, &svc) < 0) {
+    core_service_t svc = {"jobs", jobs_start, jobs_drain, jobs_stop, jobs_metrics, j};
+    if (core_service_add(srv, &svc) < 0) {
         free(j);
         return NULL;
     }
-    atomic_store(&srv->jobs, j);
+    core_server_ctx_set(srv, jobs_slot(), j);
     return j;
 }
 

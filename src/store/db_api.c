@@ -94,8 +94,8 @@ roost_db_t *roost_db_open(roost_server_t *srv, const roost_db_schema_t *schema)
         db = NULL;
         goto out;
     }
-    struct http_service svc = {NULL, NULL, db_service_stop, db_service_metrics, db};
-    if (http_add_service(srv, &svc) < 0) {
+    core_service_t svc = {"data", NULL, NULL, db_service_stop, db_service_metrics, db};
+    if (core_service_add(srv, &svc) < 0) {
         log_error("data: no room for another service");
         db_close(db);
         db = NULL;

@@ -9,10 +9,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Defined by the hub: leaves the room when the connection ends. */
-void hub_leave(roost_ws_t *ws);
-
 #define CLOSE_WAIT_MS 2000 /* after our close frame, how long the peer has to take it */
+
+/* The ws layer's part of the server: one counter, made on first use. */
+static void *ws_server_new(roost_server_t *srv)
+{
+    return calloc(1, sizeof(_Atomic long));
+}
+
+static const core_slot_ops_t ws_slot_ops = {
+    .name = "ws",
+    .server_new = ws_server_new,
+    .server_free = free,
+};
+
+_Atomic long *ws_open_count(roost_server_t *srv)
+{
+    static atomic_int slot;
+    return core_server_ctx(srv, core_slot_of(&slot, &ws_slot_ops));
+}
+
+void ws_set_detach(roost_ws_t *ws, void (*fn)(roost_ws_t *ws, void *arg), void *arg)
+{
+    ws->detach = fn;
+    ws->detach_arg = arg;
+}
 
 static void arm_idle(roost_ws_t *ws)
 {
@@ -235,11 +256,15 @@ static void on_close(net_conn_t *c)
 {
     roost_ws_t *ws = c->ud;
     c->ud = NULL;
-    hub_leave(ws);
+    if (ws->detach) {
+        void (*fn)(roost_ws_t *, void *) = ws->detach;
+        ws->detach = NULL;
+        fn(ws, ws->detach_arg);
+    }
     if (ws->open && ws->h->on_close)
         ws->h->on_close(ws, ws->close_code, ws->ud);
     ws_reader_free(&ws->reader);
-    atomic_fetch_sub(&ws->srv->ws_open, 1);
+    atomic_fetch_sub(ws_open_count(ws->srv), 1);
     free(ws);
 }
 
@@ -272,7 +297,7 @@ void ws_attach(net_conn_t *c, void *arg)
 void ws_drop(void *arg)
 {
     roost_ws_t *ws = arg;
-    atomic_fetch_sub(&ws->srv->ws_open, 1);
+    atomic_fetch_sub(ws_open_count(ws->srv), 1);
     if (ws->h->on_close)
         ws->h->on_close(ws, WS_CLOSE_ABNORMAL, ws->ud);
     free(ws);
