@@ -28,7 +28,7 @@ FUZZ_FLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,addres
 TSAN_FLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=thread $(WARN) \
                  -Wno-missing-field-initializers $(BASEFLAGS)
 
-.PHONY: all asan fuzz tsan run test unit format format-check clean deps
+.PHONY: all asan fuzz tsan run test unit layers format format-check clean deps
 all: build/roost
 
 deps:
@@ -75,7 +75,11 @@ run: deps build/roost
 unit: build/unit_tests
 	./build/unit_tests
 
-test: deps
+# A layer includes only headers of its own layer and those below (scripts/check-layers.sh).
+layers:
+	@bash scripts/check-layers.sh
+
+test: deps layers
 	$(MAKE) build/roost build/unit_tests asan fuzz
 	bash tests/run.sh
 
