@@ -11,8 +11,8 @@
 
 /* ---- slots: per-layer state without a field in a shared struct ----
  * A layer registers its slot once (core_slot_new with the same ops returns the same slot;
- * core_slot_of caches it) and then finds its state with core_server_ctx / core_loop_ctx. Slots are global to the process, contexts are per
- * server and per loop. */
+ * core_slot_of caches it) and then finds its state with core_server_ctx / core_loop_ctx. Slots are
+ * global to the process, contexts are per server and per loop. */
 #define CORE_SLOTS_MAX NET_LOOP_CTX_MAX
 typedef int core_slot_t; /* 1 .. CORE_SLOTS_MAX-1; 0 means "not registered yet" */
 

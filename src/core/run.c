@@ -21,7 +21,7 @@ static void on_deadline(uv_timer_t *t)
     runner_t *r = t->data;
     if (!r->forced) {
         r->forced = 1;
-        log_warn("drain: %.1fs passed, closing what is left", r->srv->cfg.drain_s);
+        log_warn("drain: %.1fs passed, closing what is left", r->srv->cfg.net.drain_s);
         net_group_force(r->srv->group);
         /* Connections still waiting on a worker end when it returns; give it a moment. */
         uv_timer_start(t, on_deadline, 1000, 0);
@@ -40,10 +40,10 @@ static void on_signal(uv_signal_t *h, int signum)
         return;
     r->draining = 1;
     log_info("%s: draining (up to %.1fs)", signum == SIGTERM ? "SIGTERM" : "SIGINT",
-             r->srv->cfg.drain_s);
+             r->srv->cfg.net.drain_s);
     net_group_drain(r->srv->group);
     core_services_drain(r->srv);
-    uv_timer_start(&r->deadline, on_deadline, (uint64_t)(r->srv->cfg.drain_s * 1000), 0);
+    uv_timer_start(&r->deadline, on_deadline, (uint64_t)(r->srv->cfg.net.drain_s * 1000), 0);
 }
 
 static void on_poll(uv_timer_t *t)
@@ -61,10 +61,10 @@ static int open_group(roost_server_t *srv)
 {
     const roost_config_t *cfg = &srv->cfg;
     net_group_opts_t opts = {
-        .host = cfg->host,
-        .port = cfg->port,
-        .threads = cfg->threads,
-        .stall_ms = cfg->stall_ms,
+        .host = cfg->net.host,
+        .port = cfg->net.port,
+        .threads = cfg->net.threads,
+        .stall_ms = cfg->net.stall_ms,
         .proto = srv->proto,
         .on_accept = srv->on_accept,
         .on_loop_start = core_loops_init,
@@ -88,9 +88,9 @@ int roost_run(roost_server_t *srv)
     if (!srv->proto || !srv->on_accept)
         return -EINVAL; /* no protocol attached: nothing to serve */
     signal(SIGPIPE, SIG_IGN);
-    srv->pool = pool_new(cfg->workers, cfg->worker_queue);
+    srv->pool = pool_new(cfg->http.workers, cfg->http.worker_queue);
     if (!srv->pool) {
-        log_error("cannot start %d workers", cfg->workers);
+        log_error("cannot start %d workers", cfg->http.workers);
         return -ENOMEM;
     }
     int rc = open_group(srv);
@@ -112,13 +112,13 @@ int roost_run(roost_server_t *srv)
     uv_timer_start(&r.poll, on_poll, 50, 50);
 
     core_services_start(srv);
-    watchdog_t *wd = watchdog_start(srv->group, cfg->stall_ms, srv->c_stalls, srv->c_stall_ms);
+    watchdog_t *wd = watchdog_start(srv->group, cfg->net.stall_ms, srv->c_stalls, srv->c_stall_ms);
     if ((rc = net_group_start(srv->group)) < 0) {
         log_error("cannot start the loops");
         exit(1);
     }
-    log_info("roost listening on http://%s:%d (%d loops, %d workers)", cfg->host, cfg->port,
-             cfg->threads, cfg->workers);
+    log_info("roost listening on http://%s:%d (%d loops, %d workers)", cfg->net.host, cfg->net.port,
+             cfg->net.threads, cfg->http.workers);
     uv_run(&main_loop, UV_RUN_DEFAULT);
     uv_loop_close(&main_loop);
     watchdog_stop(wd);

@@ -83,7 +83,7 @@ roost_server_t *roost_server_new(const roost_config_t *cfg)
                                       "Background tasks run after a response");
     roost_middleware_t timing = {"process-time", NULL, process_time_after, NULL};
     roost_use(srv, &timing);
-    if (cfg->access_log) {
+    if (cfg->http.access_log) {
         roost_middleware_t log = {"access-log", NULL, access_log_after, NULL};
         roost_use(srv, &log);
     }

@@ -41,9 +41,9 @@ static void *hub_new(roost_server_t *srv)
     if (!hub)
         return NULL;
     hub->srv = srv;
-    hub->nloops = srv->cfg.threads;
-    hub->history = srv->cfg.history;
-    hub->max_rooms = srv->cfg.max_rooms > 0 ? srv->cfg.max_rooms : 100000;
+    hub->nloops = srv->cfg.net.threads;
+    hub->history = srv->cfg.rooms.history;
+    hub->max_rooms = srv->cfg.rooms.max_rooms > 0 ? srv->cfg.rooms.max_rooms : 100000;
     /* A new epoch per process: history lives in memory, so a restart cannot honour ?since. */
     unsigned char rnd[8];
     if (RAND_bytes(rnd, sizeof rnd) != 1)

@@ -38,7 +38,7 @@ void ws_set_detach(roost_ws_t *ws, void (*fn)(roost_ws_t *ws, void *arg), void *
 static void arm_idle(roost_ws_t *ws)
 {
     const roost_config_t *cfg = roost_server_config(ws->srv);
-    net_conn_deadline(ws->conn, net_loop_now(ws->conn->loop) + (uint64_t)(cfg->ws_ping_s * 1000));
+    net_conn_deadline(ws->conn, net_loop_now(ws->conn->loop) + (uint64_t)(cfg->ws.ping_s * 1000));
 }
 
 static void close_with(roost_ws_t *ws, unsigned code, const char *reason)
@@ -83,10 +83,10 @@ rbuf_t *ws_frame_new(unsigned opcode, const void *payload, size_t len)
 static int over_backlog(roost_ws_t *ws, size_t more)
 {
     const roost_config_t *cfg = roost_server_config(ws->srv);
-    if (ws->conn->wq_bytes + more <= cfg->ws_max_backlog)
+    if (ws->conn->wq_bytes + more <= cfg->ws.max_backlog)
         return 0;
     /* Queued is not refused: a burst fanned out in one iteration has not met the socket yet. */
-    if (net_conn_unsent(ws->conn) + more <= cfg->ws_max_backlog)
+    if (net_conn_unsent(ws->conn) + more <= cfg->ws.max_backlog)
         return 0;
     http_count_limit(ws->srv, "ws_backlog");
     net_conn_drop_queued(ws->conn);
@@ -155,8 +155,8 @@ static int rate_ok(roost_ws_t *ws)
 {
     const roost_config_t *cfg = roost_server_config(ws->srv);
     uint64_t now = net_loop_now(ws->conn->loop);
-    double burst = 2.0 * cfg->ws_max_rate;
-    ws->tokens += (double)(now - ws->tokens_at) * cfg->ws_max_rate / 1000.0;
+    double burst = 2.0 * cfg->ws.max_rate;
+    ws->tokens += (double)(now - ws->tokens_at) * cfg->ws.max_rate / 1000.0;
     if (ws->tokens > burst)
         ws->tokens = burst;
     ws->tokens_at = now;
@@ -244,7 +244,7 @@ static void on_timeout(net_conn_t *c)
     int n = ws_control_frame(frame, WS_OP_PING, NULL, 0);
     net_conn_write(c, frame, (size_t)n);
     ws->awaiting_pong = 1;
-    net_conn_deadline(c, net_loop_now(c->loop) + (uint64_t)(cfg->ws_pong_timeout_s * 1000));
+    net_conn_deadline(c, net_loop_now(c->loop) + (uint64_t)(cfg->ws.pong_timeout_s * 1000));
 }
 
 static void on_shutdown(net_conn_t *c)
@@ -282,9 +282,9 @@ void ws_attach(net_conn_t *c, void *arg)
     const roost_config_t *cfg = roost_server_config(ws->srv);
     ws->conn = c;
     ws->close_code = WS_CLOSE_ABNORMAL;
-    ws->tokens = 2.0 * cfg->ws_max_rate;
+    ws->tokens = 2.0 * cfg->ws.max_rate;
     ws->tokens_at = net_loop_now(c->loop);
-    ws_reader_init(&ws->reader, cfg->ws_max_message, &reader_handler, ws);
+    ws_reader_init(&ws->reader, cfg->ws.max_message, &reader_handler, ws);
     c->proto = &ws_proto;
     c->ud = ws;
     arm_idle(ws);

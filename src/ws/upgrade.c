@@ -24,7 +24,7 @@ int roost_ws_upgrade(roost_req_t *req, const roost_ws_handler_t *h, void *ud)
         .ud = req,
     };
     ws_handshake_t hs;
-    ws_handshake(&wr, cfg->allowed_origins, &hs);
+    ws_handshake(&wr, cfg->ws.allowed_origins, &hs);
     if (hs.status != 101) {
         if (hs.header_name)
             roost_res_header(req, hs.header_name, hs.header_value);
@@ -40,7 +40,7 @@ int roost_ws_upgrade(roost_req_t *req, const roost_ws_handler_t *h, void *ud)
         roost_respond_error(req, 503, "Out of memory");
         return -ENOMEM;
     }
-    if (atomic_fetch_add(open, 1) >= cfg->max_connections) {
+    if (atomic_fetch_add(open, 1) >= cfg->ws.max_connections) {
         atomic_fetch_sub(open, 1);
         http_count_limit(srv, "connections");
         roost_res_header(req, "Retry-After", "1");

@@ -90,8 +90,8 @@ static void ctx_free(void *ctx)
     freed++;
     free(ctx);
 }
-static const core_slot_ops_t lazy_ops = {.name = "test-lazy", .server_new = ctx_new,
-                                         .server_free = ctx_free};
+static const core_slot_ops_t lazy_ops = {
+    .name = "test-lazy", .server_new = ctx_new, .server_free = ctx_free};
 static const core_slot_ops_t set_ops = {.name = "test-set", .server_free = ctx_free};
 
 TEST(core_slots_registered_once_with_a_context_per_server)
@@ -132,8 +132,8 @@ static void loop_ctx_free(net_loop_t *loop, void *ctx)
     loop_frees++;
     free(ctx);
 }
-static const core_slot_ops_t loop_ops = {.name = "test-loop", .loop_init = loop_ctx_init,
-                                         .loop_free = loop_ctx_free};
+static const core_slot_ops_t loop_ops = {
+    .name = "test-loop", .loop_init = loop_ctx_init, .loop_free = loop_ctx_free};
 
 TEST(core_slots_give_each_loop_its_own_context)
 {
