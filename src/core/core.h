@@ -25,7 +25,8 @@ typedef struct {
     /* Frees the server context when the server is freed (if it is still set). May be NULL. */
     void (*server_free)(void *ctx);
     /* On the loop thread, before the loop runs: returns the layer's context for this loop (or
-     * NULL). May be NULL. */
+     * NULL). Only for slots registered before roost_run; a later one sets its loop contexts
+     * itself with core_loop_ctx_set. May be NULL. */
     void *(*loop_init)(net_loop_t *loop, roost_server_t *srv);
     /* On the loop thread once the loop has ended its connections (or on the main thread for a
      * loop that never started), for a context that is set. Slots are freed in reverse order of

@@ -30,10 +30,11 @@ core_slot_t core_slot_new(const core_slot_ops_t *ops)
 
 core_slot_t core_slot_of(atomic_int *cache, const core_slot_ops_t *ops)
 {
-    int slot = atomic_load_explicit(cache, memory_order_relaxed);
+    /* Acquire/release: whoever sees the cached slot also sees its registry entry. */
+    int slot = atomic_load_explicit(cache, memory_order_acquire);
     if (slot <= 0) {
         slot = core_slot_new(ops);
-        atomic_store_explicit(cache, slot, memory_order_relaxed);
+        atomic_store_explicit(cache, slot, memory_order_release);
     }
     return slot;
 }

@@ -11,9 +11,9 @@ TEST(config_flags_fill_their_layer_sections)
 {
     roost_config_t cfg;
     roost_config_init(&cfg);
-    char *argv[] = {"roost",         "--port",        "9001", "--max-body=200", "--ws-max-rate",
-                    "7",             "--job-workers", "3",    "--db-pool-size", "4",
-                    "--history=0",   "--workers-min", "2",    NULL};
+    char *argv[] = {
+        "roost", "--port",         "9001", "--max-body=200", "--ws-max-rate", "7", "--job-workers",
+        "3",     "--db-pool-size", "4",    "--history=0",    "--workers-min", "2", NULL};
     CHECK_EQ_INT(roost_config_parse(&cfg, 13, argv), 0);
     CHECK_EQ_INT(cfg.net.port, 9001);
     CHECK_EQ_INT(cfg.http.max_body, 200);
@@ -38,8 +38,8 @@ TEST(config_extra_flags_use_the_same_parser)
         {"exec", ROOST_FLAG_LIST, &exec, 0, 0, "commands"},
     };
     setenv("ROOST_EMAIL_DELAY_S", "0.5", 1);
-    char *argv[] = {"roost", "--debug-routes", "--exec", "a=/bin/true", "--exec=b=/bin/false",
-                    "--port", "9002", NULL};
+    char *argv[] = {"roost",  "--debug-routes", "--exec", "a=/bin/true", "--exec=b=/bin/false",
+                    "--port", "9002",           NULL};
     CHECK_EQ_INT(roost_config_parse_with(&cfg, "app", extra, 3, 7, argv), 0);
     unsetenv("ROOST_EMAIL_DELAY_S");
     CHECK(delay == 0.5);
