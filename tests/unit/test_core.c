@@ -4,6 +4,8 @@
 
 #include "core/core.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 
 static char trace[64];
@@ -157,5 +159,41 @@ TEST(core_slots_give_each_loop_its_own_context)
     core_loops_end(l1);
     CHECK_EQ_INT(loop_frees, 2);
     net_group_join_free(g);
+    roost_server_free(srv);
+}
+
+/* roost_run itself: a service that asks the server to stop as soon as it starts sees the whole
+ * life: start in order, drain in order on SIGTERM, stop in reverse once the loops ended. */
+static void svc_start_then_term(void *ud)
+{
+    note('s', ud);
+    raise(SIGTERM); /* roost_run's signal watcher takes it once its main loop runs */
+}
+
+static void no_accept(net_conn_t *c)
+{
+    net_conn_close(c);
+}
+
+static const net_proto_t no_proto = {.name = "none"};
+
+TEST(core_run_starts_drains_and_stops_services_in_order)
+{
+    roost_config_t cfg;
+    roost_config_init(&cfg);
+    cfg.net.port = 0; /* any free port */
+    cfg.net.threads = 1;
+    cfg.http.workers = 1;
+    roost_server_t *srv = core_server_new(&cfg);
+    CHECK_EQ_INT(roost_run(srv), -EINVAL); /* no protocol attached: nothing to serve */
+    core_server_protocol(srv, &no_proto, no_accept);
+    core_service_t a = {"a", svc_start, svc_drain, svc_stop, NULL, (void *)"a"};
+    core_service_t b = {"b", svc_start_then_term, svc_drain, svc_stop, NULL, (void *)"b"};
+    CHECK_EQ_INT(core_service_add(srv, &a), 0);
+    CHECK_EQ_INT(core_service_add(srv, &b), 0);
+    trace[0] = '\0';
+    CHECK_EQ_INT(roost_run(srv), 0);
+    CHECK_EQ_STR(trace, "sasbdadbxbxa");
+    CHECK(srv->pool == NULL && srv->group == NULL);
     roost_server_free(srv);
 }
