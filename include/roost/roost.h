@@ -36,20 +36,22 @@ typedef struct {
 
 /* ---- configuration: every field is a flag (--name) with a ROOST_NAME environment twin ---- */
 typedef struct {
-    const char *host;            /* --host, default 127.0.0.1 */
-    int port;                    /* --port, default 8000 */
-    int threads;                 /* --threads, default: one per core */
-    int workers;                 /* --workers, default 64 */
-    int worker_queue;            /* --worker-queue: queued blocking jobs before 503, default 1024 */
-    const char *data_dir;        /* --data-dir, default ./data */
-    int stall_ms;                /* --stall-ms: loop stall reported above this, default 100 */
-    size_t max_url;              /* --max-url: request target bytes, 414 above, default 8 KiB */
-    size_t max_header_size;      /* --max-header-size: header section bytes, 431, default 32 KiB */
-    int max_headers;             /* --max-headers: header fields, 431 above, default 100 */
-    size_t max_body;             /* --max-body: request body bytes, 413 above, default 1 MiB */
-    int max_pipeline;            /* --max-pipeline: requests in flight per connection, default 64 */
-    double header_timeout_s;     /* --header-timeout-s: 408 when the header section is slower */
-    double body_timeout_s;       /* --body-timeout-s: 408 when the body is slower */
+    const char *host;        /* --host, default 127.0.0.1 */
+    int port;                /* --port, default 8000 */
+    int threads;             /* --threads, default: one per core */
+    int workers;             /* --workers: worker threads at most, default 256 */
+    int workers_min;         /* --workers-min: kept even when idle, default 8 */
+    double workers_idle_s;   /* --workers-idle-s: a worker above the min idle this long ends */
+    int worker_queue;        /* --worker-queue: blocking calls waiting before 503, default 1024 */
+    const char *data_dir;    /* --data-dir, default ./data */
+    int stall_ms;            /* --stall-ms: loop stall reported above this, default 100 */
+    size_t max_url;          /* --max-url: request target bytes, 414 above, default 8 KiB */
+    size_t max_header_size;  /* --max-header-size: header section bytes, 431, default 32 KiB */
+    int max_headers;         /* --max-headers: header fields, 431 above, default 100 */
+    size_t max_body;         /* --max-body: request body bytes, 413 above, default 1 MiB */
+    int max_pipeline;        /* --max-pipeline: requests in flight per connection, default 64 */
+    double header_timeout_s; /* --header-timeout-s: 408 when the header section is slower */
+    double body_timeout_s;   /* --body-timeout-s: 408 when the body is slower */
     double keepalive_timeout_s;  /* --keepalive-timeout-s: idle keep-alive closed after this */
     double write_timeout_s;      /* --write-timeout-s: a client that reads nothing is dropped */
     double drain_s;              /* --drain-s: in-flight work finishes within this on SIGTERM */

@@ -24,7 +24,11 @@ static const opt_t options[] = {
     {"host", OPT_STR, OFF(host), 0, 0, "address to listen on"},
     {"port", OPT_INT, OFF(port), 0, 65535, "TCP port"},
     {"threads", OPT_INT, OFF(threads), 1, 256, "loop threads, one per core unless set"},
-    {"workers", OPT_INT, OFF(workers), 1, 4096, "worker threads for blocking handlers"},
+    {"workers", OPT_INT, OFF(workers), 1, 4096,
+     "worker threads for blocking handlers at most, started when work waits"},
+    {"workers-min", OPT_INT, OFF(workers_min), 0, 4096, "worker threads kept while idle"},
+    {"workers-idle-s", OPT_SECS, OFF(workers_idle_s), 0.01, 86400,
+     "a worker above --workers-min ends after this long without work"},
     {"worker-queue", OPT_INT, OFF(worker_queue), 1, 1 << 20, "blocking requests queued before 503"},
     {"data-dir", OPT_STR, OFF(data_dir), 0, 0, "folder for data files"},
     {"stall-ms", OPT_INT, OFF(stall_ms), 1, 600000, "report a loop stalled longer than this"},
@@ -91,7 +95,9 @@ void roost_config_init(roost_config_t *cfg)
     cfg->host = "127.0.0.1";
     cfg->port = 8000;
     cfg->threads = cores > 0 ? (int)cores : 1;
-    cfg->workers = 64;
+    cfg->workers = 256;
+    cfg->workers_min = 8;
+    cfg->workers_idle_s = 30;
     cfg->worker_queue = 1024;
     cfg->data_dir = "./data";
     cfg->stall_ms = 100;

@@ -86,7 +86,7 @@ struct roost_req {
     const char *res_type;
 
     /* hand-offs */
-    pool_job_t job;
+    tpool_work_t work; /* on the worker pool, for a blocking handler */
     net_msg_t msg;
     http_header_t inline_headers[HTTP_INLINE_HEADERS];
     char inline_head[HTTP_INLINE_HEAD];
@@ -185,7 +185,7 @@ struct roost_server {
     int nmw;
     counters_t *counters;
     net_group_t *group;
-    pool_t *pool;
+    tpool_t *pool; /* the HTTP workers: blocking handlers and background tasks (FIFO) */
     roost_counter_t *c_requests, *c_stalls, *c_stall_ms, *c_bad_request;
     roost_counter_t *c_limits[HTTP_NLIMITS];
     roost_counter_t *c_tasks_ok, *c_tasks_failed;

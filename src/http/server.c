@@ -103,10 +103,10 @@ struct http_after {
 };
 
 typedef struct {
-    pool_job_t job;
+    tpool_work_t work;
     roost_server_t *srv;
     struct http_after *tasks;
-} after_job_t;
+} after_work_t;
 
 void roost_after_response(roost_req_t *req, roost_task_fn fn, void *arg, void (*free_fn)(void *))
 {
@@ -144,9 +144,9 @@ static void run_tasks(roost_server_t *srv, struct http_after *t, int run)
     }
 }
 
-static void after_job_run(pool_job_t *job)
+static void after_work_run(tpool_work_t *work)
 {
-    after_job_t *a = CONTAINER_OF(job, after_job_t, job);
+    after_work_t *a = CONTAINER_OF(work, after_work_t, work);
     run_tasks(a->srv, a->tasks, 1); /* in the order they were added */
     free(a);
 }
@@ -155,13 +155,13 @@ void http_after_submit(roost_req_t *req)
 {
     struct http_after *tasks = req->after;
     req->after = req->after_tail = NULL;
-    after_job_t *a = malloc(sizeof *a);
+    after_work_t *a = malloc(sizeof *a);
     if (a) {
         a->srv = req->srv;
         a->tasks = tasks;
-        a->job.run = after_job_run;
+        a->work.run = after_work_run;
     }
-    if (!a || !req->srv->pool || pool_submit(req->srv->pool, &a->job) < 0) {
+    if (!a || !req->srv->pool || tpool_submit(req->srv->pool, &a->work) < 0) {
         log_error("background tasks dropped: the worker queue is full");
         free(a);
         run_tasks(req->srv, tasks, 0);
@@ -196,11 +196,28 @@ char *roost_metrics_text(roost_server_t *srv)
 {
     sbuf_t out = {0};
     counters_render(srv->counters, &out);
-    if (srv->pool)
-        sbuf_printf(&out,
-                    "# HELP roost_worker_queue_depth Blocking jobs waiting for a worker\n"
-                    "# TYPE roost_worker_queue_depth gauge\nroost_worker_queue_depth %d\n",
-                    pool_queued(srv->pool));
+    if (srv->pool) {
+        tpool_stats_t st;
+        tpool_stats(srv->pool, &st);
+        sbuf_printf(
+            &out,
+            "# HELP roost_worker_queue_depth Blocking work waiting for a worker\n"
+            "# TYPE roost_worker_queue_depth gauge\nroost_worker_queue_depth %d\n"
+            "# HELP roost_worker_threads Worker threads alive (--workers-min to --workers)\n"
+            "# TYPE roost_worker_threads gauge\nroost_worker_threads %d\n"
+            "# HELP roost_worker_busy Worker threads running a handler or a task\n"
+            "# TYPE roost_worker_busy gauge\nroost_worker_busy %d\n"
+            "# HELP roost_worker_idle Worker threads waiting for work\n"
+            "# TYPE roost_worker_idle gauge\nroost_worker_idle %d\n"
+            "# HELP roost_worker_threads_started_total Worker threads started\n"
+            "# TYPE roost_worker_threads_started_total counter\n"
+            "roost_worker_threads_started_total %ld\n"
+            "# HELP roost_worker_threads_retired_total Worker threads ended after "
+            "--workers-idle-s\n"
+            "# TYPE roost_worker_threads_retired_total counter\n"
+            "roost_worker_threads_retired_total %ld\n",
+            st.queued, st.threads, st.busy, st.idle, st.started, st.retired);
+    }
     for (int i = 0; i < srv->nservices; i++)
         if (srv->services[i].metrics)
             srv->services[i].metrics(srv->services[i].ud, &out);
@@ -263,7 +280,17 @@ int roost_run(roost_server_t *srv)
 {
     const roost_config_t *cfg = &srv->cfg;
     signal(SIGPIPE, SIG_IGN);
-    srv->pool = pool_new(cfg->workers, cfg->worker_queue);
+    /* Few threads while idle, up to --workers when blocking calls pile up (growth on demand:
+     * 100 concurrent 3 s calls take 3 s, not 3 s x 100 / workers). */
+    tpool_opts_t po = {
+        .name = "worker",
+        .min = cfg->workers_min < cfg->workers ? cfg->workers_min : cfg->workers,
+        .max = cfg->workers,
+        .idle_s = cfg->workers_idle_s,
+        .max_queue = cfg->worker_queue,
+        .stack_size = 256 * 1024, /* handlers are plain C; keeps 1,000 workers cheap */
+    };
+    srv->pool = tpool_fifo_start(&po);
     if (!srv->pool) {
         log_error("cannot start %d workers", cfg->workers);
         return -ENOMEM;
@@ -307,8 +334,8 @@ int roost_run(roost_server_t *srv)
         log_error("cannot start the loops");
         exit(1);
     }
-    log_info("roost listening on http://%s:%d (%d loops, %d workers)", cfg->host, cfg->port,
-             cfg->threads, cfg->workers);
+    log_info("roost listening on http://%s:%d (%d loops, %d to %d workers)", cfg->host, cfg->port,
+             cfg->threads, po.min, cfg->workers);
     uv_run(&main_loop, UV_RUN_DEFAULT);
     uv_loop_close(&main_loop);
     watchdog_stop(wd);
@@ -318,7 +345,7 @@ int roost_run(roost_server_t *srv)
         if (srv->services[i].stop)
             srv->services[i].stop(srv->services[i].ud);
     srv->nservices = 0;
-    pool_stop_free(srv->pool);
+    tpool_stop(srv->pool);
     srv->pool = NULL;
     log_info("stopped");
     return 0;
