@@ -140,7 +140,8 @@ typedef struct {
     long full;             /* pushes refused by max_queue */
 } tpool_stats_t;
 
-/* Starts opts->min threads; NULL when none could start (or ENOMEM). */
+/* Starts opts->min threads; NULL when none could start (or ENOMEM). The queue is the pool's from
+ * this call on: ops->destroy frees it at tpool_stop, or here on failure. */
 tpool_t *tpool_start(const tpool_opts_t *opts);
 /* Queues n items, waking idle threads or starting new ones up to max. Never waits for room:
  * -EBUSY when stopping or when max_queue would be passed; the queue's push error; -EAGAIN when no

@@ -33,7 +33,6 @@ struct tpool {
 };
 
 static void *thread_main(void *arg);
-static void join_all(tpool_t *p);
 
 /* Under lock. A thread that retired has left its slot to be joined by whoever needs it next;
  * it no longer takes the lock, so joining here cannot deadlock and does not wait long. */
@@ -131,11 +130,13 @@ static void *thread_main(void *arg)
 
 tpool_t *tpool_start(const tpool_opts_t *opts)
 {
-    if (opts->max < 1 || opts->min < 0 || opts->min > opts->max || !opts->ops)
+    int bad = opts->max < 1 || opts->min < 0 || opts->min > opts->max;
+    tpool_t *p = bad ? NULL : calloc(1, sizeof *p + (size_t)opts->max * sizeof(slot_t));
+    if (!p) {
+        if (opts->ops->destroy)
+            opts->ops->destroy(opts->queue); /* the pool's from the call on */
         return NULL;
-    tpool_t *p = calloc(1, sizeof *p + (size_t)opts->max * sizeof(slot_t));
-    if (!p)
-        return NULL;
+    }
     p->o = *opts;
     for (int i = 0; i < p->o.max; i++)
         p->slots[i] = (slot_t){.pool = p, .index = i};
@@ -151,8 +152,7 @@ tpool_t *tpool_start(const tpool_opts_t *opts)
     int ok = p->nthreads > 0 || p->o.min == 0;
     pthread_mutex_unlock(&p->lock);
     if (!ok) {
-        join_all(p);
-        free(p); /* the queue stays the caller's */
+        tpool_stop(p);
         return NULL;
     }
     return p;

@@ -65,10 +65,7 @@ tpool_t *tpool_fifo_start(const tpool_opts_t *opts)
     tpool_opts_t o = *opts;
     o.ops = &fifo_ops;
     o.queue = l;
-    tpool_t *p = tpool_start(&o);
-    if (!p)
-        free(l);
-    return p;
+    return tpool_start(&o);
 }
 
 int tpool_submit(tpool_t *p, tpool_work_t *work)
