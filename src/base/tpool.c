@@ -34,8 +34,9 @@ struct tpool {
 
 static void *thread_main(void *arg);
 
-/* Under lock. A thread that retired has left its slot to be joined by whoever needs it next;
- * it no longer takes the lock, so joining here cannot deadlock and does not wait long. */
+/* Under lock: pthread_create is some tens of microseconds, paid only when work waits and no
+ * thread is free. A thread that retired has left its slot to be joined by whoever needs it
+ * next; it no longer takes the lock, so joining here cannot deadlock and does not wait long. */
 static int spawn(tpool_t *p)
 {
     slot_t *s = NULL;
@@ -95,8 +96,10 @@ static void *wait_for_work(tpool_t *p)
             deadline_in(&deadline, p->o.idle_s); /* one of the min: wait another period */
         }
     }
-    p->running++;
-    return p->o.ops->pop(p->o.queue, p->nthreads);
+    void *taken = p->o.ops->pop(p->o.queue, p->nthreads);
+    if (taken)
+        p->running++;
+    return taken;
 }
 
 static void *thread_main(void *arg)
