@@ -1,4 +1,5 @@
-/* The base layer: buffers, arenas, time, logging, counters and configuration. Everything above
+/* The base layer: buffers, arenas, time, logging, counters, configuration and the one thread
+ * pool skeleton. Everything above
  * it (net, http, ws, app) uses these types; this layer uses only libc and the public header.
  *
  * Buffers come in two kinds. `rbuf_t` is immutable once shared: reference-counted, allocated
@@ -104,5 +105,68 @@ roost_counter_t *counters_get(counters_t *c, const char *name, const char *label
                               const char *help);
 /* Appends every counter as "# HELP/# TYPE" + "name{labels} value" lines. */
 void counters_render(counters_t *c, sbuf_t *out);
+
+/* ---- tpool: one thread pool; each user brings its queue discipline (tpool.c) ----
+ * The pool owns the threads (named "roost-<name>-<i>", stack size, start, stop, join), grows from
+ * min towards max when work is queued and no thread is idle, and lets a thread above min exit
+ * after idle_s without work. What waits, and in which order, is the user's queue: a FIFO
+ * (tpool_fifo.c: HTTP workers, background tasks), the job workers' priority heap, the data
+ * threads' batches. Every queue callback but run is called under the pool's lock. */
+typedef struct tpool tpool_t;
+typedef struct {
+    /* Adds n items (their shape is the queue's); 0 or -errno, all or none. */
+    int (*push)(void *queue, void *items, int n);
+    /* What one thread runs next (an item, or a batch taken for a pool of nthreads); NULL: none. */
+    void *(*pop)(void *queue, int nthreads);
+    int (*len)(void *queue); /* items waiting */
+    /* On a pool thread, without the lock: runs what pop returned. */
+    void (*run)(void *queue, void *taken);
+    void (*destroy)(void *queue); /* by tpool_stop once the threads are joined; may be NULL */
+} tpool_queue_ops_t;
+
+typedef struct {
+    const char *name;  /* thread names "roost-<name>-<i>" (Linux keeps 15 characters) */
+    int min, max;      /* threads kept, threads at most (min <= max, max >= 1) */
+    double idle_s;     /* a thread above min idle this long exits; 0: never */
+    int max_queue;     /* items waiting beyond the idle and the startable threads; 0: no bound */
+    size_t stack_size; /* 0: the system default */
+    const tpool_queue_ops_t *ops;
+    void *queue;
+} tpool_opts_t;
+
+typedef struct {
+    int threads, idle, busy, queued;
+    long started, retired; /* threads started (min included) and retired after idle_s, ever */
+    long full;             /* pushes refused by max_queue */
+} tpool_stats_t;
+
+/* Starts opts->min threads; NULL when none could start (or ENOMEM). The queue is the pool's from
+ * this call on: ops->destroy frees it at tpool_stop, or here on failure. */
+tpool_t *tpool_start(const tpool_opts_t *opts);
+/* Queues n items, waking idle threads or starting new ones up to max. Never waits for room:
+ * -EBUSY when stopping or when max_queue would be passed; the queue's push error; -EAGAIN when no
+ * thread runs and none could start. */
+int tpool_push(tpool_t *p, void *items, int n);
+void tpool_stats(tpool_t *p, tpool_stats_t *st);
+/* Refuses further pushes, lets the threads run everything queued, joins them, then destroys the
+ * queue (ops->destroy) and frees the pool. NULL is fine. */
+void tpool_stop(tpool_t *p);
+
+/* The FIFO discipline (tpool_fifo.c): a work item is embedded in its owner's struct, which run()
+ * recovers (CONTAINER_OF) and frees if it must. */
+typedef struct tpool_work {
+    struct tpool_work *next;
+    void (*run)(struct tpool_work *work); /* on a pool thread; unused by batch queues */
+} tpool_work_t;
+/* The list under it, for queues of work items taken one at a time or in batches. */
+typedef struct {
+    tpool_work_t *head, *tail;
+    int n;
+} tpool_list_t;
+void tpool_list_append(tpool_list_t *l, tpool_work_t *first, int n); /* n items linked by next */
+tpool_work_t *tpool_list_take(tpool_list_t *l, int k); /* up to k from the head, NULL-ended */
+/* A pool over a FIFO of work items (opts->ops and opts->queue are ignored); tpool_stop frees it. */
+tpool_t *tpool_fifo_start(const tpool_opts_t *opts);
+int tpool_submit(tpool_t *p, tpool_work_t *work); /* tpool_push of one item */
 
 #endif

@@ -72,7 +72,7 @@ struct roost_server {
     roost_config_t cfg;
     counters_t *counters;
     net_group_t *group; /* while running */
-    pool_t *pool;       /* the worker pool, while running */
+    tpool_t *pool;      /* the HTTP workers (blocking handlers, background tasks), while running */
     roost_counter_t *c_stalls, *c_stall_ms;
     /* What accepted connections speak, set by the protocol layer (http). */
     const net_proto_t *proto;

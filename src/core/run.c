@@ -88,14 +88,25 @@ int roost_run(roost_server_t *srv)
     if (!srv->proto || !srv->on_accept)
         return -EINVAL; /* no protocol attached: nothing to serve */
     signal(SIGPIPE, SIG_IGN);
-    srv->pool = pool_new(cfg->http.workers, cfg->http.worker_queue);
+    /* Few threads while idle, up to --workers when blocking calls pile up (growth on demand:
+     * 100 concurrent 3 s calls take 3 s, not 3 s x 100 / workers). */
+    tpool_opts_t po = {
+        .name = "worker",
+        .min = cfg->http.workers_min < cfg->http.workers ? cfg->http.workers_min
+                                                         : cfg->http.workers,
+        .max = cfg->http.workers,
+        .idle_s = cfg->http.workers_idle_s,
+        .max_queue = cfg->http.worker_queue,
+        .stack_size = 256 * 1024, /* handlers are plain C; keeps 1,000 workers cheap */
+    };
+    srv->pool = tpool_fifo_start(&po);
     if (!srv->pool) {
-        log_error("cannot start %d workers", cfg->http.workers);
+        log_error("cannot start %d workers", po.min);
         return -ENOMEM;
     }
     int rc = open_group(srv);
     if (rc < 0) {
-        pool_stop_free(srv->pool);
+        tpool_stop(srv->pool);
         srv->pool = NULL;
         return rc;
     }
@@ -117,15 +128,15 @@ int roost_run(roost_server_t *srv)
         log_error("cannot start the loops");
         exit(1);
     }
-    log_info("roost listening on http://%s:%d (%d loops, %d workers)", cfg->net.host, cfg->net.port,
-             cfg->net.threads, cfg->http.workers);
+    log_info("roost listening on http://%s:%d (%d loops, %d to %d workers)", cfg->net.host,
+             cfg->net.port, cfg->net.threads, po.min, cfg->http.workers);
     uv_run(&main_loop, UV_RUN_DEFAULT);
     uv_loop_close(&main_loop);
     watchdog_stop(wd);
     net_group_join_free(srv->group);
     srv->group = NULL;
     core_services_stop(srv);
-    pool_stop_free(srv->pool);
+    tpool_stop(srv->pool);
     srv->pool = NULL;
     log_info("stopped");
     return 0;

@@ -50,11 +50,28 @@ char *roost_metrics_text(roost_server_t *srv)
 {
     sbuf_t out = {0};
     counters_render(srv->counters, &out);
-    if (srv->pool)
-        sbuf_printf(&out,
-                    "# HELP roost_worker_queue_depth Blocking jobs waiting for a worker\n"
-                    "# TYPE roost_worker_queue_depth gauge\nroost_worker_queue_depth %d\n",
-                    pool_queued(srv->pool));
+    if (srv->pool) {
+        tpool_stats_t st;
+        tpool_stats(srv->pool, &st);
+        sbuf_printf(
+            &out,
+            "# HELP roost_worker_queue_depth Blocking work waiting for a worker\n"
+            "# TYPE roost_worker_queue_depth gauge\nroost_worker_queue_depth %d\n"
+            "# HELP roost_worker_threads Worker threads alive (--workers-min to --workers)\n"
+            "# TYPE roost_worker_threads gauge\nroost_worker_threads %d\n"
+            "# HELP roost_worker_busy Worker threads running a handler or a task\n"
+            "# TYPE roost_worker_busy gauge\nroost_worker_busy %d\n"
+            "# HELP roost_worker_idle Worker threads waiting for work\n"
+            "# TYPE roost_worker_idle gauge\nroost_worker_idle %d\n"
+            "# HELP roost_worker_threads_started_total Worker threads started\n"
+            "# TYPE roost_worker_threads_started_total counter\n"
+            "roost_worker_threads_started_total %ld\n"
+            "# HELP roost_worker_threads_retired_total Worker threads ended after "
+            "--workers-idle-s\n"
+            "# TYPE roost_worker_threads_retired_total counter\n"
+            "roost_worker_threads_retired_total %ld\n",
+            st.queued, st.threads, st.busy, st.idle, st.started, st.retired);
+    }
     for (int i = 0; i < srv->nservices; i++)
         if (srv->services[i].metrics)
             srv->services[i].metrics(srv->services[i].ud, &out);

@@ -89,7 +89,7 @@ struct roost_req {
     const char *res_type;
 
     /* hand-offs */
-    pool_job_t job;
+    tpool_work_t work; /* on the worker pool, for a blocking handler */
     net_msg_t msg;
     http_header_t inline_headers[HTTP_INLINE_HEADERS];
     char inline_head[HTTP_INLINE_HEAD];

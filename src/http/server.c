@@ -112,10 +112,10 @@ struct http_after {
 };
 
 typedef struct {
-    pool_job_t job;
+    tpool_work_t work;
     roost_server_t *srv;
     struct http_after *tasks;
-} after_job_t;
+} after_work_t;
 
 void roost_after_response(roost_req_t *req, roost_task_fn fn, void *arg, void (*free_fn)(void *))
 {
@@ -153,9 +153,9 @@ static void run_tasks(roost_server_t *srv, struct http_after *t, int run)
     }
 }
 
-static void after_job_run(pool_job_t *job)
+static void after_work_run(tpool_work_t *work)
 {
-    after_job_t *a = CONTAINER_OF(job, after_job_t, job);
+    after_work_t *a = CONTAINER_OF(work, after_work_t, work);
     run_tasks(a->srv, a->tasks, 1); /* in the order they were added */
     free(a);
 }
@@ -164,13 +164,13 @@ void http_after_submit(roost_req_t *req)
 {
     struct http_after *tasks = req->after;
     req->after = req->after_tail = NULL;
-    after_job_t *a = malloc(sizeof *a);
+    after_work_t *a = malloc(sizeof *a);
     if (a) {
         a->srv = req->srv;
         a->tasks = tasks;
-        a->job.run = after_job_run;
+        a->work.run = after_work_run;
     }
-    if (!a || !req->srv->pool || pool_submit(req->srv->pool, &a->job) < 0) {
+    if (!a || !req->srv->pool || tpool_submit(req->srv->pool, &a->work) < 0) {
         log_error("background tasks dropped: the worker queue is full");
         free(a);
         run_tasks(req->srv, tasks, 0);

@@ -609,9 +609,9 @@ static void on_worker_done(net_loop_t *loop, net_msg_t *msg)
     net_conn_unref(conn);
 }
 
-static void worker_run(pool_job_t *job)
+static void worker_run(tpool_work_t *work)
 {
-    roost_req_t *req = CONTAINER_OF(job, roost_req_t, job);
+    roost_req_t *req = CONTAINER_OF(work, roost_req_t, work);
     req->route->fn(req, req->route->ud);
     if (!req->responded)
         roost_respond_error(req, 500, "The handler did not respond");
@@ -627,8 +627,8 @@ void http_run_handler(roost_req_t *req)
         req->on_worker = 1;
         req->refs++;
         net_conn_ref(req->conn);
-        req->job.run = worker_run;
-        if (pool_submit(req->srv->pool, &req->job) < 0) {
+        req->work.run = worker_run;
+        if (tpool_submit(req->srv->pool, &req->work) < 0) {
             req->inflight = req->on_worker = 0;
             req->refs--;
             net_conn_unref(req->conn);

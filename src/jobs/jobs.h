@@ -1,5 +1,5 @@
 /* The jobs layer: a durable queue in the job store, one dispatcher thread that owns the store's
- * writer, and job worker threads fed through a ready heap (workers.c).
+ * writer, and job worker threads fed through a ready heap (workers.c, on base's tpool).
  *
  * The dispatcher is the only writer. Everything that changes a job (a submission, a claim, an
  * attempt's end, progress, a cancel, a schedule's tick) reaches it through queues under one
@@ -56,9 +56,9 @@ int jobs_may_start(jobs_t *jobs); /* 0 once SIGTERM came: what waits stays pendi
 /* job.c: on a worker, a job taken from the heap: started (unless the dispatcher dropped it
  * first), run, handed back. */
 void jobs_run_on_worker(jobs_t *jobs, roost_job_t *job);
-/* workers.c */
+/* workers.c: --job-workers threads of a base tpool over the ready heap */
 job_workers_t *job_workers_start(jobs_t *jobs, int nthreads);
-/* Adds n reserved jobs to the heap, all or none (-1: no memory). */
+/* Adds n reserved jobs to the heap, all or none: 0, -ENOMEM, or -EBUSY once stopping. */
 int job_workers_push(job_workers_t *w, roost_job_t **jobs, int n);
 void job_workers_stop(job_workers_t *w);
 

@@ -1,6 +1,6 @@
 /* The net layer: loop threads, listeners, connections and their write queues, one timer wheel
- * per loop, the worker pool and the stall watchdog. It knows nothing of HTTP: a protocol
- * (http, later ws) attaches to a connection through net_proto_t and gets bytes and events.
+ * per loop and the stall watchdog (the worker pool is base's tpool). It knows nothing of HTTP: a
+ * protocol (http, later ws) attaches to a connection through net_proto_t and gets bytes and events.
  *
  * Threads: each net_loop_t runs one libuv loop on its own thread and owns its connections;
  * everything named net_conn_* is called on the owning loop's thread. Other threads hand work to
@@ -182,20 +182,6 @@ const net_group_opts_t *net_group_opts(const net_group_t *g);
 void net_group_join_free(net_group_t *g);
 /* Loop threads not yet ended. */
 int net_group_running(net_group_t *g);
-
-/* ---- worker pool: fixed threads and a bounded queue (libuv's threadpool.c shape) ---- */
-typedef struct pool pool_t;
-typedef struct pool_job {
-    struct pool_job *next;
-    void (*run)(struct pool_job *job); /* on a worker thread */
-} pool_job_t;
-
-pool_t *pool_new(int threads, int max_queue);
-/* -EBUSY when every worker is busy and the queue is full. */
-int pool_submit(pool_t *p, pool_job_t *job);
-int pool_queued(pool_t *p);
-/* Lets queued jobs run, then joins the threads and frees the pool. */
-void pool_stop_free(pool_t *p);
 
 /* ---- stall watchdog ---- */
 typedef struct watchdog watchdog_t;

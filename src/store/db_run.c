@@ -1,10 +1,11 @@
 /* Data threads: the way for a request that only needs a few statements to reach the database
- * without a worker thread of its own. A loop handler holds its request and queues a job; a data
- * thread takes the queued jobs in a batch, runs them one after the other on one pooled connection,
- * and posts each answer back to its request's loop. A busy server then pays one wake-up per batch
- * instead of one hand-off per request, and jobs that are one statement each go to PostgreSQL
- * together, one round trip per group (bench/README.md, "Data"). It is not a second worker pool:
- * jobs must be short and must not wait on anything but the database. */
+ * without a worker thread of its own. A loop handler holds its request and queues an operation
+ * ("op"); a data thread takes the queued ops in a batch, runs them one after the other on one
+ * pooled connection, and posts each answer back to its request's loop. A busy server then pays
+ * one wake-up per batch instead of one hand-off per request, and ops that are one statement each
+ * go to PostgreSQL together, one round trip per group (bench/README.md, "Data"). The threads are
+ * a base tpool whose queue hands out batches. It is not a second worker pool: ops must be short
+ * and must not wait on anything but the database. */
 #include "store/db.h"
 
 #include <errno.h>
@@ -19,32 +20,31 @@
  * buffers (db_pg.c), big enough to take most of the gain (x4.3 at 8 in bench/README.md). */
 #define PIPE_MAX 16
 
-typedef struct db_job {
-    struct db_job *next;
+typedef struct db_op {
+    tpool_work_t link; /* in the runner's list (its run is unused: the batch runs ops) */
     roost_req_t *req;
-    roost_db_fn fn; /* a job of code, or (NULL) of one statement: */
+    roost_db_fn fn; /* an op of code, or (NULL) of one statement: */
     db_stmt_t stmt;
     db_param_t params[DB_MAX_PARAMS];
     roost_timer_fn done;
     void *arg;
-} db_job_t;
+} db_op_t;
 
 struct db_runner {
     db_t *db;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    db_job_t *head, *tail;
-    int queued;
-    int idle;   /* threads waiting for jobs */
-    int waking; /* of those, signalled and not yet running: a burst wakes each thread once */
-    int stopping, nthreads;
-    pthread_t threads[];
+    tpool_list_t ops; /* under the pool's lock */
+    tpool_t *pool;
 };
 
-static void job_done(roost_req_t *req, void *arg)
+static db_op_t *op_of(tpool_work_t *w)
 {
-    db_job_t *j = arg;
-    j->done(req, j->arg);
+    return w ? CONTAINER_OF(w, db_op_t, link) : NULL;
+}
+
+static void op_done(roost_req_t *req, void *arg)
+{
+    db_op_t *o = arg;
+    o->done(req, o->arg);
     roost_req_release(req);
 }
 
@@ -67,176 +67,132 @@ static void run_stmts(db_t *db, db_conn_t *c, db_stmt_t *stmts, int n)
 
 /* One connection for the batch (a new one if it breaks on the way). Answers are posted as soon
  * as their group is done. */
-static void run_batch(db_t *db, db_job_t *j)
+static void run_batch(db_t *db, db_op_t *o)
 {
     db_conn_t *c = NULL;
     if (db_checkout(db, &c) < 0)
         c = NULL;
-    while (j) {
+    while (o) {
         if (c && c->broken) {
             db_checkin(c);
             if (db_checkout(db, &c) < 0)
                 c = NULL;
         }
-        db_job_t *first = j;
-        if (j->fn) {
-            j->fn(c, j->arg);
+        db_op_t *first = o;
+        if (o->fn) {
+            o->fn(c, o->arg);
             if (c)
                 db->ops->finish(c);
-            j = j->next;
+            o = op_of(o->link.next);
         } else {
             db_stmt_t group[PIPE_MAX];
             int n = 0;
-            for (; j && !j->fn && n < PIPE_MAX; j = j->next)
-                group[n++] = j->stmt;
+            for (; o && !o->fn && n < PIPE_MAX; o = op_of(o->link.next))
+                group[n++] = o->stmt;
             run_stmts(db, c, group, n);
         }
-        for (db_job_t *k = first, *next; k != j; k = next) {
-            next = k->next; /* k belongs to its request now */
-            roost_req_post(k->req, job_done, k);
+        for (db_op_t *k = first, *next; k != o; k = next) {
+            next = op_of(k->link.next); /* k belongs to its request now */
+            roost_req_post(k->req, op_done, k);
         }
     }
     if (c)
         db_checkin(c);
 }
 
-static void *runner_main(void *arg)
+static int ops_push(void *queue, void *items, int n)
 {
-    pthread_setname_np(pthread_self(), "roost-db"); /* for top -H, perf, gdb */
-    db_runner_t *r = arg;
-    pthread_mutex_lock(&r->lock);
-    for (;;) {
-        while (!r->head && !r->stopping) {
-            r->idle++;
-            pthread_cond_wait(&r->cond, &r->lock);
-            r->idle--;
-            if (r->waking > 0)
-                r->waking--;
-        }
-        if (!r->head)
-            break;
-        /* Take this thread's share of the queue and wake another thread for the rest: one
-         * thread taking everything would run it all on one connection, one round trip after
-         * the other, while the others sleep. */
-        int share = (r->queued + r->nthreads - 1) / r->nthreads;
-        if (share > BATCH_MAX)
-            share = BATCH_MAX;
-        db_job_t *batch = r->head, *last = batch;
-        int taken = 1;
-        for (; taken < share && last->next; taken++)
-            last = last->next;
-        r->head = last->next;
-        r->queued -= taken;
-        if (!r->head)
-            r->tail = NULL;
-        last->next = NULL;
-        if (r->head && r->idle > r->waking) {
-            r->waking++;
-            pthread_cond_signal(&r->cond);
-        }
-        pthread_mutex_unlock(&r->lock);
-
-        run_batch(r->db, batch);
-        pthread_mutex_lock(&r->lock);
-    }
-    pthread_mutex_unlock(&r->lock);
-    return NULL;
+    db_runner_t *r = queue;
+    tpool_list_append(&r->ops, items, n);
+    return 0;
 }
+
+/* This thread's share of the queue; the pool wakes another thread for the rest: one thread
+ * taking everything would run it all on one connection, one round trip after the other, while
+ * the others sleep. */
+static void *ops_pop(void *queue, int nthreads)
+{
+    db_runner_t *r = queue;
+    int share = (r->ops.n + nthreads - 1) / nthreads;
+    return tpool_list_take(&r->ops, share < BATCH_MAX ? share : BATCH_MAX);
+}
+
+static int ops_len(void *queue)
+{
+    return ((db_runner_t *)queue)->ops.n;
+}
+
+static void ops_run(void *queue, void *taken)
+{
+    db_runner_t *r = queue;
+    run_batch(r->db, op_of(taken));
+}
+
+static const tpool_queue_ops_t batch_ops = {ops_push, ops_pop, ops_len, ops_run, free};
 
 db_runner_t *db_runner_start(db_t *db, int threads)
 {
-    db_runner_t *r = calloc(1, sizeof *r + (size_t)threads * sizeof(pthread_t));
+    db_runner_t *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
     r->db = db;
-    pthread_mutex_init(&r->lock, NULL);
-    pthread_cond_init(&r->cond, NULL);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
-    for (int i = 0; i < threads; i++) {
-        if (pthread_create(&r->threads[i], &attr, runner_main, r) != 0)
-            break;
-        r->nthreads++;
-    }
-    pthread_attr_destroy(&attr);
-    if (r->nthreads == 0) {
-        db_runner_stop(r);
-        return NULL;
-    }
+    /* Short ops on plain C and the database's client: 256 KiB of stack is plenty. */
+    tpool_opts_t o = {"data", threads, threads, .stack_size = 256 << 10, .ops = &batch_ops};
+    o.queue = r;
+    tpool_t *pool = tpool_start(&o);
+    if (!pool)
+        return NULL; /* r went with it: the queue is the pool's from tpool_start on */
+    r->pool = pool;
     return r;
 }
 
 void db_runner_stop(db_runner_t *r)
 {
-    if (!r)
-        return;
-    pthread_mutex_lock(&r->lock);
-    r->stopping = 1;
-    pthread_cond_broadcast(&r->cond);
-    pthread_mutex_unlock(&r->lock);
-    for (int i = 0; i < r->nthreads; i++)
-        pthread_join(r->threads[i], NULL);
-    pthread_mutex_destroy(&r->lock);
-    pthread_cond_destroy(&r->cond);
-    free(r);
+    if (r)
+        tpool_stop(r->pool); /* runs what is queued, then frees r */
 }
 
-/* Queues j (filled but for its links) for req; answers the request when it cannot. */
-static int submit(db_t *db, roost_req_t *req, db_job_t *j)
+/* Queues o (filled but for its link) for req; answers the request when it cannot. */
+static int submit(db_t *db, roost_req_t *req, db_op_t *o)
 {
-    db_runner_t *r = db->runner;
-    pthread_mutex_lock(&r->lock);
-    if (r->stopping) {
-        pthread_mutex_unlock(&r->lock);
+    roost_req_hold(req); /* on the loop, before a data thread can see the op */
+    o->req = req;
+    if (tpool_push(db->runner->pool, &o->link, 1) < 0) { /* only when stopping */
         roost_res_header(req, "Retry-After", "1");
         roost_respond_error(req, 503, "Server shutting down");
+        roost_req_release(req);
         return -EAGAIN;
     }
-    roost_req_hold(req); /* on the loop, before a data thread can see the job */
-    j->next = NULL;
-    j->req = req;
-    if (r->tail)
-        r->tail->next = j;
-    else
-        r->head = j;
-    r->tail = j;
-    r->queued++;
-    if (r->idle > r->waking) {
-        r->waking++;
-        pthread_cond_signal(&r->cond);
-    }
-    pthread_mutex_unlock(&r->lock);
     return 0;
 }
 
-static db_job_t *new_job(roost_db_t *db, roost_req_t *req, roost_timer_fn done, void *arg)
+static db_op_t *new_op(roost_db_t *db, roost_req_t *req, roost_timer_fn done, void *arg)
 {
-    db_job_t *j = db->runner ? roost_req_alloc(req, sizeof *j) : NULL;
-    if (!j) {
+    db_op_t *o = db->runner ? roost_req_alloc(req, sizeof *o) : NULL;
+    if (!o) {
         roost_respond_error(req, 500, "Out of memory");
         return NULL;
     }
-    memset(j, 0, sizeof *j);
-    j->done = done;
-    j->arg = arg;
-    return j;
+    memset(o, 0, sizeof *o);
+    o->done = done;
+    o->arg = arg;
+    return o;
 }
 
 int roost_db_run(roost_db_t *db, roost_req_t *req, roost_db_fn fn, roost_timer_fn done, void *arg)
 {
-    db_job_t *j = new_job(db, req, done, arg);
-    if (!j)
+    db_op_t *o = new_op(db, req, done, arg);
+    if (!o)
         return -ENOMEM;
-    j->fn = fn;
-    return submit(db, req, j);
+    o->fn = fn;
+    return submit(db, req, o);
 }
 
 int roost_db_run_query(roost_db_t *db, roost_req_t *req, roost_db_rows_fn rows, roost_timer_fn done,
                        void *arg, int stmt, const char *types, ...)
 {
-    db_job_t *j = new_job(db, req, done, arg);
-    if (!j)
+    db_op_t *o = new_op(db, req, done, arg);
+    if (!o)
         return -ENOMEM;
     int n = 0, bad = stmt < 0 || stmt >= db->nsql;
     va_list ap;
@@ -246,7 +202,7 @@ int roost_db_run_query(roost_db_t *db, roost_req_t *req, roost_db_rows_fn rows, 
             bad = 1;
             break;
         }
-        db_param_t *p = &j->params[n++];
+        db_param_t *p = &o->params[n++];
         p->type = *t;
         switch (*t) {
         case 'i':
@@ -277,6 +233,6 @@ int roost_db_run_query(roost_db_t *db, roost_req_t *req, roost_db_rows_fn rows, 
         roost_respond_error(req, 500, "Bad statement or parameters");
         return -EINVAL;
     }
-    j->stmt = (db_stmt_t){.k = stmt, .n = n, .p = j->params, .rows = rows, .arg = arg};
-    return submit(db, req, j);
+    o->stmt = (db_stmt_t){.k = stmt, .n = n, .p = o->params, .rows = rows, .arg = arg};
+    return submit(db, req, o);
 }
