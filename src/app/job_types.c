@@ -17,11 +17,12 @@
 
 extern char **environ;
 
+/* A pydantic value_error at ["body", "payload", field], through the one item builder. */
 static void bad(json_t *errors, const char *field, const char *msg)
 {
     json_t *loc = json_pack("[s,s,s]", "body", "payload", field);
     json_array_append_new(
-        errors, json_pack("{s:o,s:s,s:s}", "loc", loc, "msg", msg, "type", "value_error"));
+        errors, roost_error_item("value_error", loc, NULL, json_pack("{s:s}", "error", msg), NULL));
 }
 
 /* An optional number field within [lo, hi]; returns the default when absent. */
