@@ -18,9 +18,9 @@ struct http_valid {
 static void fail(json_t *errors, const json_t *loc, const char *type, const json_t *input,
                  json_t *ctx, const char *msg)
 {
-    json_array_append_new(errors, roost_error_item(type, json_copy((json_t *)loc),
-                                                   input ? json_incref((json_t *)input) : NULL,
-                                                   ctx, msg));
+    json_array_append_new(errors,
+                          roost_error_item(type, json_copy((json_t *)loc),
+                                           input ? json_incref((json_t *)input) : NULL, ctx, msg));
 }
 
 /* A bound as pydantic shows it: 100, not 100.0, when the bound is whole. */
@@ -95,8 +95,8 @@ static json_t *expected(const char *const *values)
 
 static json_t *check_object(const roost_schema_t *schema, const json_t *obj, const json_t *loc,
                             int strings, json_t *errors);
-static json_t *check_value(const roost_field_t *f, const json_t *v, const json_t *loc,
-                           int strings, json_t *errors);
+static json_t *check_value(const roost_field_t *f, const json_t *v, const json_t *loc, int strings,
+                           json_t *errors);
 
 static json_t *check_string(const roost_field_t *f, const json_t *v, const json_t *loc,
                             json_t *errors)
@@ -178,12 +178,12 @@ static json_t *check_array(const roost_field_t *f, const json_t *v, const json_t
  * the value is a string from a query or a path (strings), numbers and booleans are parsed from
  * it; a JSON body's strings stay strings, as they always did here (pydantic's strict mode for
  * str -> number: "1" is not an account id). */
-static json_t *check_value(const roost_field_t *f, const json_t *v, const json_t *loc,
-                           int strings, json_t *errors)
+static json_t *check_value(const roost_field_t *f, const json_t *v, const json_t *loc, int strings,
+                           json_t *errors)
 {
     static const char *const null_type[] = {
-        [ROOST_T_STR] = "string_type", [ROOST_T_NUM] = "float_type", [ROOST_T_INT] = "int_type",
-        [ROOST_T_BOOL] = "bool_type",  [ROOST_T_OBJ] = "dict_type",  [ROOST_T_ARR] = "list_type",
+        [ROOST_T_STR] = "string_type",   [ROOST_T_NUM] = "float_type", [ROOST_T_INT] = "int_type",
+        [ROOST_T_BOOL] = "bool_type",    [ROOST_T_OBJ] = "dict_type",  [ROOST_T_ARR] = "list_type",
         [ROOST_T_CURSOR] = "string_type"};
     if (json_is_null(v) && f->type != ROOST_T_ANY) {
         if (f->nullable)
