@@ -1,4 +1,4 @@
-"""POST /items: FastAPI's first example (an Item model validated like pydantic v1), including every
+"""POST /items: FastAPI's first example (an Item model validated like pydantic v2), including every
 invalid field reported at once in one 422."""
 
 import json
