@@ -145,17 +145,9 @@ void data_check_fields(const json_t *obj, const roost_field_t *f, size_t n, json
     json_decref(roost_schema_check(&schema, obj, prefix, errors));
 }
 
-int data_money(const json_t *obj, const char *field, int allow_negative, long long *cents,
-               json_t *errors, const json_t *prefix)
+int data_money(const json_t *obj, const char *field, int allow_negative, long long *cents)
 {
-    json_t *v = json_object_get(obj, field);
-    if (!v)
-        return -1; /* absent: data_check_fields said so */
-    json_t *loc = prefix ? json_copy((json_t *)prefix) : json_array();
-    json_array_append_new(loc, json_string(field));
-    int rc = money_value(v, allow_negative, cents, errors, loc);
-    json_decref(loc);
-    return rc;
+    return money_value(json_object_get(obj, field), allow_negative, cents, NULL, NULL);
 }
 
 /* Below 10^9 units a double holds the cents to within 10^-5, so rounding recovers them exactly
@@ -338,7 +330,7 @@ void data_delete_user(roost_dbconn_t *c, long long id, data_outcome_t *o)
 void data_create_account(roost_dbconn_t *c, const json_t *in, data_outcome_t *o)
 {
     long long cents = 0;
-    data_money(in, "balance", 0, &cents, NULL, NULL);
+    data_money(in, "balance", 0, &cents);
     int rc = roost_db_query(c, S_ACCOUNT_INSERT, "sii", text_of(in, "owner"), cents, data_now_ms());
     one_row(c, rc, account_json, 201, "Account not found", 0, o);
 }
@@ -348,7 +340,7 @@ void data_transfer_op(roost_dbconn_t *c, const json_t *in, data_outcome_t *o)
     long long from = json_integer_value(json_object_get(in, "from_account"));
     long long to = json_integer_value(json_object_get(in, "to_account"));
     long long amount = 0;
-    data_money(in, "amount", 1, &amount, NULL, NULL);
+    data_money(in, "amount", 1, &amount);
     if (amount <= 0) {
         o->status = 400;
         o->detail = "Amount must be positive";

@@ -46,10 +46,9 @@ void data_add_error(json_t *errors, const json_t *prefix, const char *field, con
                     const json_t *input, json_t *ctx);
 void data_check_fields(const json_t *obj, const roost_field_t *f, size_t n, json_t *errors,
                        const json_t *prefix);
-/* A JSON number of currency units with at most 2 decimals, as cents: 0, or -1 after appending
- * an error (when errors is not NULL). */
-int data_money(const json_t *obj, const char *field, int allow_negative, long long *cents,
-               json_t *errors, const json_t *prefix);
+/* A JSON number of currency units with at most 2 decimals (as the schemas checked), as cents:
+ * 0, or -1 when it is not. */
+int data_money(const json_t *obj, const char *field, int allow_negative, long long *cents);
 
 json_t *data_user_json(roost_dbconn_t *c); /* the current row of a user statement */
 long long data_now_ms(void);
