@@ -148,8 +148,8 @@ struct roost_field {
 struct roost_schema {
     const roost_field_t *fields;
     size_t nfields;
-    unsigned
-        forbid_extra : 1; /* an unknown member is extra_forbidden (pydantic's extra="forbid") */
+    /* An unknown member is extra_forbidden (pydantic's extra="forbid"); else it is kept. */
+    unsigned forbid_extra : 1;
 };
 
 /* The query parameters of a page of a listing: ?cursor= of tag `tag` and ?limit= in [1, max],
@@ -178,9 +178,18 @@ json_t *roost_schema_check_value(const roost_field_t *f, const json_t *v, const 
 json_t *roost_req_json(roost_req_t *req, const roost_schema_t *schema);
 
 /* ---- routes ---- */
+/* Registers a route before roost_run: the short form of roost_route_ex (no schemas). The
+ * template is literal segments and `{name}` or `{name:int}` / `{name:str}` parameters, each a
+ * whole segment. A typed parameter that does not parse is answered 422 (int_parsing) before the
+ * handler runs. Returns -EEXIST for a duplicate method + template, -EINVAL for a malformed
+ * template. */
+int roost_route(roost_server_t *srv, const char *method, const char *path_template,
+                roost_handler_fn fn, void *ud, unsigned flags);
+
 /* What a route is, in full: roost_route_ex copies this struct but not what it points to (keep the
  * strings, schemas and middleware static). Everything is kept on the route table, from which
- * the OpenAPI document is written. */
+ * the OpenAPI document is written. The handler of a route with schemas runs only when they all
+ * pass, and reads the values with roost_req_query_int/num/str and roost_req_json_body. */
 typedef struct roost_middleware roost_middleware_t;
 typedef struct {
     const char *method, *path; /* path: the template, as for roost_route */
@@ -191,19 +200,12 @@ typedef struct {
     const char *const *tags; /* NULL-terminated, or NULL */
     const roost_schema_t *query, *path_params, *body;
     const roost_schema_t *response;              /* not checked: documents the 2xx answer */
-    int body_status;                             /* the success status for the document; 0: 200 */
+    int status;                                  /* the success status for the document; 0: 200 */
     const roost_middleware_t *const *middleware; /* this route's, NULL-terminated, or NULL */
 } roost_route_opts_t;
 
-/* Registers a route with its schemas before roost_run; errors as roost_route. */
+/* Registers a route with all its options before roost_run; errors as roost_route. */
 int roost_route_ex(roost_server_t *srv, const roost_route_opts_t *opts);
-
-/* Registers a route before roost_run. The template is literal segments and `{name}` or
- * `{name:int}` / `{name:str}` parameters, each a whole segment. A typed parameter that does not
- * parse is answered 422 in FastAPI's shape before the handler runs. Returns -EEXIST for a
- * duplicate method + template, -EINVAL for a malformed template. */
-int roost_route(roost_server_t *srv, const char *method, const char *path_template,
-                roost_handler_fn fn, void *ud, unsigned flags);
 
 /* Middleware: `before` runs ahead of every handler (it may answer, and then the handler does not
  * run); `after` runs when any response is sent, on the thread that sends it, and may add headers.

@@ -574,16 +574,16 @@ static const char *const tags_users[] = {"users", NULL}, *const tags_accounts[] 
 
 static const roost_route_opts_t routes[] = {
     {"POST", "/users", create_user, .summary = "Create a user", .tags = tags_users,
-     .body = &data_user_create_schema, .body_status = 201},
+     .body = &data_user_create_schema, .status = 201},
     {"GET", "/users", list_users, .summary = "List users, a page at a time", .tags = tags_users,
      .query = &page_schema},
     {"GET", "/users/{id:int}", get_user, .summary = "A user", .tags = tags_users},
     {"PUT", "/users/{id:int}", update_user, .summary = "Update a user", .tags = tags_users,
      .body = &data_user_update_schema},
     {"DELETE", "/users/{id:int}", delete_user, .summary = "Delete a user", .tags = tags_users,
-     .body_status = 204},
+     .status = 204},
     {"POST", "/accounts", create_account, .summary = "Open an account", .tags = tags_accounts,
-     .body = &data_account_schema, .body_status = 201},
+     .body = &data_account_schema, .status = 201},
     {"GET", "/accounts/{id:int}", get_account, .summary = "An account", .tags = tags_accounts},
     {"GET", "/db/pool", pool_status, .summary = "The connection pool", .tags = tags_accounts},
 };

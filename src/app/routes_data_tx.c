@@ -289,7 +289,7 @@ static const roost_route_opts_t routes[] = {
     {"POST", "/batch", batch, .flags = ROOST_BLOCKING, .tags = tags_tx,
      .summary = "Run operations in one transaction, a savepoint each", .body = &batch_schema},
     {"POST", "/users/batch", bulk_users, .flags = ROOST_BLOCKING, .tags = tags_tx,
-     .summary = "Create users, all or none", .body = &bulk_schema, .body_status = 201},
+     .summary = "Create users, all or none", .body = &bulk_schema, .status = 201},
 };
 
 int app_routes_data_tx(roost_server_t *srv, roost_db_t *db)

@@ -339,7 +339,7 @@ static void send_notification(roost_req_t *req, void *ud)
 static const char *const tags_tasks[] = {"tasks", NULL};
 static const roost_route_opts_t routes[] = {
     {"POST", "/tasks", create_task, .summary = "Submit a task", .tags = tags_tasks,
-     .body = &task_schema, .body_status = 201},
+     .body = &task_schema, .status = 201},
     {"GET", "/tasks", list_tasks, .flags = ROOST_BLOCKING, .summary = "List tasks, newest first",
      .tags = tags_tasks, .query = &list_schema},
     {"GET", "/tasks/{id:int}", get_task, .flags = ROOST_BLOCKING, .summary = "A task",
