@@ -147,22 +147,121 @@ typedef void (*roost_handler_fn)(roost_req_t *req, void *ud);
 roost_server_t *roost_server_new(const roost_config_t *cfg);
 const roost_config_t *roost_server_config(const roost_server_t *srv);
 
-/* Registers a route before roost_run. The template is literal segments and `{name}` or
- * `{name:int}` / `{name:str}` parameters, each a whole segment. A typed parameter that does not
- * parse is answered 422 in FastAPI's shape before the handler runs. Returns -EEXIST for a
- * duplicate method + template, -EINVAL for a malformed template. */
+/* ---- schemas: one description for query strings, path parameters and JSON bodies ----
+ * Like a pydantic model behind a FastAPI route: a route declares its schemas and the core checks
+ * them before the handler runs, answering every error at once in one 422 (roost_error_item's
+ * shape). Query and path values are strings, coerced to the field's type as FastAPI does
+ * ("?limit=abc" is int_parsing, "?flag=yes" is true); JSON values must have their type, except
+ * that an int field takes 5.0 (not 5.5) and a number field an int. Schemas are read, never
+ * copied: keep them static. */
+typedef enum {
+    ROOST_T_ANY, /* anything (also for a value a handler checks itself) */
+    ROOST_T_STR,
+    ROOST_T_NUM, /* int or real */
+    ROOST_T_INT,
+    ROOST_T_BOOL,
+    ROOST_T_OBJ,    /* a JSON object, checked against .object when not NULL */
+    ROOST_T_ARR,    /* a JSON array, each item checked against .items when not NULL */
+    ROOST_T_CURSOR, /* a page cursor of tag .cursor_tag: roost_req_query_int gives its id */
+} roost_type_t;
+
+typedef struct roost_schema roost_schema_t;
+typedef struct roost_field roost_field_t;
+struct roost_field {
+    const char *name;
+    roost_type_t type;
+    unsigned required : 1;
+    unsigned nullable : 1; /* null is a value (pydantic's Optional) */
+    unsigned has_gt : 1, has_ge : 1, has_lt : 1, has_le : 1;
+    unsigned has_default : 1;       /* def holds the value of an absent field */
+    long min_len, max_len;          /* characters of a string, items of an array; when > 0 */
+    double gt, ge, lt, le;          /* numbers, when has_* */
+    const char *const *enum_values; /* a string field: one of these (NULL-terminated) */
+    union {
+        long long i; /* ROOST_T_INT, ROOST_T_BOOL */
+        double n;    /* ROOST_T_NUM */
+        const char *s;
+    } def;
+    const roost_schema_t *object; /* ROOST_T_OBJ: its fields */
+    const roost_field_t *items;   /* ROOST_T_ARR: each item (its name is not used) */
+    char cursor_tag;              /* ROOST_T_CURSOR */
+    /* After the type and bounds passed (pydantic's AfterValidator): appends error items at loc
+     * (roost_error_item) when v does not fit, e.g. an email address. May be NULL. */
+    void (*check)(const json_t *v, const json_t *loc, json_t *errors);
+    const char *description; /* for the OpenAPI document */
+};
+
+struct roost_schema {
+    const roost_field_t *fields;
+    size_t nfields;
+    /* An unknown member is extra_forbidden (pydantic's extra="forbid"); else it is kept. */
+    unsigned forbid_extra : 1;
+};
+
+/* The query parameters of a page of a listing: ?cursor= of tag `tag` and ?limit= in [1, max],
+ * default def. Used as the first two fields of a route's query schema; see roost_page. */
+#define ROOST_PAGE_FIELDS(tag, def_limit, max_limit)                                               \
+    {.name = "cursor", .type = ROOST_T_CURSOR, .cursor_tag = (tag), .nullable = 1},                \
+    {                                                                                              \
+        .name = "limit", .type = ROOST_T_INT, .has_default = 1, .def.i = (def_limit), .has_ge = 1, \
+        .ge = 1, .has_le = 1, .le = (max_limit)                                                    \
+    }
+
+/* Checks the JSON value `v` (NULL: absent) against the object schema, appending one error item
+ * per problem to errors with loc = prefix + the field's path (prefix is borrowed, e.g.
+ * ["body", "payload"]). Returns a new object with the coerced values and defaults (the caller
+ * owns it), or NULL when errors were appended. Any thread. */
+json_t *roost_schema_check(const roost_schema_t *schema, const json_t *v, const json_t *prefix,
+                           json_t *errors);
+/* The same for one JSON value against one field, at loc (borrowed): the checked value (new
+ * reference), or NULL when errors were appended. */
+json_t *roost_schema_check_value(const roost_field_t *f, const json_t *v, const json_t *loc,
+                                 json_t *errors);
+
+/* Parses the body as JSON and checks it against `schema` (NULL: any object), for a handler that
+ * takes no body schema on its route. Returns the validated object (the caller owns it), or NULL
+ * after answering 422 with every error found: the handler just returns. */
+json_t *roost_req_json(roost_req_t *req, const roost_schema_t *schema);
+
+/* ---- routes ---- */
+/* Registers a route before roost_run: the short form of roost_route_ex (no schemas). The
+ * template is literal segments and `{name}` or `{name:int}` / `{name:str}` parameters, each a
+ * whole segment. A typed parameter that does not parse is answered 422 (int_parsing) before the
+ * handler runs. Returns -EEXIST for a duplicate method + template, -EINVAL for a malformed
+ * template. */
 int roost_route(roost_server_t *srv, const char *method, const char *path_template,
                 roost_handler_fn fn, void *ud, unsigned flags);
+
+/* What a route is, in full: roost_route_ex copies this struct but not what it points to (keep the
+ * strings, schemas and middleware static). Everything is kept on the route table, from which
+ * the OpenAPI document is written. The handler of a route with schemas runs only when they all
+ * pass, and reads the values with roost_req_query_int/num/str and roost_req_json_body. */
+typedef struct roost_middleware roost_middleware_t;
+typedef struct {
+    const char *method, *path; /* path: the template, as for roost_route */
+    roost_handler_fn handler;
+    void *ud;
+    unsigned flags;
+    const char *summary, *description;
+    const char *const *tags; /* NULL-terminated, or NULL */
+    const roost_schema_t *query, *path_params, *body;
+    const roost_schema_t *response;              /* not checked: documents the 2xx answer */
+    int status;                                  /* the success status for the document; 0: 200 */
+    const roost_middleware_t *const *middleware; /* this route's, NULL-terminated, or NULL */
+} roost_route_opts_t;
+
+/* Registers a route with all its options before roost_run; errors as roost_route. */
+int roost_route_ex(roost_server_t *srv, const roost_route_opts_t *opts);
 
 /* Middleware: `before` runs ahead of every handler (it may answer, and then the handler does not
  * run); `after` runs when any response is sent, on the thread that sends it, and may add headers.
  * Both run in registration order. */
-typedef struct {
+struct roost_middleware {
     const char *name;
     void (*before)(roost_req_t *req, void *ud);
     void (*after)(roost_req_t *req, int status, void *ud);
     void *ud;
-} roost_middleware_t;
+};
 int roost_use(roost_server_t *srv, const roost_middleware_t *mw);
 
 /* Binds, starts the loops and the pool, and runs until SIGTERM or SIGINT; then stops
@@ -178,6 +277,19 @@ roost_str_t roost_req_header(const roost_req_t *req, const char *name); /* case-
 roost_str_t roost_req_param(const roost_req_t *req, const char *name);  /* decoded, NUL-ended */
 long long roost_req_param_int(const roost_req_t *req, const char *name);
 roost_str_t roost_req_query(roost_req_t *req, const char *name); /* decoded, NUL-ended */
+/* The values the route's schemas validated before the handler ran, coerced, with defaults
+ * (absent and without default: 0, NULL). Not re-parsed: the strings live as long as req. */
+long long roost_req_query_int(roost_req_t *req, const char *name);
+double roost_req_query_num(roost_req_t *req, const char *name);
+const char *roost_req_query_str(roost_req_t *req, const char *name);
+/* The body as the route's body schema validated it (defaults filled in), borrowed: valid until
+ * the response is sent. NULL when the route has no body schema. */
+json_t *roost_req_json_body(roost_req_t *req);
+/* One page of a listing whose query schema has ROOST_PAGE_FIELDS: rows holds up to limit + 1
+ * items in the listing's order (stolen; the one beyond the page tells that more exist). Returns
+ * {"items":[first limit rows],"next_cursor":cursor of tag for the last item's integer id_key, or
+ * null,"has_more":bool}. Any thread. */
+json_t *roost_page(json_t *rows, long long limit, char tag, const char *id_key);
 /* Cursors for pages of rows: opaque (base64url, no escaping needed in a query string), tagged
  * per listing. Decoding gives the id, or -1 for anything that encode did not make with tag. */
 #define ROOST_CURSOR_MAX 64
@@ -202,38 +314,15 @@ void roost_respond_json(roost_req_t *req, int status, json_t *body);
 void roost_respond_error(roost_req_t *req, int status, const char *detail);
 /* Sends FastAPI's 422 shape: {"detail":[errors...]}; steals `errors` (a JSON array). */
 void roost_respond_422(roost_req_t *req, json_t *errors);
-/* One FastAPI validation error item: {"loc":[where, field],"msg":msg,"type":type}. field may be
- * NULL (loc is then [where]). */
-json_t *roost_error_item(const char *where, const char *field, const char *msg, const char *type);
-
-/* ---- JSON bodies validated against a small schema, like a pydantic model ---- */
-typedef enum {
-    ROOST_T_STR,
-    ROOST_T_NUM, /* int or real */
-    ROOST_T_INT,
-    ROOST_T_BOOL,
-    ROOST_T_ANY,
-} roost_type_t;
-
-typedef struct {
-    const char *name;
-    roost_type_t type;
-    unsigned required : 1;
-    unsigned nullable : 1;
-    unsigned has_gt : 1, has_ge : 1, has_lt : 1, has_le : 1;
-    long min_len, max_len; /* strings, when > 0 */
-    double gt, ge, lt, le; /* numbers, when has_* */
-} roost_field_t;
-
-typedef struct {
-    const roost_field_t *fields;
-    size_t nfields;
-} roost_schema_t;
-
-/* Parses the body as a JSON object and checks it against `schema` (NULL: any object). On
- * success returns the object (the caller owns a reference). On failure answers 422 with every
- * error found, and returns NULL: the handler just returns. */
-json_t *roost_req_json(roost_req_t *req, const roost_schema_t *schema);
+/* One validation error item in pydantic v2's shape, as FastAPI answers it:
+ * {"type":type,"loc":loc,"msg":msg,"input":input,"ctx":ctx}. Steals loc (a JSON array, see
+ * roost_loc), input (NULL: null) and ctx (NULL: no "ctx" member). msg NULL: pydantic's message
+ * for type, worded from ctx ("less_than_equal" + {"le":100}: "Input should be less than or equal
+ * to 100"); a type pydantic does not know needs its msg. Returns a new object. */
+json_t *roost_error_item(const char *type, json_t *loc, json_t *input, json_t *ctx,
+                         const char *msg);
+/* A new loc array: [where], or [where, field] when field is not NULL. */
+json_t *roost_loc(const char *where, const char *field);
 
 /* ---- handlers that answer later ---- */
 

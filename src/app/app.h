@@ -31,4 +31,8 @@ int app_routes_data(roost_server_t *srv);
 /* GET / (the chat page), compiled in from web/ */
 int app_routes_pages(roost_server_t *srv);
 
+/* Registers every route of a table, each with ud; -EINVAL when any fails. */
+int app_register(roost_server_t *srv, const roost_route_opts_t *routes, size_t n, void *ud);
+#define APP_COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
+
 #endif

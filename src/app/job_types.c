@@ -17,30 +17,29 @@
 
 extern char **environ;
 
-static void bad(json_t *errors, const char *field, const char *msg)
+/* A pydantic value_error at ["body", "payload", field], through the one item builder. */
+static void bad(json_t *errors, const json_t *p, const char *field, const char *msg)
 {
     json_t *loc = json_pack("[s,s,s]", "body", "payload", field);
-    json_array_append_new(
-        errors, json_pack("{s:o,s:s,s:s}", "loc", loc, "msg", msg, "type", "value_error"));
+    json_t *input = json_object_get(p, field);
+    json_array_append_new(errors,
+                          roost_error_item("value_error", loc, input ? json_incref(input) : NULL,
+                                           json_pack("{s:s}", "error", msg), NULL));
 }
 
-/* An optional number field within [lo, hi]; returns the default when absent. */
-static double num(const json_t *p, const char *k, double def, double lo, double hi, int integer,
-                  json_t *errors)
+/* A payload checked by the one validator against the schema in ud. */
+static void payload_validate(const json_t *p, json_t *errors, void *ud)
+{
+    json_t *prefix = json_pack("[s,s]", "body", "payload");
+    json_decref(roost_schema_check(ud, p, prefix, errors));
+    json_decref(prefix);
+}
+
+/* A number of a payload its schema validated, or def when absent. */
+static double num(const json_t *p, const char *k, double def)
 {
     json_t *v = json_object_get(p, k);
-    if (!v)
-        return def;
-    char msg[96];
-    if (!json_is_number(v) || (integer && !json_is_integer(v)) || json_number_value(v) < lo ||
-        json_number_value(v) > hi) {
-        snprintf(msg, sizeof msg, "must be %s between %g and %g",
-                 integer ? "an integer" : "a number", lo, hi);
-        if (errors)
-            bad(errors, k, msg);
-        return def;
-    }
-    return json_number_value(v);
+    return json_is_number(v) ? json_number_value(v) : def;
 }
 
 static int email_ok(const char *s)
@@ -58,16 +57,16 @@ int app_email_valid(const char *s)
 
 /* ---- sleep: the seeds' long task ---- */
 
-static void sleep_validate(const json_t *p, json_t *errors, void *ud)
-{
-    num(p, "steps", 5, 1, 1000, 1, errors);
-    num(p, "seconds", 1, 0, 60, 0, errors);
-}
+static const roost_field_t sleep_fields[] = {
+    {.name = "steps", .type = ROOST_T_INT, .has_ge = 1, .ge = 1, .has_le = 1, .le = 1000},
+    {.name = "seconds", .type = ROOST_T_NUM, .has_ge = 1, .ge = 0, .has_le = 1, .le = 60},
+};
+static const roost_schema_t sleep_schema = {.fields = sleep_fields, .nfields = 2};
 
 static json_t *sleep_job(roost_job_t *job, const json_t *p, void *ud)
 {
-    long steps = (long)num(p, "steps", 5, 1, 1000, 1, NULL);
-    double seconds = num(p, "seconds", 1, 0, 60, 0, NULL);
+    long steps = (long)num(p, "steps", 5);
+    double seconds = num(p, "seconds", 1);
     roost_job_progress(job, 0, steps);
     for (long i = 1; i <= steps; i++) {
         if (roost_job_sleep(job, (long)(seconds * 1000)) < 0 ||
@@ -79,17 +78,16 @@ static json_t *sleep_job(roost_job_t *job, const json_t *p, void *ud)
 
 /* ---- hash: CPU work ---- */
 
-static void hash_validate(const json_t *p, json_t *errors, void *ud)
-{
-    if (!json_is_string(json_object_get(p, "data")))
-        bad(errors, "data", "field required: a string");
-    num(p, "rounds", 1, 1, 10000000, 1, errors);
-}
+static const roost_field_t hash_fields[] = {
+    {.name = "data", .type = ROOST_T_STR, .required = 1},
+    {.name = "rounds", .type = ROOST_T_INT, .has_ge = 1, .ge = 1, .has_le = 1, .le = 10000000},
+};
+static const roost_schema_t hash_schema = {.fields = hash_fields, .nfields = 2};
 
 static json_t *hash_job(roost_job_t *job, const json_t *p, void *ud)
 {
     const json_t *data = json_object_get(p, "data");
-    long rounds = (long)num(p, "rounds", 1, 1, 10000000, 1, NULL);
+    long rounds = (long)num(p, "rounds", 1);
     unsigned char md[32];
     unsigned int mdlen = 0;
     EVP_Digest(json_string_value(data), json_string_length(data), md, &mdlen, EVP_sha256(), NULL);
@@ -108,14 +106,26 @@ static json_t *hash_job(roost_job_t *job, const json_t *p, void *ud)
 
 /* ---- email: the seeds' notification, to an outbox file ---- */
 
+static void check_email(const json_t *v, const json_t *loc, json_t *errors)
+{
+    if (!email_ok(json_string_value(v)))
+        json_array_append_new(
+            errors, roost_error_item(
+                        "value_error", json_copy((json_t *)loc), json_incref((json_t *)v),
+                        json_pack("{s:s}", "error", "value is not a valid email address"), NULL));
+}
+
+static const roost_field_t email_fields[] = {
+    {.name = "to", .type = ROOST_T_STR, .required = 1, .check = check_email},
+    {.name = "subject", .type = ROOST_T_STR, .required = 1},
+    {.name = "body", .type = ROOST_T_STR, .required = 1},
+};
+static const roost_schema_t email_schema = {.fields = email_fields, .nfields = 3};
+
+/* The email job reads the app's settings through ud, so its validator names its schema. */
 static void email_validate(const json_t *p, json_t *errors, void *ud)
 {
-    if (!email_ok(json_string_value(json_object_get(p, "to"))))
-        bad(errors, "to", "value is not a valid email address");
-    if (!json_is_string(json_object_get(p, "subject")))
-        bad(errors, "subject", "field required: a string");
-    if (!json_is_string(json_object_get(p, "body")))
-        bad(errors, "body", "field required: a string");
+    payload_validate(p, errors, (void *)&email_schema);
 }
 
 static json_t *email_job(roost_job_t *job, const json_t *p, void *ud)
@@ -160,10 +170,10 @@ static void exec_validate(const json_t *p, json_t *errors, void *ud)
     const app_config_t *cfg = ud;
     const char *name = json_string_value(json_object_get(p, "command"));
     if (!name || !exec_command(cfg, name))
-        bad(errors, "command", "not one of the commands configured with --exec");
+        bad(errors, p, "command", "not one of the commands configured with --exec");
     json_t *args = json_object_get(p, "args");
     if (args && (!json_is_array(args) || json_array_size(args) > EXEC_MAX_ARGS)) {
-        bad(errors, "args", "must be a list of at most 32 strings");
+        bad(errors, p, "args", "must be a list of at most 32 strings");
         return;
     }
     size_t i;
@@ -172,7 +182,7 @@ static void exec_validate(const json_t *p, json_t *errors, void *ud)
     {
         if (!json_is_string(a) || json_string_length(a) > EXEC_MAX_ARG ||
             strlen(json_string_value(a)) != json_string_length(a)) {
-            bad(errors, "args", "each argument is a string of at most 1000 characters");
+            bad(errors, p, "args", "each argument is a string of at most 1000 characters");
             return;
         }
     }
@@ -287,7 +297,9 @@ static json_t *noop_job(roost_job_t *job, const json_t *p, void *ud)
 
 int app_job_types(roost_server_t *srv, const app_config_t *cfg)
 {
-    roost_job_opts_t sleep_o = {sleep_validate, NULL}, hash_o = {hash_validate, NULL},
+    /* sleep, hash and email: the one validator, over their payload schemas */
+    roost_job_opts_t sleep_o = {payload_validate, (void *)&sleep_schema},
+                     hash_o = {payload_validate, (void *)&hash_schema},
                      email_o = {email_validate, (void *)cfg}, exec_o = {exec_validate, (void *)cfg};
     int rc = 0;
     rc |= roost_job_type(srv, "sleep", sleep_job, &sleep_o);

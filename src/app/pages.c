@@ -28,8 +28,13 @@ static void dashboard_page(roost_req_t *req, void *ud)
     serve(req, page_dashboard, page_dashboard_end);
 }
 
+static const char *const tags_pages[] = {"pages", NULL};
+static const roost_route_opts_t routes[] = {
+    {"GET", "/", index_page, .summary = "The chat page", .tags = tags_pages},
+    {"GET", "/dashboard", dashboard_page, .summary = "Jobs and rooms, live", .tags = tags_pages},
+};
+
 int app_routes_pages(roost_server_t *srv)
 {
-    int rc = roost_route(srv, "GET", "/", index_page, NULL, ROOST_LOOP);
-    return rc < 0 ? rc : roost_route(srv, "GET", "/dashboard", dashboard_page, NULL, ROOST_LOOP);
+    return app_register(srv, routes, APP_COUNT_OF(routes), NULL);
 }

@@ -38,55 +38,42 @@ static const roost_field_t item_fields[] = {
     {.name = "price", .type = ROOST_T_NUM, .required = 1, .has_gt = 1, .gt = 0},
     {.name = "tax", .type = ROOST_T_NUM, .nullable = 1},
 };
-static const roost_schema_t item_schema = {item_fields, 4};
+static const roost_schema_t item_schema = {.fields = item_fields, .nfields = 4};
+
+static const roost_field_t item_out_fields[] = {
+    {.name = "name", .type = ROOST_T_STR, .required = 1},
+    {.name = "description", .type = ROOST_T_STR, .nullable = 1},
+    {.name = "price", .type = ROOST_T_NUM, .required = 1},
+    {.name = "tax", .type = ROOST_T_NUM, .nullable = 1},
+    {.name = "price_with_tax", .type = ROOST_T_NUM, .required = 1},
+};
+static const roost_schema_t item_out_schema = {.fields = item_out_fields, .nfields = 5};
 
 static void create_item(roost_req_t *req, void *ud)
 {
-    json_t *item = roost_req_json(req, &item_schema);
-    if (!item)
-        return; /* 422 sent */
+    json_t *item = roost_req_json_body(req); /* validated: description and tax may be absent */
     json_t *tax = json_object_get(item, "tax");
     double price = json_number_value(json_object_get(item, "price"));
-    double with_tax = price + (tax && json_is_number(tax) ? json_number_value(tax) : 0.0);
+    double with_tax = price + json_number_value(tax);
     json_t *out = json_pack("{s:O,s:O,s:O,s:O,s:f}", "name", json_object_get(item, "name"),
                             "description", json_object_get(item, "description") ?: json_null(),
                             "price", json_object_get(item, "price"), "tax", tax ?: json_null(),
                             "price_with_tax", with_tax);
-    json_decref(item);
     roost_respond_json(req, 200, out);
 }
 
-/* ?seconds=S for the slow handlers: a number in [0, 30], default 3; otherwise 422. */
-static int slow_seconds(roost_req_t *req, double *out)
-{
-    roost_str_t v = roost_req_query(req, "seconds");
-    *out = SLOW_DEFAULT_S;
-    if (!v.ptr)
-        return 0;
-    char *end = NULL;
-    double s = strtod(v.ptr, &end);
-    const char *msg = NULL, *type = NULL;
-    char text[64];
-    if (v.len == 0 || *end || !isfinite(s)) {
-        msg = "value is not a valid float";
-        type = "type_error.float";
-    } else if (s < 0) {
-        msg = "ensure this value is greater than or equal to 0";
-        type = "value_error.number.not_ge";
-    } else if (s > SLOW_MAX_S) {
-        snprintf(text, sizeof text, "ensure this value is less than or equal to %g", SLOW_MAX_S);
-        msg = text;
-        type = "value_error.number.not_le";
-    }
-    if (msg) {
-        json_t *errors = json_array();
-        json_array_append_new(errors, roost_error_item("query", "seconds", msg, type));
-        roost_respond_422(req, errors);
-        return -EINVAL;
-    }
-    *out = s;
-    return 0;
-}
+/* ?seconds=S for the slow handlers: a number in [0, 30], default 3. */
+static const roost_field_t slow_fields[] = {
+    {.name = "seconds",
+     .type = ROOST_T_NUM,
+     .has_default = 1,
+     .def.n = SLOW_DEFAULT_S,
+     .has_ge = 1,
+     .ge = 0,
+     .has_le = 1,
+     .le = SLOW_MAX_S},
+};
+static const roost_schema_t slow_schema = {.fields = slow_fields, .nfields = 1};
 
 static void slow_done(roost_req_t *req, void *arg)
 {
@@ -96,9 +83,7 @@ static void slow_done(roost_req_t *req, void *arg)
 
 static void slow_async(roost_req_t *req, void *ud)
 {
-    double s;
-    if (slow_seconds(req, &s) < 0)
-        return;
+    double s = roost_req_query_num(req, "seconds");
     double *arg = roost_req_alloc(req, sizeof *arg);
     *arg = s;
     roost_defer(req, (uint64_t)(s * 1000), slow_done, arg);
@@ -113,9 +98,7 @@ static void sleep_seconds(double s)
 
 static void slow_sync(roost_req_t *req, void *ud)
 {
-    double s;
-    if (slow_seconds(req, &s) < 0)
-        return;
+    double s = roost_req_query_num(req, "seconds");
     sleep_seconds(s); /* a blocking call: fine here, this handler runs on a worker */
     slow_done(req, &s);
 }
@@ -130,26 +113,62 @@ static void metrics(roost_req_t *req, void *ud)
 /* Test-only: the mistake the watchdog exists for, a blocking call inside a loop handler. */
 static void debug_block(roost_req_t *req, void *ud)
 {
-    roost_str_t v = roost_req_query(req, "ms");
-    long ms = v.ptr ? strtol(v.ptr, NULL, 10) : 200;
-    if (ms < 0 || ms > 10000)
-        ms = 200;
+    long ms = (long)roost_req_query_int(req, "ms");
     sleep_seconds((double)ms / 1000.0);
     roost_respond_json(req, 200, json_pack("{s:i}", "blocked_ms", (json_int_t)ms));
 }
 
-int app_routes_basic(roost_server_t *srv, const app_config_t *cfg)
+static const char *const tags_basic[] = {"basic", NULL};
+
+static const roost_route_opts_t routes[] = {
+    {"GET", "/healthz", healthz, .summary = "Health check", .tags = tags_basic},
+    {"GET", "/plaintext", plaintext, .summary = "Hello, World! as text", .tags = tags_basic},
+    {"GET", "/json", json_hello, .summary = "Hello, World! as JSON", .tags = tags_basic},
+    {"POST", "/items", create_item, .summary = "Create an item (FastAPI's first example)",
+     .tags = tags_basic, .body = &item_schema, .response = &item_out_schema},
+    {"GET", "/slow-async", slow_async, .summary = "Wait on a loop timer", .tags = tags_basic,
+     .query = &slow_schema},
+    {"GET", "/slow-sync", slow_sync, .flags = ROOST_BLOCKING, .summary = "Sleep on a worker",
+     .tags = tags_basic, .query = &slow_schema},
+    /* blocking: it reads the job store */
+    {"GET", "/metrics", metrics, .flags = ROOST_BLOCKING, .summary = "Prometheus metrics",
+     .tags = tags_basic},
+};
+
+static const roost_field_t block_fields[] = {
+    {.name = "ms",
+     .type = ROOST_T_INT,
+     .has_default = 1,
+     .def.i = 200,
+     .has_ge = 1,
+     .ge = 0,
+     .has_le = 1,
+     .le = 10000},
+};
+static const roost_schema_t block_schema = {.fields = block_fields, .nfields = 1};
+static const roost_route_opts_t debug_routes[] = {
+    {"GET", "/debug/block", debug_block, .summary = "Block a loop (test only)", .tags = tags_basic,
+     .query = &block_schema},
+};
+
+int app_register(roost_server_t *srv, const roost_route_opts_t *table, size_t n, void *ud)
 {
     int rc = 0;
-    rc |= roost_route(srv, "GET", "/healthz", healthz, NULL, ROOST_LOOP);
-    rc |= roost_route(srv, "GET", "/plaintext", plaintext, NULL, ROOST_LOOP);
-    rc |= roost_route(srv, "GET", "/json", json_hello, NULL, ROOST_LOOP);
-    rc |= roost_route(srv, "POST", "/items", create_item, NULL, ROOST_LOOP);
-    rc |= roost_route(srv, "GET", "/slow-async", slow_async, NULL, ROOST_LOOP);
-    rc |= roost_route(srv, "GET", "/slow-sync", slow_sync, NULL, ROOST_BLOCKING);
-    rc |= roost_route(srv, "GET", "/metrics", metrics, NULL,
-                      ROOST_BLOCKING); /* reads the job store */
-    if (cfg->debug_routes)
-        rc |= roost_route(srv, "GET", "/debug/block", debug_block, NULL, ROOST_LOOP);
-    return rc < 0 ? -EINVAL : 0;
+    for (size_t i = 0; i < n; i++) {
+        roost_route_opts_t o = table[i];
+        o.ud = ud;
+        if (roost_route_ex(srv, &o) < 0) {
+            roost_log("error", "cannot register %s %s", o.method, o.path);
+            rc = -EINVAL;
+        }
+    }
+    return rc;
+}
+
+int app_routes_basic(roost_server_t *srv, const app_config_t *cfg)
+{
+    int rc = app_register(srv, routes, APP_COUNT_OF(routes), NULL);
+    if (rc == 0 && cfg->debug_routes)
+        rc = app_register(srv, debug_routes, APP_COUNT_OF(debug_routes), NULL);
+    return rc;
 }

@@ -73,120 +73,111 @@ static const roost_sql_t migrations[] = {
 static const roost_db_schema_t data_schema = {"data", migrations, DATA_COUNT_OF(migrations),
                                               statements, S_COUNT};
 
-/* ---- validation: pydantic v1's messages, with a loc prefix so that batch items can use it ---- */
+/* ---- validation: the one validator, with a loc prefix so that batch items can use it ---- */
+
+static void check_email(const json_t *v, const json_t *loc, json_t *errors)
+{
+    if (json_is_string(v) && !app_email_valid(json_string_value(v)))
+        data_add_error(errors, loc, NULL, "value_error", v,
+                       json_pack("{s:s}", "error", "value is not a valid email address"));
+}
+
+static int money_value(const json_t *v, int allow_negative, long long *cents, json_t *errors,
+                       const json_t *loc);
+
+static void check_money(const json_t *v, const json_t *loc, json_t *errors)
+{
+    long long cents;
+    money_value(v, 0, &cents, errors, loc);
+}
+
+static void check_amount(const json_t *v, const json_t *loc, json_t *errors)
+{
+    long long cents;
+    money_value(v, 1, &cents, errors, loc); /* <= 0 is a 400, not a 422 */
+}
 
 const roost_field_t data_user_create[DATA_USER_FIELDS] = {
     {.name = "username", .type = ROOST_T_STR, .required = 1, .min_len = 3, .max_len = 50},
-    {.name = "email", .type = ROOST_T_STR, .required = 1, .min_len = 3, .max_len = 254},
+    {.name = "email", .type = ROOST_T_STR, .required = 1, .max_len = 254, .check = check_email},
     {.name = "full_name", .type = ROOST_T_STR, .nullable = 1, .max_len = 100},
     {.name = "is_active", .type = ROOST_T_BOOL},
 };
 const roost_field_t data_user_update[DATA_USER_FIELDS] = {
     {.name = "username", .type = ROOST_T_STR, .nullable = 1, .min_len = 3, .max_len = 50},
-    {.name = "email", .type = ROOST_T_STR, .nullable = 1, .min_len = 3, .max_len = 254},
+    {.name = "email", .type = ROOST_T_STR, .nullable = 1, .max_len = 254, .check = check_email},
     {.name = "full_name", .type = ROOST_T_STR, .nullable = 1, .max_len = 100},
     {.name = "is_active", .type = ROOST_T_BOOL, .nullable = 1},
 };
 const roost_field_t data_account[DATA_ACCOUNT_FIELDS] = {
     {.name = "owner", .type = ROOST_T_STR, .required = 1, .min_len = 1, .max_len = 100},
-    {.name = "balance", .type = ROOST_T_ANY, .required = 1}, /* money: data_money */
+    {.name = "balance", .type = ROOST_T_ANY, .required = 1, .check = check_money},
 };
 const roost_field_t data_transfer[DATA_TRANSFER_FIELDS] = {
     {.name = "from_account", .type = ROOST_T_INT, .required = 1},
     {.name = "to_account", .type = ROOST_T_INT, .required = 1},
-    {.name = "amount", .type = ROOST_T_ANY, .required = 1}, /* money: data_money */
+    {.name = "amount", .type = ROOST_T_ANY, .required = 1, .check = check_amount},
 };
+const roost_schema_t data_user_create_schema = {.fields = data_user_create,
+                                                .nfields = DATA_USER_FIELDS},
+                     data_user_update_schema = {.fields = data_user_update,
+                                                .nfields = DATA_USER_FIELDS},
+                     data_account_schema = {.fields = data_account, .nfields = DATA_ACCOUNT_FIELDS},
+                     data_transfer_schema = {.fields = data_transfer,
+                                             .nfields = DATA_TRANSFER_FIELDS};
 
-void data_add_error(json_t *errors, const json_t *prefix, const char *field, const char *msg,
-                    const char *type)
+void data_add_error(json_t *errors, const json_t *prefix, const char *field, const char *type,
+                    const json_t *input, json_t *ctx)
 {
     json_t *loc = json_copy((json_t *)prefix);
     if (field)
         json_array_append_new(loc, json_string(field));
-    json_array_append_new(errors, json_pack("{s:o,s:s,s:s}", "loc", loc, "msg", msg, "type", type));
+    json_array_append_new(
+        errors,
+        roost_error_item(type, loc, input ? json_incref((json_t *)input) : NULL, ctx, NULL));
 }
 
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
-
+/* The one validator (roost_schema_check) over a table of fields. */
 void data_check_fields(const json_t *obj, const roost_field_t *f, size_t n, json_t *errors,
                        const json_t *prefix)
 {
-    char msg[96];
-    for (size_t i = 0; i < n; i++, f++) {
-        json_t *v = json_object_get(obj, f->name);
-        if (!v) {
-            if (f->required)
-                data_add_error(errors, prefix, f->name, "field required", "value_error.missing");
-        } else if (json_is_null(v)) {
-            if (!f->nullable)
-                data_add_error(errors, prefix, f->name, "none is not an allowed value",
-                               "type_error.none.not_allowed");
-        } else if (f->type == ROOST_T_STR) {
-            if (!json_is_string(v)) {
-                data_add_error(errors, prefix, f->name, "str type expected", "type_error.str");
-                continue;
-            }
-            size_t len = utf8_chars(json_string_value(v));
-            if (f->min_len > 0 && len < (size_t)f->min_len) {
-                snprintf(msg, sizeof msg, "ensure this value has at least %ld characters",
-                         f->min_len);
-                data_add_error(errors, prefix, f->name, msg, "value_error.any_str.min_length");
-            } else if (f->max_len > 0 && len > (size_t)f->max_len) {
-                snprintf(msg, sizeof msg, "ensure this value has at most %ld characters",
-                         f->max_len);
-                data_add_error(errors, prefix, f->name, msg, "value_error.any_str.max_length");
-            }
-        } else if (f->type == ROOST_T_INT && !json_is_integer(v)) {
-            data_add_error(errors, prefix, f->name, "value is not a valid integer",
-                           "type_error.integer");
-        } else if (f->type == ROOST_T_BOOL && !json_is_boolean(v)) {
-            data_add_error(errors, prefix, f->name, "value could not be parsed to a boolean",
-                           "type_error.bool");
-        }
-    }
+    roost_schema_t schema = {.fields = f, .nfields = n};
+    json_decref(roost_schema_check(&schema, obj, prefix, errors));
 }
 
-void data_check_email(const json_t *obj, json_t *errors, const json_t *prefix)
+int data_money(const json_t *obj, const char *field, int allow_negative, long long *cents)
 {
-    json_t *v = json_object_get(obj, "email");
-    if (json_is_string(v) && !app_email_valid(json_string_value(v)))
-        data_add_error(errors, prefix, "email", "value is not a valid email address",
-                       "value_error.email");
+    return money_value(json_object_get(obj, field), allow_negative, cents, NULL, NULL);
 }
 
 /* Below 10^9 units a double holds the cents to within 10^-5, so rounding recovers them exactly
  * and a third decimal (at least 0.1 cent away) is caught. */
-int data_money(const json_t *obj, const char *field, int allow_negative, long long *cents,
-               json_t *errors, const json_t *prefix)
+static int money_value(const json_t *v, int allow_negative, long long *cents, json_t *errors,
+                       const json_t *loc)
 {
-    json_t *v = json_object_get(obj, field);
     if (!json_is_number(v)) {
-        if (v && !json_is_null(v) && errors) /* absent or null: data_check_fields said so */
-            data_add_error(errors, prefix, field, "value is not a valid decimal",
-                           "type_error.decimal");
+        if (errors)
+            data_add_error(errors, loc, NULL, "decimal_type", v, NULL);
         return -1;
     }
     double units = json_number_value(v), c = units * 100.0, r = nearbyint(c);
-    const char *msg = NULL, *type = NULL;
+    const char *type = NULL;
+    json_t *ctx = NULL;
     if (!allow_negative && units < 0) {
-        msg = "ensure this value is greater than or equal to 0";
-        type = "value_error.number.not_ge";
+        type = "greater_than_equal";
+        ctx = json_pack("{s:i}", "ge", 0);
     } else if (fabs(units) > MONEY_MAX_UNITS) {
-        msg = "ensure this value is less than or equal to 1000000000";
-        type = "value_error.number.not_le";
+        type = "less_than_equal";
+        ctx = json_pack("{s:I}", "le", (json_int_t)MONEY_MAX_UNITS);
     } else if (fabs(c - r) > 1e-4) {
-        msg = "ensure that there are no more than 2 decimal places";
-        type = "value_error.decimal.max_places";
+        type = "decimal_max_places";
+        ctx = json_pack("{s:i}", "decimal_places", 2);
     }
-    if (msg) {
+    if (type) {
         if (errors)
-            data_add_error(errors, prefix, field, msg, type);
+            data_add_error(errors, loc, NULL, type, v, ctx);
+        else
+            json_decref(ctx);
         return -1;
     }
     *cents = (long long)r;
@@ -199,28 +190,11 @@ static json_t *money_json(long long cents)
     return json_real((double)cents / 100.0);
 }
 
-/* The body as an object valid for fields (and the email or money checks), or NULL after a 422. */
-static json_t *body_or_422(roost_req_t *req, const roost_field_t *f, size_t n, int email,
-                           const char *money_field)
+/* The body the route's schema validated, for the job (which owns what it gets): a copy, so that
+ * no jansson object is shared between the data thread and the loop. */
+static json_t *body_of(roost_req_t *req)
 {
-    json_t *in = roost_req_json(req, NULL);
-    if (!in)
-        return NULL;
-    json_t *errors = json_array(), *prefix = json_pack("[s]", "body");
-    long long cents;
-    data_check_fields(in, f, n, errors, prefix);
-    if (email)
-        data_check_email(in, errors, prefix);
-    if (money_field)
-        data_money(in, money_field, 0, &cents, errors, prefix);
-    json_decref(prefix);
-    if (json_array_size(errors) > 0) {
-        json_decref(in);
-        roost_respond_422(req, errors);
-        return NULL;
-    }
-    json_decref(errors);
-    return in;
+    return json_deep_copy(roost_req_json_body(req));
 }
 
 /* ---- rows as JSON ---- */
@@ -356,7 +330,7 @@ void data_delete_user(roost_dbconn_t *c, long long id, data_outcome_t *o)
 void data_create_account(roost_dbconn_t *c, const json_t *in, data_outcome_t *o)
 {
     long long cents = 0;
-    data_money(in, "balance", 0, &cents, NULL, NULL);
+    data_money(in, "balance", 0, &cents);
     int rc = roost_db_query(c, S_ACCOUNT_INSERT, "sii", text_of(in, "owner"), cents, data_now_ms());
     one_row(c, rc, account_json, 201, "Account not found", 0, o);
 }
@@ -366,7 +340,7 @@ void data_transfer_op(roost_dbconn_t *c, const json_t *in, data_outcome_t *o)
     long long from = json_integer_value(json_object_get(in, "from_account"));
     long long to = json_integer_value(json_object_get(in, "to_account"));
     long long amount = 0;
-    data_money(in, "amount", 1, &amount, NULL, NULL);
+    data_money(in, "amount", 1, &amount);
     if (amount <= 0) {
         o->status = 400;
         o->detail = "Amount must be positive";
@@ -451,28 +425,17 @@ typedef struct {
 
 static void list_page(roost_dbconn_t *c, job_t *j)
 {
-    json_t *items = json_array();
-    long long last = 0;
-    int more = 0, rc = roost_db_query(c, S_USER_PAGE, "ii", j->id, j->limit + 1);
-    while (rc >= 0 && (rc = roost_db_next(c)) == 1) {
-        if ((long long)json_array_size(items) == j->limit) {
-            more = 1; /* the extra row: there is a next page */
-            continue;
-        }
-        last = roost_db_int(c, 0);
+    json_t *items = json_array(); /* one more than a page: roost_page sees if there is more */
+    int rc = roost_db_query(c, S_USER_PAGE, "ii", j->id, j->limit + 1);
+    while (rc >= 0 && (rc = roost_db_next(c)) == 1)
         json_array_append_new(items, data_user_json(c));
-    }
     if (rc < 0) {
         json_decref(items);
         data_failed(&j->o, rc, NULL);
         return;
     }
-    char next[ROOST_CURSOR_MAX];
-    if (more)
-        roost_cursor_encode('u', last, next);
     j->o.status = 200;
-    j->o.body = json_pack("{s:o,s:o,s:b}", "items", items, "next_cursor",
-                          more ? json_string(next) : json_null(), "has_more", more);
+    j->o.body = roost_page(items, j->limit, 'u', "id");
 }
 
 static void job_run(roost_dbconn_t *c, void *arg)
@@ -547,7 +510,7 @@ static void submit(roost_req_t *req, roost_db_t *db, int kind, long long id, jso
 
 static void create_user(roost_req_t *req, void *ud)
 {
-    json_t *in = body_or_422(req, data_user_create, DATA_USER_FIELDS, 1, NULL);
+    json_t *in = body_of(req);
     if (in)
         submit(req, ud, J_CREATE_USER, 0, in);
 }
@@ -568,7 +531,7 @@ static void get_user(roost_req_t *req, void *ud)
 
 static void update_user(roost_req_t *req, void *ud)
 {
-    json_t *in = body_or_422(req, data_user_update, DATA_USER_FIELDS, 1, NULL);
+    json_t *in = body_of(req);
     if (in)
         submit(req, ud, J_UPDATE_USER, roost_req_param_int(req, "id"), in);
 }
@@ -580,7 +543,7 @@ static void delete_user(roost_req_t *req, void *ud)
 
 static void create_account(roost_req_t *req, void *ud)
 {
-    json_t *in = body_or_422(req, data_account, DATA_ACCOUNT_FIELDS, 0, "balance");
+    json_t *in = body_of(req);
     if (in)
         submit(req, ud, J_CREATE_ACCOUNT, 0, in);
 }
@@ -592,37 +555,9 @@ static void get_account(roost_req_t *req, void *ud)
 
 static void list_users(roost_req_t *req, void *ud)
 {
-    roost_str_t cursor = roost_req_query(req, "cursor"), limit_s = roost_req_query(req, "limit");
-    json_t *errors = json_array();
-    long long limit = PAGE_DEFAULT, after = 0;
-    const char *msg = NULL, *type = NULL;
-    if (limit_s.ptr) {
-        char *end = NULL;
-        limit = strtoll(limit_s.ptr, &end, 10);
-        if (limit_s.len == 0 || *end) {
-            msg = "value is not a valid integer";
-            type = "type_error.integer";
-        } else if (limit < 1) {
-            msg = "ensure this value is greater than or equal to 1";
-            type = "value_error.number.not_ge";
-        } else if (limit > PAGE_MAX) {
-            msg = "ensure this value is less than or equal to 100";
-            type = "value_error.number.not_le";
-        }
-        if (msg)
-            json_array_append_new(errors, roost_error_item("query", "limit", msg, type));
-    }
-    if (cursor.ptr && cursor.len && (after = roost_cursor_decode('u', cursor)) < 0)
-        json_array_append_new(
-            errors, roost_error_item("query", "cursor", "invalid cursor", "value_error.cursor"));
-    if (json_array_size(errors) > 0) {
-        roost_respond_422(req, errors);
-        return;
-    }
-    json_decref(errors);
-    job_t *j = new_job(req, J_LIST_USERS, after);
+    job_t *j = new_job(req, J_LIST_USERS, roost_req_query_int(req, "cursor"));
     if (j) {
-        j->limit = limit;
+        j->limit = roost_req_query_int(req, "limit");
         roost_db_run(ud, req, job_run, job_done, j);
     }
 }
@@ -632,20 +567,32 @@ static void pool_status(roost_req_t *req, void *ud)
     roost_respond_json(req, 200, roost_db_pool_status(ud));
 }
 
+static const roost_field_t page_fields[] = {ROOST_PAGE_FIELDS('u', PAGE_DEFAULT, PAGE_MAX)};
+static const roost_schema_t page_schema = {.fields = page_fields, .nfields = 2};
+static const char *const tags_users[] = {"users", NULL}, *const tags_accounts[] = {"accounts",
+                                                                                   NULL};
+
+static const roost_route_opts_t routes[] = {
+    {"POST", "/users", create_user, .summary = "Create a user", .tags = tags_users,
+     .body = &data_user_create_schema, .status = 201},
+    {"GET", "/users", list_users, .summary = "List users, a page at a time", .tags = tags_users,
+     .query = &page_schema},
+    {"GET", "/users/{id:int}", get_user, .summary = "A user", .tags = tags_users},
+    {"PUT", "/users/{id:int}", update_user, .summary = "Update a user", .tags = tags_users,
+     .body = &data_user_update_schema},
+    {"DELETE", "/users/{id:int}", delete_user, .summary = "Delete a user", .tags = tags_users,
+     .status = 204},
+    {"POST", "/accounts", create_account, .summary = "Open an account", .tags = tags_accounts,
+     .body = &data_account_schema, .status = 201},
+    {"GET", "/accounts/{id:int}", get_account, .summary = "An account", .tags = tags_accounts},
+    {"GET", "/db/pool", pool_status, .summary = "The connection pool", .tags = tags_accounts},
+};
+
 int app_routes_data(roost_server_t *srv)
 {
     roost_db_t *db = roost_db_open(srv, &data_schema);
     if (!db)
         return -EIO;
-    int rc = 0;
-    rc |= roost_route(srv, "POST", "/users", create_user, db, ROOST_LOOP);
-    rc |= roost_route(srv, "GET", "/users", list_users, db, ROOST_LOOP);
-    rc |= roost_route(srv, "GET", "/users/{id:int}", get_user, db, ROOST_LOOP);
-    rc |= roost_route(srv, "PUT", "/users/{id:int}", update_user, db, ROOST_LOOP);
-    rc |= roost_route(srv, "DELETE", "/users/{id:int}", delete_user, db, ROOST_LOOP);
-    rc |= roost_route(srv, "POST", "/accounts", create_account, db, ROOST_LOOP);
-    rc |= roost_route(srv, "GET", "/accounts/{id:int}", get_account, db, ROOST_LOOP);
-    rc |= roost_route(srv, "GET", "/db/pool", pool_status, db, ROOST_LOOP);
-    rc |= app_routes_data_tx(srv, db);
-    return rc < 0 ? -EINVAL : 0;
+    int rc = app_register(srv, routes, DATA_COUNT_OF(routes), db);
+    return rc < 0 ? rc : app_routes_data_tx(srv, db);
 }

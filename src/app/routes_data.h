@@ -37,17 +37,18 @@ extern const roost_field_t data_user_create[4], data_user_update[4], data_accoun
 #define DATA_USER_FIELDS     4
 #define DATA_ACCOUNT_FIELDS  2
 #define DATA_TRANSFER_FIELDS 3
+extern const roost_schema_t data_user_create_schema, data_user_update_schema, data_account_schema,
+    data_transfer_schema;
 
-/* Validation into FastAPI error items with loc = prefix + [field]. */
-void data_add_error(json_t *errors, const json_t *prefix, const char *field, const char *msg,
-                    const char *type);
+/* Validation into FastAPI error items with loc = prefix + [field] (field may be NULL), through
+ * roost_error_item: input is borrowed (NULL: null), ctx stolen. */
+void data_add_error(json_t *errors, const json_t *prefix, const char *field, const char *type,
+                    const json_t *input, json_t *ctx);
 void data_check_fields(const json_t *obj, const roost_field_t *f, size_t n, json_t *errors,
                        const json_t *prefix);
-void data_check_email(const json_t *obj, json_t *errors, const json_t *prefix);
-/* A JSON number of currency units with at most 2 decimals, as cents: 0, or -1 after appending
- * an error (when errors is not NULL). */
-int data_money(const json_t *obj, const char *field, int allow_negative, long long *cents,
-               json_t *errors, const json_t *prefix);
+/* A JSON number of currency units with at most 2 decimals (as the schemas checked), as cents:
+ * 0, or -1 when it is not. */
+int data_money(const json_t *obj, const char *field, int allow_negative, long long *cents);
 
 json_t *data_user_json(roost_dbconn_t *c); /* the current row of a user statement */
 long long data_now_ms(void);

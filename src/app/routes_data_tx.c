@@ -52,23 +52,9 @@ static void transfer_tx(roost_dbconn_t *c, const json_t *in, data_outcome_t *o)
 
 static void transfer(roost_req_t *req, void *ud)
 {
-    json_t *in = roost_req_json(req, NULL);
-    if (!in)
-        return;
-    json_t *errors = json_array(), *prefix = json_pack("[s]", "body");
-    long long cents;
-    data_check_fields(in, data_transfer, DATA_TRANSFER_FIELDS, errors, prefix);
-    data_money(in, "amount", 1, &cents, errors, prefix); /* <= 0 is a 400, not a 422 */
-    json_decref(prefix);
-    if (json_array_size(errors) > 0) {
-        json_decref(in);
-        roost_respond_422(req, errors);
-        return;
-    }
-    json_decref(errors);
+    json_t *in = roost_req_json_body(req); /* checked by data_transfer_schema */
     data_outcome_t o = {0};
     WITH_CONN(ud, o, transfer_tx(c, in, &o));
-    json_decref(in);
     data_respond(req, &o);
 }
 
@@ -89,11 +75,10 @@ static char *bulk_rows(const json_t *users, json_t *errors)
         json_t *u = json_array_get(users, i);
         json_t *prefix = json_pack("[s,s,I]", "body", "users", (json_int_t)i);
         if (!json_is_object(u)) {
-            data_add_error(errors, prefix, NULL, "value is not a valid dict", "type_error.dict");
+            data_add_error(errors, prefix, NULL, "dict_type", u, NULL);
         } else {
             /* is_active (last) is not taken here: bulk users start active */
             data_check_fields(u, data_user_create, DATA_USER_FIELDS - 1, errors, prefix);
-            data_check_email(u, errors, prefix);
             json_t *full_name = json_object_get(u, "full_name");
             json_array_append_new(rows, json_pack("{s:O,s:O,s:O}", "username",
                                                   json_object_get(u, "username"), "email",
@@ -109,24 +94,8 @@ static char *bulk_rows(const json_t *users, json_t *errors)
 
 static void bulk_users(roost_req_t *req, void *ud)
 {
-    json_t *in = roost_req_json(req, NULL);
-    if (!in)
-        return;
-    json_t *users = json_object_get(in, "users"), *errors = json_array();
-    size_t n = json_array_size(users);
-    char *text = NULL;
-    if (!json_is_array(users))
-        json_array_append_new(
-            errors, roost_error_item("body", "users",
-                                     users ? "value is not a valid list" : "field required",
-                                     users ? "type_error.list" : "value_error.missing"));
-    else if (n < 1 || n > BULK_MAX)
-        json_array_append_new(errors, roost_error_item("body", "users",
-                                                       "ensure this list has 1 to 1000 items",
-                                                       "value_error.list.size"));
-    else
-        text = bulk_rows(users, errors);
-    json_decref(in);
+    json_t *users = json_object_get(roost_req_json_body(req), "users"), *errors = json_array();
+    char *text = bulk_rows(users, errors); /* the list's type and size: bulk_schema */
     if (!text) {
         if (json_array_size(errors) == 0) {
             json_decref(errors);
@@ -181,39 +150,32 @@ static int op_check(const json_t *op, size_t i, json_t *errors)
     json_t *where = json_pack("[s,s,I,s]", "body", "operations", (json_int_t)i, "data");
     const char *name = json_string_value(json_object_get(op, "op"));
     json_t *data = json_object_get(op, "data"), *id = json_object_get(op, "id");
-    long long cents;
     int kind = -1;
     for (int k = 0; name && k < OP_COUNT; k++)
         if (!strcmp(name, op_names[k]))
             kind = k;
     if (!json_is_object(op)) {
-        data_add_error(errors, prefix, NULL, "value is not a valid dict", "type_error.dict");
+        data_add_error(errors, prefix, NULL, "dict_type", op, NULL);
     } else if (kind < 0) {
-        data_add_error(errors, prefix, "op",
-                       "unexpected value; permitted: 'create_user', 'update_user', "
-                       "'delete_user', 'create_account', 'transfer'",
-                       "value_error.const");
+        data_add_error(errors, prefix, "op", "enum", json_object_get(op, "op"),
+                       json_pack("{s:s}", "expected",
+                                 "'create_user', 'update_user', 'delete_user', 'create_account' "
+                                 "or 'transfer'"));
     } else {
         if ((kind == OP_UPDATE_USER || kind == OP_DELETE_USER) && !json_is_integer(id))
-            data_add_error(errors, prefix, "id",
-                           id ? "value is not a valid integer" : "field required",
-                           id ? "type_error.integer" : "value_error.missing");
+            data_add_error(errors, prefix, "id", id ? "int_type" : "missing", id ? id : op, NULL);
         if (kind == OP_DELETE_USER) {
             /* no data */
         } else if (!json_is_object(data)) {
-            data_add_error(errors, prefix, "data",
-                           data ? "value is not a valid dict" : "field required",
-                           data ? "type_error.dict" : "value_error.missing");
+            data_add_error(errors, prefix, "data", data ? "dict_type" : "missing", data ? data : op,
+                           NULL);
         } else if (kind == OP_CREATE_USER || kind == OP_UPDATE_USER) {
             data_check_fields(data, kind == OP_CREATE_USER ? data_user_create : data_user_update,
                               DATA_USER_FIELDS, errors, where);
-            data_check_email(data, errors, where);
         } else if (kind == OP_CREATE_ACCOUNT) {
             data_check_fields(data, data_account, DATA_ACCOUNT_FIELDS, errors, where);
-            data_money(data, "balance", 0, &cents, errors, where);
         } else {
             data_check_fields(data, data_transfer, DATA_TRANSFER_FIELDS, errors, where);
-            data_money(data, "amount", 1, &cents, errors, where);
         }
     }
     json_decref(where);
@@ -284,22 +246,9 @@ static int batch_tx(roost_dbconn_t *c, json_t *ops, json_t *results, int *nfaile
 
 static void batch(roost_req_t *req, void *ud)
 {
-    json_t *in = roost_req_json(req, NULL);
-    if (!in)
-        return;
-    json_t *ops = json_object_get(in, "operations");
+    json_t *in = roost_req_json_body(req);
+    json_t *ops = json_object_get(in, "operations"); /* a list of 1 to 1000: batch_schema */
     size_t n = json_array_size(ops);
-    if (!json_is_array(ops) || n < 1 || n > BATCH_MAX) {
-        json_t *errors = json_array();
-        json_array_append_new(
-            errors, roost_error_item("body", "operations",
-                                     ops ? "ensure this value is a list of 1 to 1000 items"
-                                         : "field required",
-                                     ops ? "value_error.list.size" : "value_error.missing"));
-        json_decref(in);
-        roost_respond_422(req, errors);
-        return;
-    }
     data_outcome_t o = {0};
     json_t *results = json_array();
     int nfailed = 0;
@@ -308,7 +257,6 @@ static void batch(roost_req_t *req, void *ud)
         if (rc < 0)
             data_failed(&o, rc, NULL);
     });
-    json_decref(in);
     if (o.status) {
         json_decref(results);
         data_respond(req, &o);
@@ -319,11 +267,32 @@ static void batch(roost_req_t *req, void *ud)
                                  (json_int_t)(n - (size_t)nfailed), "failed", (json_int_t)nfailed));
 }
 
+/* Each user and each operation is checked by the handler, so that every item's errors are
+ * reported at its index (and a batch answers per operation). */
+static const roost_field_t any_item = {.type = ROOST_T_ANY};
+/* {"users": [1..BULK_MAX]} and {"operations": [1..BATCH_MAX]} */
+#define LIST_OF_1_TO(field, max)                                                                   \
+    {                                                                                              \
+        .name = field, .type = ROOST_T_ARR, .required = 1, .min_len = 1, .max_len = max,           \
+        .items = &any_item                                                                         \
+    }
+static const roost_field_t list_fields[] = {LIST_OF_1_TO("users", BULK_MAX),
+                                            LIST_OF_1_TO("operations", BATCH_MAX)};
+static const roost_schema_t bulk_schema = {.fields = &list_fields[0], .nfields = 1},
+                            batch_schema = {.fields = &list_fields[1], .nfields = 1};
+static const char *const tags_tx[] = {"transactions", NULL};
+
+static const roost_route_opts_t routes[] = {
+    {"POST", "/transfer", transfer, .flags = ROOST_BLOCKING, .tags = tags_tx,
+     .summary = "Move money between two accounts in one transaction",
+     .body = &data_transfer_schema},
+    {"POST", "/batch", batch, .flags = ROOST_BLOCKING, .tags = tags_tx,
+     .summary = "Run operations in one transaction, a savepoint each", .body = &batch_schema},
+    {"POST", "/users/batch", bulk_users, .flags = ROOST_BLOCKING, .tags = tags_tx,
+     .summary = "Create users, all or none", .body = &bulk_schema, .status = 201},
+};
+
 int app_routes_data_tx(roost_server_t *srv, roost_db_t *db)
 {
-    int rc = 0;
-    rc |= roost_route(srv, "POST", "/transfer", transfer, db, ROOST_BLOCKING);
-    rc |= roost_route(srv, "POST", "/batch", batch, db, ROOST_BLOCKING);
-    rc |= roost_route(srv, "POST", "/users/batch", bulk_users, db, ROOST_BLOCKING);
-    return rc < 0 ? -EINVAL : 0;
+    return app_register(srv, routes, DATA_COUNT_OF(routes), db);
 }

@@ -18,7 +18,7 @@
 
 static const roost_field_t task_fields[] = {
     {.name = "type", .type = ROOST_T_STR, .required = 1, .min_len = 1, .max_len = 64},
-    {.name = "payload", .type = ROOST_T_ANY, .nullable = 1},
+    {.name = "payload", .type = ROOST_T_OBJ, .nullable = 1},
     {.name = "priority", .type = ROOST_T_INT, .has_ge = 1, .ge = -100, .has_le = 1, .le = 100},
     {.name = "delay_s", .type = ROOST_T_NUM, .has_ge = 1, .ge = 0, .has_le = 1, .le = 2592000},
     {.name = "max_retries", .type = ROOST_T_INT, .has_ge = 1, .ge = 0, .has_le = 1, .le = 100},
@@ -30,7 +30,7 @@ static const roost_field_t task_fields[] = {
      .has_le = 1,
      .le = 86400},
 };
-static const roost_schema_t task_schema = {task_fields, COUNT_OF(task_fields)};
+static const roost_schema_t task_schema = {.fields = task_fields, .nfields = COUNT_OF(task_fields)};
 
 typedef struct {
     roost_req_t *req;
@@ -81,20 +81,18 @@ static void reply_later(json_t *task, int status, void *arg)
 
 static void create_task(roost_req_t *req, void *ud)
 {
-    json_t *body = roost_req_json(req, &task_schema);
-    if (!body)
-        return;
+    json_t *body = roost_req_json_body(req);
     roost_str_t key = roost_req_header(req, "idempotency-key");
     json_t *errors = json_array();
     json_t *payload = json_object_get(body, "payload");
-    if (payload && !json_is_object(payload) && !json_is_null(payload))
+    if (key.ptr && (key.len < 1 || key.len > IDEM_KEY_MAX))
         json_array_append_new(
             errors,
-            roost_error_item("body", "payload", "value is not a valid dict", "type_error.dict"));
-    if (key.ptr && (key.len < 1 || key.len > IDEM_KEY_MAX))
-        json_array_append_new(errors,
-                              roost_error_item("header", "Idempotency-Key",
-                                               "must be 1-200 characters", "value_error.any_str"));
+            roost_error_item(key.len ? "string_too_long" : "string_too_short",
+                             roost_loc("header", "Idempotency-Key"), json_stringn(key.ptr, key.len),
+                             key.len ? json_pack("{s:i}", "max_length", IDEM_KEY_MAX)
+                                     : json_pack("{s:i}", "min_length", 1),
+                             NULL));
     json_t *empty = json_object();
     json_t *timeout = json_object_get(body, "timeout_s");
     roost_job_spec_t spec = {
@@ -123,7 +121,6 @@ static void create_task(roost_req_t *req, void *ud)
         }
     }
     json_decref(empty);
-    json_decref(body);
 }
 
 /* ---- reading ---- */
@@ -137,58 +134,24 @@ static void get_task(roost_req_t *req, void *ud)
         roost_respond_error(req, 404, "Task not found");
 }
 
+static const char *const statuses[] = {"pending", "running",   "completed",
+                                       "failed",  "cancelled", NULL};
+static const roost_field_t list_fields[] = {
+    ROOST_PAGE_FIELDS('t', 20, 100),
+    {.name = "status", .type = ROOST_T_STR, .enum_values = statuses},
+};
+static const roost_schema_t list_schema = {.fields = list_fields, .nfields = 3};
+
 static void list_tasks(roost_req_t *req, void *ud)
 {
-    roost_str_t status = roost_req_query(req, "status"), limit_s = roost_req_query(req, "limit");
-    roost_str_t cursor = roost_req_query(req, "cursor");
-    json_t *errors = json_array();
-    long limit = 20;
-    if (limit_s.ptr) {
-        char *end;
-        limit = strtol(limit_s.ptr, &end, 10);
-        if (!limit_s.len || *end || limit < 1 || limit > 100)
-            json_array_append_new(errors, roost_error_item("query", "limit",
-                                                           "must be an integer from 1 to 100",
-                                                           "value_error.number"));
-    }
-    static const char *const statuses[] = {"pending", "running", "completed", "failed",
-                                           "cancelled"};
-    int known = !status.ptr;
-    for (size_t i = 0; status.ptr && i < COUNT_OF(statuses); i++)
-        known |= !strcmp(status.ptr, statuses[i]);
-    if (!known)
-        json_array_append_new(errors, roost_error_item("query", "status",
-                                                       "must be pending, running, completed, "
-                                                       "failed or cancelled",
-                                                       "value_error.enum"));
-    long long before = 0;
-    if (cursor.ptr && cursor.len && (before = roost_cursor_decode('t', cursor)) < 1)
-        json_array_append_new(
-            errors, roost_error_item("query", "cursor", "invalid cursor", "value_error.cursor"));
-    if (json_array_size(errors)) {
-        roost_respond_422(req, errors);
-        return;
-    }
-    json_decref(errors);
-    json_t *items = roost_job_list(roost_req_server(req), status.ptr, before, (int)limit + 1);
-    if (!items) {
+    long long limit = roost_req_query_int(req, "limit");
+    json_t *rows = roost_job_list(roost_req_server(req), roost_req_query_str(req, "status"),
+                                  roost_req_query_int(req, "cursor"), (int)limit + 1);
+    if (!rows) {
         roost_respond_error(req, 503, "The task store is not available");
         return;
     }
-    int more = json_array_size(items) > (size_t)limit;
-    if (more)
-        json_array_remove(items, (size_t)limit);
-    json_t *next = json_null();
-    if (more) {
-        char c[ROOST_CURSOR_MAX];
-        json_t *last = json_array_get(items, (size_t)limit - 1);
-        roost_cursor_encode('t', (long long)json_integer_value(json_object_get(last, "task_id")),
-                            c);
-        next = json_string(c);
-    }
-    roost_respond_json(
-        req, 200,
-        json_pack("{s:o,s:o,s:b}", "items", items, "next_cursor", next, "has_more", more));
+    roost_respond_json(req, 200, roost_page(rows, limit, 't', "task_id"));
 }
 
 /* ---- cancelling ---- */
@@ -361,9 +324,10 @@ static void send_notification(roost_req_t *req, void *ud)
     roost_str_t email = roost_req_param(req, "email");
     if (!app_email_valid(email.ptr)) {
         json_t *errors = json_array();
-        json_array_append_new(errors, roost_error_item("path", "email",
-                                                       "value is not a valid email address",
-                                                       "value_error.email"));
+        json_array_append_new(
+            errors, roost_error_item(
+                        "value_error", roost_loc("path", "email"), json_string(email.ptr),
+                        json_pack("{s:s}", "error", "value is not a valid email address"), NULL));
         roost_respond_422(req, errors);
         return;
     }
@@ -372,15 +336,22 @@ static void send_notification(roost_req_t *req, void *ud)
                        json_pack("{s:s}", "message", "Notification sent in the background"));
 }
 
+static const char *const tags_tasks[] = {"tasks", NULL};
+static const roost_route_opts_t routes[] = {
+    {"POST", "/tasks", create_task, .summary = "Submit a task", .tags = tags_tasks,
+     .body = &task_schema, .status = 201},
+    {"GET", "/tasks", list_tasks, .flags = ROOST_BLOCKING, .summary = "List tasks, newest first",
+     .tags = tags_tasks, .query = &list_schema},
+    {"GET", "/tasks/{id:int}", get_task, .flags = ROOST_BLOCKING, .summary = "A task",
+     .tags = tags_tasks},
+    {"POST", "/tasks/{id:int}/cancel", cancel_task, .summary = "Cancel a task", .tags = tags_tasks},
+    {"GET", "/tasks/{id:int}/events", task_events, .summary = "A task's progress (SSE)",
+     .tags = tags_tasks},
+    {"POST", "/send-notification/{email}", send_notification,
+     .summary = "Answer, then log a notification in the background", .tags = tags_tasks},
+};
+
 int app_routes_jobs(roost_server_t *srv)
 {
-    int rc = 0;
-    rc |= roost_route(srv, "POST", "/tasks", create_task, NULL, ROOST_LOOP);
-    rc |= roost_route(srv, "GET", "/tasks", list_tasks, NULL, ROOST_BLOCKING);
-    rc |= roost_route(srv, "GET", "/tasks/{id:int}", get_task, NULL, ROOST_BLOCKING);
-    rc |= roost_route(srv, "POST", "/tasks/{id:int}/cancel", cancel_task, NULL, ROOST_LOOP);
-    rc |= roost_route(srv, "GET", "/tasks/{id:int}/events", task_events, NULL, ROOST_LOOP);
-    rc |=
-        roost_route(srv, "POST", "/send-notification/{email}", send_notification, NULL, ROOST_LOOP);
-    return rc < 0 ? -EINVAL : 0;
+    return app_register(srv, routes, APP_COUNT_OF(routes), NULL);
 }

@@ -2,6 +2,7 @@
  * POST /broadcast, GET /rooms, /rooms/{room}/count and /rooms/{room}/users. The wire contract
  * is docs/ws-contract.md. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,11 +36,12 @@ static int valid_room(roost_str_t s)
     return valid_name(s);
 }
 
-static json_t *name_error(const char *where, const char *field)
+/* What valid_name accepts, as pydantic would say it of a constr(pattern=...). */
+static json_t *name_error(const char *where, const char *field, roost_str_t input)
 {
-    return roost_error_item(where, field,
-                            "must be 1-64 characters: letters, digits, '-', '_' or '.'",
-                            "value_error.name");
+    return roost_error_item("string_pattern_mismatch", roost_loc(where, field),
+                            input.ptr ? json_stringn(input.ptr, input.len) : NULL,
+                            json_pack("{s:s}", "pattern", "^[A-Za-z0-9._-]{1,64}$"), NULL);
 }
 
 /* ---- the chat connection ---- */
@@ -117,25 +119,12 @@ static const roost_ws_handler_t chat_handler = {chat_open, chat_message, chat_cl
 static void ws_chat(roost_req_t *req, void *ud)
 {
     roost_str_t room = roost_req_param(req, "room"), user = roost_req_param(req, "user");
-    roost_str_t since = roost_req_query(req, "since"), epoch = roost_req_query(req, "epoch");
+    const char *epoch = roost_req_query_str(req, "epoch"); /* the schema bounds its length */
     json_t *errors = json_array();
     if (!valid_room(room))
-        json_array_append_new(errors, name_error("path", "room"));
+        json_array_append_new(errors, name_error("path", "room", room));
     if (!valid_name(user))
-        json_array_append_new(errors, name_error("path", "user"));
-    long long since_id = -1;
-    if (since.ptr) {
-        char *end;
-        since_id = strtoll(since.ptr, &end, 10);
-        if (!since.len || *end || since_id < 0)
-            json_array_append_new(errors,
-                                  roost_error_item("query", "since",
-                                                   "value is not a valid non-negative integer",
-                                                   "type_error.integer"));
-    }
-    if (epoch.ptr && epoch.len >= sizeof(((chat_t *)0)->epoch))
-        json_array_append_new(errors, roost_error_item("query", "epoch", "epoch is too long",
-                                                       "value_error.any_str.max_length"));
+        json_array_append_new(errors, name_error("path", "user", user));
     if (json_array_size(errors)) {
         roost_respond_422(req, errors);
         return;
@@ -152,11 +141,11 @@ static void ws_chat(roost_req_t *req, void *ud)
         roost_respond_error(req, 503, "Out of memory");
         return;
     }
-    c->since = since_id;
+    c->since = roost_req_query_int(req, "since");
     memcpy(c->room, room.ptr, room.len);
     memcpy(c->user, user.ptr, user.len);
-    if (epoch.ptr)
-        memcpy(c->epoch, epoch.ptr, epoch.len);
+    if (epoch)
+        snprintf(c->epoch, sizeof c->epoch, "%s", epoch);
     if (roost_ws_upgrade(req, &chat_handler, c) < 0)
         free(c);
 }
@@ -181,20 +170,17 @@ static const roost_field_t broadcast_fields[] = {
     {.name = "room", .type = ROOST_T_STR, .required = 1, .min_len = 1, .max_len = NAME_MAX_LEN},
     {.name = "message", .type = ROOST_T_STR, .required = 1},
 };
-static const roost_schema_t broadcast_schema = {broadcast_fields, 2};
+static const roost_schema_t broadcast_schema = {.fields = broadcast_fields, .nfields = 2};
 
 static void broadcast(roost_req_t *req, void *ud)
 {
-    json_t *body = roost_req_json(req, &broadcast_schema);
-    if (!body)
-        return;
+    json_t *body = roost_req_json_body(req);
     json_t *room = json_object_get(body, "room"), *msg = json_object_get(body, "message");
     roost_str_t name = {json_string_value(room), json_string_length(room)};
     if (!valid_name(name)) {
         json_t *errors = json_array();
-        json_array_append_new(errors, name_error("body", "room"));
+        json_array_append_new(errors, name_error("body", "room", name));
         roost_respond_422(req, errors);
-        json_decref(body);
         return;
     }
     long online = 0;
@@ -210,7 +196,6 @@ static void broadcast(roost_req_t *req, void *ud)
         roost_respond_json(req, 200,
                            json_pack("{s:s,s:i,s:I}", "sent_to", name.ptr, "online",
                                      (json_int_t)online, "id", (json_int_t)id));
-    json_decref(body);
 }
 
 static int room_param(roost_req_t *req, roost_str_t *room)
@@ -219,7 +204,7 @@ static int room_param(roost_req_t *req, roost_str_t *room)
     if (valid_room(*room))
         return 0;
     json_t *errors = json_array();
-    json_array_append_new(errors, name_error("path", "room"));
+    json_array_append_new(errors, name_error("path", "room", *room));
     roost_respond_422(req, errors);
     return -EINVAL;
 }
@@ -251,14 +236,42 @@ static void rooms(roost_req_t *req, void *ud)
                        json_pack("{s:o}", "rooms", roost_room_list(roost_req_server(req))));
 }
 
+static const roost_field_t chat_query_fields[] = {
+    {.name = "since",
+     .type = ROOST_T_INT,
+     .has_default = 1,
+     .def.i = -1,
+     .has_ge = 1,
+     .ge = 0,
+     .description = "replay the room's history after this message id"},
+    {.name = "epoch",
+     .type = ROOST_T_STR,
+     .max_len = sizeof(((chat_t *)0)->epoch) - 1,
+     .description = "the epoch of the welcome frame the client saw last"},
+};
+static const roost_schema_t chat_query = {.fields = chat_query_fields, .nfields = 2};
+static const roost_field_t room_fields[] = {
+    {.name = "room", .type = ROOST_T_STR, .required = 1, .min_len = 1},
+    {.name = "user", .type = ROOST_T_STR, .required = 1, .min_len = 1},
+};
+static const roost_schema_t room_path = {.fields = room_fields, .nfields = 1},
+                            chat_path = {.fields = room_fields, .nfields = 2};
+static const char *const tags_rooms[] = {"rooms", NULL};
+
+static const roost_route_opts_t routes[] = {
+    {"GET", "/ws/{room}/{user}", ws_chat, .summary = "Join a chat room (WebSocket)",
+     .tags = tags_rooms, .path_params = &chat_path, .query = &chat_query},
+    {"GET", "/echo", ws_echo, .summary = "WebSocket echo", .tags = tags_rooms},
+    {"POST", "/broadcast", broadcast, .summary = "Publish to a room", .tags = tags_rooms,
+     .body = &broadcast_schema},
+    {"GET", "/rooms", rooms, .summary = "Rooms and their counts", .tags = tags_rooms},
+    {"GET", "/rooms/{room}/count", room_count, .summary = "How many are in a room",
+     .tags = tags_rooms, .path_params = &room_path},
+    {"GET", "/rooms/{room}/users", room_users, .summary = "Who is in a room", .tags = tags_rooms,
+     .path_params = &room_path},
+};
+
 int app_routes_rooms(roost_server_t *srv)
 {
-    int rc = 0;
-    rc |= roost_route(srv, "GET", "/ws/{room}/{user}", ws_chat, NULL, ROOST_LOOP);
-    rc |= roost_route(srv, "GET", "/echo", ws_echo, NULL, ROOST_LOOP);
-    rc |= roost_route(srv, "POST", "/broadcast", broadcast, NULL, ROOST_LOOP);
-    rc |= roost_route(srv, "GET", "/rooms", rooms, NULL, ROOST_LOOP);
-    rc |= roost_route(srv, "GET", "/rooms/{room}/count", room_count, NULL, ROOST_LOOP);
-    rc |= roost_route(srv, "GET", "/rooms/{room}/users", room_users, NULL, ROOST_LOOP);
-    return rc < 0 ? -EINVAL : 0;
+    return app_register(srv, routes, APP_COUNT_OF(routes), NULL);
 }

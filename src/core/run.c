@@ -92,8 +92,8 @@ int roost_run(roost_server_t *srv)
      * 100 concurrent 3 s calls take 3 s, not 3 s x 100 / workers). */
     tpool_opts_t po = {
         .name = "worker",
-        .min = cfg->http.workers_min < cfg->http.workers ? cfg->http.workers_min
-                                                         : cfg->http.workers,
+        .min =
+            cfg->http.workers_min < cfg->http.workers ? cfg->http.workers_min : cfg->http.workers,
         .max = cfg->http.workers,
         .idle_s = cfg->http.workers_idle_s,
         .max_queue = cfg->http.worker_queue,

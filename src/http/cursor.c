@@ -1,6 +1,7 @@
-/* Page cursors (roost.h): opaque to clients, unpadded base64url of a tag letter and a row id,
- * so that they go in a query string without escaping and a cursor of one listing is refused by
- * another. */
+/* Page cursors and pages (roost.h): a cursor is opaque to clients, unpadded base64url of a tag
+ * letter and a row id, so that it goes in a query string without escaping and a cursor of one
+ * listing is refused by another. A page is {"items","next_cursor","has_more"} for every listing.
+ * Validating ?cursor= and ?limit= is the schema's (ROOST_PAGE_FIELDS). */
 #include <openssl/evp.h>
 #include <stdio.h>
 
@@ -47,4 +48,21 @@ long long roost_cursor_decode(char tag, roost_str_t s)
         id = id * 10 + (raw[i] - '0');
     }
     return id;
+}
+
+json_t *roost_page(json_t *rows, long long limit, char tag, const char *id_key)
+{
+    if (!rows)
+        return NULL;
+    int more = limit >= 0 && json_array_size(rows) > (size_t)limit;
+    while (more && json_array_size(rows) > (size_t)limit)
+        json_array_remove(rows, json_array_size(rows) - 1);
+    json_t *next = json_null();
+    json_t *last = json_array_get(rows, json_array_size(rows) - 1);
+    if (more && last) {
+        char c[ROOST_CURSOR_MAX];
+        roost_cursor_encode(tag, (long long)json_integer_value(json_object_get(last, id_key)), c);
+        next = json_string(c);
+    }
+    return json_pack("{s:o,s:o,s:b}", "items", rows, "next_cursor", next, "has_more", more);
 }

@@ -1,8 +1,8 @@
 /* The http layer: llhttp glue with every limit (parse.c), URL paths and queries (url.c), the
- * router (router.c), responses (response.c), JSON validation (json.c), a connection's pipeline
- * (session.c) and its part of the server (server.c: routes, middleware, after-response
- * tasks), attached to core's server object through a slot and the protocol of accepted
- * connections.
+ * router (router.c), responses (response.c), schemas and the validator (schema.c), error items
+ * and JSON bodies (json.c), cursors and pages (cursor.c), a connection's pipeline (session.c)
+ * and its part of the server (server.c: routes, middleware, after-response tasks), attached to
+ * core's server object through a slot and the protocol of accepted connections.
  *
  * A request (roost_req_t) owns copies of its target and header bytes (the read buffer belongs to
  * the loop), an arena for what dies with it, and, once answered, its response. Request objects
@@ -78,6 +78,7 @@ struct roost_req {
     roost_str_t path;  /* decoded, normalized (arena) */
     roost_str_t query; /* raw, after '?' */
     const route_t *route;
+    struct http_valid *valid; /* what the route's schemas validated (schema.c), or NULL */
     http_param_t params[HTTP_MAX_PARAMS];
     int nparams;
     arena_t arena;
@@ -145,9 +146,13 @@ typedef struct router router_t;
 enum { PARAM_STR = 0, PARAM_INT = 1 };
 struct route {
     char *name; /* "GET /users/{id}" */
+    char *path; /* "/users/{id}" */
     roost_handler_fn fn;
     void *ud;
     unsigned flags;
+    /* Everything it was registered with (method and path point to this route's copies), for
+     * the validator, the middleware chain (opts.middleware) and the OpenAPI document. */
+    roost_route_opts_t opts;
     int nparams;
     char *param_names[HTTP_MAX_PARAMS];
     uint8_t param_types[HTTP_MAX_PARAMS];
@@ -157,11 +162,24 @@ router_t *router_new(void);
 void router_free(router_t *r);
 int router_add(router_t *r, const char *method, const char *tmpl, roost_handler_fn fn, void *ud,
                unsigned flags);
+/* The same with every option (roost_route_ex). */
+int router_add_ex(router_t *r, const roost_route_opts_t *opts);
+/* Calls fn for every route, in registration order per path (for the OpenAPI document). */
+void router_each(const router_t *r, void (*fn)(const route_t *route, void *ud), void *ud);
 /* Matches a clean path. On success returns the route and fills params (values point into path,
  * not decoded further). When the path exists for other methods only, returns NULL and writes
  * "GET, HEAD" style into allow (NUL-terminated, empty when the path is unknown). */
 const route_t *router_match(const router_t *r, const char *method, roost_str_t path,
                             http_param_t *params, int *nparams, char *allow, size_t allow_size);
+
+/* ---- schema.c: the one validator ---- */
+/* Right before the handler: checks the route's path, query and body schemas. Returns 0 (the
+ * validated values are on req->valid), or -EINVAL after answering 422 with every error. */
+int http_route_validate(roost_req_t *req);
+/* Drops what validation kept (when the request object is reset or freed). */
+void http_valid_clear(roost_req_t *req);
+/* json.c: FastAPI's answer to a body that is not JSON, at ["body", position]. */
+json_t *http_json_invalid_item(const json_error_t *err);
 
 /* ---- response.c ---- */
 /* Serializes req's response (status line, Date, lengths, headers, body) into out. */

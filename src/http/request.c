@@ -108,9 +108,9 @@ void http_dispatch(roost_req_t *req)
         if (req->route->param_types[i] == PARAM_INT && parse_int(v.ptr, v.len) < 0) {
             if (!errors)
                 errors = json_array();
-            json_array_append_new(errors, roost_error_item("path", req->params[i].name,
-                                                           "value is not a valid integer",
-                                                           "type_error.integer"));
+            json_array_append_new(errors, roost_error_item("int_parsing",
+                                                           roost_loc("path", req->params[i].name),
+                                                           json_stringn(v.ptr, v.len), NULL, NULL));
         }
     }
     if (errors) {
@@ -120,6 +120,6 @@ void http_dispatch(roost_req_t *req)
     for (int i = 0; i < srv->nmw && !req->responded; i++)
         if (srv->mw[i].before)
             srv->mw[i].before(req, srv->mw[i].ud);
-    if (!req->responded)
+    if (!req->responded && http_route_validate(req) == 0)
         http_run_handler(req);
 }

@@ -208,9 +208,3 @@ void roost_respond_422(roost_req_t *req, json_t *errors)
 {
     roost_respond_json(req, 422, json_pack("{s:o}", "detail", errors));
 }
-
-json_t *roost_error_item(const char *where, const char *field, const char *msg, const char *type)
-{
-    json_t *loc = field ? json_pack("[ss]", where, field) : json_pack("[s]", where);
-    return json_pack("{s:o,s:s,s:s}", "loc", loc, "msg", msg, "type", type);
-}

@@ -1,6 +1,8 @@
 /* The router: a trie of path segments; each node holds literal children, at most one
  * parameter child, and the routes that end there by method. Literals win over parameters,
- * with backtracking, so "/users/me" and "/users/{id}" coexist. Matching allocates nothing. */
+ * with backtracking, so "/users/me" and "/users/{id}" coexist. Matching allocates nothing.
+ * Each route keeps all it was registered with (roost_route_opts_t), for the validator and the
+ * OpenAPI document; router_each walks them. */
 #include "http/http.h"
 
 #include <errno.h>
@@ -47,6 +49,7 @@ static void free_node(node_t *n)
     while (m) {
         method_route_t *next = m->next;
         free(m->route.name);
+        free(m->route.path);
         for (int i = 0; i < m->route.nparams; i++)
             free(m->route.param_names[i]);
         free(m);
@@ -74,6 +77,14 @@ static const char *seg_end(const char *p, const char *end)
 int router_add(router_t *r, const char *method, const char *tmpl, roost_handler_fn fn, void *ud,
                unsigned flags)
 {
+    roost_route_opts_t o = {
+        .method = method, .path = tmpl, .handler = fn, .ud = ud, .flags = flags};
+    return router_add_ex(r, &o);
+}
+
+int router_add_ex(router_t *r, const roost_route_opts_t *opts)
+{
+    const char *method = opts->method, *tmpl = opts->path;
     if (!tmpl || tmpl[0] != '/' || !method || strlen(method) >= 16)
         return -EINVAL;
     route_t route = {0};
@@ -134,13 +145,22 @@ int router_add(router_t *r, const char *method, const char *tmpl, roost_handler_
     if (!m)
         goto nomem;
     strcpy(m->method, method);
-    route.fn = fn;
-    route.ud = ud;
-    route.flags = flags;
+    route.fn = opts->handler;
+    route.ud = opts->ud;
+    route.flags = opts->flags;
     size_t nl = strlen(method) + strlen(tmpl) + 2;
     route.name = malloc(nl);
-    if (route.name)
-        snprintf(route.name, nl, "%s %s", method, tmpl);
+    route.path = strdup(tmpl);
+    if (!route.name || !route.path) {
+        free(route.name);
+        free(route.path);
+        free(m);
+        goto nomem;
+    }
+    snprintf(route.name, nl, "%s %s", method, tmpl);
+    route.opts = *opts;
+    route.opts.method = m->method;
+    route.opts.path = route.path;
     m->route = route;
     m->next = n->routes;
     n->routes = m;
@@ -156,6 +176,28 @@ fail:
     for (int i = 0; i < route.nparams; i++)
         free(route.param_names[i]);
     return err;
+}
+
+int roost_route_ex(roost_server_t *srv, const roost_route_opts_t *opts)
+{
+    if (!opts || !opts->handler)
+        return -EINVAL;
+    return router_add_ex(http_server(srv)->router, opts);
+}
+
+static void each_node(const node_t *n, void (*fn)(const route_t *, void *), void *ud)
+{
+    for (const method_route_t *m = n->routes; m; m = m->next)
+        fn(&m->route, ud);
+    for (const node_t *c = n->children; c; c = c->sibling)
+        each_node(c, fn, ud);
+    if (n->param)
+        each_node(n->param, fn, ud);
+}
+
+void router_each(const router_t *r, void (*fn)(const route_t *route, void *ud), void *ud)
+{
+    each_node(&r->root, fn, ud);
 }
 
 /* Depth-first: the node reached by the whole path, literals tried before the parameter. */

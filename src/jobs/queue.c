@@ -133,7 +133,9 @@ int roost_job_validate(roost_server_t *srv, const roost_job_spec_t *spec, json_t
     job_type_t *t = j && spec->type ? strmap_get(&j->types, spec->type) : NULL;
     if (!t) {
         json_array_append_new(
-            errors, roost_error_item("body", "type", "unknown job type", "value_error.job_type"));
+            errors, roost_error_item("value_error", roost_loc("body", "type"),
+                                     json_string(spec->type ? spec->type : ""),
+                                     json_pack("{s:s}", "error", "unknown job type"), NULL));
         return -EINVAL;
     }
     size_t before = json_array_size(errors);

@@ -58,11 +58,11 @@ def test_balances_are_exact_cents(db_server):
 
 
 @pytest.mark.parametrize("balance,kind", [
-    (-0.01, "value_error.number.not_ge"),
-    (1.005, "value_error.decimal.max_places"),
-    ("12.00", "type_error.decimal"),
-    (None, "type_error.none.not_allowed"),
-    (1e12, "value_error.number.not_le"),
+    (-0.01, "greater_than_equal"),
+    (1.005, "decimal_max_places"),
+    ("12.00", "decimal_type"),
+    (None, "decimal_type"),
+    (1e12, "less_than_equal"),
 ])
 def test_create_account_rejects_a_bad_balance(db_server, balance, kind):
     detail = assert_validation_error(

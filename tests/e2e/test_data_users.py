@@ -68,9 +68,9 @@ def test_create_user_reports_every_invalid_field_in_one_422(db_server):
                                           "full_name": 7})
     detail = assert_validation_error(resp)
     assert locs(detail) == {
-        ("body", "username"): "value_error.any_str.min_length",
-        ("body", "email"): "value_error.email",
-        ("body", "full_name"): "type_error.str",
+        ("body", "username"): "string_too_short",
+        ("body", "email"): "value_error",
+        ("body", "full_name"): "string_type",
     }
 
 
@@ -94,13 +94,13 @@ def test_username_of_3_and_50_characters_is_accepted(db_server):
 def test_create_user_rejects_a_bad_email(db_server, email):
     resp = db_server.post_json("/users", {"username": f"u_{tag()}", "email": email})
     detail = assert_validation_error(resp)
-    assert locs(detail) == {("body", "email"): "value_error.email"}
+    assert locs(detail) == {("body", "email"): "value_error"}
 
 
 def test_missing_fields_and_bad_json_are_422(db_server):
     detail = assert_validation_error(db_server.post_json("/users", {}))
-    assert locs(detail) == {("body", "username"): "value_error.missing",
-                            ("body", "email"): "value_error.missing"}
+    assert locs(detail) == {("body", "username"): "missing",
+                            ("body", "email"): "missing"}
     resp = db_server.request("POST", "/users", {"Content-Type": "application/json"}, b"{oops")
     assert_validation_error(resp)
     assert_validation_error(db_server.post_json("/users", ["not", "an", "object"]))
@@ -290,8 +290,8 @@ def test_bulk_insert_validates_each_item_with_its_index(db_server):
     users[2]["email"] = "bad"
     detail = assert_validation_error(db_server.post_json("/users/batch", {"users": users}))
     assert locs(detail) == {
-        ("body", "users", 1, "username"): "value_error.any_str.min_length",
-        ("body", "users", 2, "email"): "value_error.email",
+        ("body", "users", 1, "username"): "string_too_short",
+        ("body", "users", 2, "email"): "value_error",
     }
     assert_validation_error(db_server.post_json("/users/batch", {"users": bulk(1001)},
                                                 timeout=30))

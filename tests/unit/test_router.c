@@ -354,3 +354,47 @@ TEST(router_many_static_routes_and_their_misses)
     }
     router_free(r);
 }
+
+static void count_route(const route_t *route, void *ud)
+{
+    int *seen = ud;
+    seen[0]++;
+    if (route->opts.summary && !strcmp(route->opts.summary, "List users"))
+        seen[1]++;
+}
+
+TEST(router_keeps_every_route_option_and_walks_the_whole_table)
+{
+    static const roost_field_t f[] = {{.name = "limit", .type = ROOST_T_INT}};
+    static const roost_schema_t q = {.fields = f, .nfields = 1};
+    static const roost_middleware_t mw = {.name = "only-here"};
+    static const roost_middleware_t *const chain[] = {&mw, NULL};
+    static const char *const tags[] = {"users", NULL};
+    router_t *r = sample();
+    char tmpl[] = "/v2/users";
+    roost_route_opts_t o = {.method = "GET",
+                            .path = tmpl,
+                            .handler = h1,
+                            .summary = "List users",
+                            .tags = tags,
+                            .query = &q,
+                            .middleware = chain};
+    CHECK_EQ_INT(router_add_ex(r, &o), 0);
+    tmpl[1] = 'x'; /* the router keeps its own copy of the template */
+    http_param_t p[HTTP_MAX_PARAMS];
+    int np;
+    char allow[128];
+    const route_t *rt = match(r, "GET", "/v2/users", p, &np, allow);
+    CHECK(rt != NULL);
+    if (rt) {
+        CHECK_EQ_STR(rt->opts.path, "/v2/users");
+        CHECK_EQ_STR(rt->opts.method, "GET");
+        CHECK(rt->opts.query == &q && rt->opts.middleware[0] == &mw);
+        CHECK_EQ_STR(rt->opts.tags[0], "users");
+    }
+    int seen[2] = {0, 0};
+    router_each(r, count_route, seen);
+    CHECK_EQ_INT(seen[0], 8); /* sample's 7 and this one */
+    CHECK_EQ_INT(seen[1], 1);
+    router_free(r);
+}
