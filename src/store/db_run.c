@@ -44,8 +44,7 @@ struct db_runner {
 static void job_done(roost_req_t *req, void *arg)
 {
     db_job_t *j = arg;
-    j->done(req, j->arg);
-    roost_req_release(req);
+    j->done(req, j->arg); /* the wait ends when this returns */
 }
 
 /* Runs stmts[0..n) on c (NULL: the database is unavailable). */
@@ -93,7 +92,7 @@ static void run_batch(db_t *db, db_job_t *j)
         }
         for (db_job_t *k = first, *next; k != j; k = next) {
             next = k->next; /* k belongs to its request now */
-            roost_req_post(k->req, job_done, k);
+            roost_req_resume(k->req, job_done, k);
         }
     }
     if (c)
@@ -193,7 +192,7 @@ static int submit(db_t *db, roost_req_t *req, db_job_t *j)
         roost_respond_error(req, 503, "Server shutting down");
         return -EAGAIN;
     }
-    roost_req_hold(req); /* on the loop, before a data thread can see the job */
+    roost_req_wait(req); /* on the loop, before a data thread can see the job */
     j->next = NULL;
     j->req = req;
     if (r->tail)
