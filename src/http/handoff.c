@@ -22,7 +22,8 @@ static void run_loop_fn(roost_req_t *req, roost_resume_fn fn, void *arg)
     atomic_store(&loop->running, NULL);
 }
 
-void http_loop_handler_returned(roost_req_t *req)
+/* A loop handler returned: 500 if it gave no answer and nothing will resume it. */
+static void loop_handler_returned(roost_req_t *req)
 {
     if (http_req_phase(req) != HTTP_REQ_ON_LOOP)
         return; /* answered, streaming, or on a worker */
@@ -200,5 +201,5 @@ void http_run_handler(roost_req_t *req)
         return;
     }
     run_loop_fn(req, route->fn, route->ud);
-    http_loop_handler_returned(req);
+    loop_handler_returned(req);
 }

@@ -1,6 +1,8 @@
 /* The http layer: llhttp glue with every limit (parse.c), URL paths and queries (url.c), the
- * router (router.c), responses (response.c), JSON validation (json.c), a connection's pipeline
- * (session.c) and the server object with its run loop (server.c).
+ * router (router.c), dispatch (request.c), the middleware chain (middleware.c), responses
+ * (response.c), streams (stream.c), handlers that answer later (handoff.c), JSON validation
+ * (json.c), a connection's pipeline (session.c) and the server object with its run loop
+ * (server.c).
  *
  * A request (roost_req_t) owns copies of its target and header bytes (the read buffer belongs to
  * the loop), an arena for what dies with it, and, once answered, its response. Request objects
@@ -227,8 +229,6 @@ static inline void http_req_responded(roost_req_t *req)
 /* ---- handoff.c: worker hand-off, roost_defer, roost_req_wait/resume ---- */
 /* Runs the route's handler on the loop or hands it to the pool. Loop. */
 void http_run_handler(roost_req_t *req);
-/* A loop callback's answer is due: 500 if it gave none and nothing will resume it. */
-void http_loop_handler_returned(roost_req_t *req);
 /* The client left: a pending roost_defer fires now (its answer is dropped). */
 void http_defer_cancel(roost_req_t *req);
 

@@ -1,4 +1,4 @@
-/* The server object: routes, middleware and counters registered before roost_run, then the
+/* The server object: routes and counters registered before roost_run, then the
  * run itself: listeners, loops, pool and watchdog started; the main thread waits for SIGTERM
  * or SIGINT, drains (stop accepting, finish in-flight work within drain_s), and tears down. */
 #include "http/http.h"

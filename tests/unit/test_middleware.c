@@ -31,8 +31,11 @@ static void rec_done(roost_req_t *req, void *ctx, void *ud)
     note("D", ud);
 }
 
-#define RECORDER(tag) {.name = tag, .on_request = rec_request, .on_headers = rec_headers,         \
-                       .on_done = rec_done, .ud = tag}
+#define RECORDER(tag)                                                                              \
+    {                                                                                              \
+        .name = tag, .on_request = rec_request, .on_headers = rec_headers, .on_done = rec_done,    \
+        .ud = tag                                                                                  \
+    }
 
 static int handler_runs;
 
@@ -43,8 +46,7 @@ static void hello(roost_req_t *req, void *ud)
     roost_respond(req, 200, "text/plain", "hello", 5);
 }
 
-static void route_middleware(harness_t *h, const char *path,
-                             const roost_middleware_t *const *list)
+static void route_middleware(harness_t *h, const char *path, const roost_middleware_t *const *list)
 {
     int n = 0;
     http_param_t params[HTTP_MAX_PARAMS];
@@ -156,7 +158,8 @@ TEST(middleware_context_is_zeroed_per_request_and_on_headers_sets_the_status)
     roost_route(h.srv, "GET", "/hello", hello, NULL, ROOST_LOOP);
     harness_connect(&h);
     contexts_ok = 0;
-    harness_send(&h, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    harness_send(&h,
+                 "GET /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
     CHECK_EQ_INT(harness_run_until(&h, 2, 1000), 2);
     CHECK(harness_find(&h, "HTTP/1.1 203 ") == 0);
     CHECK(harness_find(&h, "X-Seen: yes\r\n") > 0);
@@ -180,8 +183,8 @@ static int upper_filter(roost_req_t *req, const void *p, size_t n, int last,
 }
 
 /* Holds everything back and emits it once, wrapped: a filter that changes the length. */
-static int wrap_filter(roost_req_t *req, const void *p, size_t n, int last,
-                       roost_body_next_t *next, void *ctx, void *ud)
+static int wrap_filter(roost_req_t *req, const void *p, size_t n, int last, roost_body_next_t *next,
+                       void *ctx, void *ud)
 {
     sbuf_t *held = ctx;
     sbuf_append(held, p, n);

@@ -48,8 +48,8 @@ TEST(session_pipelined_requests_answered_in_order)
 
 /* GET path (answered later, with marker in its body) pipelined with GET /a: nothing is
  * written until path's answer is back on the loop, then both go out in order. */
-static void check_later_answer_keeps_its_turn(const char *path, roost_handler_fn fn,
-                                              unsigned flags, const char *marker)
+static void check_later_answer_keeps_its_turn(const char *path, roost_handler_fn fn, unsigned flags,
+                                              const char *marker)
 {
     harness_t h;
     harness_start(&h, path, fn, flags);
