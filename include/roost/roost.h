@@ -253,16 +253,40 @@ typedef struct {
 /* Registers a route with all its options before roost_run; errors as roost_route. */
 int roost_route_ex(roost_server_t *srv, const roost_route_opts_t *opts);
 
-/* Middleware: `before` runs ahead of every handler (it may answer, and then the handler does not
- * run); `after` runs when any response is sent, on the thread that sends it, and may add headers.
- * Both run in registration order. */
+/* Middleware. A request passes, in this order: every on_request hook (the first that answers, a
+ * 401, 429 or 304, ends the phase: later on_request hooks and the handler do not run), the
+ * handler, every on_headers hook (may change the status and add headers before they are
+ * written), every on_body filter, and, after the response's last byte went to the connection
+ * (or the client left), every on_done hook. The order of the list is the order of every phase:
+ * the global middleware in roost_use order, then the route's own list; a body filter gets what
+ * the handler wrote (or what the filter before it emitted) and emits to the one after it.
+ *
+ * ctx is the middleware's per-request context: ctx_size bytes, zeroed, from the request's
+ * arena (NULL when ctx_size is 0). on_request and on_done run on the loop; on_headers and
+ * on_body run on the thread that answers (a worker for a ROOST_BLOCKING handler). */
+typedef struct roost_body_next roost_body_next_t;
 struct roost_middleware {
     const char *name;
-    void (*before)(roost_req_t *req, void *ud);
-    void (*after)(roost_req_t *req, int status, void *ud);
+    size_t ctx_size;
+    void (*on_request)(roost_req_t *req, void *ctx, void *ud);
+    void (*on_headers)(roost_req_t *req, void *ctx, void *ud);
+    /* A filter over the body as chunks: p[0..n) is the next piece, last says it is the final one
+     * (n may be 0). It emits zero or more pieces with roost_body_emit(next, ...), the last of
+     * them with last = 1 once it got last. A whole body comes as one chunk with last = 1; a
+     * stream as one chunk per roost_stream_write and a final empty one. Returns 0 or -errno. */
+    int (*on_body)(roost_req_t *req, const void *p, size_t n, int last, roost_body_next_t *next,
+                   void *ctx, void *ud);
+    void (*on_done)(roost_req_t *req, void *ctx, void *ud);
     void *ud;
 };
+/* From an on_body filter: passes a piece downstream (the next filter, or the connection). */
+int roost_body_emit(roost_body_next_t *next, const void *p, size_t n, int last);
+/* Copies *mw; runs on every request, after those registered before it. Before roost_run. */
 int roost_use(roost_server_t *srv, const roost_middleware_t *mw);
+/* Middleware that ship with the library (src/mw): X-Process-Time on every response, and one
+ * access-log line per request on stderr. */
+extern const roost_middleware_t roost_mw_timing;
+extern const roost_middleware_t roost_mw_access_log;
 
 /* Binds, starts the loops and the pool, and runs until SIGTERM or SIGINT; then stops
  * accepting, lets in-flight requests finish within drain_s, and returns 0. */
@@ -314,6 +338,11 @@ void roost_respond_json(roost_req_t *req, int status, json_t *body);
 void roost_respond_error(roost_req_t *req, int status, const char *detail);
 /* Sends FastAPI's 422 shape: {"detail":[errors...]}; steals `errors` (a JSON array). */
 void roost_respond_422(roost_req_t *req, json_t *errors);
+/* The response's status (0 before any answer); from on_headers, set_status changes it. */
+int roost_res_status(const roost_req_t *req);
+void roost_res_set_status(roost_req_t *req, int status);
+/* Nanoseconds since the request's first byte arrived. */
+uint64_t roost_req_elapsed_ns(const roost_req_t *req);
 /* One validation error item in pydantic v2's shape, as FastAPI answers it:
  * {"type":type,"loc":loc,"msg":msg,"input":input,"ctx":ctx}. Steals loc (a JSON array, see
  * roost_loc), input (NULL: null) and ctx (NULL: no "ctx" member). msg NULL: pydantic's message
@@ -339,12 +368,17 @@ int roost_stream_write(roost_req_t *req, const void *data, size_t len);
 void roost_stream_end(roost_req_t *req);
 
 /* ---- answering from elsewhere ---- */
-/* On the loop: keeps req valid after its handler returns (the handler answers later, from
- * roost_req_post callbacks) until roost_req_release, also if the client leaves. */
-void roost_req_hold(roost_req_t *req);
-void roost_req_release(roost_req_t *req); /* on the loop; 500 if nothing was answered */
-/* From any thread, on a held request: runs fn(req, arg) on the request's loop. */
-void roost_req_post(roost_req_t *req, roost_timer_fn fn, void *arg);
+/* A handler that answers later, from another thread or callback, first calls roost_req_wait on
+ * the loop (before anything that may resume it can run): req then stays valid, also if the
+ * client leaves, until a roost_req_resume has run for each roost_req_wait. While the request
+ * waits already, roost_req_wait may be called from any thread (one more resume to come).
+ * Returns -EINVAL on a worker thread (a blocking handler just answers). */
+int roost_req_wait(roost_req_t *req);
+/* From any thread, on a waiting request: runs fn(req, arg) on the request's loop, in the order
+ * the calls were made, then ends one wait. When the last wait ends and nothing was answered,
+ * the answer is 500 (an open stream is ended). fn may call roost_req_wait to wait again. */
+typedef void (*roost_resume_fn)(roost_req_t *req, void *arg);
+void roost_req_resume(roost_req_t *req, roost_resume_fn fn, void *arg);
 /* On the loop: the client has gone, anything sent now is dropped. */
 int roost_req_gone(const roost_req_t *req);
 
@@ -539,13 +573,13 @@ int roost_db_is_null(roost_dbconn_t *c, int col);
 long long roost_db_changes(roost_dbconn_t *c); /* rows changed by the last statement */
 const char *roost_db_error(const roost_dbconn_t *c);
 
-/* From a ROOST_LOOP handler, for work that is only a few statements: holds req, runs fn(c, arg)
- * on a data thread with a pooled connection (c is NULL when none could be had: the database is
- * unavailable), then done(req, arg) on the request's loop, which answers; the request is
- * released after done. Data threads take queued jobs in batches on one connection, so a busy
- * server pays one wake-up per batch instead of one worker hand-off per request. fn must not open
- * a transaction it does not close. Returns 0, or < 0 after answering (500, or 503 when the
- * server is stopping); done is then not called. */
+/* From a ROOST_LOOP handler, for work that is only a few statements: waits (roost_req_wait), runs
+ * fn(c, arg) on a data thread with a pooled connection (c is NULL when none could be had: the
+ * database is unavailable), then done(req, arg) on the request's loop (roost_req_resume), which
+ * answers. Data threads take queued jobs in batches on one connection, so a busy server pays one
+ * wake-up per batch instead of one worker hand-off per request. fn must not open a transaction it
+ * does not close. Returns 0, or < 0 after answering (500, or 503 when the server is stopping); done
+ * is then not called. */
 typedef void (*roost_db_fn)(roost_dbconn_t *c, void *arg);
 int roost_db_run(roost_db_t *db, roost_req_t *req, roost_db_fn fn, roost_timer_fn done, void *arg);
 /* The same for a job that is one prepared statement, run with the parameters given here (typed

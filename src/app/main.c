@@ -29,6 +29,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "roost: cannot create the server\n");
         return 1;
     }
+    /* The first two middleware: every later one's time and answer are in what they report. */
+    if (roost_use(srv, &roost_mw_timing) < 0 ||
+        (cfg.http.access_log && roost_use(srv, &roost_mw_access_log) < 0)) {
+        fprintf(stderr, "roost: cannot register the middleware\n");
+        return 1;
+    }
     /* The data layer first: services stop in reverse order, so the job queue (registered
      * after it) stops before the database it might use. */
     if (app_routes_data(srv) < 0 || app_routes_basic(srv, &app) < 0 || app_routes_rooms(srv) < 0 ||

@@ -62,7 +62,6 @@ static void send_reply(roost_req_t *req, void *arg)
     }
     json_decref(r->task);
     free(r);
-    roost_req_release(req);
 }
 
 /* On the queue's thread: hand the answer (and the task, ours now) to the request's loop. */
@@ -71,12 +70,12 @@ static void reply_later(json_t *task, int status, void *arg)
     reply_t *r = malloc(sizeof *r);
     if (!r) {
         json_decref(task);
-        return; /* the request is released when its connection ends */
+        return; /* the request waits until its connection ends */
     }
     r->req = arg;
     r->task = task;
     r->status = status;
-    roost_req_post(r->req, send_reply, r);
+    roost_req_resume(r->req, send_reply, r);
 }
 
 static void create_task(roost_req_t *req, void *ud)
@@ -114,10 +113,10 @@ static void create_task(roost_req_t *req, void *ud)
         roost_respond_422(req, errors);
     } else {
         json_decref(errors);
-        roost_req_hold(req);
+        roost_req_wait(req);
         if (roost_job_submit(roost_req_server(req), &spec, reply_later, req) < 0) {
             roost_respond_error(req, 503, "The task could not be queued");
-            roost_req_release(req);
+            roost_req_resume(req, NULL, NULL); /* nothing will: end the wait */
         }
     }
     json_decref(empty);
@@ -158,19 +157,21 @@ static void list_tasks(roost_req_t *req, void *ud)
 
 static void cancel_task(roost_req_t *req, void *ud)
 {
-    roost_req_hold(req);
+    roost_req_wait(req);
     if (roost_job_cancel(roost_req_server(req), roost_req_param_int(req, "id"), reply_later, req) <
         0) {
         roost_respond_error(req, 503, "Out of memory");
-        roost_req_release(req);
+        roost_req_resume(req, NULL, NULL);
     }
 }
 
 /* ---- server-sent events: one event per change of a task ---- */
 
+/* The watcher (the queue's thread) keeps one wait on the request for itself and takes one more
+ * for each event it resumes the request with; its last resume frees the state on the loop,
+ * after every event it posted (resumes run in the order they were made). */
 typedef struct {
     roost_req_t *req;
-    _Atomic int refs;   /* the watcher's and one per event in flight */
     _Atomic int gone;   /* the client left: the watcher stops at its next call */
     int started, ended; /* on the loop */
     long seq;
@@ -181,14 +182,6 @@ typedef struct {
     char *text; /* NULL: the task is unknown or the server stops */
     int final;
 } sse_event_t;
-
-static void sse_unref(sse_t *s)
-{
-    if (atomic_fetch_sub(&s->refs, 1) == 1) {
-        roost_req_release(s->req);
-        free(s);
-    }
-}
 
 static void sse_deliver(roost_req_t *req, void *arg)
 {
@@ -222,7 +215,12 @@ static void sse_deliver(roost_req_t *req, void *arg)
     }
     free(e->text);
     free(e);
-    sse_unref(s);
+}
+
+/* On the loop, the watcher's last resume: every event before it has run. */
+static void sse_finish(roost_req_t *req, void *arg)
+{
+    free(arg);
 }
 
 /* On the queue's thread. Returns 1 to stop watching. */
@@ -230,7 +228,7 @@ static int sse_watch(json_t *task, void *arg)
 {
     sse_t *s = arg;
     if (atomic_load(&s->gone)) {
-        sse_unref(s);
+        roost_req_resume(s->req, sse_finish, s);
         return 1;
     }
     sse_event_t *e = calloc(1, sizeof *e);
@@ -240,10 +238,11 @@ static int sse_watch(json_t *task, void *arg)
     e->text = task ? json_dumps(task, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     int final = !task || roost_job_final(json_string_value(json_object_get(task, "status")));
     e->final = final;
-    atomic_fetch_add(&s->refs, 1);
-    roost_req_post(s->req, sse_deliver, e); /* e is the loop's now: it may be freed already */
+    roost_req_t *req = s->req;
+    roost_req_wait(req); /* our own wait keeps the request waiting: any thread may add one */
+    roost_req_resume(req, sse_deliver, e);
     if (final) {
-        sse_unref(s); /* the watcher's reference */
+        roost_req_resume(req, sse_finish, s); /* the watcher's wait */
         return 1;
     }
     return 0;
@@ -257,12 +256,10 @@ static void task_events(roost_req_t *req, void *ud)
         return;
     }
     s->req = req;
-    atomic_init(&s->refs, 1);
-    roost_req_hold(req);
+    roost_req_wait(req);
     if (roost_job_watch(roost_req_server(req), roost_req_param_int(req, "id"), sse_watch, s) < 0) {
         roost_respond_error(req, 503, "Out of memory");
-        roost_req_release(req);
-        free(s);
+        roost_req_resume(req, sse_finish, s);
     }
 }
 

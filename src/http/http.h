@@ -1,8 +1,10 @@
 /* The http layer: llhttp glue with every limit (parse.c), URL paths and queries (url.c), the
- * router (router.c), responses (response.c), schemas and the validator (schema.c), error items
- * and JSON bodies (json.c), cursors and pages (cursor.c), a connection's pipeline (session.c)
- * and its part of the server (server.c: routes, middleware, after-response tasks), attached to
- * core's server object through a slot and the protocol of accepted connections.
+ * router (router.c), dispatch (request.c), the middleware chain (middleware.c), responses
+ * (response.c), streams (stream.c), handlers that answer later (handoff.c), schemas and the
+ * validator (schema.c), error items and JSON bodies (json.c), cursors and pages (cursor.c), a
+ * connection's pipeline (session.c) and its part of the server (server.c: routes, after-response
+ * tasks), attached to core's server object through a slot and the protocol of accepted
+ * connections.
  *
  * A request (roost_req_t) owns copies of its target and header bytes (the read buffer belongs to
  * the loop), an arena for what dies with it, and, once answered, its response. Request objects
@@ -33,68 +35,108 @@ typedef struct {
 #define HTTP_INLINE_HEADERS 24
 #define HTTP_MAX_PARAMS     8
 
-struct roost_req {
-    roost_req_t *next;        /* the session's pipeline, oldest first */
-    http_session_t *sess;     /* NULL once the connection is gone */
-    net_conn_t *conn;         /* memory valid while the request holds a ref on it */
-    int refs;                 /* the session's, plus one per async owner (worker, timer) */
-    struct http_defer *defer; /* a pending roost_defer timer */
-    roost_server_t *srv;
-    net_loop_t *loop;
-    uint64_t start_ns;
+/* A request's life. The phase says which thread owns the request now; only that thread
+ * touches the fields marked "owner". The one cross-thread hand-off: the loop stores ON_WORKER
+ * (release) before it submits the request to the pool, and gets it back when the worker's
+ * completion message (net_loop_post: a mutex, so acquire/release) runs on the loop, which
+ * then stores RESPONDED. Every other change of phase happens on the loop.
+ *
+ *   PARSING -> ON_LOOP (dispatch, handler, resume/defer callbacks)
+ *           -> ON_WORKER -> RESPONDED                  (a blocking handler)
+ *           -> WAITING -> ON_LOOP ...                  (roost_req_wait, roost_defer)
+ *           -> STREAMING                                (roost_stream_begin, until its end)
+ *           -> RESPONDED -> WRITTEN                     (in pipeline order) */
+typedef enum {
+    HTTP_REQ_PARSING = 0,
+    HTTP_REQ_ON_LOOP,
+    HTTP_REQ_ON_WORKER,
+    HTTP_REQ_WAITING,
+    HTTP_REQ_STREAMING,
+    HTTP_REQ_RESPONDED,
+    HTTP_REQ_WRITTEN,
+} http_phase_t;
 
-    /* what was parsed: target and header bytes copied into head */
-    char *head;
+/* The request's middleware: the global list then the route's, each with its context. */
+typedef struct {
+    const roost_middleware_t *mw;
+    void *ctx;
+} http_mw_t;
+
+struct roost_req {
+    _Atomic uint8_t phase; /* http_phase_t; see above */
+    /* ---- loop only ---- */
+    roost_req_t *next;    /* the session's pipeline, oldest first */
+    http_session_t *sess; /* NULL once the connection is gone */
+    /* The session's hook: a response (or a stream's piece) is ready to go out. NULL once the
+     * session let go of the request. Dispatch and responses reach the session only here. */
+    void (*on_responded)(roost_req_t *req);
+    net_conn_t *conn;         /* memory valid while the request holds a ref on it */
+    int refs;                 /* the session's, plus one per async owner (worker, waits) */
+    _Atomic int waits;        /* roost_req_wait minus resumes run; any thread while > 0 */
+    struct http_defer *defer; /* a pending roost_defer timer */
+    roost_server_t *srv;      /* any thread, read only */
+    net_loop_t *loop;         /* any thread, read only */
+    uint64_t start_ns;        /* any thread, read only */
+
+    /* ---- what was parsed (loop while parsing, then read only) ---- */
+    char *head; /* target and header bytes */
     size_t head_len, head_cap;
     uint32_t url_len; /* the target is head[0 .. url_len) */
     http_header_t *headers;
     int nheaders, headers_cap;
     uint8_t method; /* llhttp_method_t */
     uint8_t http_major, http_minor;
-    unsigned keep_alive : 1;
-    unsigned expect_continue : 1, continue_sent : 1;
-    /* A response exists. Its own byte, not a bit-field: a worker sets it while the loop reads
-     * the bit-fields (inflight first) of the same request. */
-    uint8_t responded;
-    unsigned in_field : 1;  /* parser inside a header name */
-    unsigned written : 1;   /* the response went to the connection */
-    unsigned inflight : 1;  /* on a worker or deferred: the loop must not answer for it */
-    unsigned on_worker : 1; /* a worker thread runs the handler now */
-    unsigned close_after : 1;
-    unsigned streaming : 1;   /* roost_stream_begin: the body goes out in pieces */
-    unsigned stream_head : 1; /* its head has been written */
-    unsigned stream_ended : 1;
-    unsigned held : 1;                     /* roost_req_hold */
-    struct http_after *after, *after_tail; /* roost_after_response tasks */
+    uint8_t keep_alive, expect_continue;
+    uint8_t continue_sent;                 /* loop */
+    uint8_t in_field;                      /* parser inside a header name */
+    uint8_t close_after;                   /* loop: the connection ends after this answer */
+    uint8_t streamed;                      /* loop: roost_stream_begin made this answer a stream */
+    uint8_t stream_head;                   /* loop: a stream's head has been written */
+    struct http_after *after, *after_tail; /* owner: roost_after_response tasks */
     int hosts;
     /* A 101 answer: once it is written, the connection is handed to attach(conn, arg); if it
-     * never is (the client left), drop(arg) frees arg. */
+     * never is (the client left), drop(arg) frees arg. Loop. */
     void (*upgrade_attach)(net_conn_t *c, void *arg);
     void (*upgrade_drop)(void *arg);
     void *upgrade_arg;
     sbuf_t body;
 
-    /* routing */
+    /* ---- routing (loop, then read only) ---- */
     roost_str_t path;  /* decoded, normalized (arena) */
     roost_str_t query; /* raw, after '?' */
     const route_t *route;
     struct http_valid *valid; /* what the route's schemas validated (schema.c), or NULL */
     http_param_t params[HTTP_MAX_PARAMS];
     int nparams;
-    arena_t arena;
+    arena_t arena; /* owner */
 
-    /* the response */
-    int status;
+    /* ---- middleware (set on the loop at dispatch, then the owner's) ---- */
+    http_mw_t *mw;
+    int nmw;
+    uint8_t has_filter; /* some mw has on_body */
+
+    /* ---- the response (owner) ---- */
+    int status;         /* 0: no answer yet */
     sbuf_t res_headers; /* "Name: value\r\n" lines */
-    sbuf_t res_body;
+    sbuf_t res_body;    /* whole: the body; streaming: framed bytes not yet written */
+    sbuf_t res_tmp;     /* where filters' output collects */
     const char *res_type;
 
-    /* hand-offs */
+    /* ---- hand-offs ---- */
     tpool_work_t work; /* on the worker pool, for a blocking handler */
     net_msg_t msg;
     http_header_t inline_headers[HTTP_INLINE_HEADERS];
     char inline_head[HTTP_INLINE_HEAD];
 };
+
+static inline http_phase_t http_req_phase(const roost_req_t *req)
+{
+    return (http_phase_t)atomic_load_explicit(&((roost_req_t *)req)->phase, memory_order_relaxed);
+}
+static inline void http_req_set_phase(roost_req_t *req, http_phase_t p)
+{
+    atomic_store_explicit(&req->phase, (uint8_t)p, memory_order_relaxed);
+}
 
 /* ---- parse.c: bytes in, requests out, every limit enforced ---- */
 typedef struct http_parse {
@@ -186,15 +228,50 @@ json_t *http_json_invalid_item(const json_error_t *err);
 void http_serialize(roost_req_t *req, const char *date, sbuf_t *out);
 const char *http_reason(int status);
 
-/* ---- session.c: one connection's pipeline ---- */
+/* ---- session.c: one connection's pipeline and timeouts ---- */
 extern const net_proto_t http_proto;
 void http_session_accept(net_conn_t *c);
-/* Called by roost_respond* once the response is complete (any thread). */
-void http_session_responded(roost_req_t *req);
 /* The http slot's per-loop free: the loop's request free list. */
 void http_loop_end(net_loop_t *loop, void *ctx);
-/* Routes a complete request and runs its handler (on the loop, or hands it to the pool). */
+/* Drops the session's reference on a request (the last one recycles it). Loop. */
+void http_req_unref(roost_req_t *req);
+
+/* ---- request.c ---- */
+/* Routes a complete request and runs its middleware and handler. Loop. */
 void http_dispatch(roost_req_t *req);
+/* Tells the session a response or a stream's piece is ready (loop, when it has one). */
+static inline void http_req_responded(roost_req_t *req)
+{
+    if (req->on_responded)
+        req->on_responded(req);
+}
+
+/* ---- handoff.c: worker hand-off, roost_defer, roost_req_wait/resume ---- */
+/* Runs the route's handler on the loop or hands it to the pool. Loop. */
+void http_run_handler(roost_req_t *req);
+/* The client left: a pending roost_defer fires now (its answer is dropped). */
+void http_defer_cancel(roost_req_t *req);
+
+/* ---- stream.c: the loop writes a stream's head once, then its pieces ---- */
+/* Writes what a streamed response has ready; returns 1 once its last byte is written. */
+int http_stream_out(roost_req_t *req, net_conn_t *c, sbuf_t *scratch, const char *date);
+
+/* ---- middleware.c: the chain ---- */
+/* Sets up req's chain: global[0..nglobal) then route (NULL-terminated, may be NULL), each with
+ * a zeroed context from the arena. Loop. Returns 0 or -ENOMEM (the chain is then global only,
+ * without contexts for the route's). */
+int http_mw_chain(roost_req_t *req, const roost_middleware_t *global, int nglobal,
+                  const roost_middleware_t *const *route);
+/* Runs on_request hooks until one answers; returns 1 if one did. */
+int http_mw_request(roost_req_t *req);
+/* Runs on_headers hooks then the body filters over the whole res_body. */
+void http_mw_respond(roost_req_t *req);
+/* Runs on_headers hooks (a stream's head). */
+void http_mw_headers(roost_req_t *req);
+/* Passes a stream's piece through the filters into res_body, framed. */
+int http_mw_stream(roost_req_t *req, const void *p, size_t n, int last);
+/* Runs on_done hooks, once. Loop. */
+void http_mw_done(roost_req_t *req);
 
 /* ---- server.c: shared by the layer ---- */
 /* Every limit has a counter roost_limit_hits_total{limit=name}. */
@@ -203,7 +280,7 @@ extern const char *const http_limit_names[HTTP_NLIMITS];
 /* The http layer's part of the server, in its core slot (the server object is core's). */
 typedef struct http_server {
     router_t *router;
-    roost_middleware_t *mw;
+    roost_middleware_t *mw; /* roost_use, in order */
     int nmw;
     roost_counter_t *c_requests, *c_bad_request;
     roost_counter_t *c_limits[HTTP_NLIMITS];
@@ -215,6 +292,5 @@ http_server_t *http_server(roost_server_t *srv);
 void http_count_limit(roost_server_t *srv, const char *limit);
 /* Hands a request's background tasks to the worker pool (and takes them off the request). */
 void http_after_submit(roost_req_t *req);
-void http_run_handler(roost_req_t *req);
 
 #endif

@@ -323,14 +323,22 @@ void http_req_reset(roost_req_t *req)
     req->nheaders = 0;
     req->hosts = 0;
     req->keep_alive = req->expect_continue = req->continue_sent = req->in_field = 0;
-    req->responded = req->written = req->inflight = req->on_worker = req->close_after = 0;
-    req->streaming = req->stream_head = req->stream_ended = req->held = 0;
+    req->close_after = req->streamed = req->stream_head = 0;
+    http_req_set_phase(req, HTTP_REQ_PARSING);
+    atomic_store(&req->waits, 0);
     req->defer = NULL;
+    req->on_responded = NULL;
+    req->mw = NULL;
+    req->nmw = 0;
+    req->has_filter = 0;
     /* Keep buffer capacity for the next request, but not a large one. */
     if (req->body.cap > 65536)
         sbuf_free(&req->body);
     if (req->res_body.cap > 65536)
         sbuf_free(&req->res_body);
+    if (req->res_tmp.cap > 65536)
+        sbuf_free(&req->res_tmp);
+    req->res_tmp.len = 0;
     req->body.len = req->res_body.len = req->res_headers.len = 0;
     req->path = req->query = str_make(NULL, 0);
     req->route = NULL;
@@ -352,6 +360,7 @@ void http_req_free(roost_req_t *req)
     arena_free(&req->arena);
     sbuf_free(&req->body);
     sbuf_free(&req->res_body);
+    sbuf_free(&req->res_tmp);
     sbuf_free(&req->res_headers);
     free(req);
 }

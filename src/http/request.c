@@ -75,23 +75,35 @@ static int parse_int(const char *s, size_t len)
     return 0;
 }
 
+/* Routes req and runs it: the on_request hooks (which may answer), then the checks that answer
+ * 400/404/405/422 (path, then the route's schemas), then the handler. Every answer goes through
+ * the same chain's on_headers. */
 void http_dispatch(roost_req_t *req)
 {
-    http_server_t *srv = http_server(req->srv);
-    roost_counter_add(srv->c_requests, 1);
+    http_server_t *hs = http_server(req->srv);
+    http_req_set_phase(req, HTTP_REQ_ON_LOOP);
+    roost_counter_add(hs->c_requests, 1);
     roost_str_t target = http_req_target(req);
     const char *q = memchr(target.ptr, '?', target.len);
     if (q)
         req->query = str_make(q + 1, target.len - (size_t)(q + 1 - target.ptr));
     req->path = url_clean_path(&req->arena, target.ptr, target.len);
+    char allow[128] = "";
+    if (req->path.ptr) {
+        const char *method = llhttp_method_name((llhttp_method_t)req->method);
+        req->route = router_match(hs->router, method, req->path, req->params, &req->nparams, allow,
+                                  sizeof allow);
+    }
+    if (http_mw_chain(req, hs->mw, hs->nmw, req->route ? req->route->opts.middleware : NULL) < 0) {
+        roost_respond_error(req, 503, "Out of memory");
+        return;
+    }
+    if (http_mw_request(req))
+        return;
     if (!req->path.ptr) {
         roost_respond_error(req, 400, "Invalid request path");
         return;
     }
-    char allow[128];
-    const char *method = llhttp_method_name((llhttp_method_t)req->method);
-    req->route = router_match(srv->router, method, req->path, req->params, &req->nparams, allow,
-                              sizeof allow);
     if (!req->route) {
         if (allow[0]) {
             roost_res_header(req, "Allow", allow);
@@ -117,9 +129,6 @@ void http_dispatch(roost_req_t *req)
         roost_respond_422(req, errors);
         return;
     }
-    for (int i = 0; i < srv->nmw && !req->responded; i++)
-        if (srv->mw[i].before)
-            srv->mw[i].before(req, srv->mw[i].ud);
-    if (!req->responded && http_route_validate(req) == 0)
+    if (http_route_validate(req) == 0)
         http_run_handler(req);
 }

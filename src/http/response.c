@@ -1,6 +1,6 @@
 /* Responses: what a handler sets (status, headers, body) and how it goes on the wire. Every
- * response has Date and Content-Length (no streaming yet), and says Connection: close when the
- * connection ends after it, so a client never has to guess. */
+ * whole response has Date and Content-Length (a stream's head says chunked, see stream.c), and
+ * says Connection: close when the connection ends after it, so a client never has to guess. */
 #include "http/http.h"
 
 #include <stdlib.h>
@@ -116,7 +116,7 @@ void http_serialize(roost_req_t *req, const char *date, sbuf_t *out)
         p = PUT_LIT(p, "\r\nContent-Type: ");
         p = put(p, req->res_type, type_len);
     }
-    if (req->streaming) {
+    if (req->streamed) {
         if (req->http_minor == 1)
             p = PUT_LIT(p, "\r\nTransfer-Encoding: chunked");
         send_body = 0; /* the pieces follow as they come */
@@ -155,7 +155,7 @@ void roost_res_header(roost_req_t *req, const char *name, const char *value)
 void roost_respond(roost_req_t *req, int status, const char *content_type, const void *body,
                    size_t len)
 {
-    if (req->responded) {
+    if (req->status) {
         log_error("%s: a second response was ignored", req->route ? req->route->name : "?");
         return;
     }
@@ -167,14 +167,30 @@ void roost_respond(roost_req_t *req, int status, const char *content_type, const
         req->status = 503;
         req->res_body.len = 0;
     }
-    http_server_t *srv = http_server(req->srv);
-    for (int i = 0; i < srv->nmw; i++)
-        if (srv->mw[i].after)
-            srv->mw[i].after(req, status, srv->mw[i].ud);
-    req->responded = 1;
-    if (req->held)
-        req->inflight = 0; /* answered from a roost_req_post callback, on the loop */
-    http_session_responded(req);
+    if (!req->mw) /* answered before dispatch (a parse error): the global chain */
+        http_mw_chain(req, http_server(req->srv)->mw, http_server(req->srv)->nmw, NULL);
+    http_mw_respond(req);
+    /* On a worker the hand-back (handoff.c) marks it responded, on the loop. */
+    if (http_req_phase(req) == HTTP_REQ_ON_WORKER)
+        return;
+    http_req_set_phase(req, HTTP_REQ_RESPONDED);
+    http_req_responded(req);
+}
+
+int roost_res_status(const roost_req_t *req)
+{
+    return req->status;
+}
+
+void roost_res_set_status(roost_req_t *req, int status)
+{
+    if (status >= 100 && status <= 999)
+        req->status = status;
+}
+
+uint64_t roost_req_elapsed_ns(const roost_req_t *req)
+{
+    return time_now_ns() - req->start_ns;
 }
 
 void roost_respond_json(roost_req_t *req, int status, json_t *body)

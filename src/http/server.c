@@ -1,30 +1,12 @@
 /* The http layer's part of the server: roost_server_new makes core's server object and attaches
  * http to it (its slot with routes, middleware and counters, and the protocol of accepted
- * connections); routes, middleware and after-response tasks. Not the run (src/core/run.c). */
+ * connections); routes and after-response tasks. Not the run (src/core/run.c). */
 #include "http/http.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void process_time_after(roost_req_t *req, int status, void *ud)
-{
-    /* Seconds with 6 decimals, like Starlette's example middleware; integer formatting
-     * because printf's floating point showed up at 3% of a /json profile. */
-    uint64_t us = (time_now_ns() - req->start_ns) / 1000;
-    char v[32];
-    snprintf(v, sizeof v, "%lu.%06lu", (unsigned long)(us / 1000000),
-             (unsigned long)(us % 1000000));
-    roost_res_header(req, "X-Process-Time", v);
-}
-
-static void access_log_after(roost_req_t *req, int status, void *ud)
-{
-    roost_str_t m = roost_req_method(req), t = http_req_target(req);
-    log_info("%.*s %.*s %d %.3fms", (int)m.len, m.ptr, (int)(t.len > 200 ? 200 : t.len),
-             t.ptr ? t.ptr : "", status, (double)(time_now_ns() - req->start_ns) / 1e6);
-}
 
 static void http_server_free(void *ctx)
 {
@@ -81,12 +63,6 @@ roost_server_t *roost_server_new(const roost_config_t *cfg)
                                   "Background tasks run after a response");
     hs->c_tasks_failed = counters_get(k, "roost_background_tasks_total", "result=\"failed\"",
                                       "Background tasks run after a response");
-    roost_middleware_t timing = {"process-time", NULL, process_time_after, NULL};
-    roost_use(srv, &timing);
-    if (cfg->http.access_log) {
-        roost_middleware_t log = {"access-log", NULL, access_log_after, NULL};
-        roost_use(srv, &log);
-    }
     return srv;
 }
 
@@ -183,15 +159,4 @@ int roost_route(roost_server_t *srv, const char *method, const char *path_templa
     if (!fn)
         return -EINVAL;
     return router_add(http_server(srv)->router, method, path_template, fn, ud, flags);
-}
-
-int roost_use(roost_server_t *srv, const roost_middleware_t *mw)
-{
-    http_server_t *hs = http_server(srv);
-    roost_middleware_t *m = realloc(hs->mw, (size_t)(hs->nmw + 1) * sizeof *m);
-    if (!m)
-        return -ENOMEM;
-    hs->mw = m;
-    hs->mw[hs->nmw++] = *mw;
-    return 0;
 }

@@ -1,7 +1,9 @@
 /* One HTTP/1.1 connection: parses what arrives, keeps the pipeline of requests in arrival
  * order, and writes each response only when every earlier one has been written, so a fast
  * request behind a slow (worker) one waits its turn. It also owns the connection's timeouts:
- * header and body (408), keep-alive idle (silent close) and write (drop).
+ * header and body (408), keep-alive idle (silent close) and write (drop). It calls dispatch;
+ * dispatch and responses reach it only through req->on_responded. Handlers that answer later
+ * are handoff.c's, a stream's pieces stream.c's.
  *
  * Requests are recycled per loop (http_loop_t.free), so keep-alive traffic allocates nothing. */
 #include "http/http.h"
@@ -41,17 +43,10 @@ typedef struct {
 
 #define FREE_REQS_PER_LOOP 1024
 
-typedef struct http_defer {
-    uv_timer_t timer;
-    roost_req_t *req;
-    roost_timer_fn fn;
-    void *arg;
-} http_defer_t;
-
 static void flush(http_session_t *s);
 static void feed(http_session_t *s, const char *data, size_t len);
 static void session_free(http_session_t *s);
-static void on_defer_fire(uv_timer_t *t);
+static void session_responded(roost_req_t *req);
 
 /* ---- request objects ---- */
 
@@ -72,6 +67,7 @@ static roost_req_t *req_get(http_session_t *s)
     }
     req->next = NULL;
     req->sess = s;
+    req->on_responded = session_responded;
     req->conn = s->conn;
     req->srv = s->srv;
     req->loop = s->conn->loop;
@@ -80,10 +76,11 @@ static roost_req_t *req_get(http_session_t *s)
     return req;
 }
 
-static void req_unref(roost_req_t *req)
+void http_req_unref(roost_req_t *req)
 {
     if (--req->refs > 0)
         return;
+    http_mw_done(req); /* after the last byte, or the client left */
     if (req->after)
         http_after_submit(req);
     http_loop_t *hl = core_loop_ctx(req->loop, http_slot());
@@ -231,7 +228,7 @@ static int on_request(void *ud, roost_req_t *req)
     http_dispatch(req);
     if (req->upgrade_attach)
         s->upgrade_pending = 1;
-    req_unref(req);
+    http_req_unref(req);
     /* Pause llhttp when no more requests may start: the pipeline is full or the connection
      * is ending (its last answer said Connection: close). */
     return s->dead || s->closed || s->upgrade_pending || s->depth >= s->srv->cfg.http.max_pipeline;
@@ -248,7 +245,7 @@ static void fail_current(http_session_t *s, int status, const char *detail, cons
         http_count_limit(s->srv, limit);
     else
         roost_counter_add(http_server(s->srv)->c_bad_request, 1);
-    if (!req || req->inflight || req->responded) {
+    if (!req || http_req_phase(req) != HTTP_REQ_PARSING) {
         net_conn_close_after_write(s->conn);
         flush(s);
         return;
@@ -324,10 +321,10 @@ static void drop_pipeline(http_session_t *s)
     while (req) {
         roost_req_t *next = req->next;
         req->sess = NULL;
+        req->on_responded = NULL;
         req->next = NULL;
-        if (req->defer) /* the client left: run the callback now, its answer is dropped */
-            uv_timer_start(&req->defer->timer, on_defer_fire, 0, 0);
-        req_unref(req);
+        http_defer_cancel(req); /* the client left: a timer fires now, its answer is dropped */
+        http_req_unref(req);
         req = next;
     }
 }
@@ -345,7 +342,7 @@ static void write_response(http_session_t *s, roost_req_t *req)
         http_serialize(req, loop->date, out);
         net_conn_write(s->conn, out->p, out->len);
     }
-    req->written = 1;
+    http_req_set_phase(req, HTTP_REQ_WRITTEN);
 }
 
 /* The 101 went out: hand the connection to the new protocol. Nothing may follow the upgrade
@@ -358,7 +355,7 @@ static void upgrade(http_session_t *s, roost_req_t *req)
     req->upgrade_attach = NULL;
     req->upgrade_drop = NULL;
     req->upgrade_arg = NULL;
-    req_unref(req);
+    http_req_unref(req);
     net_conn_t *c = s->conn;
     s->dead = 1;
     s->upgraded = 1;
@@ -382,36 +379,18 @@ static void upgrade(http_session_t *s, roost_req_t *req)
     session_free(s);
 }
 
-/* A streamed response at the head of the pipeline: its head once, then what has been added to
- * its body since. */
-static void stream_out(http_session_t *s, roost_req_t *req)
-{
-    if (!req->stream_head) {
-        if (s->shutdown || !req->keep_alive || req->http_minor == 0)
-            req->close_after = 1;
-        sbuf_t *out = &loop_state(s->conn->loop)->out;
-        out->len = 0;
-        http_serialize(req, s->conn->loop->date, out);
-        net_conn_write(s->conn, out->p, out->len);
-        req->stream_head = 1;
-    }
-    if (req->res_body.len) {
-        net_conn_write(s->conn, req->res_body.p, req->res_body.len);
-        req->res_body.len = 0;
-    }
-    if (req->stream_ended)
-        req->written = 1;
-}
-
 static void flush(http_session_t *s)
 {
     roost_req_t *req;
     while ((req = s->head) && !s->conn->closing) {
-        if (req->streaming) {
-            stream_out(s, req);
-            if (!req->stream_ended)
+        http_phase_t phase = http_req_phase(req);
+        if (req->streamed && (phase == HTTP_REQ_STREAMING || phase == HTTP_REQ_RESPONDED)) {
+            if (s->shutdown || !req->keep_alive || req->http_minor == 0)
+                req->close_after = 1;
+            if (!http_stream_out(req, s->conn, &loop_state(s->conn->loop)->out,
+                                 s->conn->loop->date))
                 break;
-        } else if (req->inflight || !req->responded) {
+        } else if (phase != HTTP_REQ_RESPONDED) {
             if (req->expect_continue && !req->continue_sent && s->phase == PHASE_BODY &&
                 req == s->parse.cur) {
                 static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -427,12 +406,13 @@ static void flush(http_session_t *s)
             s->tail = NULL;
         s->depth--;
         req->sess = NULL;
+        req->on_responded = NULL;
         int close = req->close_after;
         if (req->upgrade_attach && !close) {
             upgrade(s, req);
             return;
         }
-        req_unref(req);
+        http_req_unref(req);
         if (close) {
             s->dead = 1;
             s->parse.cur = NULL;
@@ -455,11 +435,12 @@ static void flush(http_session_t *s)
     }
 }
 
-void http_session_responded(roost_req_t *req)
+/* req->on_responded: an answer, or a stream's piece, may go out now. */
+static void session_responded(roost_req_t *req)
 {
-    if (req->on_worker || !req->sess)
-        return; /* the worker's completion, or nobody, writes it */
     http_session_t *s = req->sess;
+    if (!s)
+        return;
     flush(s);
     if (!s->in_feed && !s->conn->closing)
         arm_after_flush(s);
@@ -544,211 +525,4 @@ void http_session_accept(net_conn_t *c)
     c->ud = s;
     loop_state(c->loop);
     arm(s, PHASE_IDLE, srv->cfg.http.keepalive_timeout_s);
-}
-
-/* ---- handlers that answer later, on the loop ---- */
-
-static void on_defer_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void on_defer_fire(uv_timer_t *t)
-{
-    http_defer_t *d = t->data;
-    roost_req_t *req = d->req;
-    net_conn_t *conn = req->conn;
-    req->defer = NULL;
-    req->inflight = 0;
-    net_loop_t *loop = req->loop;
-    atomic_store(&loop->running, req->route ? req->route->name : NULL);
-    d->fn(req, d->arg);
-    atomic_store(&loop->running, NULL);
-    if (!req->responded && !req->inflight)
-        roost_respond_error(req, 500, "The handler did not respond");
-    req_unref(req);
-    net_conn_unref(conn);
-    uv_close((uv_handle_t *)t, on_defer_closed);
-}
-
-void roost_defer(roost_req_t *req, uint64_t ms, roost_timer_fn fn, void *arg)
-{
-    http_defer_t *d = calloc(1, sizeof *d);
-    if (!d || req->on_worker) {
-        free(d);
-        roost_respond_error(req, 500, "roost_defer needs a loop handler");
-        return;
-    }
-    d->req = req;
-    d->fn = fn;
-    d->arg = arg;
-    uv_timer_init(&req->loop->uv, &d->timer);
-    d->timer.data = d;
-    req->defer = d;
-    req->inflight = 1;
-    req->refs++;
-    net_conn_ref(req->conn);
-    uv_timer_start(&d->timer, on_defer_fire, ms, 0);
-}
-
-/* ---- blocking handlers, on the pool ---- */
-
-static void on_worker_done(net_loop_t *loop, net_msg_t *msg)
-{
-    roost_req_t *req = CONTAINER_OF(msg, roost_req_t, msg);
-    net_conn_t *conn = req->conn;
-    req->on_worker = 0;
-    req->inflight = 0;
-    if (!loop) { /* cannot happen while the request holds its connection; be safe */
-        http_req_free(req);
-        return;
-    }
-    if (req->sess)
-        http_session_responded(req);
-    req_unref(req);
-    net_conn_unref(conn);
-}
-
-static void worker_run(tpool_work_t *work)
-{
-    roost_req_t *req = CONTAINER_OF(work, roost_req_t, work);
-    req->route->fn(req, req->route->ud);
-    if (!req->responded)
-        roost_respond_error(req, 500, "The handler did not respond");
-    req->msg.fn = on_worker_done;
-    net_loop_post(req->loop, &req->msg);
-}
-
-void http_run_handler(roost_req_t *req)
-{
-    const route_t *route = req->route;
-    if (route->flags & ROOST_BLOCKING) {
-        req->inflight = 1;
-        req->on_worker = 1;
-        req->refs++;
-        net_conn_ref(req->conn);
-        req->work.run = worker_run;
-        if (tpool_submit(req->srv->pool, &req->work) < 0) {
-            req->inflight = req->on_worker = 0;
-            req->refs--;
-            net_conn_unref(req->conn);
-            http_count_limit(req->srv, "worker_queue");
-            roost_res_header(req, "Retry-After", "1");
-            roost_respond_error(req, 503, "Server busy: the worker queue is full");
-        }
-        return;
-    }
-    net_loop_t *loop = req->loop;
-    atomic_store(&loop->running, route->name);
-    route->fn(req, route->ud);
-    atomic_store(&loop->running, NULL);
-    if (!req->responded && !req->inflight)
-        roost_respond_error(req, 500, "The handler did not respond");
-}
-
-/* ---- streamed responses ---- */
-
-int roost_stream_begin(roost_req_t *req, int status, const char *content_type)
-{
-    if (req->responded || req->streaming || req->on_worker)
-        return -EINVAL;
-    req->status = status;
-    req->res_type =
-        content_type ? arena_strndup(&req->arena, content_type, strlen(content_type)) : NULL;
-    req->res_body.len = 0;
-    req->streaming = 1;
-    req->inflight = 1; /* answered piece by piece: the loop must not answer for it */
-    http_server_t *srv = http_server(req->srv);
-    for (int i = 0; i < srv->nmw; i++)
-        if (srv->mw[i].after)
-            srv->mw[i].after(req, status, srv->mw[i].ud);
-    if (req->sess)
-        http_session_responded(req);
-    return 0;
-}
-
-int roost_stream_write(roost_req_t *req, const void *data, size_t len)
-{
-    if (!req->streaming || req->stream_ended)
-        return -EINVAL;
-    if (!req->sess)
-        return -EPIPE;
-    if (!len)
-        return 0;
-    sbuf_t *b = &req->res_body;
-    if (req->http_minor == 1 && sbuf_printf(b, "%zx\r\n", len) < 0)
-        return -ENOMEM;
-    if (sbuf_append(b, data, len) < 0 || (req->http_minor == 1 && sbuf_append(b, "\r\n", 2) < 0))
-        return -ENOMEM;
-    http_session_responded(req);
-    return 0;
-}
-
-void roost_stream_end(roost_req_t *req)
-{
-    if (!req->streaming || req->stream_ended)
-        return;
-    if (req->http_minor == 1)
-        sbuf_append(&req->res_body, "0\r\n\r\n", 5);
-    req->stream_ended = 1;
-    req->responded = 1;
-    req->inflight = 0;
-    if (req->sess)
-        http_session_responded(req);
-}
-
-/* ---- answering from elsewhere ---- */
-
-void roost_req_hold(roost_req_t *req)
-{
-    req->refs++;
-    req->held = 1;
-    req->inflight = 1;
-    net_conn_ref(req->conn);
-}
-
-void roost_req_release(roost_req_t *req)
-{
-    net_conn_t *conn = req->conn;
-    if (!req->responded && !req->streaming) {
-        req->inflight = 0;
-        if (req->sess)
-            roost_respond_error(req, 500, "The handler did not respond");
-    }
-    req_unref(req);
-    net_conn_unref(conn);
-}
-
-int roost_req_gone(const roost_req_t *req)
-{
-    return req->sess == NULL;
-}
-
-typedef struct {
-    net_msg_t msg;
-    roost_req_t *req;
-    roost_timer_fn fn;
-    void *arg;
-} req_post_t;
-
-static void on_req_post(net_loop_t *loop, net_msg_t *msg)
-{
-    req_post_t *p = CONTAINER_OF(msg, req_post_t, msg);
-    if (loop) /* a held request keeps its connection, and so its loop, alive */
-        p->fn(p->req, p->arg);
-    free(p);
-}
-
-void roost_req_post(roost_req_t *req, roost_timer_fn fn, void *arg)
-{
-    req_post_t *p = malloc(sizeof *p);
-    if (!p) {
-        log_error("roost_req_post: out of memory; a reply is lost");
-        return;
-    }
-    p->req = req;
-    p->fn = fn;
-    p->arg = arg;
-    p->msg.fn = on_req_post;
-    net_loop_post(req->loop, &p->msg);
 }

@@ -102,6 +102,19 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     net_conn_unref(c);
 }
 
+/* A new connection joins its loop (holding the socket's reference) and meets its protocol. */
+static void adopt(net_loop_t *loop, net_conn_t *c)
+{
+    c->loop = loop;
+    c->refs = 1; /* the socket's */
+    c->next = loop->conns;
+    if (loop->conns)
+        loop->conns->prev = c;
+    loop->conns = c;
+    loop->nconns++;
+    net_group_opts(loop->group)->on_accept(c);
+}
+
 void net_conn_accept(net_loop_t *loop, uv_stream_t *server)
 {
     net_conn_t *c = calloc(1, sizeof *c);
@@ -112,19 +125,26 @@ void net_conn_accept(net_loop_t *loop, uv_stream_t *server)
         uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
         return;
     }
-    c->loop = loop;
-    c->refs = 1; /* the socket's */
     uv_tcp_nodelay(&c->tcp, 1);
-    c->next = loop->conns;
-    if (loop->conns)
-        loop->conns->prev = c;
-    loop->conns = c;
-    loop->nconns++;
-    net_group_opts(loop->group)->on_accept(c);
+    adopt(loop, c);
     if (c->closing)
         return;
     c->reading = 1;
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+net_conn_t *net_conn_fake(net_loop_t *loop,
+                          void (*fake_write)(net_conn_t *c, const void *data, size_t len, void *ud),
+                          void *ud)
+{
+    net_conn_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    uv_tcp_init(&loop->uv, &c->tcp); /* never connected: only so that closing is the same */
+    c->fake_write = fake_write;
+    c->fake_ud = ud;
+    adopt(loop, c);
+    return c;
 }
 
 static void unlink_conn(net_conn_t *c)
@@ -271,6 +291,10 @@ static ssize_t try_now(net_conn_t *c, const char *data, size_t len)
 {
     if (c->wq_head)
         return 0;
+    if (c->fake_write) {
+        c->fake_write(c, data, len, c->fake_ud);
+        return (ssize_t)len;
+    }
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
     int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (n == UV_EAGAIN)

@@ -89,7 +89,17 @@ struct net_conn {
     unsigned lingering : 1; /* FIN sent, discarding input until EOF (see conn.c) */
     unsigned dirty : 1;     /* queued writes wait for the loop's end-of-iteration flush */
     net_conn_t *dirty_next;
+    /* Tests only (net_conn_fake): where the bytes go instead of a socket. */
+    void (*fake_write)(net_conn_t *c, const void *data, size_t len, void *ud);
+    void *fake_ud;
 };
+
+/* Test seam: a connection on loop with no socket. Every byte written goes at once to
+ * fake_write(c, data, len, ud), as if the kernel took it; nothing is ever read (the test calls
+ * c->proto->on_data), and closing works as for a socket. Runs the group's on_accept. Loop. */
+net_conn_t *net_conn_fake(net_loop_t *loop,
+                          void (*fake_write)(net_conn_t *c, const void *data, size_t len, void *ud),
+                          void *ud);
 
 /* Writes bytes (copied if they cannot be written at once). While a protocol's on_data runs,
  * writes to that same connection are gathered and sent as one write when it returns. */

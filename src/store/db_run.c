@@ -44,8 +44,7 @@ static db_op_t *op_of(tpool_work_t *w)
 static void op_done(roost_req_t *req, void *arg)
 {
     db_op_t *o = arg;
-    o->done(req, o->arg);
-    roost_req_release(req);
+    o->done(req, o->arg); /* the wait ends when this returns */
 }
 
 /* Runs stmts[0..n) on c (NULL: the database is unavailable). */
@@ -93,7 +92,7 @@ static void run_batch(db_t *db, db_op_t *o)
         }
         for (db_op_t *k = first, *next; k != o; k = next) {
             next = op_of(k->link.next); /* k belongs to its request now */
-            roost_req_post(k->req, op_done, k);
+            roost_req_resume(k->req, op_done, k);
         }
     }
     if (c)
@@ -155,12 +154,12 @@ void db_runner_stop(db_runner_t *r)
 /* Queues o (filled but for its link) for req; answers the request when it cannot. */
 static int submit(db_t *db, roost_req_t *req, db_op_t *o)
 {
-    roost_req_hold(req); /* on the loop, before a data thread can see the op */
+    roost_req_wait(req); /* on the loop, before a data thread can see the op */
     o->req = req;
     if (tpool_push(db->runner->pool, &o->link, 1) < 0) { /* only when stopping */
         roost_res_header(req, "Retry-After", "1");
         roost_respond_error(req, 503, "Server shutting down");
-        roost_req_release(req);
+        roost_req_resume(req, NULL, NULL); /* ends the wait */
         return -EAGAIN;
     }
     return 0;

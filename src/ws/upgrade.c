@@ -31,7 +31,7 @@ int roost_ws_upgrade(roost_req_t *req, const roost_ws_handler_t *h, void *ud)
         roost_respond_error(req, hs.status, hs.reason);
         return -EINVAL;
     }
-    if (req->on_worker) {
+    if (http_req_phase(req) == HTTP_REQ_ON_WORKER) {
         roost_respond_error(req, 500, "WebSocket upgrades need a loop handler");
         return -EINVAL;
     }

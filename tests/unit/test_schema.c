@@ -114,7 +114,7 @@ TEST(schema_query_values_are_coerced_and_defaults_filled)
     snprintf(q, sizeof q, "cursor=%s&limit=7", c);
     roost_req_t *req = fake(&f, &page_route, q, NULL);
     CHECK_EQ_INT(http_route_validate(req), 0);
-    CHECK_EQ_INT(req->responded, 0);
+    CHECK_EQ_INT(req->status, 0);
     CHECK_EQ_INT(roost_req_query_int(req, "limit"), 7);
     CHECK_EQ_INT(roost_req_query_int(req, "cursor"), 4242);
     fake_free(&f);

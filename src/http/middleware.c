@@ -1,0 +1,154 @@
+/* The middleware chain of one request: the global list then the route's, each entry with its
+ * zeroed per-request context, and the phases that walk it (on_request, on_headers, the on_body
+ * filters, on_done). It does not decide when a phase runs: dispatch, responses, streams and the
+ * session do. Hooks run in list order in every phase (see roost.h). */
+#include "http/http.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int roost_use(roost_server_t *srv, const roost_middleware_t *mw)
+{
+    http_server_t *hs = http_server(srv);
+    roost_middleware_t *m = realloc(hs->mw, (size_t)(hs->nmw + 1) * sizeof *m);
+    if (!m)
+        return -ENOMEM;
+    hs->mw = m;
+    hs->mw[hs->nmw++] = *mw;
+    return 0;
+}
+
+/* Where a filter emits: the next entry of the chain that filters, or the sink. */
+struct roost_body_next {
+    roost_req_t *req;
+    int i;
+};
+
+int http_mw_chain(roost_req_t *req, const roost_middleware_t *global, int nglobal,
+                  const roost_middleware_t *const *route)
+{
+    int n = nglobal;
+    for (const roost_middleware_t *const *r = route; r && *r; r++)
+        n++;
+    req->nmw = 0;
+    req->has_filter = 0;
+    if (n == 0) {
+        req->mw = NULL;
+        return 0;
+    }
+    int rc = 0;
+    http_mw_t *mw = arena_alloc(&req->arena, (size_t)n * sizeof *mw);
+    if (!mw)
+        return -ENOMEM;
+    for (int i = 0; i < n; i++) {
+        const roost_middleware_t *m = i < nglobal ? &global[i] : route[i - nglobal];
+        mw[i].mw = m;
+        mw[i].ctx = NULL;
+        if (m->ctx_size) {
+            mw[i].ctx = arena_alloc(&req->arena, m->ctx_size);
+            if (!mw[i].ctx) {
+                /* A hook without its context cannot run: keep only what came before. */
+                n = i;
+                rc = -ENOMEM;
+                break;
+            }
+            memset(mw[i].ctx, 0, m->ctx_size);
+        }
+        if (m->on_body)
+            req->has_filter = 1;
+    }
+    req->mw = mw;
+    req->nmw = n;
+    return rc;
+}
+
+int http_mw_request(roost_req_t *req)
+{
+    for (int i = 0; i < req->nmw; i++) {
+        const roost_middleware_t *m = req->mw[i].mw;
+        if (m->on_request) {
+            m->on_request(req, req->mw[i].ctx, m->ud);
+            if (req->status)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+void http_mw_headers(roost_req_t *req)
+{
+    for (int i = 0; i < req->nmw; i++) {
+        const roost_middleware_t *m = req->mw[i].mw;
+        if (m->on_headers)
+            m->on_headers(req, req->mw[i].ctx, m->ud);
+    }
+}
+
+/* The end of the chain: a whole body collects in res_tmp; a stream's pieces go, framed as
+ * chunks on HTTP/1.1 (RFC 9112 §7.1), into res_body for the session to write. */
+static int sink(roost_req_t *req, const void *p, size_t n, int last)
+{
+    if (http_req_phase(req) != HTTP_REQ_STREAMING)
+        return n ? sbuf_append(&req->res_tmp, p, n) : 0;
+    sbuf_t *b = &req->res_body;
+    int chunked = req->http_minor == 1;
+    if (n && chunked && sbuf_printf(b, "%zx\r\n", n) < 0)
+        return -ENOMEM;
+    if (n && sbuf_append(b, p, n) < 0)
+        return -ENOMEM;
+    if (n && chunked && sbuf_append(b, "\r\n", 2) < 0)
+        return -ENOMEM;
+    if (last && chunked && sbuf_append(b, "0\r\n\r\n", 5) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+int roost_body_emit(roost_body_next_t *next, const void *p, size_t n, int last)
+{
+    roost_req_t *req = next->req;
+    for (int i = next->i; i < req->nmw; i++) {
+        const roost_middleware_t *m = req->mw[i].mw;
+        if (m->on_body) {
+            roost_body_next_t after = {req, i + 1};
+            return m->on_body(req, p, n, last, &after, req->mw[i].ctx, m->ud);
+        }
+    }
+    return sink(req, p, n, last);
+}
+
+void http_mw_respond(roost_req_t *req)
+{
+    http_mw_headers(req);
+    if (!req->has_filter)
+        return; /* the body goes out as the handler wrote it: no copy */
+    req->res_tmp.len = 0;
+    roost_body_next_t first = {req, 0};
+    if (roost_body_emit(&first, req->res_body.p, req->res_body.len, 1) < 0) {
+        log_error("%s: a body filter failed; the answer is 500",
+                  req->route ? req->route->name : "?");
+        req->status = 500;
+        req->res_type = NULL;
+        req->res_tmp.len = 0;
+    }
+    sbuf_t t = req->res_body;
+    req->res_body = req->res_tmp;
+    req->res_tmp = t;
+}
+
+int http_mw_stream(roost_req_t *req, const void *p, size_t n, int last)
+{
+    roost_body_next_t first = {req, 0};
+    return roost_body_emit(&first, p, n, last);
+}
+
+void http_mw_done(roost_req_t *req)
+{
+    int n = req->nmw;
+    req->nmw = 0; /* once */
+    for (int i = 0; i < n; i++) {
+        const roost_middleware_t *m = req->mw[i].mw;
+        if (m->on_done)
+            m->on_done(req, req->mw[i].ctx, m->ud);
+    }
+}

@@ -1,0 +1,70 @@
+/* Streamed responses: roost_stream_begin/write/end on the loop, each piece through the on_body
+ * filters into the request's out bytes (chunked on HTTP/1.1, close-delimited on 1.0), and the
+ * session's side, http_stream_out, that writes a stream's head once and then its pieces when
+ * the stream is at the head of the pipeline. Not whole responses (response.c). */
+#include "http/http.h"
+
+#include <errno.h>
+#include <string.h>
+
+int roost_stream_begin(roost_req_t *req, int status, const char *content_type)
+{
+    http_phase_t phase = http_req_phase(req);
+    if (req->status || (phase != HTTP_REQ_ON_LOOP && phase != HTTP_REQ_WAITING))
+        return -EINVAL; /* answered already, or on a worker */
+    req->status = status;
+    req->res_type =
+        content_type ? arena_strndup(&req->arena, content_type, strlen(content_type)) : NULL;
+    req->res_body.len = 0;
+    req->streamed = 1;
+    if (!req->mw)
+        http_mw_chain(req, http_server(req->srv)->mw, http_server(req->srv)->nmw, NULL);
+    http_mw_headers(req);
+    http_req_set_phase(req, HTTP_REQ_STREAMING);
+    http_req_responded(req);
+    return 0;
+}
+
+int roost_stream_write(roost_req_t *req, const void *data, size_t len)
+{
+    if (!req->streamed || http_req_phase(req) != HTTP_REQ_STREAMING)
+        return -EINVAL;
+    if (roost_req_gone(req))
+        return -EPIPE;
+    if (!len)
+        return 0;
+    int rc = http_mw_stream(req, data, len, 0);
+    if (rc < 0)
+        return rc;
+    http_req_responded(req);
+    return 0;
+}
+
+void roost_stream_end(roost_req_t *req)
+{
+    if (!req->streamed || http_req_phase(req) != HTTP_REQ_STREAMING)
+        return;
+    if (http_mw_stream(req, NULL, 0, 1) < 0)
+        log_error("%s: a stream's end was lost (out of memory)",
+                  req->route ? req->route->name : "?");
+    http_req_set_phase(req, HTTP_REQ_RESPONDED);
+    http_req_responded(req);
+}
+
+int http_stream_out(roost_req_t *req, net_conn_t *c, sbuf_t *scratch, const char *date)
+{
+    if (!req->stream_head) {
+        scratch->len = 0;
+        http_serialize(req, date, scratch);
+        net_conn_write(c, scratch->p, scratch->len);
+        req->stream_head = 1;
+    }
+    if (req->res_body.len) {
+        net_conn_write(c, req->res_body.p, req->res_body.len);
+        req->res_body.len = 0;
+    }
+    if (http_req_phase(req) != HTTP_REQ_RESPONDED)
+        return 0;
+    http_req_set_phase(req, HTTP_REQ_WRITTEN);
+    return 1;
+}
