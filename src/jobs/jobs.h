@@ -14,7 +14,7 @@
 #include <roost/roost.h>
 
 #include "http/http.h"
-#include "store/jobstore.h"
+#include "db/jobstore.h"
 
 typedef struct jobs jobs_t;
 typedef struct job_workers job_workers_t;

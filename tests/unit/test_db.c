@@ -1,11 +1,11 @@
-/* Unit tests of the data store (src/store/db_*.c) on SQLite files in a temporary folder: --database
+/* Unit tests of the data store (src/db/db_*.c) on SQLite files in a temporary folder: --database
  * URLs, placeholders, the pool (reuse, overflow closed on checkin, a checkout that times out and
  * one that is served by a checkin), error classes, transactions and savepoints, migrations run
  * once, and concurrent write transactions serialized without SQLITE_BUSY. PostgreSQL is covered
  * end to end (tests/e2e/test_data_*.py start a real server). */
 #include "unit.h"
 
-#include "store/db.h"
+#include "db/db.h"
 
 #include <errno.h>
 #include <pthread.h>

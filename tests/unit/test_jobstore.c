@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "store/jobstore.h"
+#include "db/jobstore.h"
 #include "unit.h"
 
 typedef struct {

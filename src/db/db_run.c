@@ -5,7 +5,7 @@
  * instead of one hand-off per request, and jobs that are one statement each go to PostgreSQL
  * together, one round trip per group (bench/README.md, "Data"). It is not a second worker pool:
  * jobs must be short and must not wait on anything but the database. */
-#include "store/db.h"
+#include "db/db.h"
 
 #include <errno.h>
 #include <stdarg.h>

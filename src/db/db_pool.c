@@ -3,7 +3,7 @@
  * checkout that waits up to `timeout_s` and then fails with -EAGAIN (503), and a cheap check of
  * an idle connection before it is handed out, so that one broken by a database restart is
  * replaced instead of failing a request. Also: --database URLs, transactions, migrations. */
-#include "store/db.h"
+#include "db/db.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -3,7 +3,7 @@
  * OS crash or power loss may lose the last commits. --job-fsync (FULL) pays an fsync per batch
  * to survive those too.
  * Statements are prepared once per connection. */
-#include "store/jobstore.h"
+#include "db/jobstore.h"
 
 #include <sqlite3.h>
 #include <stdlib.h>

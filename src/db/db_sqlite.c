@@ -3,7 +3,7 @@
  * power loss may take the last ones, and FULL would add an fsync to every commit), statements
  * prepared once per connection. Writes in this process take db_t.write_mutex, so writers queue
  * on a mutex instead of sleeping in SQLite's busy handler; it is not the pool. */
-#include "store/db.h"
+#include "db/db.h"
 
 #include <errno.h>
 #include <sqlite3.h>

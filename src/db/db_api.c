@@ -1,7 +1,7 @@
 /* The public face of the data store (roost_db_* in roost.h): opening the pool of --database with
  * the caller's schema, its gauges on /metrics, its shutdown with the server, and thin typed
  * wrappers over db_pool.c. The only file of the store that knows the server (a service hook). */
-#include "store/db.h"
+#include "db/db.h"
 
 #include <errno.h>
 #include <stdarg.h>

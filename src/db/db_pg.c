@@ -3,7 +3,7 @@
  * are classified by SQLSTATE; a connection that lost its server is marked broken, so the pool
  * closes it and the next checkout opens a new one (which fails fast, -EAGAIN, while the server is
  * down). It is not the pool, and it runs on workers, never on a loop. */
-#include "store/db.h"
+#include "db/db.h"
 
 #include <errno.h>
 #include <inttypes.h>
