@@ -41,8 +41,11 @@ int db_migrate(db_t *db, const char *name, const char *const *migrations, int n)
             log_error("data: migration %d failed: %s", v + 1, c->err);
             goto out;
         }
-        log_info("data: applied migration %d", v + 1);
+        if (version > 0) /* an upgrade is worth a line per step; a new database is not */
+            log_info("data: schema %s: applied migration %d", name, v + 1);
     }
+    if (version == 0 && n > 0)
+        log_info("data: created schema %s at version %d", name, n);
     if ((rc = db_commit(c)) < 0)
         goto out;
     for (int k = 0; k < db->nsql; k++)
