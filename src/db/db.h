@@ -137,7 +137,8 @@ struct roost_db {
 
     /* SQLite: one writer at a time in this process. Writers queue on a mutex instead of
      * polling SQLite's busy handler (which sleeps in steps of up to 100 ms); busy_timeout then
-     * only covers other processes (and the job store's connection). */
+     * only covers other processes. The job store shares the pool, so its batches queue here
+     * too. */
     pthread_mutex_t write_mutex;
 
     struct db_runner *runner; /* the data threads of roost_db_run (db_run.c) */

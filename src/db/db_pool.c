@@ -66,7 +66,7 @@ db_t *db_open(db_url_t *url, const db_pool_opts_t *opts, const char *const *sql,
         return NULL;
     }
     if (db->engine == DB_SQLITE) {
-        /* The folder of the database file, like --data-dir for the job store. */
+        /* The folder of the database file (--data-dir for the default one). */
         char *dir = strdup(db->url.target), *slash = dir ? strrchr(dir, '/') : NULL;
         if (slash && slash != dir) {
             *slash = '\0';

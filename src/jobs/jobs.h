@@ -1,8 +1,8 @@
-/* The jobs layer: a durable queue in the job store, one dispatcher thread that owns the store's
- * writer, and job worker threads fed through a ready heap (workers.c).
+/* The jobs layer: a durable queue in the job store (on the data layer's pool), one dispatcher
+ * thread that writes it, and job worker threads fed through a ready heap (workers.c).
  *
- * The dispatcher is the only writer. Everything that changes a job (a submission, a claim, an
- * attempt's end, progress, a cancel, a schedule's tick) reaches it through queues under one
+ * The dispatcher is the store's only writer. Everything that changes a job (a submission, a claim,
+ * an attempt's end, progress, a cancel, a schedule's tick) reaches it through queues under one
  * mutex, and each wake-up handles everything queued in one transaction: a group commit, so
  * that 20,000 submissions a second cost a few hundred commits, not 20,000. A submission is
  * answered only after its commit. A claimed job is marked reserved in the store before a worker
