@@ -1,13 +1,8 @@
 /* The dispatcher: one thread, the store's only writer (see jobs.h for why). Each wake-up takes
- * everything queued (finished attempts, starts, submissions, cancels, progress, schedule ticks),
- * writes it in one transaction, reserves ready jobs up to the in-flight bound (the workers plus
- * --job-prefetch), commits, and only then answers submitters, hands the reserved jobs to the
- * workers' ready heap and tells watchers what changed. jobs_dispatcher_main is that loop, one
- * screen, one helper per phase (redis's aeProcessEvents shape).
- *
- * Reserving ahead costs some priority order: a job reserved before a higher-priority one was
- * submitted may start first when the bound was reached. Within what is reserved, the heap keeps
- * priority order. */
+ * everything queued, writes it in one transaction with the claim of ready jobs, commits, and only
+ * then answers submitters, hands the reserved jobs to the workers and tells watchers.
+ * jobs_dispatcher_main is that loop on one screen, one helper per phase (redis's
+ * aeProcessEvents shape). Not the workers (workers.c), not the SQL (store.c). */
 #include "jobs/jobs.h"
 
 #include <errno.h>
@@ -290,6 +285,9 @@ static void apply_cancels(jobs_t *j, batch_t *b)
         c->status = cancel_one(j, b, c->id);
 }
 
+/* Up to the in-flight bound (the workers plus --job-prefetch). Reserving ahead costs some
+ * priority order: a job reserved before a higher-priority one was submitted may start first
+ * when the bound was reached. Within what is reserved, the heap keeps priority order. */
 static void claim_ready(jobs_t *j, batch_t *b)
 {
     int n = b->room > 0 ? job_store_claim(&b->c, b->now, b->claimed, b->room) : 0;

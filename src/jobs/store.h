@@ -1,15 +1,8 @@
 /* The job queue's storage: the tasks and schedules tables on the data layer's pool (db/db.h),
  * so that the jobs layer says what it wants (insert a batch, claim ready jobs, record an
- * attempt) and not how. The schema is a set of migrations and statements added to the pool of
- * the server's own SQLite file (db_share_local): one set of connections and one writer lock
- * for that file, shared with the application's data when --database is that file.
- *
- * SQLite only for now (its partial indexes and INDEXED BY hints keep the claim and the next due
- * time off table scans); the statements use $n placeholders and the engine interface, so a
- * PostgreSQL variant is a second statement text, not a second store.
- *
- * Threads: a job_store_t is shared; a job_conn_t is one checked-out connection, used by the
- * thread that acquired it until it releases it. Errors: 0 or a negative code, as in db/db.h. */
+ * attempt) and not how. Not the SQL's engine, not the queue's threads. Threads: a job_store_t is
+ * shared; a job_conn_t is one checked-out connection, used by the thread that acquired it until
+ * it releases it. Errors: 0 or a negative code, as in db/db.h. */
 #ifndef ROOST_JOBS_STORE_H
 #define ROOST_JOBS_STORE_H
 
@@ -67,7 +60,13 @@ json_t *job_row_json_with(const job_row_t *r, json_t *payload);
 #define JOB_STORE_NMIGRATIONS 2
 extern const char *const job_store_migrations[JOB_STORE_NMIGRATIONS];
 
-/* Adds the job statements to db and applies the jobs schema's migrations (table jobs_schema).
+/* The schema is added to the pool of the server's own SQLite file (db_share_local): one set of
+ * connections and one writer lock for that file, shared with the application's data when
+ * --database is that file. SQLite only for now (its partial indexes and INDEXED BY hints keep
+ * the claim and the next due time off table scans); the statements use $n placeholders and the
+ * engine interface, so a PostgreSQL variant is a second statement text, not a second store.
+ *
+ * Adds the job statements to db and applies the jobs schema's migrations (table jobs_schema).
  * Takes over the caller's reference to db (job_store_close gives it back). fsync: every batch
  * is synced (synchronous=FULL), not only checkpoints. */
 int job_store_open(db_t *db, int fsync, job_store_t **out);

@@ -417,3 +417,30 @@ TEST(job_store_migrates_a_database_of_the_first_schema)
     CHECK_EQ_INT(ids[0], 9);
     store_close(&t);
 }
+
+/* --job-fsync: the dispatcher's batches run with synchronous=FULL (an fsync per commit), and
+ * the pooled connection goes back with the pool's NORMAL for the application's data. */
+TEST(job_store_fsync_is_full_inside_a_batch_and_normal_after)
+{
+    temp_store_t t;
+    CHECK(store_dir(&t) == 0);
+    char spec[128];
+    snprintf(spec, sizeof spec, "sqlite:%s", t.path);
+    db_url_t url;
+    db_pool_opts_t opts = {1, 0, 1};
+    db_t *db = db_url_parse(&url, spec, NULL) == 0 ? db_open(&url, &opts, NULL, 0) : NULL;
+    CHECK(db && job_store_open(db, 1, &t.store) == 0);
+    if (!t.store)
+        return;
+    CHECK_EQ_INT(job_store_acquire(t.store, &t.conn), 0);
+    t.s = &t.conn;
+    int64_t level = -1;
+    CHECK_EQ_INT(job_store_begin(t.s), 0);
+    CHECK_EQ_INT(db->ops->exec(t.s->c, "PRAGMA synchronous", &level), 0);
+    CHECK_EQ_INT(level, 2); /* FULL */
+    CHECK(add(t.s, 0, 0, NULL) > 0);
+    CHECK_EQ_INT(job_store_commit(t.s), 0);
+    CHECK_EQ_INT(db->ops->exec(t.s->c, "PRAGMA synchronous", &level), 0);
+    CHECK_EQ_INT(level, 1); /* NORMAL */
+    store_close(&t);
+}
