@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "base/base.h"
 #include "http/http.h"
@@ -27,6 +28,14 @@ static void forget_shared(db_t *db)
     pthread_mutex_unlock(&shared_lock);
 }
 
+/* The same file under two spellings (./data/roost.db, /abs/data/roost.db) is still one file. */
+static int same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return !strcmp(a, b) || (stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+                             sa.st_ino == sb.st_ino);
+}
+
 db_t *db_share_local(roost_server_t *srv)
 {
     const roost_config_t *cfg = roost_server_config(srv);
@@ -38,7 +47,7 @@ db_t *db_share_local(roost_server_t *srv)
     pthread_mutex_lock(&shared_lock);
     db_t *db = shared;
     while (db &&
-           !(db->srv == srv && db->engine == DB_SQLITE && !strcmp(db->url.target, url.target)))
+           !(db->srv == srv && db->engine == DB_SQLITE && same_file(db->url.target, url.target)))
         db = db->next_shared;
     if (db) {
         pthread_mutex_lock(&db->lock);
