@@ -66,8 +66,9 @@ static const char *const sql[Q_COUNT] = {
                       "WHERE status = $3 AND id < $1 ORDER BY id DESC LIMIT $2",
     [Q_COUNTS] = "SELECT status, count(*) FROM tasks GROUP BY status",
     [Q_SLOT] = "SELECT slot FROM schedules WHERE key = $1",
-    [Q_SET_SLOT] = "INSERT INTO schedules (key, slot) VALUES ($1, $2) "
-                   "ON CONFLICT (key) DO UPDATE SET slot = excluded.slot",
+    /* (parenthesized: clang takes a last element split over two literals for a missing comma) */
+    [Q_SET_SLOT] = ("INSERT INTO schedules (key, slot) VALUES ($1, $2) "
+                    "ON CONFLICT (key) DO UPDATE SET slot = excluded.slot"),
 };
 
 /* Versioned migrations, applied in order at start-up by db_migrate; the version lives in
