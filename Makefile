@@ -14,7 +14,7 @@ BASEFLAGS := -std=gnu11 -D_GNU_SOURCE -pthread -Iinclude -Isrc -I$(LLHTTP_INC) -
 LIBS     := -luv -ljansson -lcrypto -lsqlite3 -lpq -lpthread -lm
 
 LIB_SRC  := $(sort $(wildcard src/base/*.c src/net/*.c src/core/*.c src/http/*.c src/mw/*.c \
-                               src/ws/*.c src/hub/*.c src/jobs/*.c src/store/*.c src/fetch/*.c))
+                               src/ws/*.c src/hub/*.c src/jobs/*.c src/db/*.c src/fetch/*.c))
 APP_SRC  := $(sort $(wildcard src/app/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))

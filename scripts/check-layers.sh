@@ -6,11 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Low to high. store/ counts as db until it is renamed.
+# Low to high.
 ORDER=(base net core http mw ws fetch redis hub db jobs app)
 declare -A RANK
 for i in "${!ORDER[@]}"; do RANK[${ORDER[$i]}]=$i; done
-RANK[store]=${RANK[db]}
 
 bad=0
 while IFS= read -r f; do

@@ -1,11 +1,11 @@
-/* Unit tests of the data store (src/store/db_*.c) on SQLite files in a temporary folder: --database
- * URLs, placeholders, the pool (reuse, overflow closed on checkin, a checkout that times out and
- * one that is served by a checkin), error classes, transactions and savepoints, migrations run
- * once, and concurrent write transactions serialized without SQLITE_BUSY. PostgreSQL is covered
- * end to end (tests/e2e/test_data_*.py start a real server). */
+/* Unit tests of the data store (src/db/db_*.c) on SQLite files in a temporary folder: the pool
+ * (reuse, overflow closed on checkin, a checkout that times out and one that is served by a
+ * checkin), error classes, transactions and savepoints, migrations run once, and concurrent write
+ * transactions serialized without SQLITE_BUSY. PostgreSQL is covered end to end
+ * (tests/e2e/test_data_*.py start a real server). */
 #include "unit.h"
 
-#include "store/db.h"
+#include "db/db.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -70,56 +70,6 @@ static long long count_rows(db_conn_t *c)
         n = c->db->ops->col_int(c, 0);
     c->db->ops->finish(c);
     return n;
-}
-
-TEST(db_url_defaults_to_sqlite_in_the_data_dir)
-{
-    db_url_t u;
-    CHECK_EQ_INT(db_url_parse(&u, "", "/srv/data"), 0);
-    CHECK_EQ_INT(u.engine, DB_SQLITE);
-    CHECK_EQ_STR(u.target, "/srv/data/roost.db");
-    db_url_clear(&u);
-    CHECK_EQ_INT(db_url_parse(&u, NULL, NULL), 0);
-    CHECK_EQ_STR(u.target, "./roost.db");
-    db_url_clear(&u);
-}
-
-TEST(db_url_accepts_sqlite_paths_and_postgresql_urls)
-{
-    db_url_t u;
-    CHECK_EQ_INT(db_url_parse(&u, "sqlite:rel/x.db", "d"), 0);
-    CHECK_EQ_STR(u.target, "rel/x.db");
-    db_url_clear(&u);
-    CHECK_EQ_INT(db_url_parse(&u, "sqlite:///abs/x.db", "d"), 0);
-    CHECK_EQ_STR(u.target, "/abs/x.db");
-    db_url_clear(&u);
-    CHECK_EQ_INT(db_url_parse(&u, "postgresql://app:s3cret@db:5432/prod", "d"), 0);
-    CHECK_EQ_INT(u.engine, DB_POSTGRES);
-    CHECK_EQ_STR(u.target, "postgresql://app:s3cret@db:5432/prod");
-    CHECK_EQ_STR(u.display, "postgresql://app:***@db:5432/prod");
-    CHECK(!strstr(u.display, "s3cret"));
-    db_url_clear(&u);
-    CHECK_EQ_INT(db_url_parse(&u, "postgres://db/x", "d"), 0);
-    CHECK_EQ_STR(u.display, "postgres://db/x");
-    db_url_clear(&u);
-}
-
-TEST(db_url_rejects_other_schemes_and_memory_databases)
-{
-    db_url_t u;
-    CHECK_EQ_INT(db_url_parse(&u, "mysql://x/y", "d"), -EINVAL);
-    CHECK_EQ_INT(db_url_parse(&u, "sqlite::memory:", "d"), -EINVAL);
-    CHECK_EQ_INT(db_url_parse(&u, "/just/a/path", "d"), -EINVAL);
-}
-
-TEST(db_sql_placeholders_become_numbered_sqlite_parameters_outside_quotes)
-{
-    char *s = db_sql_for_sqlite("SELECT '$1', \"$2\", $1, $12 FROM t WHERE a = $2 AND b = '$'");
-    CHECK_EQ_STR(s, "SELECT '$1', \"$2\", ?1, ?12 FROM t WHERE a = ?2 AND b = '$'");
-    free(s);
-    s = db_sql_for_sqlite("json_extract(value, '$.name'), $0, $");
-    CHECK_EQ_STR(s, "json_extract(value, '$.name'), $0, $");
-    free(s);
 }
 
 TEST(db_rows_round_trip_and_errors_are_classified)
@@ -444,6 +394,47 @@ TEST(db_a_returned_connection_goes_to_the_waiter_not_back_to_its_returner)
     pthread_join(t, NULL);
     CHECK_EQ_INT(waiter.order, 0);
     CHECK_EQ_INT(mine, 1);
+    db_checkin(c);
+    db_close(db);
+    remove_temp(path);
+}
+
+/* A second user of a pool (the job store beside the application) adds its statements and its
+ * own schema; a connection opened before runs them, and the pool lives until both let go. */
+TEST(db_a_second_schema_shares_the_pool_and_its_connections)
+{
+    char path[128];
+    db_t *db = open_temp(1, 0, 1, path);
+    if (!db)
+        return unit_fail(__FILE__, __LINE__, "cannot open a temporary database");
+    db_conn_t *c;
+    CHECK_EQ_INT(db_checkout(db, &c), 0);
+    CHECK_EQ_INT(count_rows(c), 0); /* the connection is open and warm */
+    db_checkin(c);
+
+    static const char *const more[] = {"INSERT INTO u (v) VALUES ($1)", "SELECT sum(v) FROM u"};
+    static const char *const more_migrations[] = {"CREATE TABLE u (v INTEGER NOT NULL)"};
+    int base = db_add_statements(db, more, 2);
+    CHECK_EQ_INT(base, NQ);
+    db->refs++; /* as db_share_local does for the second user */
+    CHECK_EQ_INT(db_migrate(db, "second", more_migrations, 1), 0);
+    CHECK_EQ_INT(db_checkout(db, &c), 0);
+    db_param_t p = {.type = 'i', .i = 20};
+    CHECK_EQ_INT(db_query(c, base, 1, &p), 0);
+    p.i = 22;
+    CHECK_EQ_INT(db_query(c, base, 1, &p), 0);
+    CHECK_EQ_INT(db_query(c, base + 1, 0, NULL), 0);
+    CHECK_EQ_INT(db_next(c), 1);
+    CHECK_EQ_INT(db->ops->col_int(c, 0), 42);
+    c->db->ops->finish(c);
+    CHECK_EQ_INT(count_rows(c), 0); /* the first schema's statements still run */
+    db_checkin(c);
+
+    db_close(db); /* the first user lets go: the second still works */
+    CHECK_EQ_INT(db_checkout(db, &c), 0);
+    CHECK_EQ_INT(db_query(c, base + 1, 0, NULL), 0);
+    CHECK_EQ_INT(db_next(c), 1);
+    CHECK_EQ_INT(db->ops->col_int(c, 0), 42);
     db_checkin(c);
     db_close(db);
     remove_temp(path);

@@ -1,4 +1,5 @@
-/* The job store's queue operations on a real SQLite file: insert, claim order (priority, run
+/* The job store's queue operations (src/jobs/store.c) on a real SQLite file, through the data
+ * layer's pool: insert, claim order (priority, run
  * time, id; delayed jobs held back), reserve/start/end of an attempt, retry, cancel request,
  * requeue after a crash, idempotency keys, listing and counts as the API sees them, schedule
  * slots, and reopening an existing database. */
@@ -7,17 +8,20 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "store/jobstore.h"
+#include "jobs/store.h"
 #include "unit.h"
 
 typedef struct {
     char dir[64], path[96];
-    jobstore_t *s;
+    job_store_t *store;
+    job_conn_t conn;
+    job_conn_t *s; /* &conn once open */
 } temp_store_t;
 
 /* A fresh folder and the database's path in it (not opened). */
 static int store_dir(temp_store_t *t)
 {
+    t->store = NULL;
     t->s = NULL;
     snprintf(t->dir, sizeof t->dir, "/tmp/roost-test-jobstore-XXXXXX");
     if (!mkdtemp(t->dir))
@@ -26,17 +30,44 @@ static int store_dir(temp_store_t *t)
     return 0;
 }
 
+/* Opens the store as the server does: a pool on the file, the job schema added to it, and one
+ * connection checked out for the test. */
+static int store_reopen(temp_store_t *t)
+{
+    char spec[128];
+    snprintf(spec, sizeof spec, "sqlite:%s", t->path);
+    db_url_t url;
+    db_pool_opts_t opts = {2, 0, 1};
+    db_t *db = db_url_parse(&url, spec, NULL) == 0 ? db_open(&url, &opts, NULL, 0) : NULL;
+    if (!db || job_store_open(db, 0, &t->store) < 0 || job_store_acquire(t->store, &t->conn) < 0) {
+        job_store_close(t->store);
+        t->store = NULL;
+        return -1;
+    }
+    t->s = &t->conn;
+    return 0;
+}
+
 static int store_open(temp_store_t *t)
 {
     if (store_dir(t) < 0)
         return -1;
-    t->s = jobstore_open(t->path, 1, 0);
-    return t->s ? 0 : -1;
+    return store_reopen(t);
+}
+
+/* Gives the connection back and closes the store (the file stays). */
+static void store_shut(temp_store_t *t)
+{
+    if (t->s)
+        job_store_release(t->s);
+    job_store_close(t->store);
+    t->s = NULL;
+    t->store = NULL;
 }
 
 static void store_close(temp_store_t *t)
 {
-    jobstore_close(t->s);
+    store_shut(t);
     char p[128];
     const char *suffix[] = {"", "-wal", "-shm"};
     for (int i = 0; i < 3; i++) {
@@ -47,7 +78,7 @@ static void store_close(temp_store_t *t)
 }
 
 /* Inserts a job; returns its id (or -1). */
-static int64_t add(jobstore_t *s, int priority, int64_t run_at, const char *key)
+static int64_t add(job_conn_t *s, int priority, int64_t run_at, const char *key)
 {
     job_row_t r = {.type = strdup("noop"),
                    .payload = strdup("{}"),
@@ -55,16 +86,16 @@ static int64_t add(jobstore_t *s, int priority, int64_t run_at, const char *key)
                    .run_at_ms = run_at,
                    .created_ms = 1000,
                    .idem_key = key ? strdup(key) : NULL};
-    int rc = jobstore_insert(s, &r);
+    int rc = job_store_insert(s, &r);
     int64_t id = rc >= 0 ? r.id : -1;
     job_row_clear(&r);
     return id;
 }
 
-static int status_of(jobstore_t *s, int64_t id, job_row_t *out)
+static int status_of(job_conn_t *s, int64_t id, job_row_t *out)
 {
     job_row_t r;
-    if (jobstore_get(s, id, &r) != 1)
+    if (job_store_get(s, id, &r) != 1)
         return -1;
     int st = r.status;
     if (out)
@@ -74,10 +105,10 @@ static int status_of(jobstore_t *s, int64_t id, job_row_t *out)
     return st;
 }
 
-static int claim_ids(jobstore_t *s, int64_t now, int max, int64_t *ids)
+static int claim_ids(job_conn_t *s, int64_t now, int max, int64_t *ids)
 {
     job_row_t rows[16];
-    int n = jobstore_claim(s, now, rows, max);
+    int n = job_store_claim(s, now, rows, max);
     for (int i = 0; i < n; i++) {
         ids[i] = rows[i].id;
         job_row_clear(&rows[i]);
@@ -85,7 +116,7 @@ static int claim_ids(jobstore_t *s, int64_t now, int max, int64_t *ids)
     return n;
 }
 
-TEST(jobstore_claims_by_priority_then_run_time_then_id)
+TEST(job_store_claims_by_priority_then_run_time_then_id)
 {
     temp_store_t t;
     CHECK(store_open(&t) == 0);
@@ -107,7 +138,7 @@ TEST(jobstore_claims_by_priority_then_run_time_then_id)
     store_close(&t);
 }
 
-TEST(jobstore_claim_respects_the_limit_and_holds_delayed_jobs_back)
+TEST(job_store_claim_respects_the_limit_and_holds_delayed_jobs_back)
 {
     temp_store_t t;
     CHECK(store_open(&t) == 0);
@@ -116,21 +147,21 @@ TEST(jobstore_claim_respects_the_limit_and_holds_delayed_jobs_back)
     int64_t due = add(t.s, 0, 500, NULL);
     int64_t later = add(t.s, 100, 5000, NULL); /* high priority, but not yet due */
     int64_t due2 = add(t.s, 0, 600, NULL);
-    CHECK_EQ_INT(jobstore_next_run(t.s), 500);
+    CHECK_EQ_INT(job_store_next_run(t.s), 500);
     int64_t ids[16];
     CHECK_EQ_INT(claim_ids(t.s, 1000, 1, ids), 1);
     CHECK_EQ_INT(ids[0], due);
     CHECK_EQ_INT(claim_ids(t.s, 1000, 16, ids), 1);
     CHECK_EQ_INT(ids[0], due2);
-    CHECK_EQ_INT(jobstore_next_run(t.s), 5000); /* only the delayed job waits */
+    CHECK_EQ_INT(job_store_next_run(t.s), 5000); /* only the delayed job waits */
     CHECK_EQ_INT(claim_ids(t.s, 4999, 16, ids), 0);
     CHECK_EQ_INT(claim_ids(t.s, 5000, 16, ids), 1);
     CHECK_EQ_INT(ids[0], later);
-    CHECK(jobstore_next_run(t.s) == INT64_MAX);
+    CHECK(job_store_next_run(t.s) == INT64_MAX);
     store_close(&t);
 }
 
-TEST(jobstore_a_reserved_job_looks_pending_until_it_starts)
+TEST(job_store_a_reserved_job_looks_pending_until_it_starts)
 {
     temp_store_t t;
     CHECK(store_open(&t) == 0);
@@ -145,24 +176,24 @@ TEST(jobstore_a_reserved_job_looks_pending_until_it_starts)
     CHECK_EQ_INT(r.attempts, 0);
     job_row_clear(&r);
     long counts[5];
-    jobstore_counts(t.s, counts);
+    job_store_counts(t.s, counts);
     CHECK_EQ_INT(counts[JOB_PENDING], 1);
     CHECK_EQ_INT(counts[JOB_RUNNING], 0);
     job_row_t rows[4];
-    CHECK_EQ_INT(jobstore_list(t.s, JOB_PENDING, 0, rows, 4), 1);
+    CHECK_EQ_INT(job_store_list(t.s, JOB_PENDING, 0, rows, 4), 1);
     CHECK_EQ_INT(rows[0].id, id);
     job_row_clear(&rows[0]);
 
-    CHECK_EQ_INT(jobstore_start(t.s, id, 1, 1234), 0);
+    CHECK_EQ_INT(job_store_start(t.s, id, 1, 1234), 0);
     CHECK_EQ_INT(status_of(t.s, id, &r), JOB_RUNNING);
     CHECK_EQ_INT(r.attempts, 1);
     CHECK_EQ_INT(r.started_ms, 1234);
     job_row_clear(&r);
-    CHECK_EQ_INT(jobstore_list(t.s, JOB_PENDING, 0, rows, 4), 0);
+    CHECK_EQ_INT(job_store_list(t.s, JOB_PENDING, 0, rows, 4), 0);
     store_close(&t);
 }
 
-TEST(jobstore_an_attempt_that_starts_and_ends_between_commits_is_one_write)
+TEST(job_store_an_attempt_that_starts_and_ends_between_commits_is_one_write)
 {
     temp_store_t t;
     CHECK(store_open(&t) == 0);
@@ -171,7 +202,7 @@ TEST(jobstore_an_attempt_that_starts_and_ends_between_commits_is_one_write)
     int64_t id = add(t.s, 0, 0, NULL);
     int64_t ids[16];
     claim_ids(t.s, 10, 16, ids);
-    CHECK_EQ_INT(jobstore_end_attempt(t.s, id, 1, 2000, JOB_COMPLETED, "{\"ok\":true}", NULL, 0),
+    CHECK_EQ_INT(job_store_end_attempt(t.s, id, 1, 2000, JOB_COMPLETED, "{\"ok\":true}", NULL, 0),
                  0);
     job_row_t r;
     CHECK_EQ_INT(status_of(t.s, id, &r), JOB_COMPLETED);
@@ -184,7 +215,7 @@ TEST(jobstore_an_attempt_that_starts_and_ends_between_commits_is_one_write)
     store_close(&t);
 }
 
-TEST(jobstore_a_retry_waits_for_its_backoff_and_keeps_the_error)
+TEST(job_store_a_retry_waits_for_its_backoff_and_keeps_the_error)
 {
     temp_store_t t;
     CHECK(store_open(&t) == 0);
@@ -193,8 +224,8 @@ TEST(jobstore_a_retry_waits_for_its_backoff_and_keeps_the_error)
     int64_t id = add(t.s, 0, 0, NULL);
     int64_t ids[16];
     claim_ids(t.s, 10, 16, ids);
-    jobstore_start(t.s, id, 1, 10);
-    CHECK_EQ_INT(jobstore_end_attempt(t.s, id, 1, 10, JOB_PENDING, NULL, "boom", 3000), 0);
+    job_store_start(t.s, id, 1, 10);
+    CHECK_EQ_INT(job_store_end_attempt(t.s, id, 1, 10, JOB_PENDING, NULL, "boom", 3000), 0);
     job_row_t r;
     CHECK_EQ_INT(status_of(t.s, id, &r), JOB_PENDING);
     CHECK_EQ_STR(r.error, "boom");
@@ -202,10 +233,10 @@ TEST(jobstore_a_retry_waits_for_its_backoff_and_keeps_the_error)
     CHECK(r.completed_ms == 0);
     job_row_clear(&r);
     CHECK_EQ_INT(claim_ids(t.s, 2999, 16, ids), 0);
-    CHECK_EQ_INT(jobstore_next_run(t.s), 3000);
+    CHECK_EQ_INT(job_store_next_run(t.s), 3000);
     CHECK_EQ_INT(claim_ids(t.s, 3000, 16, ids), 1);
     /* the second attempt fails for good */
-    jobstore_end_attempt(t.s, id, 2, 3000, JOB_FAILED, NULL, "boom again", 3000);
+    job_store_end_attempt(t.s, id, 2, 3000, JOB_FAILED, NULL, "boom again", 3000);
     CHECK_EQ_INT(status_of(t.s, id, &r), JOB_FAILED);
     CHECK_EQ_INT(r.attempts, 2);
     CHECK_EQ_STR(r.error, "boom again");
@@ -213,7 +244,7 @@ TEST(jobstore_a_retry_waits_for_its_backoff_and_keeps_the_error)
     store_close(&t);
 }
 
-TEST(jobstore_unreserve_and_requeue_put_jobs_back_to_pending)
+TEST(job_store_unreserve_and_requeue_put_jobs_back_to_pending)
 {
     temp_store_t t;
     CHECK(store_open(&t) == 0);
@@ -223,13 +254,13 @@ TEST(jobstore_unreserve_and_requeue_put_jobs_back_to_pending)
     int64_t done = add(t.s, 0, 0, NULL);
     int64_t ids[16];
     CHECK_EQ_INT(claim_ids(t.s, 10, 16, ids), 4);
-    jobstore_start(t.s, a, 1, 10);
-    jobstore_start(t.s, b, 1, 10);
-    jobstore_end_attempt(t.s, done, 1, 10, JOB_COMPLETED, "{}", NULL, 0);
-    CHECK_EQ_INT(jobstore_unreserve(t.s, a), 0); /* started: not reserved any more, no change */
+    job_store_start(t.s, a, 1, 10);
+    job_store_start(t.s, b, 1, 10);
+    job_store_end_attempt(t.s, done, 1, 10, JOB_COMPLETED, "{}", NULL, 0);
+    CHECK_EQ_INT(job_store_unreserve(t.s, a), 0); /* started: not reserved any more, no change */
     CHECK_EQ_INT(status_of(t.s, a, NULL), JOB_RUNNING);
     /* as after kill -9: the running ones (a, b) and the reserved one (c) run again */
-    CHECK_EQ_INT(jobstore_requeue_running(t.s), 2);
+    CHECK_EQ_INT(job_store_requeue_running(t.s), 2);
     CHECK_EQ_INT(status_of(t.s, a, NULL), JOB_PENDING);
     CHECK_EQ_INT(status_of(t.s, b, NULL), JOB_PENDING);
     CHECK_EQ_INT(status_of(t.s, c, NULL), JOB_PENDING);
@@ -242,24 +273,24 @@ TEST(jobstore_unreserve_and_requeue_put_jobs_back_to_pending)
     store_close(&t);
 }
 
-TEST(jobstore_cancel_request_is_kept_on_the_row)
+TEST(job_store_cancel_request_is_kept_on_the_row)
 {
     temp_store_t t;
     CHECK(store_open(&t) == 0);
     if (!t.s)
         return;
     int64_t id = add(t.s, 0, 0, NULL);
-    CHECK_EQ_INT(jobstore_request_cancel(t.s, id), 0);
+    CHECK_EQ_INT(job_store_request_cancel(t.s, id), 0);
     job_row_t r;
     status_of(t.s, id, &r);
     CHECK_EQ_INT(r.cancel_requested, 1);
     job_row_clear(&r);
-    CHECK_EQ_INT(jobstore_finish(t.s, id, JOB_CANCELLED, NULL, "cancelled", 0), 0);
+    CHECK_EQ_INT(job_store_finish(t.s, id, JOB_CANCELLED, NULL, "cancelled", 0), 0);
     CHECK_EQ_INT(status_of(t.s, id, NULL), JOB_CANCELLED);
     store_close(&t);
 }
 
-TEST(jobstore_an_idempotency_key_returns_the_first_job)
+TEST(job_store_an_idempotency_key_returns_the_first_job)
 {
     temp_store_t t;
     CHECK(store_open(&t) == 0);
@@ -269,7 +300,7 @@ TEST(jobstore_an_idempotency_key_returns_the_first_job)
     CHECK(first > 0);
     job_row_t again = {
         .type = strdup("noop"), .payload = strdup("{\"other\":1}"), .idem_key = strdup("order-42")};
-    CHECK_EQ_INT(jobstore_insert(t.s, &again), 1);
+    CHECK_EQ_INT(job_store_insert(t.s, &again), 1);
     CHECK_EQ_INT(again.id, first);
     CHECK_EQ_STR(again.payload, "{}"); /* the first job's, not the replay's */
     job_row_clear(&again);
@@ -280,7 +311,7 @@ TEST(jobstore_an_idempotency_key_returns_the_first_job)
     store_close(&t);
 }
 
-TEST(jobstore_lists_newest_first_in_pages_with_a_status_filter)
+TEST(job_store_lists_newest_first_in_pages_with_a_status_filter)
 {
     temp_store_t t;
     CHECK(store_open(&t) == 0);
@@ -291,59 +322,58 @@ TEST(jobstore_lists_newest_first_in_pages_with_a_status_filter)
         id[i] = add(t.s, 0, 0, NULL);
     int64_t ids[16];
     CHECK_EQ_INT(claim_ids(t.s, 10, 2, ids), 2); /* id[0], id[1] reserved: still pending */
-    jobstore_end_attempt(t.s, id[0], 1, 10, JOB_COMPLETED, "{}", NULL, 0);
+    job_store_end_attempt(t.s, id[0], 1, 10, JOB_COMPLETED, "{}", NULL, 0);
     job_row_t rows[8];
-    int n = jobstore_list(t.s, -1, 0, rows, 3);
+    int n = job_store_list(t.s, -1, 0, rows, 3);
     CHECK_EQ_INT(n, 3);
     CHECK_EQ_INT(rows[0].id, id[5]);
     CHECK_EQ_INT(rows[2].id, id[3]);
     for (int i = 0; i < n; i++)
         job_row_clear(&rows[i]);
-    n = jobstore_list(t.s, -1, id[3], rows, 8); /* the next page: below the last id seen */
+    n = job_store_list(t.s, -1, id[3], rows, 8); /* the next page: below the last id seen */
     CHECK_EQ_INT(n, 3);
     CHECK_EQ_INT(rows[0].id, id[2]);
     for (int i = 0; i < n; i++)
         job_row_clear(&rows[i]);
-    n = jobstore_list(t.s, JOB_PENDING, 0, rows, 8); /* pending and reserved, merged */
+    n = job_store_list(t.s, JOB_PENDING, 0, rows, 8); /* pending and reserved, merged */
     CHECK_EQ_INT(n, 5);
     for (int i = 0; i < n; i++) {
         CHECK_EQ_INT(rows[i].id, id[5 - i]);
         job_row_clear(&rows[i]);
     }
-    n = jobstore_list(t.s, JOB_PENDING, id[2], rows, 2);
+    n = job_store_list(t.s, JOB_PENDING, id[2], rows, 2);
     CHECK_EQ_INT(n, 1); /* id[0] is completed */
     CHECK_EQ_INT(rows[0].id, id[1]);
     for (int i = 0; i < n; i++)
         job_row_clear(&rows[i]);
-    n = jobstore_list(t.s, JOB_COMPLETED, 0, rows, 8);
+    n = job_store_list(t.s, JOB_COMPLETED, 0, rows, 8);
     CHECK_EQ_INT(n, 1);
     CHECK_EQ_INT(rows[0].id, id[0]);
     job_row_clear(&rows[0]);
     long counts[5];
-    jobstore_counts(t.s, counts);
+    job_store_counts(t.s, counts);
     CHECK_EQ_INT(counts[JOB_PENDING], 5);
     CHECK_EQ_INT(counts[JOB_COMPLETED], 1);
     store_close(&t);
 }
 
-TEST(jobstore_schedule_slots_are_per_key_and_survive_reopening)
+TEST(job_store_schedule_slots_are_per_key_and_survive_reopening)
 {
     temp_store_t t;
     CHECK(store_open(&t) == 0);
     if (!t.s)
         return;
-    CHECK_EQ_INT(jobstore_schedule_slot(t.s, "noop every 1000ms {}"), 0);
-    CHECK_EQ_INT(jobstore_set_schedule_slot(t.s, "noop every 1000ms {}", 77), 0);
-    CHECK_EQ_INT(jobstore_set_schedule_slot(t.s, "hash every 60000ms {}", 5), 0);
-    CHECK_EQ_INT(jobstore_set_schedule_slot(t.s, "noop every 1000ms {}", 78), 0);
+    CHECK_EQ_INT(job_store_schedule_slot(t.s, "noop every 1000ms {}"), 0);
+    CHECK_EQ_INT(job_store_set_schedule_slot(t.s, "noop every 1000ms {}", 77), 0);
+    CHECK_EQ_INT(job_store_set_schedule_slot(t.s, "hash every 60000ms {}", 5), 0);
+    CHECK_EQ_INT(job_store_set_schedule_slot(t.s, "noop every 1000ms {}", 78), 0);
     int64_t id = add(t.s, 3, 0, NULL);
-    jobstore_close(t.s);
-    t.s = jobstore_open(t.path, 1, 0); /* migrations again: nothing to do, nothing lost */
-    CHECK(t.s != NULL);
+    store_shut(&t);
+    CHECK(store_reopen(&t) == 0); /* migrations again: nothing to do, nothing lost */
     if (!t.s)
         return;
-    CHECK_EQ_INT(jobstore_schedule_slot(t.s, "noop every 1000ms {}"), 78);
-    CHECK_EQ_INT(jobstore_schedule_slot(t.s, "hash every 60000ms {}"), 5);
+    CHECK_EQ_INT(job_store_schedule_slot(t.s, "noop every 1000ms {}"), 78);
+    CHECK_EQ_INT(job_store_schedule_slot(t.s, "hash every 60000ms {}"), 5);
     job_row_t r;
     CHECK_EQ_INT(status_of(t.s, id, &r), JOB_PENDING);
     CHECK_EQ_INT(r.priority, 3);
@@ -354,33 +384,24 @@ TEST(jobstore_schedule_slots_are_per_key_and_survive_reopening)
 
 /* A database written by the first schema (AUTOINCREMENT, full indexes) is migrated in place:
  * its jobs keep their ids and states, and new ids continue above them. */
-TEST(jobstore_migrates_a_database_of_the_first_schema)
+TEST(job_store_migrates_a_database_of_the_first_schema)
 {
     temp_store_t t;
     CHECK(store_dir(&t) == 0);
     sqlite3 *db;
     CHECK(sqlite3_open(t.path, &db) == SQLITE_OK);
-    const char *v1 =
+    /* As the store wrote it before it moved onto the data layer: its own version table with
+     * one row per version, then migration 1 (which migration 2 must carry forward). */
+    const char *rows =
         "CREATE TABLE jobs_schema (version INTEGER NOT NULL);"
         "INSERT INTO jobs_schema VALUES (1);"
-        "CREATE TABLE tasks ("
-        " id INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT NOT NULL, payload TEXT NOT NULL,"
-        " status INTEGER NOT NULL, priority INTEGER NOT NULL DEFAULT 0,"
-        " attempts INTEGER NOT NULL DEFAULT 0, max_retries INTEGER NOT NULL DEFAULT 0,"
-        " timeout_s REAL NOT NULL DEFAULT 0, run_at INTEGER NOT NULL, created INTEGER NOT NULL,"
-        " started INTEGER, completed INTEGER, cur INTEGER NOT NULL DEFAULT 0,"
-        " total INTEGER NOT NULL DEFAULT 0, result TEXT, error TEXT,"
-        " cancel_requested INTEGER NOT NULL DEFAULT 0, idem_key TEXT UNIQUE);"
-        "CREATE INDEX tasks_ready ON tasks (status, priority DESC, run_at, id);"
-        "CREATE INDEX tasks_by_status ON tasks (status, id);"
-        "CREATE TABLE schedules (key TEXT PRIMARY KEY, slot INTEGER NOT NULL);"
         "INSERT INTO tasks (id, type, payload, status, run_at, created, idem_key)"
         " VALUES (7, 'noop', '{}', 2, 0, 1, 'k7'), (9, 'noop', '{\"a\":1}', 0, 0, 1, NULL);"
         "INSERT INTO schedules VALUES ('noop every 1000ms {}', 12);";
-    CHECK(sqlite3_exec(db, v1, NULL, NULL, NULL) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, job_store_migrations[0], NULL, NULL, NULL) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, rows, NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(db);
-    t.s = jobstore_open(t.path, 1, 0);
-    CHECK(t.s != NULL);
+    CHECK(store_reopen(&t) == 0);
     if (!t.s)
         return;
     CHECK_EQ_INT(status_of(t.s, 7, NULL), JOB_COMPLETED);
@@ -388,11 +409,38 @@ TEST(jobstore_migrates_a_database_of_the_first_schema)
     CHECK_EQ_INT(status_of(t.s, 9, &r), JOB_PENDING);
     CHECK_EQ_STR(r.payload, "{\"a\":1}");
     job_row_clear(&r);
-    CHECK_EQ_INT(jobstore_schedule_slot(t.s, "noop every 1000ms {}"), 12);
+    CHECK_EQ_INT(job_store_schedule_slot(t.s, "noop every 1000ms {}"), 12);
     CHECK_EQ_INT(add(t.s, 0, 0, "k7"), 7); /* the key still replays */
     CHECK(add(t.s, 0, 0, NULL) > 9);
     int64_t ids[16];
     CHECK_EQ_INT(claim_ids(t.s, 10, 16, ids), 2);
     CHECK_EQ_INT(ids[0], 9);
+    store_close(&t);
+}
+
+/* --job-fsync: the dispatcher's batches run with synchronous=FULL (an fsync per commit), and
+ * the pooled connection goes back with the pool's NORMAL for the application's data. */
+TEST(job_store_fsync_is_full_inside_a_batch_and_normal_after)
+{
+    temp_store_t t;
+    CHECK(store_dir(&t) == 0);
+    char spec[128];
+    snprintf(spec, sizeof spec, "sqlite:%s", t.path);
+    db_url_t url;
+    db_pool_opts_t opts = {1, 0, 1};
+    db_t *db = db_url_parse(&url, spec, NULL) == 0 ? db_open(&url, &opts, NULL, 0) : NULL;
+    CHECK(db && job_store_open(db, 1, &t.store) == 0);
+    if (!t.store)
+        return;
+    CHECK_EQ_INT(job_store_acquire(t.store, &t.conn), 0);
+    t.s = &t.conn;
+    int64_t level = -1;
+    CHECK_EQ_INT(job_store_begin(t.s), 0);
+    CHECK_EQ_INT(db->ops->exec(t.s->c, "PRAGMA synchronous", &level), 0);
+    CHECK_EQ_INT(level, 2); /* FULL */
+    CHECK(add(t.s, 0, 0, NULL) > 0);
+    CHECK_EQ_INT(job_store_commit(t.s), 0);
+    CHECK_EQ_INT(db->ops->exec(t.s->c, "PRAGMA synchronous", &level), 0);
+    CHECK_EQ_INT(level, 1); /* NORMAL */
     store_close(&t);
 }

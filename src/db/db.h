@@ -4,8 +4,10 @@
  * the two engines implement and what the pool drives.
  *
  * Files: db_pool.c (the pool of connections: checkout with a deadline, overflow, checks before
- * use, broken connections replaced; URLs; migrations; SQL placeholders), db_sqlite.c and
- * db_pg.c (the engines), db_api.c (the public functions, metrics, shutdown).
+ * use, broken connections replaced; statements), db_url.c (--database URLs, SQL placeholders),
+ * db_tx.c (transactions, savepoints), db_migrate.c (migrations), db_sqlite.c and db_pg.c (the
+ * engines), db_run.c (data threads), db_api.c (the public functions, metrics, shutdown, the
+ * server's shared pools).
  *
  * Threads: a db_t is shared by every thread; a db_conn_t belongs to the thread that checked it
  * out until it is checked in. Everything here blocks: call it from workers, never on a loop.
@@ -48,7 +50,8 @@ typedef struct {
     const char *s; /* 's': NUL-terminated; NULL is SQL NULL */
 } db_param_t;
 
-#define DB_MAX_PARAMS 16
+#define DB_MAX_PARAMS     16
+#define DB_MAX_STATEMENTS 256 /* per pool, every user's together */
 
 /* One statement of a pipeline: run k with p[0..n), then rows(c, rc, arg) reads its result
  * (rc: 0 or the error; c's current result is the statement's). */
@@ -112,9 +115,13 @@ struct roost_db {
     const db_ops_t *ops;
     db_url_t url;
     db_pool_opts_t opts;
-    /* Statements, in the engine's dialect: $n placeholders become ?n on SQLite. */
+    /* Statements, in the engine's dialect: $n placeholders become ?n on SQLite. Room for
+     * DB_MAX_STATEMENTS, allocated once: db_add_statements appends while other threads read
+     * sql[k] for k < nsql, so the array never moves. */
     char **sql;
-    int nsql;
+    _Atomic int nsql;
+    int refs; /* under lock: db_open's and db_share's references; the last db_close frees */
+    struct roost_db *next_shared; /* the server's shared pools (db_api.c) */
 
     pthread_mutex_t lock;
     struct db_waiter *wait_head, *wait_tail; /* threads waiting for a connection, FIFO */
@@ -130,21 +137,27 @@ struct roost_db {
 
     /* SQLite: one writer at a time in this process. Writers queue on a mutex instead of
      * polling SQLite's busy handler (which sleeps in steps of up to 100 ms); busy_timeout then
-     * only covers other processes (and the job store's connection). */
+     * only covers other processes. The job store shares the pool, so its batches queue here
+     * too. */
     pthread_mutex_t write_mutex;
 
     struct db_runner *runner; /* the data threads of roost_db_run (db_run.c) */
 };
 
-/* ---- db_pool.c ---- */
+/* ---- db_pool.c, db_tx.c, db_migrate.c ---- */
 
 /* Opens a pool over url (taken over: freed with the pool) for these statements (SQL with
  * $1..$n placeholders, copied and translated for the engine). Connects once to prove the URL
  * works. NULL on failure (logged). */
 db_t *db_open(db_url_t *url, const db_pool_opts_t *opts, const char *const *sql, int nsql);
-/* Closes idle connections and frees the pool; connections still checked out are closed when
- * they come back (the pool then stays allocated: shutdown only). */
+/* Drops a reference; the last closes idle connections and frees the pool; connections still
+ * checked out are closed when they come back (the pool then stays allocated: shutdown only). */
 void db_close(db_t *db);
+/* Appends n statements (as for db_open) for another user of the same pool, such as the job
+ * store beside the application's schema; returns the index of the first (that user's statement
+ * k is then base + k), or -ENOMEM / -ENOSPC past DB_MAX_STATEMENTS. Connections open already
+ * prepare them on first use. */
+int db_add_statements(db_t *db, const char *const *sql, int n);
 
 int db_checkout(db_t *db, db_conn_t **out);
 void db_checkin(db_conn_t *c);
@@ -173,10 +186,21 @@ int db_next(db_conn_t *c);
  * statement once, so that a typo fails the start and not the first request. */
 int db_migrate(db_t *db, const char *name, const char *const *migrations, int n);
 
+/* ---- db_api.c ---- */
+
+/* The pool of the server's own SQLite file, <data-dir>/roost.db, for the layers above (the job
+ * store): the one roost_db_open opened when --database names that file, so that the file has
+ * one set of connections and one writer lock; else a pool of its own (no data threads). A
+ * reference either way: give it back with db_close. Call it after roost_db_open (from a
+ * service's start); NULL on failure (logged). */
+db_t *db_share_local(roost_server_t *srv);
+
 /* ---- db_run.c: data threads for roost_db_run ---- */
 typedef struct db_runner db_runner_t;
 db_runner_t *db_runner_start(db_t *db, int threads);
 void db_runner_stop(db_runner_t *r); /* runs what is queued, then joins */
+
+/* ---- db_url.c ---- */
 
 /* "$1" -> "?1" outside quotes (SQLite's numbered parameters). The caller frees. */
 char *db_sql_for_sqlite(const char *sql);

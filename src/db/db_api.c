@@ -1,19 +1,79 @@
 /* The public face of the data store (roost_db_* in roost.h): opening the pool of --database with
  * the caller's schema, its gauges on /metrics, its shutdown with the server, and thin typed
- * wrappers over db_pool.c. The only file of the store that knows the server (a service hook). */
-#include "store/db.h"
+ * wrappers over db_pool.c. The only file of the data layer that knows the server (a core service).
+ */
+#include "db/db.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "base/base.h"
-#include "http/http.h"
+#include "core/core.h"
+
+/* The pools roost_db_open made, so that db_share_local finds the one on the server's own
+ * SQLite file instead of opening a second set of connections to it. */
+static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static db_t *shared;
+
+static void forget_shared(db_t *db)
+{
+    pthread_mutex_lock(&shared_lock);
+    for (db_t **p = &shared; *p; p = &(*p)->next_shared)
+        if (*p == db) {
+            *p = db->next_shared;
+            break;
+        }
+    pthread_mutex_unlock(&shared_lock);
+}
+
+/* The same file under two spellings (./data/roost.db, /abs/data/roost.db) is still one file. */
+static int same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return !strcmp(a, b) || (stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+                             sa.st_ino == sb.st_ino);
+}
+
+db_t *db_share_local(roost_server_t *srv)
+{
+    const roost_config_t *cfg = roost_server_config(srv);
+    db_url_t url;
+    if (db_url_parse(&url, "", cfg->data.dir) < 0) {
+        log_error("data: no memory for the path of %s/roost.db", cfg->data.dir);
+        return NULL;
+    }
+    pthread_mutex_lock(&shared_lock);
+    db_t *db = shared;
+    while (db &&
+           !(db->srv == srv && db->engine == DB_SQLITE && same_file(db->url.target, url.target)))
+        db = db->next_shared;
+    if (db) {
+        pthread_mutex_lock(&db->lock);
+        db->refs++;
+        pthread_mutex_unlock(&db->lock);
+    }
+    pthread_mutex_unlock(&shared_lock);
+    if (db) {
+        db_url_clear(&url);
+        return db;
+    }
+    db_pool_opts_t opts = {cfg->data.pool_size, cfg->data.pool_overflow, cfg->data.pool_timeout_s};
+    db = db_open(&url, &opts, NULL, 0);
+    if (db)
+        db->srv = srv;
+    else
+        log_error("data: cannot open %s/roost.db", cfg->data.dir);
+    db_url_clear(&url);
+    return db;
+}
 
 static void db_service_stop(void *ud)
 {
     db_t *db = ud;
+    forget_shared(db);
     db_runner_stop(db->runner);
     db->runner = NULL;
     db_close(db);
@@ -101,6 +161,10 @@ roost_db_t *roost_db_open(roost_server_t *srv, const roost_db_schema_t *schema)
         db = NULL;
         goto out;
     }
+    pthread_mutex_lock(&shared_lock);
+    db->next_shared = shared;
+    shared = db;
+    pthread_mutex_unlock(&shared_lock);
     log_info("data: %s (pool %d + %d overflow, timeout %gs)", db->url.display, opts.size,
              opts.max_overflow, opts.timeout_s);
 out:

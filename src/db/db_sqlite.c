@@ -3,7 +3,7 @@
  * power loss may take the last ones, and FULL would add an fsync to every commit), statements
  * prepared once per connection. Writes in this process take db_t.write_mutex, so writers queue
  * on a mutex instead of sleeping in SQLite's busy handler; it is not the pool. */
-#include "store/db.h"
+#include "db/db.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -17,7 +17,8 @@
 typedef struct {
     db_conn_t base; /* first: a db_conn_t * is a sq_conn_t * */
     sqlite3 *h;
-    sqlite3_stmt **st; /* [nsql], prepared on first use */
+    sqlite3_stmt **st; /* [nst], prepared on first use */
+    int nst;           /* grows when the pool gains statements (db_add_statements) */
     sqlite3_stmt *cur; /* the statement whose rows are being read */
     int row_pending;   /* its first row was stepped by query() and not yet returned */
     int stmt_lock;     /* an autocommit write holds write_mutex until the statement ends */
@@ -65,7 +66,7 @@ static void sq_close(db_conn_t *base)
 {
     sq_conn_t *c = (sq_conn_t *)base;
     sq_finish(base);
-    for (int i = 0; c->st && i < base->db->nsql; i++)
+    for (int i = 0; c->st && i < c->nst; i++)
         sqlite3_finalize(c->st[i]);
     free(c->st);
     sqlite3_close_v2(c->h);
@@ -78,7 +79,8 @@ static int sq_connect(db_t *db, db_conn_t **out)
     if (!c)
         return -ENOMEM;
     c->base.db = db;
-    c->st = calloc((size_t)db->nsql + 1, sizeof *c->st);
+    c->nst = db->nsql;
+    c->st = calloc((size_t)c->nst + 1, sizeof *c->st);
     int rc =
         sqlite3_open_v2(db->url.target, &c->h,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -138,6 +140,15 @@ static int sq_exec(db_conn_t *base, const char *sql, int64_t *first)
 static int sq_prepare(db_conn_t *base, int k)
 {
     sq_conn_t *c = (sq_conn_t *)base;
+    if (k >= c->nst) { /* statements added since this connection opened */
+        int n = base->db->nsql;
+        sqlite3_stmt **st = realloc(c->st, (size_t)n * sizeof *st);
+        if (!st)
+            return db_fail(base, -ENOMEM, "out of memory");
+        memset(st + c->nst, 0, (size_t)(n - c->nst) * sizeof *st);
+        c->st = st;
+        c->nst = n;
+    }
     if (c->st[k])
         return 0;
     int rc =

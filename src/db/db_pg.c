@@ -3,7 +3,7 @@
  * are classified by SQLSTATE; a connection that lost its server is marked broken, so the pool
  * closes it and the next checkout opens a new one (which fails fast, -EAGAIN, while the server is
  * down). It is not the pool, and it runs on workers, never on a loop. */
-#include "store/db.h"
+#include "db/db.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -18,7 +18,8 @@
 typedef struct {
     db_conn_t base; /* first: a db_conn_t * is a pg_conn_t * */
     PGconn *pg;
-    unsigned char *prepared; /* [nsql] */
+    unsigned char *prepared; /* [nprepared] */
+    int nprepared;           /* grows when the pool gains statements (db_add_statements) */
     PGresult *res;
     int row, nrows;
     char num[DB_MAX_PARAMS][24]; /* integer parameters as text */
@@ -82,7 +83,8 @@ static int pg_connect(db_t *db, db_conn_t **out)
     if (!c)
         return -ENOMEM;
     c->base.db = db;
-    c->prepared = calloc((size_t)db->nsql + 1, 1);
+    c->nprepared = db->nsql;
+    c->prepared = calloc((size_t)c->nprepared + 1, 1);
     /* The URL comes last, so that its own connect_timeout or application_name win. */
     const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
     const char *values[] = {"5", "roost", db->url.target, NULL};
@@ -138,6 +140,15 @@ static int pg_exec(db_conn_t *base, const char *sql, int64_t *first)
 static int pg_prepare(db_conn_t *base, int k)
 {
     pg_conn_t *c = (pg_conn_t *)base;
+    if (k >= c->nprepared) { /* statements added since this connection opened */
+        int n = base->db->nsql;
+        unsigned char *p = realloc(c->prepared, (size_t)n);
+        if (!p)
+            return db_fail(base, -ENOMEM, "out of memory");
+        memset(p + c->nprepared, 0, (size_t)(n - c->nprepared));
+        c->prepared = p;
+        c->nprepared = n;
+    }
     if (c->prepared[k])
         return 0;
     char name[16];

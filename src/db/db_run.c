@@ -6,7 +6,7 @@
  * go to PostgreSQL together, one round trip per group (bench/README.md, "Data"). The threads are
  * a base tpool whose queue hands out batches. It is not a second worker pool: ops must be short
  * and must not wait on anything but the database. */
-#include "store/db.h"
+#include "db/db.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -1,0 +1,122 @@
+/* The job queue's storage: the tasks and schedules tables on the data layer's pool (db/db.h),
+ * so that the jobs layer says what it wants (insert a batch, claim ready jobs, record an
+ * attempt) and not how. Not the SQL's engine, not the queue's threads. Threads: a job_store_t is
+ * shared; a job_conn_t is one checked-out connection, used by the thread that acquired it until
+ * it releases it. Errors: 0 or a negative code, as in db/db.h. */
+#ifndef ROOST_JOBS_STORE_H
+#define ROOST_JOBS_STORE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "db/db.h"
+
+typedef struct job_store job_store_t;
+
+typedef struct {
+    job_store_t *store;
+    db_conn_t *c;
+} job_conn_t;
+
+typedef enum {
+    JOB_PENDING,
+    JOB_RUNNING,
+    JOB_COMPLETED,
+    JOB_FAILED,
+    JOB_CANCELLED,
+    JOB_RESERVED, /* claimed into the workers' ready queue, not started: shown as pending */
+} job_status_t;
+
+/* task.c: names as the API shows them */
+const char *job_status_name(job_status_t s);
+int job_status_parse(const char *name); /* -1 when unknown */
+
+/* One row. Strings are owned by the row (job_row_clear frees them). */
+typedef struct {
+    int64_t id;
+    char *type;
+    char *payload; /* JSON text */
+    job_status_t status;
+    int priority;
+    int attempts, max_retries;
+    double timeout_s;                                        /* 0: none */
+    int64_t run_at_ms, created_ms, started_ms, completed_ms; /* unix ms; 0: not yet */
+    int64_t progress_current, progress_total;
+    char *result; /* JSON text or NULL */
+    char *error;
+    int cancel_requested;
+    char *idem_key;
+} job_row_t;
+
+void job_row_clear(job_row_t *r);
+/* task.c: the task as the API shows it (DESIGN.md "Jobs"). */
+json_t *job_row_json(const job_row_t *r);
+/* The same with the payload already parsed, which spares parsing it again; takes the
+ * payload's reference (NULL: parsed from the row). */
+json_t *job_row_json_with(const job_row_t *r, json_t *payload);
+
+/* The jobs schema's migrations, in order (db_migrate's table jobs_schema): exported so that a
+ * test can build a database of an older version. */
+#define JOB_STORE_NMIGRATIONS 2
+extern const char *const job_store_migrations[JOB_STORE_NMIGRATIONS];
+
+/* The schema is added to the pool of the server's own SQLite file (db_share_local): one set of
+ * connections and one writer lock for that file, shared with the application's data when
+ * --database is that file. SQLite only for now (its partial indexes and INDEXED BY hints keep
+ * the claim and the next due time off table scans); the statements use $n placeholders and the
+ * engine interface, so a PostgreSQL variant is a second statement text, not a second store.
+ *
+ * Adds the job statements to db and applies the jobs schema's migrations (table jobs_schema).
+ * Takes over the caller's reference to db (job_store_close gives it back). fsync: every batch
+ * is synced (synchronous=FULL), not only checkpoints. */
+int job_store_open(db_t *db, int fsync, job_store_t **out);
+void job_store_close(job_store_t *s);
+
+/* A connection for the calling thread (the pool's checkout: -EAGAIN when none). */
+int job_store_acquire(job_store_t *s, job_conn_t *out);
+void job_store_release(job_conn_t *s);
+
+/* Transactions: the dispatcher wraps each batch in one (one commit, one fsync at most). */
+int job_store_begin(job_conn_t *s);
+int job_store_commit(job_conn_t *s);
+void job_store_rollback(job_conn_t *s);
+
+/* Inserts r (its id is set here), pending, or reserved when r->status says so (a job the
+ * caller hands to a worker at once). With an idempotency key already used, fills r with the
+ * existing row instead and returns 1. Returns 0 on insert, < 0 on error. */
+int job_store_insert(job_conn_t *s, job_row_t *r);
+/* Up to max pending jobs with run_at <= now, by priority, run_at, id; each is marked reserved.
+ * Returns how many rows were filled. */
+int job_store_claim(job_conn_t *s, int64_t now_ms, job_row_t *rows, int max);
+/* A reserved job has started: running, with its attempt count and start time. */
+int job_store_start(job_conn_t *s, int64_t id, int attempts, int64_t started_ms);
+/* A reserved job that never started goes back to pending, its last error kept. */
+int job_store_unreserve(job_conn_t *s, int64_t id);
+/* The next run_at among pending jobs, or INT64_MAX. */
+int64_t job_store_next_run(job_conn_t *s);
+int job_store_progress(job_conn_t *s, int64_t id, int64_t current, int64_t total);
+/* Ends an attempt: status completed/failed/cancelled with result or error; or pending again
+ * (a retry) at run_at_ms. */
+int job_store_finish(job_conn_t *s, int64_t id, job_status_t status, const char *result,
+                     const char *error, int64_t run_at_ms);
+/* The same at the end of an attempt, with its number and start: one write when the start was
+ * not recorded yet (a short job starts and ends between two commits). */
+int job_store_end_attempt(job_conn_t *s, int64_t id, int attempts, int64_t started_ms,
+                          job_status_t status, const char *result, const char *error,
+                          int64_t run_at_ms);
+int job_store_request_cancel(job_conn_t *s, int64_t id);
+/* Jobs left running or reserved by a crash or a stop go back to pending. Returns how many
+ * were running. */
+int job_store_requeue_running(job_conn_t *s);
+/* 1 and the row when found, 0 when not, < 0 on error. */
+int job_store_get(job_conn_t *s, int64_t id, job_row_t *r);
+/* Newest first, ids below before_id (0: from the newest), status filter (-1: any). Returns the
+ * number of rows (at most max), or < 0. */
+int job_store_list(job_conn_t *s, int status, int64_t before_id, job_row_t *rows, int max);
+/* Counts per status into counts[5] (reserved jobs count as pending). */
+int job_store_counts(job_conn_t *s, long counts[5]);
+/* Periodic schedules: the last slot enqueued for a schedule key (0 if none), and its update. */
+int64_t job_store_schedule_slot(job_conn_t *s, const char *key);
+int job_store_set_schedule_slot(job_conn_t *s, const char *key, int64_t slot);
+
+#endif
