@@ -84,9 +84,10 @@ struct net_conn {
     unsigned closing : 1; /* uv_close called or pending */
     unsigned close_after_write : 1;
     unsigned reading : 1;
-    unsigned paused : 1;    /* reads stopped by the protocol */
-    unsigned lingering : 1; /* FIN sent, discarding input until EOF (see conn.c) */
-    unsigned dirty : 1;     /* queued writes wait for the loop's end-of-iteration flush */
+    unsigned paused : 1;        /* reads stopped by the protocol */
+    unsigned lingering : 1;     /* FIN sent, discarding input until EOF (see conn.c) */
+    unsigned dirty : 1;         /* queued writes wait for the loop's end-of-iteration flush */
+    unsigned shutdown_told : 1; /* the drain called its proto's on_shutdown */
     net_conn_t *dirty_next;
 };
 

@@ -20,19 +20,25 @@ static void arm_idle(roost_ws_t *ws)
     net_conn_deadline(ws->conn, net_loop_now(ws->conn->loop) + (uint64_t)(cfg->ws_ping_s * 1000));
 }
 
+/* A write that meets a reset socket closes the connection at once, and its on_close frees ws:
+ * nothing here reads ws after the write, and the connection (whose memory lives until its
+ * handle is closed, and which the ref keeps) is what is finished. */
 static void close_with(roost_ws_t *ws, unsigned code, const char *reason)
 {
-    if (ws->close_sent || ws->conn->closing)
+    net_conn_t *c = ws->conn;
+    if (ws->close_sent || c->closing)
         return;
     uint8_t frame[WS_CONTROL_FRAME_MAX];
     int n = ws_close_frame(frame, code, reason, reason ? strlen(reason) : 0);
     ws->close_sent = 1;
     ws->close_code = (int)code;
+    net_conn_ref(c);
     if (n > 0)
-        net_conn_write(ws->conn, frame, (size_t)n);
-    net_conn_close_after_write(ws->conn);
-    if (!ws->conn->closing)
-        net_conn_deadline(ws->conn, net_loop_now(ws->conn->loop) + CLOSE_WAIT_MS);
+        net_conn_write(c, frame, (size_t)n);
+    net_conn_close_after_write(c);
+    if (!c->closing)
+        net_conn_deadline(c, net_loop_now(c->loop) + CLOSE_WAIT_MS);
+    net_conn_unref(c);
 }
 
 void roost_ws_close(roost_ws_t *ws, int code, const char *reason)
@@ -65,7 +71,11 @@ static int over_backlog(roost_ws_t *ws, size_t more)
     if (ws->conn->wq_bytes + more <= cfg->ws_max_backlog)
         return 0;
     /* Queued is not refused: a burst fanned out in one iteration has not met the socket yet. */
-    if (net_conn_unsent(ws->conn) + more <= cfg->ws_max_backlog)
+    net_conn_t *c = ws->conn;
+    size_t unsent = net_conn_unsent(c);
+    if (c->closing) /* the flush met a reset socket: c is closed and ws freed */
+        return 1;
+    if (unsent + more <= cfg->ws_max_backlog)
         return 0;
     http_count_limit(ws->srv, "ws_backlog");
     net_conn_drop_queued(ws->conn);
@@ -155,9 +165,10 @@ static int on_message(void *ud, unsigned opcode, const uint8_t *data, size_t len
         close_with(ws, WS_CLOSE_POLICY, "too many messages");
         return -ECANCELED;
     }
+    net_conn_t *c = ws->conn; /* held by on_read's ref; ws is gone if the handler closed c */
     if (ws->h->on_message)
         ws->h->on_message(ws, opcode == WS_OP_BINARY, (const char *)data, len, ws->ud);
-    return ws->conn->closing || ws->close_sent ? -ECANCELED : 0;
+    return c->closing || ws->close_sent ? -ECANCELED : 0;
 }
 
 static int on_ping(void *ud, const uint8_t *data, size_t len)
@@ -221,9 +232,9 @@ static void on_timeout(net_conn_t *c)
     }
     uint8_t frame[WS_CONTROL_FRAME_MAX];
     int n = ws_control_frame(frame, WS_OP_PING, NULL, 0);
-    net_conn_write(c, frame, (size_t)n);
     ws->awaiting_pong = 1;
     net_conn_deadline(c, net_loop_now(c->loop) + (uint64_t)(cfg->ws_pong_timeout_s * 1000));
+    net_conn_write(c, frame, (size_t)n); /* last: a reset socket closes c and frees ws */
 }
 
 static void on_shutdown(net_conn_t *c)
