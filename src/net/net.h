@@ -104,6 +104,11 @@ int net_conn_queue_rbuf(net_conn_t *c, rbuf_t *b, size_t off, size_t len);
 /* Starts writing what is queued now (not waiting for the end of the iteration), then returns
  * the bytes the kernel has not taken yet: the real backlog of a slow reader. */
 size_t net_conn_unsent(net_conn_t *c);
+/* The same, less the slice at the head of the queue (the one being written): what waits
+ * behind it. Can undercount by the part of that slice already sent, never overcount. */
+size_t net_conn_unsent_behind_head(net_conn_t *c);
+/* Queued bytes behind the head slice, without starting a write (an upper bound of the above). */
+size_t net_conn_queued_behind_head(const net_conn_t *c);
 /* Drops queued bytes that are not already being written (a slow consumer being closed). */
 void net_conn_drop_queued(net_conn_t *c);
 /* Closes once the write queue is empty (now if it is). */

@@ -63,19 +63,22 @@ rbuf_t *ws_frame_new(unsigned opcode, const void *payload, size_t len)
     return b;
 }
 
-/* A slow reader must not grow our memory or hold the others back (DESIGN §3): past the backlog
- * bound, what is queued is dropped and the connection gets 1008. */
+/* A slow reader must not grow our memory or hold the others back (DESIGN §3). The bound is on
+ * what waits behind the message being written (docs/ws-contract.md): a message sent when
+ * nothing else waits is never refused, however big (up to ws_max_message, as an echo), and a
+ * connection holds at most that one message plus ws_max_backlog bytes. Past the bound, what is
+ * queued is dropped and the connection gets 1008. */
 static int over_backlog(roost_ws_t *ws, size_t more)
 {
     const roost_config_t *cfg = roost_server_config(ws->srv);
-    if (ws->conn->wq_bytes + more <= cfg->ws_max_backlog)
+    net_conn_t *c = ws->conn;
+    if (!c->wq_head || net_conn_queued_behind_head(c) + more <= cfg->ws_max_backlog)
         return 0;
     /* Queued is not refused: a burst fanned out in one iteration has not met the socket yet. */
-    net_conn_t *c = ws->conn;
-    size_t unsent = net_conn_unsent(c);
+    size_t behind = net_conn_unsent_behind_head(c);
     if (c->closing) /* the flush met a reset socket: c is closed and ws freed */
         return 1;
-    if (unsent + more <= cfg->ws_max_backlog)
+    if (behind == 0 || behind + more <= cfg->ws_max_backlog)
         return 0;
     http_count_limit(ws->srv, "ws_backlog");
     net_conn_drop_queued(ws->conn);
