@@ -6,6 +6,7 @@
 #include "http/http.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -145,13 +146,38 @@ static int is_folded(http_parse_t *p, const char *at)
     return p->in_gap && (p->gap_newline || memchr(from, '\n', (size_t)(at - from)));
 }
 
+/* The byte k (1 or 2) before `at` in this buffer, or in the previous one; 0 if unknown. */
+static char byte_before(const http_parse_t *p, const char *at, size_t k)
+{
+    size_t in_buf = (size_t)(at - p->feed_start);
+    if (k <= in_buf)
+        return at[-(ptrdiff_t)k];
+    k -= in_buf;
+    return k <= p->tail_len ? p->tail[2 - k] : 0;
+}
+
+/* Loose llhttp takes CR and any byte as a line break after an empty value and at the end of
+ * the header section ("X:\rY", "\r\n\rY"): a bare CR, which RFC 9112 §2.2 says to refuse or
+ * read as SP, and a proxy may read differently. A line break that really ends is "\n". */
+static int check_line_end(http_parse_t *p, const char *after)
+{
+    if (byte_before(p, after, 1) != '\n')
+        return fail(p, 400, "Bare CR in the header section", NULL);
+    return 0;
+}
+
 static int on_header_value(llhttp_t *llh, const char *at, size_t len)
 {
     http_parse_t *p = PARSE(llh);
     /* An empty value ("X:\r\n") comes as a zero-length span at the start of the next line:
-     * no bytes, nothing to check, and its line break is not a fold. */
-    if (len == 0)
+     * no bytes, nothing to check but its line break, which is not a fold. (A value cut at the
+     * end of a read also gives zero-length spans, after some of its bytes.) */
+    if (len == 0) {
+        const roost_req_t *req = p->cur;
+        if (req->head_len == req->headers[req->nheaders - 1].value_off)
+            return check_line_end(p, at);
         return 0;
+    }
     if (is_folded(p, at))
         return fail(p, 400, "Obsolete line folding in a header", NULL);
     p->gap_from = at + len;
@@ -186,6 +212,7 @@ static int start_size_line(http_parse_t *p)
     if (!(p->llh.flags & F_CHUNKED))
         return 0;
     p->size_line = 1;
+    p->inner_pause = 1;
     return HPE_PAUSED;
 }
 
@@ -219,7 +246,9 @@ static int on_headers_complete(llhttp_t *llh)
         return fail(p, 505, "HTTP Version Not Supported", NULL);
     if (req->hosts > 1 || (req->hosts == 0 && req->http_minor == 1))
         return fail(p, 400, req->hosts ? "Repeated Host header" : "Missing Host header", NULL);
-    if ((llh->flags & F_TRANSFER_ENCODING) && check_transfer_encoding(p, req) < 0)
+    /* Every Transfer-Encoding field, llhttp's flag or not: it sets none for an empty value,
+     * which a proxy in front may read otherwise. */
+    if (check_transfer_encoding(p, req) < 0)
         return -1;
     if ((llh->flags & F_CONTENT_LENGTH) && llh->content_length > p->cfg->max_body)
         return fail(p, 413, "Request body too large", "body");
@@ -229,7 +258,12 @@ static int on_headers_complete(llhttp_t *llh)
         req->expect_continue = 1;
     if (p->on_head)
         p->on_head(p->ud, req);
-    return start_size_line(p);
+    /* Paused, so that the feed sees where the section ended (check_line_end), and where a
+     * chunked body's first size line starts. */
+    start_size_line(p);
+    p->head_end = 1;
+    p->inner_pause = 1;
+    return HPE_PAUSED;
 }
 
 /* Checks the bytes [at, end) against what is left of the CRLF that ends a chunk's data
@@ -308,6 +342,7 @@ void http_parse_init(http_parse_t *p, const roost_config_t *cfg)
     p->cur = NULL;
     p->in_gap = p->gap_newline = 0;
     p->crlf_want = p->last_chunk = p->size_line = 0;
+    p->inner_pause = p->head_end = p->tail_len = 0;
     p->err_status = 0;
     p->err_detail = NULL;
     p->err_limit = NULL;
@@ -340,6 +375,18 @@ static const char *skip_bws(http_parse_t *p, const char *at, const char *end, co
         }
     }
     return p->size_line == 2 ? end : *upto;
+}
+
+/* The buffer was consumed up to `upto`: keeps its last two bytes for byte_before, and returns
+ * how many bytes were consumed. */
+static ssize_t keep_tail(http_parse_t *p, const char *upto)
+{
+    char b1 = byte_before(p, upto, 1), b2 = byte_before(p, upto, 2);
+    size_t known = p->tail_len + (size_t)(upto - p->feed_start);
+    p->tail[0] = b2;
+    p->tail[1] = b1;
+    p->tail_len = known > 2 ? 2 : known;
+    return upto - p->feed_start;
 }
 
 static ssize_t feed_error(http_parse_t *p, llhttp_errno_t err)
@@ -387,9 +434,13 @@ ssize_t http_parse_feed(http_parse_t *p, const char *data, size_t len)
             }
         }
         err = llhttp_execute(&p->llh, pos, (size_t)(end - pos));
-        if (err == HPE_PAUSED && p->size_line) { /* paused before a chunk-size line */
+        if (err == HPE_PAUSED && p->inner_pause) { /* see on_headers_complete, on_chunk_... */
             pos = llhttp_get_error_pos(&p->llh);
             llhttp_resume(&p->llh);
+            p->inner_pause = 0;
+            if (p->head_end && check_line_end(p, pos) < 0)
+                return -1;
+            p->head_end = 0;
             continue;
         }
         break;
@@ -403,15 +454,15 @@ ssize_t http_parse_feed(http_parse_t *p, const char *data, size_t len)
         return -1;
     switch (err) {
     case HPE_OK:
-        return (ssize_t)len;
+        return keep_tail(p, end);
     case HPE_PAUSED:
         llhttp_resume(&p->llh);
-        return llhttp_get_error_pos(&p->llh) - data;
+        return keep_tail(p, llhttp_get_error_pos(&p->llh));
     case HPE_PAUSED_UPGRADE:
         /* No protocol switch is offered here (the ws layer takes over upgrades before this
          * point), so the request was answered as a plain one; go on with what follows. */
         llhttp_resume_after_upgrade(&p->llh);
-        return llhttp_get_error_pos(&p->llh) - data;
+        return keep_tail(p, llhttp_get_error_pos(&p->llh));
     default:
         return feed_error(p, err);
     }

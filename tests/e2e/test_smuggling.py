@@ -84,3 +84,14 @@ def test_well_formed_unknown_version_is_505(server, version):
         conn.send(b"GET /plaintext " + version + b"\r\n" + H + b"\r\n")
         resp = conn.read_response(timeout=5.0)
     assert resp.status == 505, resp
+
+
+@pytest.mark.parametrize("head_tail", [b"X:\rGET /plaintext HTTP/1.1\r\n", b"X: \rb\r\n",
+                                       b"\rX"])
+def test_bare_cr_in_the_header_section_is_400_and_closed(server, head_tail):
+    refused_and_closed(server, b"GET /plaintext HTTP/1.1\r\n" + H + head_tail + b"\r\n" + FOLLOWER)
+
+
+def test_empty_transfer_encoding_is_400_and_closed(server):
+    refused_and_closed(server, b"POST /items HTTP/1.1\r\n" + H + b"Transfer-Encoding:\r\n\r\n"
+                       b"5\r\nhello\r\n0\r\n\r\n" + FOLLOWER)

@@ -380,6 +380,12 @@ TEST(http_parse_transfer_codings_other_than_chunked_are_400)
                  400);
 }
 
+TEST(http_parse_empty_transfer_encoding_is_400)
+{
+    CHECK_EQ_INT(status_of("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n\r\n", 0), 400);
+    CHECK_EQ_INT(status_of("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:  \r\n\r\n", 1), 400);
+}
+
 TEST(http_parse_missing_or_repeated_host_on_11_is_400)
 {
     CHECK_EQ_INT(status_of("GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", 0), 400);
@@ -642,4 +648,13 @@ TEST(http_parse_field_name_outside_token_is_400)
                          "X/y: y",      "X@y: y", "X{y: y",  "X\x80y: y", "X,y: y"};
     check_each_is_400("GET / HTTP/1.1\r\nHost: h\r\n%s\r\n\r\n", bad, sizeof bad / sizeof *bad);
     CHECK_EQ_INT(status_of("GET / HTTP/1.1\r\nHost: h\r\nX-a!#$%&'*+-.^_`|~9: y\r\n\r\n", 0), 0);
+}
+
+TEST(http_parse_bare_cr_after_an_empty_value_or_ending_the_head_is_400)
+{
+    /* Loose llhttp read "\r" and any byte as a line break in these two places. */
+    const char *bad[] = {"X:\rb\r\n", "X: \rb\r\n", "X:\t \r\r\n", "\rX", "\r\r"};
+    check_each_is_400("GET / HTTP/1.1\r\nHost: h\r\n%s\r\n", bad, sizeof bad / sizeof *bad);
+    CHECK_EQ_INT(status_at_every_split("GET / HTTP/1.1\r\nHost: h\r\nX:\r\nY: \r\n\r\n", 0), 0);
+    CHECK_EQ_INT(status_at_every_split("GET / HTTP/1.0\r\n\r\nGET / HTTP/1.0\r\n\r\n", 0), 0);
 }
