@@ -111,8 +111,7 @@ static int check_roundtrip(void *ud, roost_req_t *a)
     ssize_t n = http_parse_feed(&p, s.p, s.len);
     if (n != (ssize_t)s.len || again.completed != 1) /* the log shows what was sent */
         fprintf(stderr, "re-parse gave %zd of %zu bytes, %d requests (%d %s):\n%.*s\n", n, s.len,
-                again.completed, p.err_status, p.err_detail ? p.err_detail : "", (int)s.len,
-                s.p);
+                again.completed, p.err_status, p.err_detail ? p.err_detail : "", (int)s.len, s.p);
     REQUIRE(n == (ssize_t)s.len);
     REQUIRE(again.completed == 1);
     roost_req_t *b = again.req;
