@@ -28,7 +28,7 @@ FUZZ_FLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,addres
 TSAN_FLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=thread $(WARN) \
                  -Wno-missing-field-initializers $(BASEFLAGS)
 
-.PHONY: all asan fuzz tsan run test unit layers format format-check clean deps
+.PHONY: all asan fuzz fuzz-long tsan run test unit layers format format-check clean deps
 all: build/roost
 
 deps:
@@ -66,6 +66,10 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/libroost.a
 
 asan: build/asan/roost build/asan/unit_tests
 fuzz: $(FUZZ_BINS)
+# Long fuzzing: FUZZ_SECONDS (default 600) per target, growing and minimizing the committed
+# corpus in tests/fuzz/corpus/<target>/ (see tests/fuzz/long.sh).
+fuzz-long: fuzz
+	bash tests/fuzz/long.sh
 # ThreadSanitizer build, by hand: ROOST_BIN=$PWD/build/tsan/roost python3 -m pytest tests/e2e
 tsan: build/tsan/roost
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of roost after `make test` has built them: the C unit tests (sanitizer build),
 # the end-to-end tests (pytest against build/asan/roost), and a short libFuzzer run of every
-# fuzz target. Ends with one line: "N passed, N failed".
+# fuzz target over its committed corpus. Ends with one line: "N passed, N failed".
 #   FUZZ_SECONDS (default 30) bounds each fuzz target; E2E_ARGS passes extra pytest arguments.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -45,10 +45,13 @@ echo "== fuzzing (${FUZZ_SECONDS}s per target)"
 for f in build/fuzz/fuzz_*; do
     [ -x "$f" ] || continue
     name=$(basename "$f")
-    corpus="tests/fuzz/corpus-$name"
-    mkdir -p "$corpus"
+    # The committed corpus (tests/fuzz/corpus/<target>/, grown by `make fuzz-long`) is read,
+    # never written: libFuzzer writes new inputs into the first folder, a temporary one.
+    found="$logdir/$name-found"
+    mkdir -p "$found" "tests/fuzz/corpus/$name"
     if "$f" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=1 \
-        -artifact_prefix="$logdir/$name-" "$corpus" >"$logdir/$name.log" 2>&1; then
+        -artifact_prefix="$logdir/$name-" "$found" "tests/fuzz/corpus/$name" \
+        >"$logdir/$name.log" 2>&1; then
         runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$logdir/$name.log" | grep -oE '[0-9]+$')
         echo "ok   $name ($runs runs)"
         passed=$((passed + 1))

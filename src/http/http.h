@@ -150,6 +150,16 @@ typedef struct http_parse {
      * in an earlier buffer. A value span after a line break is an obsolete fold. */
     const char *gap_from;
     unsigned in_gap : 1, gap_newline : 1;
+    /* Chunked framing llhttp 8 leaves loose (parse.c): how many bytes of the CRLF after a
+     * chunk's data are still to be checked, whether the chunk being read is the last, and
+     * where a chunk-size line's scan is (0: not in one, 1: in its hex digits, 2: in the
+     * whitespace after them, which only a ';' may follow). */
+    unsigned crlf_want : 2, last_chunk : 1, size_line : 2;
+    /* llhttp paused for the feed's own checks (not for on_request), and whether at the end of
+     * a header section; the two bytes before the current buffer (tail_len of them known), for
+     * checks that look back across reads. */
+    unsigned inner_pause : 1, head_end : 1, tail_len : 2;
+    char tail[2];
     int err_status; /* set when feed fails */
     const char *err_detail;
     const char *err_limit; /* which limit was hit, for the counter; NULL if none */

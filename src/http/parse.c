@@ -1,9 +1,12 @@
 /* llhttp glue: copies the target and header bytes into the request, enforces every size limit
- * as the bytes arrive (414, 431, 413), and adds the checks llhttp leaves to the server: Host
- * (RFC 9112 §3.2), control characters in values, transfer codings other than chunked, the
- * version (505). It knows nothing of sockets, so the fuzzer drives it directly. */
+ * as the bytes arrive (414, 431, 413), and adds the checks llhttp 8 (built in its loose mode)
+ * leaves to the server: Host (RFC 9112 §3.2), field-name tokens, control characters in
+ * values, transfer codings other than chunked, the CRLF after chunk data, the version (505).
+ * It knows nothing of sockets, so the fuzzer drives it directly. */
 #include "http/http.h"
 
+#include <ctype.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,10 +81,23 @@ static int header_bytes(http_parse_t *p, const char *at, size_t len)
     return head_append(req, at, len) < 0 ? fail(p, 503, "Out of memory", NULL) : 0;
 }
 
+/* RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
+ * "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA. */
+static int is_tchar(unsigned char ch)
+{
+    return (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
 static int on_header_field(llhttp_t *llh, const char *at, size_t len)
 {
     http_parse_t *p = PARSE(llh);
     roost_req_t *req = p->cur;
+    /* A field name is a token (RFC 9110 §5.1): loose llhttp lets "Bad Name" through, which a
+     * proxy in front may read as another field, or drop. */
+    for (size_t i = 0; i < len; i++)
+        if (!is_tchar((unsigned char)at[i]))
+            return fail(p, 400, "Invalid character in header name", NULL);
     if (!req->in_field) {
         if (req->nheaders >= p->cfg->http.max_headers)
             return fail(p, 431, "Too many header fields", "headers");
@@ -113,6 +129,8 @@ static int on_header_field_complete(llhttp_t *llh)
     h->name_len = (uint32_t)req->head_len - h->name_off;
     h->value_off = (uint32_t)req->head_len;
     req->in_field = 0;
+    if (h->name_len == 0)
+        return fail(p, 400, "Empty header name", NULL);
     if (h->name_len == 4 && strncasecmp(req->head + h->name_off, "host", 4) == 0)
         req->hosts++;
     return 0;
@@ -128,13 +146,38 @@ static int is_folded(http_parse_t *p, const char *at)
     return p->in_gap && (p->gap_newline || memchr(from, '\n', (size_t)(at - from)));
 }
 
+/* The byte k (1 or 2) before `at` in this buffer, or in the previous one; 0 if unknown. */
+static char byte_before(const http_parse_t *p, const char *at, size_t k)
+{
+    size_t in_buf = (size_t)(at - p->feed_start);
+    if (k <= in_buf)
+        return at[-(ptrdiff_t)k];
+    k -= in_buf;
+    return k <= p->tail_len ? p->tail[2 - k] : 0;
+}
+
+/* Loose llhttp takes CR and any byte as a line break after an empty value and at the end of
+ * the header section ("X:\rY", "\r\n\rY"): a bare CR, which RFC 9112 §2.2 says to refuse or
+ * read as SP, and a proxy may read differently. A line break that really ends is "\n". */
+static int check_line_end(http_parse_t *p, const char *after)
+{
+    if (byte_before(p, after, 1) != '\n')
+        return fail(p, 400, "Bare CR in the header section", NULL);
+    return 0;
+}
+
 static int on_header_value(llhttp_t *llh, const char *at, size_t len)
 {
     http_parse_t *p = PARSE(llh);
     /* An empty value ("X:\r\n") comes as a zero-length span at the start of the next line:
-     * no bytes, nothing to check, and its line break is not a fold. */
-    if (len == 0)
+     * no bytes, nothing to check but its line break, which is not a fold. (A value cut at the
+     * end of a read also gives zero-length spans, after some of its bytes.) */
+    if (len == 0) {
+        const roost_req_t *req = p->cur;
+        if (req->head_len == req->headers[req->nheaders - 1].value_off)
+            return check_line_end(p, at);
         return 0;
+    }
     if (is_folded(p, at))
         return fail(p, 400, "Obsolete line folding in a header", NULL);
     p->gap_from = at + len;
@@ -160,6 +203,17 @@ static int on_header_value_complete(llhttp_t *llh)
         end--;
     h->value_len = end - h->value_off;
     return 0;
+}
+
+/* A chunk-size line comes next: llhttp pauses there so that http_parse_feed can read the
+ * line's start itself (see skip_bws). */
+static int start_size_line(http_parse_t *p)
+{
+    if (!(p->llh.flags & F_CHUNKED))
+        return 0;
+    p->size_line = 1;
+    p->inner_pause = 1;
+    return HPE_PAUSED;
 }
 
 static int check_transfer_encoding(http_parse_t *p, roost_req_t *req)
@@ -192,7 +246,9 @@ static int on_headers_complete(llhttp_t *llh)
         return fail(p, 505, "HTTP Version Not Supported", NULL);
     if (req->hosts > 1 || (req->hosts == 0 && req->http_minor == 1))
         return fail(p, 400, req->hosts ? "Repeated Host header" : "Missing Host header", NULL);
-    if ((llh->flags & F_TRANSFER_ENCODING) && check_transfer_encoding(p, req) < 0)
+    /* Every Transfer-Encoding field, llhttp's flag or not: it sets none for an empty value,
+     * which a proxy in front may read otherwise. */
+    if (check_transfer_encoding(p, req) < 0)
         return -1;
     if ((llh->flags & F_CONTENT_LENGTH) && llh->content_length > p->cfg->http.max_body)
         return fail(p, 413, "Request body too large", "body");
@@ -202,6 +258,22 @@ static int on_headers_complete(llhttp_t *llh)
         req->expect_continue = 1;
     if (p->on_head)
         p->on_head(p->ud, req);
+    /* Paused, so that the feed sees where the section ended (check_line_end), and where a
+     * chunked body's first size line starts. */
+    start_size_line(p);
+    p->head_end = 1;
+    p->inner_pause = 1;
+    return HPE_PAUSED;
+}
+
+/* Checks the bytes [at, end) against what is left of the CRLF that ends a chunk's data
+ * (RFC 9112 §7.1): loose llhttp skips any two bytes there, so "5\r\nhelloXX0\r\n\r\n" would
+ * end the body early and let the bytes after it be read as the next request. */
+static int check_chunk_crlf(http_parse_t *p, const char *at, const char *end)
+{
+    for (; p->crlf_want && at < end; at++, p->crlf_want--)
+        if (*at != "\r\n"[2 - p->crlf_want])
+            return fail(p, 400, "Chunk data not followed by CRLF", NULL);
     return 0;
 }
 
@@ -211,7 +283,26 @@ static int on_body(llhttp_t *llh, const char *at, size_t len)
     p->body_len += len;
     if (p->body_len > p->cfg->http.max_body)
         return fail(p, 413, "Request body too large", "body");
-    return sbuf_append(&p->cur->body, at, len) < 0 ? fail(p, 503, "Out of memory", NULL) : 0;
+    if (sbuf_append(&p->cur->body, at, len) < 0)
+        return fail(p, 503, "Out of memory", NULL);
+    /* In a chunk, content_length is what is left of its data: 0 when this span ended it. */
+    if ((llh->flags & F_CHUNKED) && llh->content_length == 0) {
+        p->crlf_want = 2;
+        return check_chunk_crlf(p, at + len, p->feed_end);
+    }
+    return 0;
+}
+
+static int on_chunk_header(llhttp_t *llh)
+{
+    PARSE(llh)->last_chunk = llh->content_length == 0;
+    return 0;
+}
+
+static int on_chunk_complete(llhttp_t *llh)
+{
+    http_parse_t *p = PARSE(llh);
+    return p->last_chunk ? 0 : start_size_line(p);
 }
 
 static int on_message_complete(llhttp_t *llh)
@@ -234,6 +325,8 @@ static const llhttp_settings_t settings = {
     .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
+    .on_chunk_header = on_chunk_header,
+    .on_chunk_complete = on_chunk_complete,
     .on_message_complete = on_message_complete,
 };
 
@@ -241,21 +334,117 @@ void http_parse_init(http_parse_t *p, const roost_config_t *cfg)
 {
     llhttp_init(&p->llh, HTTP_REQUEST, &settings);
     p->llh.data = p;
+    /* llhttp 8 checks the version's digits (HTTP/DIGIT.DIGIT) and then which pairs it knows;
+     * with the second check off, a malformed version stays its error (400) and a well-formed
+     * one roost does not speak is on_version_complete's 505. It has no setter for this flag. */
+    p->llh.lenient_flags |= LENIENT_VERSION;
     p->cfg = cfg;
     p->cur = NULL;
     p->in_gap = p->gap_newline = 0;
+    p->crlf_want = p->last_chunk = p->size_line = 0;
+    p->inner_pause = p->head_end = p->tail_len = 0;
     p->err_status = 0;
     p->err_detail = NULL;
     p->err_limit = NULL;
 }
 
+/* RFC 9112 §7.1.1 allows whitespace (BWS) between a chunk's size and a ';' that starts its
+ * extensions; llhttp 8 has no lenient flag for it, so the feed leaves those bytes out: from
+ * `at`, the hex digits go to llhttp, the whitespace is skipped, and a ';' ends the scan.
+ * Returns where llhttp should go on reading (*upto: up to where it may read before that), or
+ * NULL when the whitespace is followed by something other than ';'. */
+static const char *skip_bws(http_parse_t *p, const char *at, const char *end, const char **upto)
+{
+    *upto = p->size_line == 2 ? at : end; /* whitespace from the previous read goes on */
+    for (; at < end && p->size_line; at++) {
+        unsigned char ch = (unsigned char)*at;
+        if (ch == ' ' || ch == '\t') {
+            if (p->size_line == 1) {
+                *upto = at;
+                p->size_line = 2;
+            }
+        } else if (p->size_line == 2) {
+            if (ch != ';') {
+                fail(p, 400, "Invalid character in chunk size", NULL);
+                return NULL;
+            }
+            p->size_line = 0;
+            return at;
+        } else if (!isxdigit(ch)) {
+            p->size_line = 0; /* llhttp judges the rest of the line */
+        }
+    }
+    return p->size_line == 2 ? end : *upto;
+}
+
+/* The buffer was consumed up to `upto`: keeps its last two bytes for byte_before, and returns
+ * how many bytes were consumed. */
+static ssize_t keep_tail(http_parse_t *p, const char *upto)
+{
+    char b1 = byte_before(p, upto, 1), b2 = byte_before(p, upto, 2);
+    size_t known = p->tail_len + (size_t)(upto - p->feed_start);
+    p->tail[0] = b2;
+    p->tail[1] = b1;
+    p->tail_len = known > 2 ? 2 : known;
+    return upto - p->feed_start;
+}
+
+static ssize_t feed_error(http_parse_t *p, llhttp_errno_t err)
+{
+    switch (err) {
+    case HPE_USER:
+        return -1;
+    case HPE_INVALID_VERSION:
+        /* A malformed version (not HTTP/DIGIT.DIGIT, RFC 9112 §2.3); a well-formed one roost
+         * does not speak gets 505 from on_version_complete. */
+        fail(p, 400, "Invalid HTTP version", NULL);
+        return -1;
+    default:
+        fail(p, 400, llhttp_get_error_reason(&p->llh), NULL);
+        if (!p->err_detail)
+            p->err_detail = "Bad Request";
+        return -1;
+    }
+}
+
 ssize_t http_parse_feed(http_parse_t *p, const char *data, size_t len)
 {
+    const char *pos = data, *end = data + len;
     p->err_status = 0;
     p->feed_start = data;
-    p->feed_end = data + len;
+    p->feed_end = end;
     p->gap_from = NULL;
-    llhttp_errno_t err = llhttp_execute(&p->llh, data, len);
+    if (check_chunk_crlf(p, data, end) < 0)
+        return -1;
+    llhttp_errno_t err = HPE_OK;
+    for (;;) {
+        const char *upto = end;
+        if (p->size_line) {
+            const char *next = skip_bws(p, pos, end, &upto);
+            if (!next)
+                return -1;
+            if (upto < next) { /* digits, then whitespace left out */
+                err = llhttp_execute(&p->llh, pos, (size_t)(upto - pos));
+                if (err != HPE_OK)
+                    break;
+                pos = next;
+                if (p->size_line) /* the whitespace runs on into the next read */
+                    break;
+                continue;
+            }
+        }
+        err = llhttp_execute(&p->llh, pos, (size_t)(end - pos));
+        if (err == HPE_PAUSED && p->inner_pause) { /* see on_headers_complete, on_chunk_... */
+            pos = llhttp_get_error_pos(&p->llh);
+            llhttp_resume(&p->llh);
+            p->inner_pause = 0;
+            if (p->head_end && check_line_end(p, pos) < 0)
+                return -1;
+            p->head_end = 0;
+            continue;
+        }
+        break;
+    }
     if (err == HPE_OK && p->in_gap) { /* the gap goes on into the next read */
         const char *from = p->gap_from ? p->gap_from : data;
         if (memchr(from, '\n', (size_t)(data + len - from)))
@@ -265,25 +454,17 @@ ssize_t http_parse_feed(http_parse_t *p, const char *data, size_t len)
         return -1;
     switch (err) {
     case HPE_OK:
-        return (ssize_t)len;
+        return keep_tail(p, end);
     case HPE_PAUSED:
         llhttp_resume(&p->llh);
-        return llhttp_get_error_pos(&p->llh) - data;
+        return keep_tail(p, llhttp_get_error_pos(&p->llh));
     case HPE_PAUSED_UPGRADE:
         /* No protocol switch is offered here (the ws layer takes over upgrades before this
          * point), so the request was answered as a plain one; go on with what follows. */
         llhttp_resume_after_upgrade(&p->llh);
-        return llhttp_get_error_pos(&p->llh) - data;
-    case HPE_USER:
-        return -1;
-    case HPE_INVALID_VERSION:
-        fail(p, 505, "HTTP Version Not Supported", NULL);
-        return -1;
+        return keep_tail(p, llhttp_get_error_pos(&p->llh));
     default:
-        fail(p, 400, llhttp_get_error_reason(&p->llh), NULL);
-        if (!p->err_detail)
-            p->err_detail = "Bad Request";
-        return -1;
+        return feed_error(p, err);
     }
 }
 

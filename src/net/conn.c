@@ -402,6 +402,18 @@ size_t net_conn_unsent(net_conn_t *c)
     return waiting + uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
 }
 
+size_t net_conn_queued_behind_head(const net_conn_t *c)
+{
+    return c->wq_head ? c->wq_bytes - c->wq_head->len : 0;
+}
+
+size_t net_conn_unsent_behind_head(net_conn_t *c)
+{
+    size_t unsent = net_conn_unsent(c);
+    size_t head = c->wq_head ? c->wq_head->len : 0;
+    return unsent > head ? unsent - head : 0;
+}
+
 void net_conn_drop_queued(net_conn_t *c)
 {
     net_wseg_t **p = &c->wq_head, *keep_tail = NULL;

@@ -179,10 +179,25 @@ static void on_drain_msg(net_loop_t *loop, net_msg_t *msg)
         loop->listening = 0;
         uv_close((uv_handle_t *)&loop->listener, on_handle_closed);
     }
-    for (net_conn_t *c = loop->conns, *next; c; c = next) {
-        next = c->next;
-        if (!c->closing && c->proto && c->proto->on_shutdown)
+    /* A shutdown call may close other connections too (a room's goodbye meets a reset
+     * socket), which unlinks them: when the saved next is one, the walk starts again from the
+     * head, and each connection's flag makes sure it is told once. */
+    net_conn_t *c = loop->conns;
+    while (c) {
+        net_conn_t *next = c->next;
+        if (!c->shutdown_told && !c->closing && c->proto && c->proto->on_shutdown) {
+            c->shutdown_told = 1;
+            if (next)
+                net_conn_ref(next);
             c->proto->on_shutdown(c);
+            if (next) {
+                int unlinked = next->closing;
+                net_conn_unref(next);
+                if (unlinked)
+                    next = loop->conns;
+            }
+        }
+        c = next;
     }
     maybe_finish(loop);
 }
@@ -192,10 +207,9 @@ static void on_force_msg(net_loop_t *loop, net_msg_t *msg)
     free(msg);
     if (!loop)
         return;
-    for (net_conn_t *c = loop->conns, *next; c; c = next) {
-        next = c->next;
-        net_conn_close(c);
-    }
+    /* Closing one connection can close others (see above); each close unlinks its own. */
+    while (loop->conns)
+        net_conn_close(loop->conns);
     maybe_finish(loop);
 }
 

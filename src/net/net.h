@@ -85,9 +85,10 @@ struct net_conn {
     unsigned closing : 1; /* uv_close called or pending */
     unsigned close_after_write : 1;
     unsigned reading : 1;
-    unsigned paused : 1;    /* reads stopped by the protocol */
-    unsigned lingering : 1; /* FIN sent, discarding input until EOF (see conn.c) */
-    unsigned dirty : 1;     /* queued writes wait for the loop's end-of-iteration flush */
+    unsigned paused : 1;        /* reads stopped by the protocol */
+    unsigned lingering : 1;     /* FIN sent, discarding input until EOF (see conn.c) */
+    unsigned dirty : 1;         /* queued writes wait for the loop's end-of-iteration flush */
+    unsigned shutdown_told : 1; /* the drain called its proto's on_shutdown */
     net_conn_t *dirty_next;
     /* Tests only (net_conn_fake): where the bytes go instead of a socket. */
     void (*fake_write)(net_conn_t *c, const void *data, size_t len, void *ud);
@@ -114,6 +115,11 @@ int net_conn_queue_rbuf(net_conn_t *c, rbuf_t *b, size_t off, size_t len);
 /* Starts writing what is queued now (not waiting for the end of the iteration), then returns
  * the bytes the kernel has not taken yet: the real backlog of a slow reader. */
 size_t net_conn_unsent(net_conn_t *c);
+/* The same, less the slice at the head of the queue (the one being written): what waits
+ * behind it. Can undercount by the part of that slice already sent, never overcount. */
+size_t net_conn_unsent_behind_head(net_conn_t *c);
+/* Queued bytes behind the head slice, without starting a write (an upper bound of the above). */
+size_t net_conn_queued_behind_head(const net_conn_t *c);
 /* Drops queued bytes that are not already being written (a slow consumer being closed). */
 void net_conn_drop_queued(net_conn_t *c);
 /* Closes once the write queue is empty (now if it is). */

@@ -41,19 +41,25 @@ static void arm_idle(roost_ws_t *ws)
     net_conn_deadline(ws->conn, net_loop_now(ws->conn->loop) + (uint64_t)(cfg->ws.ping_s * 1000));
 }
 
+/* A write that meets a reset socket closes the connection at once, and its on_close frees ws:
+ * nothing here reads ws after the write, and the connection (whose memory lives until its
+ * handle is closed, and which the ref keeps) is what is finished. */
 static void close_with(roost_ws_t *ws, unsigned code, const char *reason)
 {
-    if (ws->close_sent || ws->conn->closing)
+    net_conn_t *c = ws->conn;
+    if (ws->close_sent || c->closing)
         return;
     uint8_t frame[WS_CONTROL_FRAME_MAX];
     int n = ws_close_frame(frame, code, reason, reason ? strlen(reason) : 0);
     ws->close_sent = 1;
     ws->close_code = (int)code;
+    net_conn_ref(c);
     if (n > 0)
-        net_conn_write(ws->conn, frame, (size_t)n);
-    net_conn_close_after_write(ws->conn);
-    if (!ws->conn->closing)
-        net_conn_deadline(ws->conn, net_loop_now(ws->conn->loop) + CLOSE_WAIT_MS);
+        net_conn_write(c, frame, (size_t)n);
+    net_conn_close_after_write(c);
+    if (!c->closing)
+        net_conn_deadline(c, net_loop_now(c->loop) + CLOSE_WAIT_MS);
+    net_conn_unref(c);
 }
 
 void roost_ws_close(roost_ws_t *ws, int code, const char *reason)
@@ -78,15 +84,22 @@ rbuf_t *ws_frame_new(unsigned opcode, const void *payload, size_t len)
     return b;
 }
 
-/* A slow reader must not grow our memory or hold the others back (DESIGN §3): past the backlog
- * bound, what is queued is dropped and the connection gets 1008. */
+/* A slow reader must not grow our memory or hold the others back (DESIGN §3). The bound is on
+ * what waits behind the message being written (docs/ws-contract.md): a message sent when
+ * nothing else waits is never refused, however big (up to ws_max_message, as an echo), and a
+ * connection holds at most that one message plus ws_max_backlog bytes. Past the bound, what is
+ * queued is dropped and the connection gets 1008. */
 static int over_backlog(roost_ws_t *ws, size_t more)
 {
     const roost_config_t *cfg = roost_server_config(ws->srv);
-    if (ws->conn->wq_bytes + more <= cfg->ws.max_backlog)
+    net_conn_t *c = ws->conn;
+    if (!c->wq_head || net_conn_queued_behind_head(c) + more <= cfg->ws.max_backlog)
         return 0;
     /* Queued is not refused: a burst fanned out in one iteration has not met the socket yet. */
-    if (net_conn_unsent(ws->conn) + more <= cfg->ws.max_backlog)
+    size_t behind = net_conn_unsent_behind_head(c);
+    if (c->closing) /* the flush met a reset socket: c is closed and ws freed */
+        return 1;
+    if (behind == 0 || behind + more <= cfg->ws.max_backlog)
         return 0;
     http_count_limit(ws->srv, "ws_backlog");
     net_conn_drop_queued(ws->conn);
@@ -176,9 +189,10 @@ static int on_message(void *ud, unsigned opcode, const uint8_t *data, size_t len
         close_with(ws, WS_CLOSE_POLICY, "too many messages");
         return -ECANCELED;
     }
+    net_conn_t *c = ws->conn; /* held by on_read's ref; ws is gone if the handler closed c */
     if (ws->h->on_message)
         ws->h->on_message(ws, opcode == WS_OP_BINARY, (const char *)data, len, ws->ud);
-    return ws->conn->closing || ws->close_sent ? -ECANCELED : 0;
+    return c->closing || ws->close_sent ? -ECANCELED : 0;
 }
 
 static int on_ping(void *ud, const uint8_t *data, size_t len)
@@ -242,9 +256,9 @@ static void on_timeout(net_conn_t *c)
     }
     uint8_t frame[WS_CONTROL_FRAME_MAX];
     int n = ws_control_frame(frame, WS_OP_PING, NULL, 0);
-    net_conn_write(c, frame, (size_t)n);
     ws->awaiting_pong = 1;
     net_conn_deadline(c, net_loop_now(c->loop) + (uint64_t)(cfg->ws.pong_timeout_s * 1000));
+    net_conn_write(c, frame, (size_t)n); /* last: a reset socket closes c and frees ws */
 }
 
 static void on_shutdown(net_conn_t *c)

@@ -4,6 +4,7 @@ process exits 0 once done (or when --drain-s runs out)."""
 import concurrent.futures
 import signal
 import socket
+import struct
 import time
 
 import pytest
@@ -108,3 +109,51 @@ def new_get(port, target):
             return conn.request("GET", target, timeout=10.0)
     except (OSError, ConnectionClosed) as e:
         return e
+
+
+def open_room_clients(port, room, n):
+    """n WebSockets in one room, handshakes sent all at once and their 101s read after."""
+    socks = []
+    for i in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10.0)
+        s.sendall(f"GET /ws/{room}/u{i} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode())
+        socks.append(s)
+    for s in socks:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(4096)
+            assert chunk, "closed during the handshake"
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 101"), head[:200]
+    return socks
+
+
+def reset(s):
+    """Close with RST (SO_LINGER 0), as a killed client does: the server's next write fails."""
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+@pytest.mark.deadline(90)
+def test_sigterm_while_many_websockets_reset_drains_cleanly(start_server):
+    """The wsbench crash: SIGTERM while a room's clients are going away. The drain writes a
+    close frame to every WebSocket; one that meets a reset socket closes that connection at
+    once (and its goodbye to the room can close others): the server must neither touch what
+    was freed nor skip anyone, and must exit 0."""
+    for rnd in range(4):
+        srv = start_server("--threads", "2", "--drain-s", "5")
+        socks = open_room_clients(srv.port, "bench", 600)
+        # Half reset before the signal, a quarter around it, the rest stay to be drained.
+        for s in socks[:300]:
+            reset(s)
+        srv.signal(signal.SIGTERM)
+        for s in socks[300:450]:
+            reset(s)
+        code = srv.wait_exit(timeout=15.0)
+        for s in socks[450:]:
+            s.close()
+        assert code == 0, f"round {rnd}: exit code {code}; stderr tail:\n{srv.stderr()[-3000:]}"
+        report = srv.sanitizer_report()
+        assert report is None, f"round {rnd}: {report}"

@@ -13,10 +13,10 @@ import time
 import pytest
 import websockets
 
-from conftest import assert_json_detail
+from conftest import assert_json_detail, metric_sum
 from wsclient import (
     OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, WsConn, accept_for, build_frame,
-    close_payload, upgrade_request,
+    WsError, close_payload, upgrade_request,
 )
 
 pytestmark = pytest.mark.deadline(20)
@@ -518,3 +518,41 @@ def test_abrupt_client_disconnects_do_not_hurt_the_server(server):
     with echo(server) as ws:
         ws.send_text("ok")
         assert ws.recv_message() == (OP_TEXT, b"ok")
+
+
+@pytest.mark.deadline(60)
+def test_message_of_default_max_size_is_echoed_not_closed_as_slow(server):
+    """--ws-max-message and --ws-max-backlog are both 1 MiB by default: the echo of one message
+    of exactly that size is a message the server chose to send, not a slow reader's backlog."""
+    size = 1 << 20
+    payload = os.urandom(size)
+    with echo(server) as ws:
+        ws.send_binary(payload)
+        assert ws.recv_message(timeout=20.0) == (OP_BINARY, payload)
+        text = "é" * (size // 2)  # 1 MiB of UTF-8
+        ws.send_text(text)
+        assert ws.recv_message(timeout=20.0) == (OP_TEXT, text.encode())
+        ws.send_text("still open")
+        assert ws.recv_message() == (OP_TEXT, b"still open")
+
+
+@pytest.mark.deadline(60)
+def test_client_that_reads_no_echoes_is_closed_as_slow_once_they_back_up(start_server):
+    """The other side of the rule: echoes queued behind the one being written count, so a
+    client that sends without reading is closed as slow (the 1008 frame reaches it only if it
+    reads within the close wait, so the limit counter is what tells)."""
+    srv = start_server("--threads", "1")
+    with echo(srv, rcvbuf=4096) as ws:
+        ws.raw.sock.settimeout(1.0)
+        try:
+            for _ in range(40):  # 10 MiB of echoes against a 1 MiB backlog
+                ws.send_binary(b"s" * (256 << 10))
+        except (socket.timeout, BrokenPipeError, ConnectionResetError):
+            pass  # the server stopped reading once it closed
+        try:
+            got, _, _ = ws.expect_close(timeout=20.0)
+            assert got == 1008, got
+        except WsError:
+            pass  # closed before the client took the frame
+    text = srv.get("/metrics").text
+    assert metric_sum(text, "roost_limit_hits_total", limit="ws_backlog") == 1, text

@@ -380,6 +380,12 @@ TEST(http_parse_transfer_codings_other_than_chunked_are_400)
                  400);
 }
 
+TEST(http_parse_empty_transfer_encoding_is_400)
+{
+    CHECK_EQ_INT(status_of("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n\r\n", 0), 400);
+    CHECK_EQ_INT(status_of("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:  \r\n\r\n", 1), 400);
+}
+
 TEST(http_parse_missing_or_repeated_host_on_11_is_400)
 {
     CHECK_EQ_INT(status_of("GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", 0), 400);
@@ -524,4 +530,131 @@ TEST(http_parse_fold_after_an_empty_value_is_400)
     CHECK_EQ_INT(status_at_every_split(s, 400), 400);
     for (size_t step = 1; step <= strlen(s); step++)
         CHECK_EQ_INT(status_of(s, step), 400);
+}
+
+#define CHUNKED_HEAD "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+/* Parses s (whole, then in pieces of every size, then split at every byte) and checks that
+ * each way gives status `want`; for want == 0, also that each delivers the same requests. */
+static void check_every_delivery(const char *s, int want)
+{
+    size_t len = strlen(s);
+    CHECK_EQ_INT(status_at_every_split(s, want), want);
+    sbuf_t whole = {0}, piece = {0};
+    fake_t f;
+    fake_init(&f);
+    fake_start(&f);
+    CHECK_EQ_INT(feed(&f, s, len, 0), want);
+    summarize(&f, &whole);
+    fake_free(&f);
+    for (size_t step = 1; step <= len; step++) {
+        fake_start(&f);
+        piece.len = 0;
+        CHECK_EQ_INT(feed(&f, s, len, step), want);
+        summarize(&f, &piece);
+        fake_free(&f);
+        if (want == 0)
+            CHECK_EQ_STR(piece.p ? piece.p : "", whole.p ? whole.p : "");
+    }
+    sbuf_free(&whole);
+    sbuf_free(&piece);
+}
+
+/* Parses s in one piece; returns the status, with how many requests came out and the first
+ * one's body (NUL-terminated, cut to fit). */
+static int parse_whole(const char *s, int *ndone, char *body, size_t cap)
+{
+    fake_t f;
+    fake_init(&f);
+    fake_start(&f);
+    int st = feed(&f, s, strlen(s), 0);
+    *ndone = f.ndone;
+    body[0] = 0;
+    if (f.ndone && f.done[0]->body.len < cap) {
+        memcpy(body, f.done[0]->body.p, f.done[0]->body.len);
+        body[f.done[0]->body.len] = 0;
+    }
+    fake_free(&f);
+    return st;
+}
+
+TEST(http_parse_chunk_data_not_followed_by_crlf_is_400)
+{
+    /* The smuggling vector: loose llhttp skipped "XX" and answered the GET after it. */
+    const char *s = CHUNKED_HEAD "5\r\nhelloXX0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n";
+    int n;
+    char body[16];
+    CHECK_EQ_INT(parse_whole(s, &n, body, sizeof body), 400);
+    CHECK_EQ_INT(n, 0);
+    check_every_delivery(s, 400);
+    check_every_delivery(CHUNKED_HEAD "5\r\nhello\n\r0\r\n\r\n", 400);
+    check_every_delivery(CHUNKED_HEAD "5\r\nhello\r0\r\n\r\n", 400);
+    check_every_delivery(CHUNKED_HEAD "3\r\nabc\r\n2\r\nde\r\r\n0\r\n\r\n", 400);
+}
+
+/* s parses, whole and in every delivery, into `nreqs` requests, the first with body "hello!". */
+static void check_chunked_hello(const char *s, int nreqs)
+{
+    int n;
+    char body[16];
+    CHECK_EQ_INT(parse_whole(s, &n, body, sizeof body), 0);
+    CHECK_EQ_INT(n, nreqs);
+    CHECK_EQ_STR(body, "hello!");
+    check_every_delivery(s, 0);
+}
+
+TEST(http_parse_chunked_body_split_anywhere_gives_the_same_request)
+{
+    check_chunked_hello(
+        CHUNKED_HEAD "5\r\nhello\r\n1\r\n!\r\n0\r\n\r\nGET /next HTTP/1.1\r\nHost: h\r\n\r\n", 2);
+}
+
+TEST(http_parse_whitespace_before_a_chunk_extension_is_accepted)
+{
+    check_chunked_hello(CHUNKED_HEAD "5 ;a=b\r\nhello\r\n1\t \t;x\r\n!\r\n0 ;end\r\n\r\n", 1);
+}
+
+TEST(http_parse_whitespace_after_a_chunk_size_without_extension_is_400)
+{
+    check_every_delivery(CHUNKED_HEAD "5 \r\nhello\r\n0\r\n\r\n", 400);
+    check_every_delivery(CHUNKED_HEAD "5 x\r\nhello\r\n0\r\n\r\n", 400);
+    check_every_delivery(CHUNKED_HEAD "5 5\r\nhello\r\n0\r\n\r\n", 400);
+}
+
+/* Each of `items`, put into the request `fmt` (one %s), is a 400 whole and split anywhere. */
+static void check_each_is_400(const char *fmt, const char *const *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char req[128];
+        snprintf(req, sizeof req, fmt, items[i]);
+        CHECK_EQ_INT(status_of(req, 0), 400);
+        CHECK_EQ_INT(status_at_every_split(req, 400), 400);
+    }
+}
+
+TEST(http_parse_malformed_version_is_400_unknown_one_505)
+{
+    const char *bad[] = {"HTTP/A.B", "HTTP/1.10", "HTTP/11", "HTTP/1.", "HTTP/1.1a", "HTTP/ 1.1"};
+    check_each_is_400("GET / %s\r\nHost: h\r\n\r\n", bad, sizeof bad / sizeof *bad);
+    CHECK_EQ_INT(status_of("GET / HTTP/2.0\r\nHost: h\r\n\r\n", 0), 505);
+    CHECK_EQ_INT(status_of("GET / HTTP/3.0\r\nHost: h\r\n\r\n", 1), 505);
+    CHECK_EQ_INT(status_of("GET / HTTP/0.9\r\nHost: h\r\n\r\n", 0), 505);
+    CHECK_EQ_INT(status_of("GET / HTTP/1.0\r\n\r\n", 0), 0);
+}
+
+TEST(http_parse_field_name_outside_token_is_400)
+{
+    const char *bad[] = {"Bad Name: y", ": y",    "X\"y: y", "X(y: y",    "X\ty: y",
+                         "X/y: y",      "X@y: y", "X{y: y",  "X\x80y: y", "X,y: y"};
+    check_each_is_400("GET / HTTP/1.1\r\nHost: h\r\n%s\r\n\r\n", bad, sizeof bad / sizeof *bad);
+    CHECK_EQ_INT(status_of("GET / HTTP/1.1\r\nHost: h\r\nX-a!#$%&'*+-.^_`|~9: y\r\n\r\n", 0), 0);
+}
+
+TEST(http_parse_bare_cr_after_an_empty_value_or_ending_the_head_is_400)
+{
+    /* Loose llhttp read "\r" and any byte as a line break in these two places. */
+    const char *bad[] = {"X:\rb\r\n", "X: \rb\r\n", "X:\t \r\r\n", "\rX", "\r\r"};
+    check_each_is_400("GET / HTTP/1.1\r\nHost: h\r\n%s\r\n", bad, sizeof bad / sizeof *bad);
+    CHECK_EQ_INT(status_at_every_split("GET / HTTP/1.1\r\nHost: h\r\nX:\r\nY: \r\n\r\n", 0), 0);
+    CHECK_EQ_INT(status_at_every_split("GET / HTTP/1.0\r\n\r\nGET / HTTP/1.0\r\n\r\n", 0), 0);
 }

@@ -34,6 +34,7 @@ typedef struct {
     char log[4096];
     size_t n;
     const uint8_t *last; /* where the last message's data was */
+    size_t last_len;     /* and its length */
     int fail;            /* every callback returns this */
 } rec_t;
 
@@ -55,6 +56,7 @@ static int on_message(void *ud, unsigned opcode, const uint8_t *data, size_t len
     rec_t *r = ud;
     CHECK(data != NULL);
     r->last = data;
+    r->last_len = len;
     put(r, opcode == WS_OP_TEXT ? "T:" : "B:", data, len);
     return r->fail;
 }
@@ -324,6 +326,39 @@ TEST(ws_reader_message_over_limit_is_1009)
     ws_reader_init(&r, 10, &handler, &rec);
     int rc = read_in(&r, f, n, 1, NULL);
     CHECK_EQ_INT(ws_close_code_for(rc), 1009);
+    ws_reader_free(&r);
+}
+
+/* A message of exactly the limit is a message (the server echoes it: see test_ws_protocol),
+ * whole or in fragments, fed in any pieces; one byte more is 1009. */
+TEST(ws_reader_message_of_exactly_the_limit_is_delivered)
+{
+    enum { LIMIT = 60000 };
+    static uint8_t payload[LIMIT + 1], stream[2 * LIMIT + 64];
+    memset(payload, 'm', sizeof payload);
+    size_t whole = client_frame(stream, 0x82, payload, LIMIT);
+    size_t frags = client_frame(stream + whole, 0x02, payload, 35000);
+    frags += client_frame(stream + whole + frags, 0x80, payload, LIMIT - 35000);
+    size_t steps[] = {whole + frags, 4096, 7};
+    for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
+        uint8_t *copy = malloc(whole + frags);
+        memcpy(copy, stream, whole + frags);
+        ws_reader_t r;
+        rec_t rec = {0};
+        ws_reader_init(&r, LIMIT, &handler, &rec);
+        CHECK_EQ_INT(read_in(&r, copy, whole, steps[i], NULL), 0);
+        CHECK_EQ_INT(rec.last_len, LIMIT);
+        rec.last_len = 0;
+        CHECK_EQ_INT(read_in(&r, copy + whole, frags, steps[i], NULL), 0);
+        CHECK_EQ_INT(rec.last_len, LIMIT);
+        ws_reader_free(&r);
+        free(copy);
+    }
+    size_t over = client_frame(stream, 0x82, payload, LIMIT + 1);
+    ws_reader_t r;
+    rec_t rec = {0};
+    ws_reader_init(&r, LIMIT, &handler, &rec);
+    CHECK_EQ_INT(ws_close_code_for(read_in(&r, stream, over, over, NULL)), 1009);
     ws_reader_free(&r);
 }
 
