@@ -17,7 +17,8 @@ int main(int argc, char **argv)
         return 1;
     }
     if (app_routes_basic(srv) < 0 || app_routes_rooms(srv) < 0 || app_routes_jobs(srv) < 0 ||
-        app_job_types(srv) < 0 || app_routes_pages(srv) < 0 || app_routes_data(srv) < 0) {
+        app_job_types(srv) < 0 || app_routes_pages(srv) < 0 || app_routes_fetch(srv) < 0 ||
+        app_routes_data(srv) < 0) {
         fprintf(stderr, "roost: cannot register the routes\n");
         return 1;
     }

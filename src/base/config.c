@@ -79,6 +79,10 @@ static const opt_t options[] = {
      "more database connections opened under load, closed when given back"},
     {"db-pool-timeout-s", OPT_SECS, OFF(db_pool_timeout_s), 0.001, 3600,
      "wait this long for a database connection, then answer 503"},
+    {"upstream", OPT_LIST, OFF(upstream), 0, 0,
+     "'NAME=http://host:port [max_conns=100] [max_queue=1000] [connect_timeout_ms=2000] "
+     "[timeout_ms=10000] [retries=0] [breaker=5] [cool_ms=5000]': an upstream that handlers "
+     "may call (repeatable)"},
     {"access-log", OPT_BOOL, OFF(access_log), 0, 1, "one stderr line per request"},
     {"debug-routes", OPT_BOOL, OFF(debug_routes), 0, 1,
      "test-only routes (GET /debug/block blocks its loop)"},

@@ -2,6 +2,7 @@
  * run itself: listeners, loops, pool and watchdog started; the main thread waits for SIGTERM
  * or SIGINT, drains (stop accepting, finish in-flight work within drain_s), and tears down. */
 #include "http/http.h"
+#include "fetch/fetch.h" /* wired through core slots at the merge */
 
 #include <unistd.h>
 
@@ -204,6 +205,8 @@ char *roost_metrics_text(roost_server_t *srv)
     for (int i = 0; i < srv->nservices; i++)
         if (srv->services[i].metrics)
             srv->services[i].metrics(srv->services[i].ud, &out);
+    if (fetch_of(srv))
+        fetch_metrics(fetch_of(srv), &out);
     return out.p;
 }
 
@@ -278,6 +281,8 @@ int roost_run(roost_server_t *srv)
         .on_loop_end = http_loop_end,
         .ud = srv,
     };
+    if (fetch_setup(srv, cfg->threads, &cfg->upstream) < 0)
+        return -EINVAL;
     srv->group = net_group_new(&opts);
     if (!srv->group)
         return -ENOMEM;
