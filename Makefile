@@ -13,7 +13,7 @@ PG_INC   := $(shell pg_config --includedir 2>/dev/null || echo /usr/include/post
 BASEFLAGS := -std=gnu11 -D_GNU_SOURCE -pthread -Iinclude -Isrc -I$(LLHTTP_INC) -I$(PG_INC) -MMD -MP
 LIBS     := -luv -lcurl -ljansson -lcrypto -lsqlite3 -lpq -lpthread -lm
 
-LIB_SRC  := $(sort $(wildcard src/base/*.c src/net/*.c src/http/*.c src/ws/*.c src/hub/*.c \
+LIB_SRC  := $(sort $(wildcard src/base/*.c src/net/*.c src/core/*.c src/http/*.c src/ws/*.c src/hub/*.c \
                                src/jobs/*.c src/store/*.c src/fetch/*.c))
 APP_SRC  := $(sort $(wildcard src/app/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
@@ -28,7 +28,7 @@ FUZZ_FLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,addres
 TSAN_FLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=thread $(WARN) \
                  -Wno-missing-field-initializers $(BASEFLAGS)
 
-.PHONY: all asan fuzz tsan run test unit format format-check clean deps
+.PHONY: all asan fuzz tsan run test unit layers format format-check clean deps
 all: build/roost
 
 deps:
@@ -75,7 +75,11 @@ run: deps build/roost
 unit: build/unit_tests
 	./build/unit_tests
 
-test: deps
+# A layer includes only headers of its own layer and those below (scripts/check-layers.sh).
+layers:
+	@bash scripts/check-layers.sh
+
+test: deps layers
 	$(MAKE) build/roost build/unit_tests asan fuzz
 	bash tests/run.sh
 

@@ -34,51 +34,77 @@ typedef struct {
     int n;
 } roost_strlist_t; /* a repeatable flag */
 
-/* ---- configuration: every field is a flag (--name) with a ROOST_NAME environment twin ---- */
+/* ---- configuration: every field is a flag (--name) with a ROOST_NAME environment twin ----
+ * One section per layer; the flag names are as they were before the sections (--ws-max-rate
+ * sets ws.max_rate, --job-workers sets jobs.workers, --db-pool-size sets data.pool_size). */
 typedef struct {
-    const char *host;            /* --host, default 127.0.0.1 */
-    int port;                    /* --port, default 8000 */
-    int threads;                 /* --threads, default: one per core */
-    int workers;                 /* --workers, default 64 */
-    int worker_queue;            /* --worker-queue: queued blocking jobs before 503, default 1024 */
-    const char *data_dir;        /* --data-dir, default ./data */
-    int stall_ms;                /* --stall-ms: loop stall reported above this, default 100 */
-    size_t max_url;              /* --max-url: request target bytes, 414 above, default 8 KiB */
-    size_t max_header_size;      /* --max-header-size: header section bytes, 431, default 32 KiB */
-    int max_headers;             /* --max-headers: header fields, 431 above, default 100 */
-    size_t max_body;             /* --max-body: request body bytes, 413 above, default 1 MiB */
-    int max_pipeline;            /* --max-pipeline: requests in flight per connection, default 64 */
-    double header_timeout_s;     /* --header-timeout-s: 408 when the header section is slower */
-    double body_timeout_s;       /* --body-timeout-s: 408 when the body is slower */
-    double keepalive_timeout_s;  /* --keepalive-timeout-s: idle keep-alive closed after this */
-    double write_timeout_s;      /* --write-timeout-s: a client that reads nothing is dropped */
-    double drain_s;              /* --drain-s: in-flight work finishes within this on SIGTERM */
+    const char *host; /* --host, default 127.0.0.1 */
+    int port;         /* --port, default 8000 */
+    int threads;      /* --threads: loops, default one per core */
+    int stall_ms;     /* --stall-ms: loop stall reported above this, default 100 */
+    double drain_s;   /* --drain-s: in-flight work finishes within this on SIGTERM */
+} roost_net_config_t;
+
+typedef struct {
+    int workers;                /* --workers: most worker threads for blocking handlers, 256 */
+    int workers_min;            /* --workers-min: worker threads kept when idle, default 8 */
+    double workers_idle_s;      /* --workers-idle-s: a worker idle this long above min ends */
+    int worker_queue;           /* --worker-queue: queued blocking jobs before 503, default 1024 */
+    size_t max_url;             /* --max-url: request target bytes, 414 above, default 8 KiB */
+    size_t max_header_size;     /* --max-header-size: header section bytes, 431, default 32 KiB */
+    int max_headers;            /* --max-headers: header fields, 431 above, default 100 */
+    size_t max_body;            /* --max-body: request body bytes, 413 above, default 1 MiB */
+    int max_pipeline;           /* --max-pipeline: requests in flight per connection, default 64 */
+    double header_timeout_s;    /* --header-timeout-s: 408 when the header section is slower */
+    double body_timeout_s;      /* --body-timeout-s: 408 when the body is slower */
+    double keepalive_timeout_s; /* --keepalive-timeout-s: idle keep-alive closed after this */
+    double write_timeout_s;     /* --write-timeout-s: a client that reads nothing is dropped */
+    int access_log;             /* --access-log: one stderr line per request */
+} roost_http_config_t;
+
+typedef struct {
     int max_connections;         /* --max-connections: WebSockets, 503 on upgrade above */
     const char *allowed_origins; /* --allowed-origins: Origins that may open WebSockets */
-    size_t ws_max_message;       /* --ws-max-message: bytes per message, close 1009 above */
-    size_t ws_max_backlog;       /* --ws-max-backlog: unsent bytes before close 1008 */
-    int ws_max_rate;             /* --ws-max-rate: inbound messages per second, 1008 above */
-    double ws_ping_s;            /* --ws-ping-s: ping a connection silent this long */
-    double ws_pong_timeout_s;    /* --ws-pong-timeout-s: then close it if nothing comes */
-    int history;                 /* --history: messages kept per room for ?since= */
-    int max_rooms;               /* --max-rooms: rooms kept at once (rooms are never freed) */
-    int job_workers;             /* --job-workers: threads running queued jobs, default 8 */
-    int job_prefetch;            /* --job-prefetch: jobs reserved ahead of the workers, 64 */
-    int job_fsync;               /* --job-fsync: synchronous=FULL instead of NORMAL */
-    double retry_backoff_s;      /* --retry-backoff-s: first retry delay, doubled per attempt */
-    double email_delay_s;        /* --email-delay-s: the email job's delay */
-    roost_strlist_t exec;        /* --exec 'name=/path/cmd args', repeatable */
-    roost_strlist_t schedule;    /* --schedule 'TYPE every 60s {payload}', repeatable */
-    int access_log;              /* --access-log: one stderr line per request */
-    int debug_routes;            /* --debug-routes: test-only routes (a loop that blocks) */
-    /* data (roost_db_*) */
-    const char *database;     /* --database: sqlite:PATH or postgresql://...; default
-                               * sqlite:<data-dir>/roost.db */
-    int db_pool_size;         /* --db-pool-size: connections kept open, default 10 */
-    int db_pool_overflow;     /* --db-pool-overflow: more under load, default 10 */
-    double db_pool_timeout_s; /* --db-pool-timeout-s: wait for a connection, then 503 */
-    /* upstream calls (roost_fetch) */
+    size_t max_message;          /* --ws-max-message: bytes per message, close 1009 above */
+    size_t max_backlog;          /* --ws-max-backlog: unsent bytes before close 1008 */
+    int max_rate;                /* --ws-max-rate: inbound messages per second, 1008 above */
+    double ping_s;               /* --ws-ping-s: ping a connection silent this long */
+    double pong_timeout_s;       /* --ws-pong-timeout-s: then close it if nothing comes */
+} roost_ws_config_t;
+
+typedef struct {
+    int history;   /* --history: messages kept per room for ?since= */
+    int max_rooms; /* --max-rooms: rooms kept at once (rooms are never freed) */
+} roost_rooms_config_t;
+
+typedef struct {
+    int workers;            /* --job-workers: threads running queued jobs, default 8 */
+    int prefetch;           /* --job-prefetch: jobs reserved ahead of the workers, 64 */
+    int fsync;              /* --job-fsync: synchronous=FULL instead of NORMAL */
+    double retry_backoff_s; /* --retry-backoff-s: first retry delay, doubled per attempt */
+} roost_jobs_config_t;
+
+typedef struct {
+    const char *dir;       /* --data-dir: folder for data files, default ./data */
+    const char *database;  /* --database: sqlite:PATH or postgresql://...; default
+                            * sqlite:<data-dir>/roost.db */
+    int pool_size;         /* --db-pool-size: connections kept open, default 10 */
+    int pool_overflow;     /* --db-pool-overflow: more under load, default 10 */
+    double pool_timeout_s; /* --db-pool-timeout-s: wait for a connection, then 503 */
+} roost_data_config_t;
+
+typedef struct {
     roost_strlist_t upstream; /* --upstream 'NAME=URL [max_conns=N] ...', repeatable */
+} roost_fetch_config_t;
+
+typedef struct {
+    roost_net_config_t net;
+    roost_http_config_t http;
+    roost_ws_config_t ws;
+    roost_fetch_config_t fetch;
+    roost_rooms_config_t rooms;
+    roost_jobs_config_t jobs;
+    roost_data_config_t data;
 } roost_config_t;
 
 /* Fills cfg with the defaults above. */
@@ -88,6 +114,29 @@ void roost_config_init(roost_config_t *cfg);
  * Returns 0, 1 when --help was printed (the caller exits 0), or -EINVAL after printing the
  * reason to stderr. The strings in cfg point into argv/environ. */
 int roost_config_parse(roost_config_t *cfg, int argc, char **argv);
+
+/* Flags of the embedder's own, parsed by the same parser (environment twins, --help with their
+ * defaults, the same errors). value points at the embedder's variable, which holds the default
+ * when parsing starts: const char * (STR), int (INT, BOOL), size_t (SIZE), double (SECS),
+ * roost_strlist_t (LIST, repeatable). min and max bound numbers. */
+typedef enum {
+    ROOST_FLAG_STR,
+    ROOST_FLAG_INT,
+    ROOST_FLAG_SIZE,
+    ROOST_FLAG_SECS,
+    ROOST_FLAG_BOOL,
+    ROOST_FLAG_LIST,
+} roost_flag_kind_t;
+typedef struct {
+    const char *name; /* without the leading "--" */
+    roost_flag_kind_t kind;
+    void *value;
+    double min, max;
+    const char *help;
+} roost_flag_t;
+/* roost_config_parse with extra flags, listed in --help under `section` after the library's. */
+int roost_config_parse_with(roost_config_t *cfg, const char *section, const roost_flag_t *extra,
+                            size_t nextra, int argc, char **argv);
 
 /* ---- server ---- */
 
@@ -278,6 +327,9 @@ typedef void (*roost_fetch_all_fn)(roost_req_t *req, const roost_fetch_result_t 
                                    void *arg);
 int roost_fetch_all(roost_req_t *req, const roost_fetch_opts_t *calls, size_t n,
                     unsigned concurrency, roost_fetch_all_fn done, void *arg);
+/* Before roost_run, on the main thread: reads --upstream (-EINVAL, logged, when one is
+ * malformed) and readies every loop for upstream calls. Without it roost_fetch fails. */
+int roost_fetch_init(roost_server_t *srv);
 /* Names of the configured upstreams, in configuration order (NULL past the last). */
 const char *roost_fetch_upstream(roost_server_t *srv, int i);
 
@@ -352,6 +404,9 @@ typedef struct {
 /* Before roost_run. -EEXIST for a name already registered. */
 int roost_job_type(roost_server_t *srv, const char *name, roost_job_fn fn,
                    const roost_job_opts_t *opts);
+/* Before roost_run: enqueues a job once per period, like Celery beat, from a spec
+ * 'TYPE every 60s {json payload}' (s, m or h). -EINVAL for a spec that does not parse. */
+int roost_job_schedule(roost_server_t *srv, const char *spec);
 /* From the job: reports progress; returns < 0 when the job must stop now (cancelled, timed
  * out, or the server is stopping): return at once, the result is ignored. */
 int roost_job_progress(roost_job_t *job, long current, long total);

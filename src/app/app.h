@@ -5,14 +5,23 @@
 
 #include "roost/roost.h"
 
+/* The roost server's own settings: flags the library does not know, parsed by the library's
+ * parser in their own section (main.c). Read-only once the server runs. */
+typedef struct {
+    double email_delay_s;     /* --email-delay-s: the email job's delay */
+    roost_strlist_t exec;     /* --exec 'name=/path/cmd args', repeatable */
+    roost_strlist_t schedule; /* --schedule 'TYPE every 60s {payload}', repeatable */
+    int debug_routes;         /* --debug-routes: test-only routes (a loop that blocks) */
+} app_config_t;
+
 /* /healthz, /plaintext, /json, /items, /slow-async, /slow-sync, /metrics, /debug/... */
-int app_routes_basic(roost_server_t *srv);
+int app_routes_basic(roost_server_t *srv, const app_config_t *cfg);
 /* /ws/{room}/{user}, /echo, /broadcast, /rooms... */
 int app_routes_rooms(roost_server_t *srv);
 /* /tasks..., /send-notification/{email} */
 int app_routes_jobs(roost_server_t *srv);
 /* sleep, hash, email, exec, noop */
-int app_job_types(roost_server_t *srv);
+int app_job_types(roost_server_t *srv, const app_config_t *cfg);
 int app_email_valid(const char *s);
 /* Appends "<UTC time> <message>" to <data-dir>/file after req's response (a background task). */
 void app_log_after_response(roost_req_t *req, const char *file, const char *fmt, ...)

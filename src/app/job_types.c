@@ -120,12 +120,13 @@ static void email_validate(const json_t *p, json_t *errors, void *ud)
 
 static json_t *email_job(roost_job_t *job, const json_t *p, void *ud)
 {
-    const roost_config_t *cfg = roost_server_config(roost_job_server(job));
+    const app_config_t *cfg = ud;
     if (roost_job_sleep(job, (long)(cfg->email_delay_s * 1000)) < 0)
         return NULL;
     const char *to = json_string_value(json_object_get(p, "to"));
     char path[4096];
-    snprintf(path, sizeof path, "%s/outbox.log", cfg->data_dir);
+    snprintf(path, sizeof path, "%s/outbox.log",
+             roost_server_config(roost_job_server(job))->data.dir);
     FILE *f = fopen(path, "a");
     if (!f) {
         roost_job_fail(job, "cannot open %s: %s", path, strerror(errno));
@@ -145,7 +146,7 @@ static json_t *email_job(roost_job_t *job, const json_t *p, void *ud)
 #define EXEC_MAX_OUTPUT (64 * 1024)
 
 /* "--exec name=/path args": the configured command line for name, split on spaces. */
-static const char *exec_command(const roost_config_t *cfg, const char *name)
+static const char *exec_command(const app_config_t *cfg, const char *name)
 {
     size_t n = strlen(name);
     for (int i = 0; i < cfg->exec.n; i++)
@@ -156,7 +157,7 @@ static const char *exec_command(const roost_config_t *cfg, const char *name)
 
 static void exec_validate(const json_t *p, json_t *errors, void *ud)
 {
-    const roost_config_t *cfg = ud;
+    const app_config_t *cfg = ud;
     const char *name = json_string_value(json_object_get(p, "command"));
     if (!name || !exec_command(cfg, name))
         bad(errors, "command", "not one of the commands configured with --exec");
@@ -179,7 +180,7 @@ static void exec_validate(const json_t *p, json_t *errors, void *ud)
 
 static json_t *exec_job(roost_job_t *job, const json_t *p, void *ud)
 {
-    const roost_config_t *cfg = ud;
+    const app_config_t *cfg = ud;
     char *line = strdup(exec_command(cfg, json_string_value(json_object_get(p, "command"))));
     char *argv[EXEC_MAX_ARGS * 2 + 2];
     int argc = 0;
@@ -284,11 +285,10 @@ static json_t *noop_job(roost_job_t *job, const json_t *p, void *ud)
     return json_object();
 }
 
-int app_job_types(roost_server_t *srv)
+int app_job_types(roost_server_t *srv, const app_config_t *cfg)
 {
-    const roost_config_t *cfg = roost_server_config(srv);
     roost_job_opts_t sleep_o = {sleep_validate, NULL}, hash_o = {hash_validate, NULL},
-                     email_o = {email_validate, NULL}, exec_o = {exec_validate, (void *)cfg};
+                     email_o = {email_validate, (void *)cfg}, exec_o = {exec_validate, (void *)cfg};
     int rc = 0;
     rc |= roost_job_type(srv, "sleep", sleep_job, &sleep_o);
     rc |= roost_job_type(srv, "hash", hash_job, &hash_o);

@@ -1,4 +1,5 @@
-/* The roost server: flags and environment into a configuration, the built-in routes, run. */
+/* The roost server: flags and environment into the library's configuration and the app's own
+ * settings (one parser, one --help), the built-in routes and job types, run. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -8,7 +9,19 @@ int main(int argc, char **argv)
 {
     roost_config_t cfg;
     roost_config_init(&cfg);
-    int rc = roost_config_parse(&cfg, argc, argv);
+    app_config_t app = {.email_delay_s = 1}; /* the defaults --help shows */
+    const roost_flag_t flags[] = {
+        {"email-delay-s", ROOST_FLAG_SECS, &app.email_delay_s, 0, 60,
+         "delay of the email job type"},
+        {"exec", ROOST_FLAG_LIST, &app.exec, 0, 0,
+         "'name=/path/cmd fixed args': a command the exec job type may run (repeatable)"},
+        {"schedule", ROOST_FLAG_LIST, &app.schedule, 0, 0,
+         "'TYPE every 60s {payload}': enqueue a job once per period (repeatable)"},
+        {"debug-routes", ROOST_FLAG_BOOL, &app.debug_routes, 0, 1,
+         "test-only routes (GET /debug/block blocks its loop)"},
+    };
+    int rc =
+        roost_config_parse_with(&cfg, "app", flags, sizeof flags / sizeof flags[0], argc, argv);
     if (rc != 0)
         return rc > 0 ? 0 : 2;
     roost_server_t *srv = roost_server_new(&cfg);
@@ -16,12 +29,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "roost: cannot create the server\n");
         return 1;
     }
-    if (app_routes_basic(srv) < 0 || app_routes_rooms(srv) < 0 || app_routes_jobs(srv) < 0 ||
-        app_job_types(srv) < 0 || app_routes_pages(srv) < 0 || app_routes_fetch(srv) < 0 ||
-        app_routes_data(srv) < 0) {
+    /* The data layer first: services stop in reverse order, so the job queue (registered
+     * after it) stops before the database it might use. */
+    if (app_routes_data(srv) < 0 || app_routes_basic(srv, &app) < 0 || app_routes_rooms(srv) < 0 ||
+        app_routes_jobs(srv) < 0 || app_job_types(srv, &app) < 0 || app_routes_pages(srv) < 0 ||
+        app_routes_fetch(srv) < 0) {
         fprintf(stderr, "roost: cannot register the routes\n");
         return 1;
     }
+    for (int i = 0; i < app.schedule.n; i++)
+        if (roost_job_schedule(srv, app.schedule.v[i]) < 0)
+            fprintf(stderr, "roost: --schedule '%s': expected 'TYPE every 60s {json payload}'\n",
+                    app.schedule.v[i]);
     rc = roost_run(srv);
     roost_server_free(srv);
     return rc < 0 ? 1 : 0;

@@ -138,7 +138,7 @@ static void debug_block(roost_req_t *req, void *ud)
     roost_respond_json(req, 200, json_pack("{s:i}", "blocked_ms", (json_int_t)ms));
 }
 
-int app_routes_basic(roost_server_t *srv)
+int app_routes_basic(roost_server_t *srv, const app_config_t *cfg)
 {
     int rc = 0;
     rc |= roost_route(srv, "GET", "/healthz", healthz, NULL, ROOST_LOOP);
@@ -149,7 +149,7 @@ int app_routes_basic(roost_server_t *srv)
     rc |= roost_route(srv, "GET", "/slow-sync", slow_sync, NULL, ROOST_BLOCKING);
     rc |= roost_route(srv, "GET", "/metrics", metrics, NULL,
                       ROOST_BLOCKING); /* reads the job store */
-    if (roost_server_config(srv)->debug_routes)
+    if (cfg->debug_routes)
         rc |= roost_route(srv, "GET", "/debug/block", debug_block, NULL, ROOST_LOOP);
     return rc < 0 ? -EINVAL : 0;
 }

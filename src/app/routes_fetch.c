@@ -58,8 +58,7 @@ static void proxy_done(roost_req_t *req, const roost_fetch_result_t *res, void *
         respond_failure(req, res);
         return;
     }
-    char *ct = res->content_type.ptr ? strndup(res->content_type.ptr, res->content_type.len)
-                                     : NULL;
+    char *ct = res->content_type.ptr ? strndup(res->content_type.ptr, res->content_type.len) : NULL;
     roost_respond(req, res->status, ct, res->body.ptr, res->body.len);
     free(ct);
 }
@@ -147,7 +146,9 @@ static void aggregate(roost_req_t *req, void *ud)
 
 int app_routes_fetch(roost_server_t *srv)
 {
-    int rc = 0;
+    int rc = roost_fetch_init(srv);
+    if (rc < 0)
+        return rc;
     rc |= roost_route(srv, "GET", "/proxy/{upstream}/{path:path}", proxy, NULL, ROOST_LOOP);
     rc |= roost_route(srv, "GET", "/aggregate", aggregate, NULL, ROOST_LOOP);
     return rc ? -EINVAL : 0;

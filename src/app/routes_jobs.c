@@ -346,7 +346,7 @@ void app_log_after_response(roost_req_t *req, const char *file, const char *fmt,
     int ok = vasprintf(&msg, fmt, ap) >= 0;
     va_end(ap);
     if (!ok || asprintf(&a->line, "%s %s\n", stamp, msg) < 0 ||
-        asprintf(&a->path, "%s/%s", roost_server_config(roost_req_server(req))->data_dir, file) <
+        asprintf(&a->path, "%s/%s", roost_server_config(roost_req_server(req))->data.dir, file) <
             0) {
         free(msg);
         append_free(a);

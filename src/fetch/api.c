@@ -1,6 +1,7 @@
 /* roost_fetch and roost_fetch_all: a call started for a request, on the request's loop. A loop
  * handler gets its callback on the loop and answers there; a blocking handler waits on its
  * worker (the call itself still runs on the loop) and gets its callback on the worker. */
+#include "core/core.h"
 #include "fetch/fetch.h"
 #include "http/http.h"
 
@@ -8,8 +9,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-
-static fetch_t *g_fetch; /* see fetch_of */
 
 const char *roost_fetch_error_name(roost_fetch_error_t e)
 {
@@ -45,48 +44,79 @@ int roost_fetch_error_status(roost_fetch_error_t e)
     }
 }
 
+static void server_free(void *ctx)
+{
+    fetch_free(ctx);
+}
+
+/* Each loop's curl multi is made on the loop thread before it runs, and closed when the loop
+ * has ended its connections. */
+static void *loop_init(net_loop_t *loop, roost_server_t *srv);
+static void loop_free(net_loop_t *loop, void *ctx)
+{
+    fetch_loop_close(ctx);
+}
+
+static const core_slot_ops_t slot_ops = {
+    .name = "fetch",
+    .server_free = server_free,
+    .loop_init = loop_init,
+    .loop_free = loop_free,
+};
+static atomic_int slot_cache;
+
+fetch_t *fetch_of(roost_server_t *srv)
+{
+    return core_server_ctx(srv, core_slot_of(&slot_cache, &slot_ops));
+}
+
+static void *loop_init(net_loop_t *loop, roost_server_t *srv)
+{
+    fetch_t *f = fetch_of(srv);
+    return f ? fetch_loop_new(f, loop) : NULL;
+}
+
+fetch_loop_t *fetch_loop_of(fetch_t *f, net_loop_t *loop)
+{
+    return core_loop_ctx(loop, core_slot_of(&slot_cache, &slot_ops));
+}
+
+static void metrics(void *ud, sbuf_t *out)
+{
+    fetch_metrics(ud, out);
+}
+
 static void curl_init_once(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT); /* not thread-safe: before the loops start */
 }
 
-int fetch_setup(roost_server_t *srv, int nloops, const roost_strlist_t *specs)
+int roost_fetch_init(roost_server_t *srv)
 {
+    if (fetch_of(srv))
+        return 0;
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, curl_init_once);
+    const roost_config_t *cfg = roost_server_config(srv);
     fetch_t *f = calloc(1, sizeof *f);
     if (!f)
         return -ENOMEM;
     f->srv = srv;
-    f->nloops = nloops > 0 ? nloops : 1;
-    f->loops = calloc((size_t)f->nloops, sizeof *f->loops);
-    if (!f->loops) {
-        free(f);
-        return -ENOMEM;
-    }
-    for (int i = 0; specs && i < specs->n; i++) {
-        int rc = fetch_upstream_parse(f, specs->v[i]);
+    f->nloops = cfg->net.threads > 0 ? cfg->net.threads : 1;
+    for (int i = 0; i < cfg->fetch.upstream.n; i++) {
+        int rc = fetch_upstream_parse(f, cfg->fetch.upstream.v[i]);
         if (rc < 0) {
             fetch_free(f);
             return rc;
         }
     }
-    g_fetch = f;
+    core_service_t svc = {.name = "fetch", .metrics = metrics, .ud = f};
+    if (core_service_add(srv, &svc) < 0) {
+        fetch_free(f);
+        return -ENOMEM;
+    }
+    core_server_ctx_set(srv, core_slot_of(&slot_cache, &slot_ops), f);
     return 0;
-}
-
-fetch_t *fetch_of(roost_server_t *srv)
-{
-    return g_fetch && g_fetch->srv == srv ? g_fetch : NULL;
-}
-
-fetch_loop_t *fetch_loop_of(fetch_t *f, net_loop_t *loop)
-{
-    if (loop->index >= f->nloops)
-        return NULL;
-    if (!f->loops[loop->index])
-        f->loops[loop->index] = fetch_loop_new(f, loop);
-    return f->loops[loop->index];
 }
 
 const char *roost_fetch_upstream(roost_server_t *srv, int i)

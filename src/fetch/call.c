@@ -24,8 +24,8 @@ struct fetch_call {
     size_t max_response;
     uint64_t start_ns;
     int attempts, probe;
-    unsigned idempotent : 1, waiting : 1, active : 1, in_multi : 1, got_bytes : 1,
-        too_large : 1, first_byte_late : 1, done : 1;
+    unsigned idempotent : 1, waiting : 1, active : 1, in_multi : 1, got_bytes : 1, too_large : 1,
+        first_byte_late : 1, done : 1;
     uv_timer_t timer; /* first byte, retry backoff, or an error delivered after start returns */
     sbuf_t head;      /* the final response's header lines */
     rbuf_t *resp;     /* its body */

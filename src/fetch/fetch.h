@@ -13,20 +13,20 @@
 #include "base/base.h"
 #include "net/net.h"
 
-#define FETCH_MAX_UPSTREAMS 32
+#define FETCH_MAX_UPSTREAMS        32
 #define FETCH_DEFAULT_MAX_RESPONSE (8u << 20)
 #define FETCH_LAT_BUCKETS          10
 
 /* ---- upstream.c: the configured upstreams, parsed once, read by every loop ---- */
 typedef struct fetch_upstream {
     char *name;
-    char *base;            /* scheme://host:port, no trailing slash */
-    int max_conns;         /* in total, split between the loops */
-    int max_queue;         /* calls waiting for a connection, in total, split likewise */
+    char *base;    /* scheme://host:port, no trailing slash */
+    int max_conns; /* in total, split between the loops */
+    int max_queue; /* calls waiting for a connection, in total, split likewise */
     long connect_timeout_ms, timeout_ms;
-    int retries;           /* extra attempts of an idempotent call (connect error, 502-504) */
-    int breaker_failures;  /* consecutive failures that open the circuit */
-    long breaker_cool_ms;  /* how long it stays open before one probe */
+    int retries;          /* extra attempts of an idempotent call (connect error, 502-504) */
+    int breaker_failures; /* consecutive failures that open the circuit */
+    long breaker_cool_ms; /* how long it stays open before one probe */
     /* the breaker, shared by the loops */
     atomic_int failures;
     _Atomic uint64_t open_until_ms; /* 0: closed */
@@ -46,7 +46,6 @@ typedef struct fetch {
     int nloops;
     int nupstreams;
     fetch_upstream_t up[FETCH_MAX_UPSTREAMS];
-    fetch_loop_t **loops; /* [loop index], each made and touched only by its own loop */
 } fetch_t;
 
 /* Parses `NAME=URL [max_conns=N] [max_queue=N] [connect_timeout_ms=N] [timeout_ms=N]
@@ -89,10 +88,9 @@ int fetch_multi_add(fetch_loop_t *fl, CURL *easy);
 void fetch_multi_remove(fetch_loop_t *fl, CURL *easy);
 
 /* ---- api.c: the public calls over the loops' state ---- */
-/* The server's upstreams, made from --upstream specs before the loops start. */
-int fetch_setup(roost_server_t *srv, int nloops, const roost_strlist_t *specs);
+/* The server's upstreams (a core slot), once roost_fetch_init made them; NULL before. */
 fetch_t *fetch_of(roost_server_t *srv);
-/* This loop's state, made on first use; on the loop's thread. */
+/* This loop's state (made before the loop ran); on the loop's thread. */
 fetch_loop_t *fetch_loop_of(fetch_t *f, net_loop_t *loop);
 
 /* ---- call.c: one call, from its start to its one completion ---- */

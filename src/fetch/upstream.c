@@ -86,7 +86,8 @@ int fetch_upstream_parse(fetch_t *f, const char *spec)
     char *save = NULL;
     char *first = strtok_r(copy, " \t", &save);
     char *eq = first ? strchr(first, '=') : NULL;
-    if (!eq || !valid_name(first, (size_t)(eq - first)) || fetch_upstream_find(f, first, (size_t)(eq - first)))
+    if (!eq || !valid_name(first, (size_t)(eq - first)) ||
+        fetch_upstream_find(f, first, (size_t)(eq - first)))
         goto out;
     const char *url = eq + 1;
     if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8))

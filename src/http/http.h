@@ -1,6 +1,8 @@
 /* The http layer: llhttp glue with every limit (parse.c), URL paths and queries (url.c), the
  * router (router.c), responses (response.c), JSON validation (json.c), a connection's pipeline
- * (session.c) and the server object with its run loop (server.c).
+ * (session.c) and its part of the server (server.c: routes, middleware, after-response
+ * tasks), attached to core's server object through a slot and the protocol of accepted
+ * connections.
  *
  * A request (roost_req_t) owns copies of its target and header bytes (the read buffer belongs to
  * the loop), an arena for what dies with it, and, once answered, its response. Request objects
@@ -11,6 +13,7 @@
 #include <llhttp.h>
 
 #include "base/base.h"
+#include "core/core.h"
 #include "net/net.h"
 
 typedef struct http_session http_session_t;
@@ -170,7 +173,8 @@ extern const net_proto_t http_proto;
 void http_session_accept(net_conn_t *c);
 /* Called by roost_respond* once the response is complete (any thread). */
 void http_session_responded(roost_req_t *req);
-void http_loop_end(net_loop_t *loop);
+/* The http slot's per-loop free: the loop's request free list. */
+void http_loop_end(net_loop_t *loop, void *ctx);
 /* Routes a complete request and runs its handler (on the loop, or hands it to the pool). */
 void http_dispatch(roost_req_t *req);
 
@@ -178,35 +182,17 @@ void http_dispatch(roost_req_t *req);
 /* Every limit has a counter roost_limit_hits_total{limit=name}. */
 #define HTTP_NLIMITS 11
 extern const char *const http_limit_names[HTTP_NLIMITS];
-struct roost_server {
-    roost_config_t cfg;
+/* The http layer's part of the server, in its core slot (the server object is core's). */
+typedef struct http_server {
     router_t *router;
     roost_middleware_t *mw;
     int nmw;
-    counters_t *counters;
-    net_group_t *group;
-    pool_t *pool;
-    roost_counter_t *c_requests, *c_stalls, *c_stall_ms, *c_bad_request;
+    roost_counter_t *c_requests, *c_bad_request;
     roost_counter_t *c_limits[HTTP_NLIMITS];
     roost_counter_t *c_tasks_ok, *c_tasks_failed;
-    _Atomic long ws_open; /* WebSocket connections, for --max-connections */
-    /* The layers above http keep their per-server state here (created lazily, freed with the
-     * server): the hub of rooms. */
-    _Atomic(void *) hub;
-    void (*hub_free)(void *hub);
-    _Atomic(void *) jobs; /* the job queue, once a job type is registered */
-    /* Services that live beside the loops (the job queue): started once the port is bound,
-     * told when draining starts, stopped after the loops ended and before the pool. */
-    struct http_service {
-        void (*start)(void *ud);
-        void (*drain)(void *ud);
-        void (*stop)(void *ud);                 /* also frees */
-        void (*metrics)(void *ud, sbuf_t *out); /* appends Prometheus text, may be NULL */
-        void *ud;
-    } services[4];
-    int nservices;
-};
-int http_add_service(roost_server_t *srv, const struct http_service *svc);
+} http_server_t;
+core_slot_t http_slot(void);
+http_server_t *http_server(roost_server_t *srv);
 
 void http_count_limit(roost_server_t *srv, const char *limit);
 /* Hands a request's background tasks to the worker pool (and takes them off the request). */

@@ -50,7 +50,7 @@ static int on_message_begin(llhttp_t *llh)
 static int on_url(llhttp_t *llh, const char *at, size_t len)
 {
     http_parse_t *p = PARSE(llh);
-    if (p->cur->head_len + len > p->cfg->max_url)
+    if (p->cur->head_len + len > p->cfg->http.max_url)
         return fail(p, 414, "URI Too Long", "url");
     return head_append(p->cur, at, len) < 0 ? fail(p, 503, "Out of memory", NULL) : 0;
 }
@@ -73,7 +73,7 @@ static int on_version_complete(llhttp_t *llh)
 static int header_bytes(http_parse_t *p, const char *at, size_t len)
 {
     roost_req_t *req = p->cur;
-    if (req->head_len - req->url_len + len > p->cfg->max_header_size)
+    if (req->head_len - req->url_len + len > p->cfg->http.max_header_size)
         return fail(p, 431, "Request Header Fields Too Large", "header_size");
     return head_append(req, at, len) < 0 ? fail(p, 503, "Out of memory", NULL) : 0;
 }
@@ -83,7 +83,7 @@ static int on_header_field(llhttp_t *llh, const char *at, size_t len)
     http_parse_t *p = PARSE(llh);
     roost_req_t *req = p->cur;
     if (!req->in_field) {
-        if (req->nheaders >= p->cfg->max_headers)
+        if (req->nheaders >= p->cfg->http.max_headers)
             return fail(p, 431, "Too many header fields", "headers");
         if (req->nheaders == req->headers_cap) {
             int cap = req->headers_cap * 2;
@@ -194,7 +194,7 @@ static int on_headers_complete(llhttp_t *llh)
         return fail(p, 400, req->hosts ? "Repeated Host header" : "Missing Host header", NULL);
     if ((llh->flags & F_TRANSFER_ENCODING) && check_transfer_encoding(p, req) < 0)
         return -1;
-    if ((llh->flags & F_CONTENT_LENGTH) && llh->content_length > p->cfg->max_body)
+    if ((llh->flags & F_CONTENT_LENGTH) && llh->content_length > p->cfg->http.max_body)
         return fail(p, 413, "Request body too large", "body");
     req->keep_alive = llhttp_should_keep_alive(llh) ? 1 : 0;
     roost_str_t expect = roost_req_header(req, "expect");
@@ -209,7 +209,7 @@ static int on_body(llhttp_t *llh, const char *at, size_t len)
 {
     http_parse_t *p = PARSE(llh);
     p->body_len += len;
-    if (p->body_len > p->cfg->max_body)
+    if (p->body_len > p->cfg->http.max_body)
         return fail(p, 413, "Request body too large", "body");
     return sbuf_append(&p->cur->body, at, len) < 0 ? fail(p, 503, "Out of memory", NULL) : 0;
 }

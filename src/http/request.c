@@ -77,7 +77,7 @@ static int parse_int(const char *s, size_t len)
 
 void http_dispatch(roost_req_t *req)
 {
-    roost_server_t *srv = req->srv;
+    http_server_t *srv = http_server(req->srv);
     roost_counter_add(srv->c_requests, 1);
     roost_str_t target = http_req_target(req);
     const char *q = memchr(target.ptr, '?', target.len);

@@ -167,7 +167,7 @@ void roost_respond(roost_req_t *req, int status, const char *content_type, const
         req->status = 503;
         req->res_body.len = 0;
     }
-    roost_server_t *srv = req->srv;
+    http_server_t *srv = http_server(req->srv);
     for (int i = 0; i < srv->nmw; i++)
         if (srv->mw[i].after)
             srv->mw[i].after(req, status, srv->mw[i].ud);

@@ -86,7 +86,7 @@ static void req_unref(roost_req_t *req)
         return;
     if (req->after)
         http_after_submit(req);
-    http_loop_t *hl = req->loop->proto_state;
+    http_loop_t *hl = core_loop_ctx(req->loop, http_slot());
     if (hl && hl->nfree < FREE_REQS_PER_LOOP) {
         http_req_reset(req);
         req->next = hl->free;
@@ -135,15 +135,15 @@ static void on_resume_check(uv_check_t *h)
 
 static http_loop_t *loop_state(net_loop_t *loop)
 {
-    if (!loop->proto_state) {
+    if (!core_loop_ctx(loop, http_slot())) {
         http_loop_t *hl = calloc(1, sizeof *hl);
         if (!hl)
             abort(); /* at first accept: nothing sensible to do without it */
         uv_check_init(&loop->uv, &hl->resume_check);
         hl->resume_check.data = hl;
-        loop->proto_state = hl;
+        core_loop_ctx_set(loop, http_slot(), hl);
     }
-    return loop->proto_state;
+    return core_loop_ctx(loop, http_slot());
 }
 
 static void free_loop_state(uv_handle_t *h)
@@ -158,12 +158,9 @@ static void free_loop_state(uv_handle_t *h)
     free(hl);
 }
 
-void http_loop_end(net_loop_t *loop)
+void http_loop_end(net_loop_t *loop, void *ctx)
 {
-    http_loop_t *hl = loop->proto_state;
-    if (!hl)
-        return;
-    loop->proto_state = NULL;
+    http_loop_t *hl = ctx;
     uv_close((uv_handle_t *)&hl->resume_check, free_loop_state);
 }
 
@@ -183,11 +180,11 @@ static void arm_after_flush(http_session_t *s)
     if (s->phase == PHASE_HEAD || s->phase == PHASE_BODY)
         return;
     if (s->conn->wq_bytes > 0)
-        arm(s, s->depth ? PHASE_WAIT : PHASE_IDLE, cfg->write_timeout_s);
+        arm(s, s->depth ? PHASE_WAIT : PHASE_IDLE, cfg->http.write_timeout_s);
     else if (s->depth > 0)
         arm(s, PHASE_WAIT, 0);
     else
-        arm(s, PHASE_IDLE, cfg->keepalive_timeout_s);
+        arm(s, PHASE_IDLE, cfg->http.keepalive_timeout_s);
 }
 
 /* ---- parser callbacks ---- */
@@ -206,7 +203,7 @@ static roost_req_t *on_new_req(void *ud)
         s->head = req;
     s->tail = req;
     s->depth++;
-    arm(s, PHASE_HEAD, s->srv->cfg.header_timeout_s);
+    arm(s, PHASE_HEAD, s->srv->cfg.http.header_timeout_s);
     return req;
 }
 
@@ -215,7 +212,7 @@ static void on_head(void *ud, roost_req_t *req)
     http_session_t *s = ud;
     const llhttp_t *llh = &s->parse.llh;
     if ((llh->flags & F_CHUNKED) || llh->content_length > 0)
-        arm(s, PHASE_BODY, s->srv->cfg.body_timeout_s);
+        arm(s, PHASE_BODY, s->srv->cfg.http.body_timeout_s);
     if (req->expect_continue && s->head == req) {
         /* RFC 9110 §10.1.1: say 100 only when the answer will not come first anyway. */
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -237,7 +234,7 @@ static int on_request(void *ud, roost_req_t *req)
     req_unref(req);
     /* Pause llhttp when no more requests may start: the pipeline is full or the connection
      * is ending (its last answer said Connection: close). */
-    return s->dead || s->closed || s->upgrade_pending || s->depth >= s->srv->cfg.max_pipeline;
+    return s->dead || s->closed || s->upgrade_pending || s->depth >= s->srv->cfg.http.max_pipeline;
 }
 
 /* ---- feeding bytes ---- */
@@ -250,7 +247,7 @@ static void fail_current(http_session_t *s, int status, const char *detail, cons
     if (limit)
         http_count_limit(s->srv, limit);
     else
-        roost_counter_add(s->srv->c_bad_request, 1);
+        roost_counter_add(http_server(s->srv)->c_bad_request, 1);
     if (!req || req->inflight || req->responded) {
         net_conn_close_after_write(s->conn);
         flush(s);
@@ -279,7 +276,7 @@ static void feed(http_session_t *s, const char *data, size_t len)
             break;
         }
         if (len && !s->dead && !s->closed &&
-            (s->upgrade_pending || s->depth >= s->srv->cfg.max_pipeline)) {
+            (s->upgrade_pending || s->depth >= s->srv->cfg.http.max_pipeline)) {
             /* Pipeline full, or an upgrade waits its turn: keep the rest, stop reading until
              * answers go out. */
             s->saved = malloc(len);
@@ -308,7 +305,7 @@ static void on_data(net_conn_t *c, char *data, size_t len)
     if (s->dead)
         return;
     if (s->phase == PHASE_BODY)
-        arm(s, PHASE_BODY, s->srv->cfg.body_timeout_s);
+        arm(s, PHASE_BODY, s->srv->cfg.http.body_timeout_s);
     feed(s, data, len);
     if (s->closed) {
         session_free(s);
@@ -448,7 +445,7 @@ static void flush(http_session_t *s)
         net_conn_close_after_write(s->conn);
         return;
     }
-    if (s->saved && s->depth < s->srv->cfg.max_pipeline && !s->resume_queued && !s->dead &&
+    if (s->saved && s->depth < s->srv->cfg.http.max_pipeline && !s->resume_queued && !s->dead &&
         !s->upgrade_pending) {
         http_loop_t *hl = loop_state(s->conn->loop);
         s->resume_queued = 1;
@@ -546,7 +543,7 @@ void http_session_accept(net_conn_t *c)
     c->proto = &http_proto;
     c->ud = s;
     loop_state(c->loop);
-    arm(s, PHASE_IDLE, srv->cfg.keepalive_timeout_s);
+    arm(s, PHASE_IDLE, srv->cfg.http.keepalive_timeout_s);
 }
 
 /* ---- handlers that answer later, on the loop ---- */
@@ -661,7 +658,7 @@ int roost_stream_begin(roost_req_t *req, int status, const char *content_type)
     req->res_body.len = 0;
     req->streaming = 1;
     req->inflight = 1; /* answered piece by piece: the loop must not answer for it */
-    roost_server_t *srv = req->srv;
+    http_server_t *srv = http_server(req->srv);
     for (int i = 0; i < srv->nmw; i++)
         if (srv->mw[i].after)
             srv->mw[i].after(req, status, srv->mw[i].ud);

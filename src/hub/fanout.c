@@ -8,6 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void leave(roost_ws_t *ws, void *arg);
+
+/* The member a connection is, found through its detach hook (the ws layer keeps no room). */
+static hub_member_t *member_of(const roost_ws_t *ws)
+{
+    return ws->detach == leave ? ws->detach_arg : NULL;
+}
+
 typedef struct {
     net_msg_t msg;
     room_t *room; /* rooms live as long as the hub */
@@ -85,7 +93,7 @@ long long roost_room_publish(roost_server_t *srv, const char *name, const char *
 
 int roost_room_direct(roost_ws_t *ws, const char *to, const char *text, size_t len)
 {
-    hub_member_t *m = ws->member;
+    hub_member_t *m = member_of(ws);
     if (!m)
         return -ENOENT;
     hub_t *hub = hub_get(ws->srv);
@@ -150,7 +158,7 @@ int roost_room_join(roost_ws_t *ws, const char *name, const char *user, long lon
                     const char *epoch)
 {
     hub_t *hub = hub_get(ws->srv);
-    if (ws->member || !hub)
+    if (member_of(ws) || ws->detach || !hub)
         return -EINVAL;
     room_t *r = hub_room(hub, name, 1);
     if (!r)
@@ -187,7 +195,7 @@ int roost_room_join(roost_ws_t *ws, const char *name, const char *user, long lon
     if (m->next)
         m->next->prev = m;
     r->local[m->loop] = m;
-    ws->member = m;
+    ws_set_detach(ws, leave, m);
 
     roost_ws_send_json(ws, welcome);
     if (reset_msg)
@@ -200,12 +208,10 @@ int roost_room_join(roost_ws_t *ws, const char *name, const char *user, long lon
     return 0;
 }
 
-void hub_leave(roost_ws_t *ws)
+/* The connection's detach hook: it ended, so it leaves the room. */
+static void leave(roost_ws_t *ws, void *arg)
 {
-    hub_member_t *m = ws->member;
-    if (!m)
-        return;
-    ws->member = NULL;
+    hub_member_t *m = arg;
     room_t *r = m->room;
     if (m->prev)
         m->prev->next = m->next;
@@ -225,10 +231,12 @@ void hub_leave(roost_ws_t *ws)
 
 const char *roost_ws_room(const roost_ws_t *ws)
 {
-    return ws->member ? ws->member->room->name : NULL;
+    hub_member_t *m = member_of(ws);
+    return m ? m->room->name : NULL;
 }
 
 const char *roost_ws_user(const roost_ws_t *ws)
 {
-    return ws->member ? ws->member->user : NULL;
+    hub_member_t *m = member_of(ws);
+    return m ? m->user : NULL;
 }

@@ -81,6 +81,4 @@ void hub_post(hub_t *hub, room_t *r, rbuf_t *frame, uint64_t seq, const char *to
 /* presence.c: join and leave notices, coalesced per window; with the room locked. */
 void hub_notice(hub_t *hub, room_t *r, int join, const char *user, net_loop_t *loop);
 
-void hub_leave(roost_ws_t *ws);
-
 #endif

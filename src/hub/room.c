@@ -34,18 +34,16 @@ static void hub_free(void *p)
     free(hub);
 }
 
-hub_t *hub_get(roost_server_t *srv)
+/* Made on first use by core (a room may first be published to from a worker thread). */
+static void *hub_new(roost_server_t *srv)
 {
-    hub_t *hub = atomic_load(&srv->hub);
-    if (hub)
-        return hub;
-    hub = calloc(1, sizeof *hub);
+    hub_t *hub = calloc(1, sizeof *hub);
     if (!hub)
         return NULL;
     hub->srv = srv;
-    hub->nloops = srv->cfg.threads;
-    hub->history = srv->cfg.history;
-    hub->max_rooms = srv->cfg.max_rooms > 0 ? srv->cfg.max_rooms : 100000;
+    hub->nloops = srv->cfg.net.threads;
+    hub->history = srv->cfg.rooms.history;
+    hub->max_rooms = srv->cfg.rooms.max_rooms > 0 ? srv->cfg.rooms.max_rooms : 100000;
     /* A new epoch per process: history lives in memory, so a restart cannot honour ?since. */
     unsigned char rnd[8];
     if (RAND_bytes(rnd, sizeof rnd) != 1)
@@ -54,13 +52,19 @@ hub_t *hub_get(roost_server_t *srv)
         snprintf(hub->epoch + 2 * i, 3, "%02x", rnd[i]);
     for (int i = 0; i < HUB_SHARDS; i++)
         pthread_mutex_init(&hub->shards[i].lock, NULL);
-    void *expected = NULL;
-    if (!atomic_compare_exchange_strong(&srv->hub, &expected, hub)) {
-        hub_free(hub); /* another thread won */
-        return expected;
-    }
-    srv->hub_free = hub_free;
     return hub;
+}
+
+static const core_slot_ops_t hub_slot_ops = {
+    .name = "hub",
+    .server_new = hub_new,
+    .server_free = hub_free,
+};
+
+hub_t *hub_get(roost_server_t *srv)
+{
+    static atomic_int slot;
+    return core_server_ctx(srv, core_slot_of(&slot, &hub_slot_ops));
 }
 
 int hub_valid_name(const char *s, size_t len)

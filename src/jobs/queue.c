@@ -19,6 +19,16 @@
 
 #include "jobs/order.h"
 
+/* The queue lives in the jobs layer's server slot from the first roost_job_type until it stops
+ * (it is a service: stopping frees it). */
+static const core_slot_ops_t jobs_slot_ops = {.name = "jobs"};
+
+static core_slot_t jobs_slot(void)
+{
+    static atomic_int slot;
+    return core_slot_of(&slot, &jobs_slot_ops);
+}
+
 #define IDLE_WAKE_MS 1000 /* schedules and timeouts are checked at least this often */
 
 typedef struct submit {
@@ -296,7 +306,7 @@ static int64_t backoff_ms(jobs_t *j, int attempts)
 {
     uint32_t r = 0;
     RAND_bytes((unsigned char *)&r, sizeof r);
-    return retry_delay_ms(j->srv->cfg.retry_backoff_s, attempts, (double)r / 4294967295.0);
+    return retry_delay_ms(j->srv->cfg.jobs.retry_backoff_s, attempts, (double)r / 4294967295.0);
 }
 
 /* The worker has the job and it started: record that (running, attempts + 1). */
@@ -713,10 +723,10 @@ static void jobs_start(void *ud)
 {
     jobs_t *j = ud;
     const roost_config_t *cfg = &j->srv->cfg;
-    mkdir(cfg->data_dir, 0755);
-    if (asprintf(&j->db_path, "%s/roost.db", cfg->data_dir) < 0 ||
-        !(j->store = jobstore_open(j->db_path, 1, j->srv->cfg.job_fsync))) {
-        log_error("jobs: cannot open the job store in %s; jobs are disabled", cfg->data_dir);
+    mkdir(cfg->data.dir, 0755);
+    if (asprintf(&j->db_path, "%s/roost.db", cfg->data.dir) < 0 ||
+        !(j->store = jobstore_open(j->db_path, 1, j->srv->cfg.jobs.fsync))) {
+        log_error("jobs: cannot open the job store in %s; jobs are disabled", cfg->data.dir);
         return;
     }
     int n = jobstore_requeue_running(j->store);
@@ -750,7 +760,7 @@ static void jobs_stop(void *ud)
     if (j->started) {
         /* The loops have drained; running jobs had the same drain_s. Whatever still runs is
          * told to stop and goes back to pending. */
-        uint64_t end = time_now_ms() + (uint64_t)(j->srv->cfg.drain_s * 1000);
+        uint64_t end = time_now_ms() + (uint64_t)(j->srv->cfg.net.drain_s * 1000);
         for (;;) {
             pthread_mutex_lock(&j->lock);
             int busy = j->ninflight > 0 || j->done;
@@ -786,7 +796,7 @@ static void jobs_stop(void *ud)
     free(j->db_path);
     pthread_mutex_destroy(&j->lock);
     pthread_cond_destroy(&j->cond);
-    atomic_store(&j->srv->jobs, NULL);
+    core_server_ctx_set(j->srv, jobs_slot(), NULL);
     free(j);
 }
 
@@ -835,7 +845,7 @@ static int parse_schedule(jobs_t *j, const char *spec, schedule_t *s)
 
 jobs_t *jobs_get(roost_server_t *srv)
 {
-    return atomic_load(&srv->jobs);
+    return core_server_ctx(srv, jobs_slot());
 }
 
 static jobs_t *jobs_create(roost_server_t *srv)
@@ -844,8 +854,8 @@ static jobs_t *jobs_create(roost_server_t *srv)
     if (!j)
         return NULL;
     j->srv = srv;
-    j->nworkers = srv->cfg.job_workers;
-    j->max_inflight = srv->cfg.job_workers + srv->cfg.job_prefetch;
+    j->nworkers = srv->cfg.jobs.workers;
+    j->max_inflight = srv->cfg.jobs.workers + srv->cfg.jobs.prefetch;
     pthread_mutex_init(&j->lock, NULL);
     counters_t *k = srv->counters;
     const char *help = "Job queue events";
@@ -859,21 +869,12 @@ static jobs_t *jobs_create(roost_server_t *srv)
                                "Time spent running job attempts");
     j->c_commits = counters_get(k, "roost_job_store_commits_total", NULL,
                                 "Transactions of the job store (each holds a batch of changes)");
-    const roost_strlist_t *sched = &srv->cfg.schedule;
-    j->schedules = calloc((size_t)sched->n + 1, sizeof *j->schedules);
-    for (int i = 0; j->schedules && i < sched->n; i++) {
-        if (parse_schedule(j, sched->v[i], &j->schedules[j->nschedules]) < 0) {
-            log_error("--schedule '%s': expected 'TYPE every 60s {json payload}'", sched->v[i]);
-            continue;
-        }
-        j->nschedules++;
-    }
-    struct http_service svc = {jobs_start, jobs_drain, jobs_stop, jobs_metrics, j};
-    if (http_add_service(srv, &svc) < 0) {
+    core_service_t svc = {"jobs", jobs_start, jobs_drain, jobs_stop, jobs_metrics, j};
+    if (core_service_add(srv, &svc) < 0) {
         free(j);
         return NULL;
     }
-    atomic_store(&srv->jobs, j);
+    core_server_ctx_set(srv, jobs_slot(), j);
     return j;
 }
 
@@ -894,6 +895,28 @@ int roost_job_type(roost_server_t *srv, const char *name, roost_job_fn fn,
         t->opts = *opts;
     memcpy(t->name, name, len + 1);
     return strmap_put(&j->types, name, t) < 0 ? -ENOMEM : 0;
+}
+
+int roost_job_schedule(roost_server_t *srv, const char *spec)
+{
+    jobs_t *j = jobs_get(srv);
+    if (!j && !(j = jobs_create(srv)))
+        return -ENOMEM;
+    schedule_t *s = realloc(j->schedules, (size_t)(j->nschedules + 1) * sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    j->schedules = s;
+    s += j->nschedules;
+    memset(s, 0, sizeof *s);
+    int rc = parse_schedule(j, spec, s);
+    if (rc < 0) {
+        free(s->type);
+        free(s->payload);
+        free(s->key);
+        return rc;
+    }
+    j->nschedules++;
+    return 0;
 }
 
 roost_server_t *roost_job_server(const roost_job_t *job)

@@ -227,6 +227,8 @@ static void *loop_main(void *arg)
     pthread_setname_np(pthread_self(), "roost-loop"); /* for top -H, perf, gdb */
     net_loop_t *loop = arg;
     atomic_store(&loop->heartbeat_ms, time_now_ms());
+    if (loop->group->opts.on_loop_start)
+        loop->group->opts.on_loop_start(loop);
     uv_run(&loop->uv, UV_RUN_DEFAULT);
     atomic_fetch_sub(&loop->group->running, 1);
     return NULL;

@@ -15,6 +15,7 @@
 #include "base/base.h"
 
 typedef struct net_loop net_loop_t;
+#define NET_LOOP_CTX_MAX 16 /* per-loop context slots for the layers above */
 typedef struct net_conn net_conn_t;
 typedef struct net_group net_group_t;
 
@@ -125,10 +126,13 @@ typedef struct {
     int port;
     int threads;
     int stall_ms;
-    const net_proto_t *proto;              /* what accepted connections speak */
-    void (*on_accept)(net_conn_t *c);      /* sets c->proto / c->ud */
-    void (*on_loop_end)(net_loop_t *loop); /* frees loop->proto_state, on the loop thread */
-    void *ud;                              /* the group's owner (the http server) */
+    const net_proto_t *proto;         /* what accepted connections speak */
+    void (*on_accept)(net_conn_t *c); /* sets c->proto / c->ud */
+    /* On the loop thread: before it runs, and once its connections are gone (on the main
+     * thread for a loop that never started). Either may be NULL. */
+    void (*on_loop_start)(net_loop_t *loop);
+    void (*on_loop_end)(net_loop_t *loop);
+    void *ud; /* the group's owner (the server) */
 } net_group_opts_t;
 
 struct net_loop {
@@ -158,7 +162,8 @@ struct net_loop {
     /* read by the watchdog thread */
     _Atomic uint64_t heartbeat_ms;
     _Atomic(const char *) running; /* what the loop is running now, for stall reports */
-    void *proto_state;             /* per-loop state of the protocol (free lists) */
+    /* Per-layer state of the layers above (indexed by core's slots); this loop's thread only. */
+    void *ctx[NET_LOOP_CTX_MAX];
 };
 
 net_group_t *net_group_new(const net_group_opts_t *opts);

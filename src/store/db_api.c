@@ -54,10 +54,10 @@ roost_db_t *roost_db_open(roost_server_t *srv, const roost_db_schema_t *schema)
 {
     const roost_config_t *cfg = roost_server_config(srv);
     db_url_t url;
-    int rc = db_url_parse(&url, cfg->database, cfg->data_dir);
+    int rc = db_url_parse(&url, cfg->data.database, cfg->data.dir);
     if (rc < 0) {
         log_error("data: --database '%s' is neither sqlite:PATH nor postgresql://...",
-                  cfg->database);
+                  cfg->data.database);
         return NULL;
     }
     int n = schema->nstatements, m = schema->nmigrations;
@@ -74,7 +74,7 @@ roost_db_t *roost_db_open(roost_server_t *srv, const roost_db_schema_t *schema)
         mig[i] = url.engine == DB_POSTGRES && schema->migrations[i].postgres
                      ? schema->migrations[i].postgres
                      : schema->migrations[i].sql;
-    db_pool_opts_t opts = {cfg->db_pool_size, cfg->db_pool_overflow, cfg->db_pool_timeout_s};
+    db_pool_opts_t opts = {cfg->data.pool_size, cfg->data.pool_overflow, cfg->data.pool_timeout_s};
     db = db_open(&url, &opts, sql, n);
     if (!db)
         goto out;
@@ -87,15 +87,15 @@ roost_db_t *roost_db_open(roost_server_t *srv, const roost_db_schema_t *schema)
     /* One data thread per loop, on both engines. SQLite reads then run in parallel; on
      * PostgreSQL fewer threads make longer pipelines, and one per pooled connection (10)
      * measured 30% slower with a 10x worse p99 than one per loop (bench/README.md). */
-    db->runner = db_runner_start(db, cfg->threads);
+    db->runner = db_runner_start(db, cfg->net.threads);
     if (!db->runner) {
         log_error("data: cannot start the data threads");
         db_close(db);
         db = NULL;
         goto out;
     }
-    struct http_service svc = {NULL, NULL, db_service_stop, db_service_metrics, db};
-    if (http_add_service(srv, &svc) < 0) {
+    core_service_t svc = {"data", NULL, NULL, db_service_stop, db_service_metrics, db};
+    if (core_service_add(srv, &svc) < 0) {
         log_error("data: no room for another service");
         db_close(db);
         db = NULL;

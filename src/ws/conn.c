@@ -9,15 +9,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Defined by the hub: leaves the room when the connection ends. */
-void hub_leave(roost_ws_t *ws);
-
 #define CLOSE_WAIT_MS 2000 /* after our close frame, how long the peer has to take it */
+
+/* The ws layer's part of the server: one counter, made on first use. */
+static void *ws_server_new(roost_server_t *srv)
+{
+    return calloc(1, sizeof(_Atomic long));
+}
+
+static const core_slot_ops_t ws_slot_ops = {
+    .name = "ws",
+    .server_new = ws_server_new,
+    .server_free = free,
+};
+
+_Atomic long *ws_open_count(roost_server_t *srv)
+{
+    static atomic_int slot;
+    return core_server_ctx(srv, core_slot_of(&slot, &ws_slot_ops));
+}
+
+void ws_set_detach(roost_ws_t *ws, void (*fn)(roost_ws_t *ws, void *arg), void *arg)
+{
+    ws->detach = fn;
+    ws->detach_arg = arg;
+}
 
 static void arm_idle(roost_ws_t *ws)
 {
     const roost_config_t *cfg = roost_server_config(ws->srv);
-    net_conn_deadline(ws->conn, net_loop_now(ws->conn->loop) + (uint64_t)(cfg->ws_ping_s * 1000));
+    net_conn_deadline(ws->conn, net_loop_now(ws->conn->loop) + (uint64_t)(cfg->ws.ping_s * 1000));
 }
 
 static void close_with(roost_ws_t *ws, unsigned code, const char *reason)
@@ -62,10 +83,10 @@ rbuf_t *ws_frame_new(unsigned opcode, const void *payload, size_t len)
 static int over_backlog(roost_ws_t *ws, size_t more)
 {
     const roost_config_t *cfg = roost_server_config(ws->srv);
-    if (ws->conn->wq_bytes + more <= cfg->ws_max_backlog)
+    if (ws->conn->wq_bytes + more <= cfg->ws.max_backlog)
         return 0;
     /* Queued is not refused: a burst fanned out in one iteration has not met the socket yet. */
-    if (net_conn_unsent(ws->conn) + more <= cfg->ws_max_backlog)
+    if (net_conn_unsent(ws->conn) + more <= cfg->ws.max_backlog)
         return 0;
     http_count_limit(ws->srv, "ws_backlog");
     net_conn_drop_queued(ws->conn);
@@ -134,8 +155,8 @@ static int rate_ok(roost_ws_t *ws)
 {
     const roost_config_t *cfg = roost_server_config(ws->srv);
     uint64_t now = net_loop_now(ws->conn->loop);
-    double burst = 2.0 * cfg->ws_max_rate;
-    ws->tokens += (double)(now - ws->tokens_at) * cfg->ws_max_rate / 1000.0;
+    double burst = 2.0 * cfg->ws.max_rate;
+    ws->tokens += (double)(now - ws->tokens_at) * cfg->ws.max_rate / 1000.0;
     if (ws->tokens > burst)
         ws->tokens = burst;
     ws->tokens_at = now;
@@ -223,7 +244,7 @@ static void on_timeout(net_conn_t *c)
     int n = ws_control_frame(frame, WS_OP_PING, NULL, 0);
     net_conn_write(c, frame, (size_t)n);
     ws->awaiting_pong = 1;
-    net_conn_deadline(c, net_loop_now(c->loop) + (uint64_t)(cfg->ws_pong_timeout_s * 1000));
+    net_conn_deadline(c, net_loop_now(c->loop) + (uint64_t)(cfg->ws.pong_timeout_s * 1000));
 }
 
 static void on_shutdown(net_conn_t *c)
@@ -235,11 +256,15 @@ static void on_close(net_conn_t *c)
 {
     roost_ws_t *ws = c->ud;
     c->ud = NULL;
-    hub_leave(ws);
+    if (ws->detach) {
+        void (*fn)(roost_ws_t *, void *) = ws->detach;
+        ws->detach = NULL;
+        fn(ws, ws->detach_arg);
+    }
     if (ws->open && ws->h->on_close)
         ws->h->on_close(ws, ws->close_code, ws->ud);
     ws_reader_free(&ws->reader);
-    atomic_fetch_sub(&ws->srv->ws_open, 1);
+    atomic_fetch_sub(ws_open_count(ws->srv), 1);
     free(ws);
 }
 
@@ -257,9 +282,9 @@ void ws_attach(net_conn_t *c, void *arg)
     const roost_config_t *cfg = roost_server_config(ws->srv);
     ws->conn = c;
     ws->close_code = WS_CLOSE_ABNORMAL;
-    ws->tokens = 2.0 * cfg->ws_max_rate;
+    ws->tokens = 2.0 * cfg->ws.max_rate;
     ws->tokens_at = net_loop_now(c->loop);
-    ws_reader_init(&ws->reader, cfg->ws_max_message, &reader_handler, ws);
+    ws_reader_init(&ws->reader, cfg->ws.max_message, &reader_handler, ws);
     c->proto = &ws_proto;
     c->ud = ws;
     arm_idle(ws);
@@ -272,7 +297,7 @@ void ws_attach(net_conn_t *c, void *arg)
 void ws_drop(void *arg)
 {
     roost_ws_t *ws = arg;
-    atomic_fetch_sub(&ws->srv->ws_open, 1);
+    atomic_fetch_sub(ws_open_count(ws->srv), 1);
     if (ws->h->on_close)
         ws->h->on_close(ws, WS_CLOSE_ABNORMAL, ws->ud);
     free(ws);

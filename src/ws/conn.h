@@ -10,8 +10,6 @@
 #include "http/http.h"
 #include "ws/ws.h"
 
-struct hub_member;
-
 struct roost_ws {
     net_conn_t *conn;
     roost_server_t *srv;
@@ -24,8 +22,17 @@ struct roost_ws {
     unsigned open : 1;  /* on_open has run */
     unsigned awaiting_pong : 1;
     unsigned close_sent : 1;
-    struct hub_member *member; /* the room it joined, owned by the hub */
+    /* Set by a layer above that keeps the connection somewhere (the hub, when it joins a
+     * room): called once when the connection ends, before on_close; arg is that layer's. */
+    void (*detach)(roost_ws_t *ws, void *arg);
+    void *detach_arg;
 };
+
+/* On the connection's loop: sets (fn NULL: clears) the hook called when it ends. */
+void ws_set_detach(roost_ws_t *ws, void (*fn)(roost_ws_t *ws, void *arg), void *arg);
+/* The server's count of open WebSockets (for --max-connections), in the ws layer's slot; NULL
+ * when out of memory. */
+_Atomic long *ws_open_count(roost_server_t *srv);
 
 extern const net_proto_t ws_proto;
 

@@ -24,7 +24,7 @@ int roost_ws_upgrade(roost_req_t *req, const roost_ws_handler_t *h, void *ud)
         .ud = req,
     };
     ws_handshake_t hs;
-    ws_handshake(&wr, cfg->allowed_origins, &hs);
+    ws_handshake(&wr, cfg->ws.allowed_origins, &hs);
     if (hs.status != 101) {
         if (hs.header_name)
             roost_res_header(req, hs.header_name, hs.header_value);
@@ -35,8 +35,13 @@ int roost_ws_upgrade(roost_req_t *req, const roost_ws_handler_t *h, void *ud)
         roost_respond_error(req, 500, "WebSocket upgrades need a loop handler");
         return -EINVAL;
     }
-    if (atomic_fetch_add(&srv->ws_open, 1) >= cfg->max_connections) {
-        atomic_fetch_sub(&srv->ws_open, 1);
+    _Atomic long *open = ws_open_count(srv);
+    if (!open) {
+        roost_respond_error(req, 503, "Out of memory");
+        return -ENOMEM;
+    }
+    if (atomic_fetch_add(open, 1) >= cfg->ws.max_connections) {
+        atomic_fetch_sub(open, 1);
         http_count_limit(srv, "connections");
         roost_res_header(req, "Retry-After", "1");
         roost_respond_error(req, 503, "Too many connections");
@@ -44,7 +49,7 @@ int roost_ws_upgrade(roost_req_t *req, const roost_ws_handler_t *h, void *ud)
     }
     roost_ws_t *ws = calloc(1, sizeof *ws);
     if (!ws) {
-        atomic_fetch_sub(&srv->ws_open, 1);
+        atomic_fetch_sub(open, 1);
         roost_respond_error(req, 503, "Out of memory");
         return -ENOMEM;
     }

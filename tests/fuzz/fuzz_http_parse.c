@@ -95,10 +95,10 @@ static result_t run(const uint8_t *data, size_t size, const uint8_t *cuts, size_
 {
     roost_config_t cfg;
     roost_config_init(&cfg);
-    cfg.max_url = 256;
-    cfg.max_header_size = 1024;
-    cfg.max_headers = 16;
-    cfg.max_body = 4096;
+    cfg.http.max_url = 256;
+    cfg.http.max_header_size = 1024;
+    cfg.http.max_headers = 16;
+    cfg.http.max_body = 4096;
     state_t st = {.hash = 0xcbf29ce484222325ull, .pause_every = pause_every};
     http_parse_t p = {0}; /* as the session's calloc */
     http_parse_init(&p, &cfg);

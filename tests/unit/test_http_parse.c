@@ -286,10 +286,10 @@ static int limited(size_t max_url, size_t max_header_size, int max_headers, size
 {
     fake_t f;
     fake_init(&f);
-    f.cfg.max_url = max_url;
-    f.cfg.max_header_size = max_header_size;
-    f.cfg.max_headers = max_headers;
-    f.cfg.max_body = max_body;
+    f.cfg.http.max_url = max_url;
+    f.cfg.http.max_header_size = max_header_size;
+    f.cfg.http.max_headers = max_headers;
+    f.cfg.http.max_body = max_body;
     fake_start(&f);
     int st = feed(&f, s, strlen(s), 0);
     *limit = f.p.err_limit;

@@ -1,0 +1,132 @@
+/* roost_run: binds, starts the worker pool, the services, the watchdog and the loops, then waits
+ * on the main thread for SIGTERM or SIGINT; drains (stop accepting, services told, in-flight work
+ * finishes within drain_s, then whatever is left is closed) and tears down in reverse. Not the
+ * server object (server.c) nor any protocol. */
+#include "core/core.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+typedef struct {
+    roost_server_t *srv;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t poll, deadline;
+    int draining, forced;
+} runner_t;
+
+static void on_deadline(uv_timer_t *t)
+{
+    runner_t *r = t->data;
+    if (!r->forced) {
+        r->forced = 1;
+        log_warn("drain: %.1fs passed, closing what is left", r->srv->cfg.net.drain_s);
+        net_group_force(r->srv->group);
+        /* Connections still waiting on a worker end when it returns; give it a moment. */
+        uv_timer_start(t, on_deadline, 1000, 0);
+        return;
+    }
+    /* A blocking handler cannot be interrupted; its client has already been cut off. Leave
+     * without running exit handlers under threads that still run. */
+    log_warn("drain: blocking handlers still running after the deadline; exiting anyway");
+    _exit(0);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    runner_t *r = h->data;
+    if (r->draining)
+        return;
+    r->draining = 1;
+    log_info("%s: draining (up to %.1fs)", signum == SIGTERM ? "SIGTERM" : "SIGINT",
+             r->srv->cfg.net.drain_s);
+    net_group_drain(r->srv->group);
+    core_services_drain(r->srv);
+    uv_timer_start(&r->deadline, on_deadline, (uint64_t)(r->srv->cfg.net.drain_s * 1000), 0);
+}
+
+static void on_poll(uv_timer_t *t)
+{
+    runner_t *r = t->data;
+    if (net_group_running(r->srv->group) > 0)
+        return;
+    uv_close((uv_handle_t *)&r->sigterm, NULL);
+    uv_close((uv_handle_t *)&r->sigint, NULL);
+    uv_close((uv_handle_t *)&r->poll, NULL);
+    uv_close((uv_handle_t *)&r->deadline, NULL);
+}
+
+static int open_group(roost_server_t *srv)
+{
+    const roost_config_t *cfg = &srv->cfg;
+    net_group_opts_t opts = {
+        .host = cfg->net.host,
+        .port = cfg->net.port,
+        .threads = cfg->net.threads,
+        .stall_ms = cfg->net.stall_ms,
+        .proto = srv->proto,
+        .on_accept = srv->on_accept,
+        .on_loop_start = core_loops_init,
+        .on_loop_end = core_loops_end,
+        .ud = srv,
+    };
+    srv->group = net_group_new(&opts);
+    if (!srv->group)
+        return -ENOMEM;
+    int rc = net_group_listen(srv->group);
+    if (rc < 0) {
+        net_group_join_free(srv->group);
+        srv->group = NULL;
+    }
+    return rc;
+}
+
+int roost_run(roost_server_t *srv)
+{
+    const roost_config_t *cfg = &srv->cfg;
+    if (!srv->proto || !srv->on_accept)
+        return -EINVAL; /* no protocol attached: nothing to serve */
+    signal(SIGPIPE, SIG_IGN);
+    srv->pool = pool_new(cfg->http.workers, cfg->http.worker_queue);
+    if (!srv->pool) {
+        log_error("cannot start %d workers", cfg->http.workers);
+        return -ENOMEM;
+    }
+    int rc = open_group(srv);
+    if (rc < 0) {
+        pool_stop_free(srv->pool);
+        srv->pool = NULL;
+        return rc;
+    }
+    uv_loop_t main_loop;
+    uv_loop_init(&main_loop);
+    runner_t r = {.srv = srv};
+    uv_signal_init(&main_loop, &r.sigterm);
+    uv_signal_init(&main_loop, &r.sigint);
+    uv_timer_init(&main_loop, &r.poll);
+    uv_timer_init(&main_loop, &r.deadline);
+    r.sigterm.data = r.sigint.data = r.poll.data = r.deadline.data = &r;
+    uv_signal_start(&r.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&r.sigint, on_signal, SIGINT);
+    uv_timer_start(&r.poll, on_poll, 50, 50);
+
+    core_services_start(srv);
+    watchdog_t *wd = watchdog_start(srv->group, cfg->net.stall_ms, srv->c_stalls, srv->c_stall_ms);
+    if ((rc = net_group_start(srv->group)) < 0) {
+        log_error("cannot start the loops");
+        exit(1);
+    }
+    log_info("roost listening on http://%s:%d (%d loops, %d workers)", cfg->net.host, cfg->net.port,
+             cfg->net.threads, cfg->http.workers);
+    uv_run(&main_loop, UV_RUN_DEFAULT);
+    uv_loop_close(&main_loop);
+    watchdog_stop(wd);
+    net_group_join_free(srv->group);
+    srv->group = NULL;
+    core_services_stop(srv);
+    pool_stop_free(srv->pool);
+    srv->pool = NULL;
+    log_info("stopped");
+    return 0;
+}

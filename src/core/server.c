@@ -1,0 +1,72 @@
+/* The server object: configuration, counters, services and per-layer contexts, created by the
+ * protocol layer's roost_server_new and freed here. Also the public calls that need nothing but
+ * the core: the configuration, counters and the metrics text. Not the run (run.c). */
+#include "core/core.h"
+
+#include <stdlib.h>
+
+roost_server_t *core_server_new(const roost_config_t *cfg)
+{
+    roost_server_t *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return NULL;
+    srv->cfg = *cfg;
+    srv->counters = counters_new();
+    if (!srv->counters) {
+        free(srv);
+        return NULL;
+    }
+    srv->c_stalls = counters_get(srv->counters, "roost_loop_stalls_total", NULL,
+                                 "Loop stalls longer than --stall-ms");
+    srv->c_stall_ms = counters_get(srv->counters, "roost_loop_stall_milliseconds_total", NULL,
+                                   "Time loops spent stalled");
+    return srv;
+}
+
+void core_server_protocol(roost_server_t *srv, const net_proto_t *proto,
+                          void (*on_accept)(net_conn_t *c))
+{
+    srv->proto = proto;
+    srv->on_accept = on_accept;
+}
+
+roost_server_t *core_loop_server(const net_loop_t *loop)
+{
+    return net_group_ud(loop->group);
+}
+
+const roost_config_t *roost_server_config(const roost_server_t *srv)
+{
+    return &srv->cfg;
+}
+
+roost_counter_t *roost_counter(roost_server_t *srv, const char *name, const char *labels,
+                               const char *help)
+{
+    return counters_get(srv->counters, name, labels, help);
+}
+
+char *roost_metrics_text(roost_server_t *srv)
+{
+    sbuf_t out = {0};
+    counters_render(srv->counters, &out);
+    if (srv->pool)
+        sbuf_printf(&out,
+                    "# HELP roost_worker_queue_depth Blocking jobs waiting for a worker\n"
+                    "# TYPE roost_worker_queue_depth gauge\nroost_worker_queue_depth %d\n",
+                    pool_queued(srv->pool));
+    for (int i = 0; i < srv->nservices; i++)
+        if (srv->services[i].metrics)
+            srv->services[i].metrics(srv->services[i].ud, &out);
+    return out.p;
+}
+
+void roost_server_free(roost_server_t *srv)
+{
+    if (!srv)
+        return;
+    core_server_ctx_free_all(srv);
+    counters_free(srv->counters);
+    free(srv->services);
+    free(srv);
+}
