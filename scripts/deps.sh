@@ -7,7 +7,7 @@ PKGS=(
     gcc clang make pkg-config libclang-rt-14-dev
     libuv1-dev node-llhttp libjansson-dev libssl-dev
     libsqlite3-dev libpq-dev libhiredis-dev libcurl4-openssl-dev libdeflate-dev zlib1g-dev
-    python3-pytest python3-websockets python3-httpx curl clang-format
+    python3-pytest python3-websockets python3-httpx python3-requests curl clang-format
     postgresql sqlite3 python3-fastapi python3-sqlalchemy python3-aiosqlite python3-asyncpg
     python3-uvicorn wrk chromium
     python3-celery python3-redis redis-server

@@ -94,9 +94,14 @@ typedef struct {
 } roost_data_config_t;
 
 typedef struct {
+    roost_strlist_t upstream; /* --upstream 'NAME=URL [max_conns=N] ...', repeatable */
+} roost_fetch_config_t;
+
+typedef struct {
     roost_net_config_t net;
     roost_http_config_t http;
     roost_ws_config_t ws;
+    roost_fetch_config_t fetch;
     roost_rooms_config_t rooms;
     roost_jobs_config_t jobs;
     roost_data_config_t data;
@@ -381,6 +386,75 @@ typedef void (*roost_resume_fn)(roost_req_t *req, void *arg);
 void roost_req_resume(roost_req_t *req, roost_resume_fn fn, void *arg);
 /* On the loop: the client has gone, anything sent now is dropped. */
 int roost_req_gone(const roost_req_t *req);
+
+/* ---- upstream calls on the loop (libcurl multi driven by libuv) ----
+ * A call goes to a named upstream (--upstream 'NAME=URL ...') and a path, or, for an embedder's
+ * own code, to a full URL (never put a URL from a request there: that is SSRF). Each upstream has
+ * a bounded pool of kept-alive connections per loop, a bounded wait queue, timeouts, retries for
+ * idempotent calls and a circuit breaker; a call that finds pool and queue full fails at once
+ * with ROOST_FETCH_POOL_FULL instead of waiting without limit. */
+typedef enum {
+    ROOST_FETCH_OK = 0,       /* a response arrived (any status) */
+    ROOST_FETCH_CONNECT,      /* could not connect (refused, DNS, unreachable) */
+    ROOST_FETCH_TIMEOUT,      /* connect, first byte or total time passed */
+    ROOST_FETCH_TOO_LARGE,    /* the response passed max_response */
+    ROOST_FETCH_POOL_FULL,    /* every connection busy and the wait queue full */
+    ROOST_FETCH_CIRCUIT_OPEN, /* the upstream failed too often lately: not tried */
+    ROOST_FETCH_RESET,        /* the connection broke during the exchange */
+    ROOST_FETCH_CANCELLED,    /* the client went away, or the server is stopping */
+    ROOST_FETCH_INVALID,      /* unknown upstream, bad URL or options */
+} roost_fetch_error_t;
+
+typedef struct {
+    const char *method;         /* NULL: GET */
+    const char *upstream;       /* a configured upstream's name, or NULL (then url is whole) */
+    const char *url;            /* with upstream: the path and query appended to its URL */
+    const char *const *headers; /* "Name: value" lines, NULL-terminated, or NULL */
+    const void *body;           /* request body, copied at the start of the call */
+    size_t body_len;
+    long connect_timeout_ms;    /* 0: the upstream's (default 2000) */
+    long first_byte_timeout_ms; /* 0: none beyond the total */
+    long timeout_ms;            /* total; 0: the upstream's (default 10000) */
+    size_t max_response;        /* body bytes; 0: 8 MiB */
+    const char *traceparent;    /* W3C trace context to pass on, or NULL */
+} roost_fetch_opts_t;
+
+typedef struct {
+    roost_fetch_error_t error;
+    const char *error_text; /* what went wrong, for a log line or a detail */
+    int status;             /* the upstream's HTTP status, when error is ROOST_FETCH_OK */
+    roost_str_t content_type;
+    roost_str_t headers; /* the response's header lines, as received */
+    roost_str_t body;    /* valid during the callback (a shared buffer: not copied) */
+    int attempts;
+    double seconds;
+} roost_fetch_result_t;
+
+const char *roost_fetch_error_name(roost_fetch_error_t e); /* "connect", "timeout", ... */
+/* The HTTP status a handler answers for a failed call: 502, 504, 503 (pool full, circuit
+ * open), 404 (unknown upstream). */
+int roost_fetch_error_status(roost_fetch_error_t e);
+
+/* From a ROOST_LOOP handler: starts the call and returns at once; done(req, res, arg) runs on
+ * the request's loop when it ends and answers (500 if it does not). If the client goes away
+ * first, the call is cancelled and done still runs (to free arg), its answer dropped.
+ * From a ROOST_BLOCKING handler: waits for the result (off the loop) and calls done on the
+ * worker. Returns 0, or < 0 when nothing was started (done is not called). */
+typedef void (*roost_fetch_done_fn)(roost_req_t *req, const roost_fetch_result_t *res, void *arg);
+int roost_fetch(roost_req_t *req, const roost_fetch_opts_t *opts, roost_fetch_done_fn done,
+                void *arg);
+/* Several calls at once, at most `concurrency` running (0: all), each ending in a result or an
+ * error (asyncio.gather(return_exceptions=True)); done runs once, when all are done, with the
+ * results in the order of calls. Same threads and rules as roost_fetch. */
+typedef void (*roost_fetch_all_fn)(roost_req_t *req, const roost_fetch_result_t *results, size_t n,
+                                   void *arg);
+int roost_fetch_all(roost_req_t *req, const roost_fetch_opts_t *calls, size_t n,
+                    unsigned concurrency, roost_fetch_all_fn done, void *arg);
+/* Before roost_run, on the main thread: reads --upstream (-EINVAL, logged, when one is
+ * malformed) and readies every loop for upstream calls. Without it roost_fetch fails. */
+int roost_fetch_init(roost_server_t *srv);
+/* Names of the configured upstreams, in configuration order (NULL past the last). */
+const char *roost_fetch_upstream(roost_server_t *srv, int i);
 
 /* ---- background tasks: after the response, on the worker pool, in order ---- */
 /* fn returns 0, or a negative code for a failure (logged and counted; the response is gone

@@ -31,6 +31,7 @@ typedef struct {
 #define SIZE   ROOST_FLAG_SIZE
 #define SECS   ROOST_FLAG_SECS
 #define BOOL   ROOST_FLAG_BOOL
+#define LIST   ROOST_FLAG_LIST
 
 static const opt_t net_opts[] = {
     {"host", STR, OFF(net.host), 0, 0, "address to listen on"},
@@ -87,6 +88,13 @@ static const opt_t rooms_opts[] = {
     {"history", INT, OFF(rooms.history), 0, 1000000, "messages kept per room for ?since="},
 };
 
+static const opt_t fetch_opts[] = {
+    {"upstream", LIST, OFF(fetch.upstream), 0, 0,
+     "'NAME=http://host:port [max_conns=100] [max_queue=1000] [connect_timeout_ms=2000] "
+     "[timeout_ms=10000] [retries=0] [breaker=5] [cool_ms=5000]': an upstream that handlers "
+     "may call (repeatable)"},
+};
+
 static const opt_t jobs_opts[] = {
     {"job-workers", INT, OFF(jobs.workers), 1, 1024, "threads that run queued jobs"},
     {"job-fsync", BOOL, OFF(jobs.fsync), 0, 1,
@@ -109,9 +117,10 @@ static const opt_t data_opts[] = {
 };
 
 static const section_t sections[] = {
-    {"net", net_opts, ARRAY_LEN(net_opts)},    {"http", http_opts, ARRAY_LEN(http_opts)},
-    {"ws", ws_opts, ARRAY_LEN(ws_opts)},       {"rooms", rooms_opts, ARRAY_LEN(rooms_opts)},
-    {"jobs", jobs_opts, ARRAY_LEN(jobs_opts)}, {"data", data_opts, ARRAY_LEN(data_opts)},
+    {"net", net_opts, ARRAY_LEN(net_opts)},       {"http", http_opts, ARRAY_LEN(http_opts)},
+    {"ws", ws_opts, ARRAY_LEN(ws_opts)},          {"fetch", fetch_opts, ARRAY_LEN(fetch_opts)},
+    {"rooms", rooms_opts, ARRAY_LEN(rooms_opts)}, {"jobs", jobs_opts, ARRAY_LEN(jobs_opts)},
+    {"data", data_opts, ARRAY_LEN(data_opts)},
 };
 
 void roost_config_init(roost_config_t *cfg)

@@ -195,7 +195,7 @@ roost_str_t url_query_get(arena_t *a, roost_str_t query, const char *name);
 
 /* ---- router.c: a segment trie per method ---- */
 typedef struct router router_t;
-enum { PARAM_STR = 0, PARAM_INT = 1 };
+enum { PARAM_STR = 0, PARAM_INT = 1, PARAM_PATH = 2 };
 struct route {
     char *name; /* "GET /users/{id}" */
     char *path; /* "/users/{id}" */

@@ -20,6 +20,7 @@ typedef struct node {
     struct node *children; /* literal children */
     struct node *sibling;
     struct node *param; /* the {name} child */
+    struct node *rest;  /* the {name:path} child: the rest of the path, slashes included */
     method_route_t *routes;
 } node_t;
 
@@ -44,6 +45,10 @@ static void free_node(node_t *n)
     if (n->param) {
         free_node(n->param);
         free(n->param);
+    }
+    if (n->rest) {
+        free_node(n->rest);
+        free(n->rest);
     }
     method_route_t *m = n->routes;
     while (m) {
@@ -104,6 +109,8 @@ int router_add_ex(router_t *r, const roost_route_opts_t *opts)
                 size_t tlen = (size_t)(e - 1 - colon - 1);
                 if (tlen == 3 && !strncmp(colon + 1, "int", 3))
                     type = PARAM_INT;
+                else if (tlen == 4 && !strncmp(colon + 1, "path", 4) && e == end)
+                    type = PARAM_PATH; /* Starlette's {name:path}: only as the last segment */
                 else if (!(tlen == 3 && !strncmp(colon + 1, "str", 3)))
                     goto invalid;
             }
@@ -112,9 +119,10 @@ int router_add_ex(router_t *r, const roost_route_opts_t *opts)
             if (!(route.param_names[route.nparams] = strndup(p + 1, nlen)))
                 goto nomem;
             route.param_types[route.nparams++] = type;
-            if (!n->param && !(n->param = calloc(1, sizeof *n->param)))
+            node_t **child = type == PARAM_PATH ? &n->rest : &n->param;
+            if (!*child && !(*child = calloc(1, sizeof **child)))
                 goto nomem;
-            n = n->param;
+            n = *child;
         } else if (memchr(p, '{', len) || memchr(p, '}', len)) {
             goto invalid; /* a parameter must be a whole segment: "{name}" */
         } else {
@@ -224,6 +232,12 @@ static const node_t *walk(const node_t *n, const char *p, const char *end, http_
                 *nparams = depth + 1;
             return found;
         }
+    }
+    if (n->rest && n->rest->routes && depth < HTTP_MAX_PARAMS) { /* last: it takes the rest */
+        params[depth].value = str_make(p, (size_t)(end - p));
+        if (*nparams < depth + 1)
+            *nparams = depth + 1;
+        return n->rest;
     }
     return NULL;
 }
