@@ -111,45 +111,64 @@ static void aggregate_done(roost_req_t *req, const roost_fetch_result_t *rs, siz
     roost_respond_json(req, 200, json_pack("{s:o}", "results", results));
 }
 
+/* Fields "path" (the path and query asked of every upstream) then "concurrency". */
+static void path_starts_with_slash(const json_t *v, const json_t *loc, json_t *errors)
+{
+    const char *p = json_string_value(v);
+    if (p && p[0] != '/')
+        json_array_append_new(errors,
+                              roost_error_item("value_error", json_copy((json_t *)loc),
+                                               json_incref((json_t *)v),
+                                               json_pack("{s:s}", "error", "must start with /"),
+                                               "Value error, must start with /"));
+}
+
+static const roost_field_t aggregate_fields[] = {
+    {.name = "path",
+     .type = ROOST_T_STR,
+     .has_default = 1,
+     .def.s = "/",
+     .check = path_starts_with_slash,
+     .description = "asked of every upstream, query included"},
+    {.name = "concurrency",
+     .type = ROOST_T_INT,
+     .has_default = 1,
+     .def.i = AGGREGATE_DEFAULT_CONCURRENCY,
+     .has_ge = 1,
+     .ge = 1,
+     .has_le = 1,
+     .le = 1000,
+     .description = "calls at once, like asyncio.Semaphore"},
+};
+static const roost_schema_t aggregate_schema = {.fields = aggregate_fields,
+                                                .nfields = APP_COUNT_OF(aggregate_fields)};
+
 static void aggregate(roost_req_t *req, void *ud)
 {
     roost_server_t *srv = roost_req_server(req);
-    roost_str_t path = roost_req_query(req, "path");
-    roost_str_t conc = roost_req_query(req, "concurrency");
-    long concurrency = AGGREGATE_DEFAULT_CONCURRENCY;
-    if (conc.ptr) {
-        char *end;
-        concurrency = strtol(conc.ptr, &end, 10);
-        if (*end || concurrency < 1 || concurrency > 1000) {
-            json_t *errs = json_array();
-            json_array_append_new(errs, roost_error_item("query", "concurrency",
-                                                         "Input should be between 1 and 1000",
-                                                         "value_error"));
-            roost_respond_422(req, errs);
-            return;
-        }
-    }
-    if (path.ptr && path.ptr[0] != '/') {
-        roost_respond_error(req, 400, "path must start with /");
-        return;
-    }
+    const char *path = roost_req_query_str(req, "path");
+    long long concurrency = roost_req_query_int(req, "concurrency");
     size_t n = 0;
     while (roost_fetch_upstream(srv, (int)n))
         n++;
     roost_fetch_opts_t calls[32];
     for (size_t i = 0; i < n && i < 32; i++)
-        calls[i] = (roost_fetch_opts_t){.upstream = roost_fetch_upstream(srv, (int)i),
-                                        .url = path.ptr ? path.ptr : "/"};
+        calls[i] = (roost_fetch_opts_t){.upstream = roost_fetch_upstream(srv, (int)i), .url = path};
     if (roost_fetch_all(req, calls, n, (unsigned)concurrency, aggregate_done, NULL) < 0)
         roost_respond_error(req, 500, "Cannot start the upstream calls");
 }
 
+static const char *const tags_fetch[] = {"upstream calls", NULL};
+
+static const roost_route_opts_t routes[] = {
+    {"GET", "/proxy/{upstream}/{path:path}", proxy,
+     .summary = "Forward a GET to a configured upstream", .tags = tags_fetch},
+    {"GET", "/aggregate", aggregate, .summary = "Call every configured upstream at once",
+     .tags = tags_fetch, .query = &aggregate_schema},
+};
+
 int app_routes_fetch(roost_server_t *srv)
 {
     int rc = roost_fetch_init(srv);
-    if (rc < 0)
-        return rc;
-    rc |= roost_route(srv, "GET", "/proxy/{upstream}/{path:path}", proxy, NULL, ROOST_LOOP);
-    rc |= roost_route(srv, "GET", "/aggregate", aggregate, NULL, ROOST_LOOP);
-    return rc ? -EINVAL : 0;
+    return rc < 0 ? rc : app_register(srv, routes, APP_COUNT_OF(routes), NULL);
 }

@@ -307,6 +307,13 @@ static void deliver(batch_t *b)
     free(rs);
 }
 
+static void on_resumed(roost_req_t *req, void *arg)
+{
+    batch_t *b = arg;
+    deliver(b);
+    batch_free(b);
+}
+
 static void batch_complete(batch_t *b)
 {
     if (b->blocking) {
@@ -316,10 +323,29 @@ static void batch_complete(batch_t *b)
         pthread_mutex_unlock(&b->lock);
         return;
     }
-    roost_req_t *req = b->req;
-    deliver(b);
-    batch_free(b);
-    roost_req_release(req);
+    b->req->on_gone = NULL;
+    roost_req_resume(b->req, on_resumed, b); /* answers on the loop, then the wait ends */
+}
+
+/* The client left: calls not started yet end as cancelled, running and waiting ones are
+ * cancelled (each reports to on_call_done); the batch then completes, its answer dropped. The
+ * batch outlives this: it is freed by the resume that completing it posts. */
+static void on_client_gone(roost_req_t *req, void *arg)
+{
+    batch_t *b = arg;
+    while (b->next < b->n) {
+        size_t i = b->next++;
+        b->results[i].res = (roost_fetch_result_t){.error = ROOST_FETCH_CANCELLED,
+                                                   .error_text = "the client went away"};
+        b->finished++;
+    }
+    if (b->finished == b->n) {
+        batch_complete(b);
+        return;
+    }
+    for (size_t i = 0; i < b->n; i++)
+        if (b->slots[i].call)
+            fetch_call_cancel(b->slots[i].call);
 }
 
 static void batch_start_next(batch_t *b);
@@ -380,7 +406,9 @@ static int batch_run(batch_t *b)
             batch_free(b);
             return -ENOMEM;
         }
-        roost_req_hold(req);
+        roost_req_wait(req);
+        req->on_gone = on_client_gone;
+        req->on_gone_arg = b;
         batch_start_next(b);
         return 0;
     }

@@ -129,10 +129,14 @@ static void on_defer_fire(uv_timer_t *t)
     uv_close((uv_handle_t *)t, on_defer_closed);
 }
 
-void http_defer_cancel(roost_req_t *req)
+void http_req_gone(roost_req_t *req)
 {
     if (req->defer)
         uv_timer_start(&req->defer->timer, on_defer_fire, 0, 0);
+    void (*fn)(roost_req_t *, void *) = req->on_gone;
+    req->on_gone = NULL;
+    if (fn)
+        fn(req, req->on_gone_arg);
 }
 
 void roost_defer(roost_req_t *req, uint64_t ms, roost_timer_fn fn, void *arg)

@@ -74,9 +74,12 @@ struct roost_req {
     int refs;                 /* the session's, plus one per async owner (worker, waits) */
     _Atomic int waits;        /* roost_req_wait minus resumes run; any thread while > 0 */
     struct http_defer *defer; /* a pending roost_defer timer */
-    roost_server_t *srv;      /* any thread, read only */
-    net_loop_t *loop;         /* any thread, read only */
-    uint64_t start_ns;        /* any thread, read only */
+    /* Loop: what a waiting request's helper (an upstream call) cancels when the client leaves. */
+    void (*on_gone)(roost_req_t *req, void *arg);
+    void *on_gone_arg;
+    roost_server_t *srv; /* any thread, read only */
+    net_loop_t *loop;    /* any thread, read only */
+    uint64_t start_ns;   /* any thread, read only */
 
     /* ---- what was parsed (loop while parsing, then read only) ---- */
     char *head; /* target and header bytes */
@@ -259,8 +262,9 @@ static inline void http_req_responded(roost_req_t *req)
 /* ---- handoff.c: worker hand-off, roost_defer, roost_req_wait/resume ---- */
 /* Runs the route's handler on the loop or hands it to the pool. Loop. */
 void http_run_handler(roost_req_t *req);
-/* The client left: a pending roost_defer fires now (its answer is dropped). */
-void http_defer_cancel(roost_req_t *req);
+/* The client left: a pending roost_defer fires now (its answer is dropped), and the on_gone
+ * hook runs (once). */
+void http_req_gone(roost_req_t *req);
 
 /* ---- stream.c: the loop writes a stream's head once, then its pieces ---- */
 /* Writes what a streamed response has ready; returns 1 once its last byte is written. */

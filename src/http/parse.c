@@ -508,6 +508,7 @@ void http_req_reset(roost_req_t *req)
     http_req_set_phase(req, HTTP_REQ_PARSING);
     atomic_store(&req->waits, 0);
     req->defer = NULL;
+    req->on_gone = NULL;
     req->on_responded = NULL;
     req->mw = NULL;
     req->nmw = 0;

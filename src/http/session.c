@@ -323,7 +323,7 @@ static void drop_pipeline(http_session_t *s)
         req->sess = NULL;
         req->on_responded = NULL;
         req->next = NULL;
-        http_defer_cancel(req); /* the client left: a timer fires now, its answer is dropped */
+        http_req_gone(req); /* the client left: a timer fires now, its answer is dropped */
         http_req_unref(req);
         req = next;
     }

@@ -219,3 +219,29 @@ def test_bad_upstream_flag_is_refused(run_roost):
     r = run_roost("--upstream", "no url here")
     assert r.returncode != 0
     assert "--upstream" in r.stderr
+
+
+def test_a_call_is_cancelled_when_its_client_goes_away(start_server, upstream):
+    srv = start_server(*up("api", upstream))
+    with RawConnection(srv.port) as c:
+        c.send(b"GET /proxy/api/sleep?ms=3000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        time.sleep(0.3)
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        m = srv.metrics()
+        if metric_sum(m, "roost_upstream_calls_total", upstream="api", outcome="cancelled") == 1:
+            break
+        time.sleep(0.05)
+    assert metric_sum(m, "roost_upstream_calls_total", upstream="api", outcome="cancelled") == 1
+    assert metric_sum(m, "roost_upstream_active_calls", upstream="api") == 0
+    srv.assert_healthy()
+
+
+def test_aggregate_validates_its_query(start_server, upstream):
+    srv = start_server(*up("api", upstream))
+    r = srv.get("/aggregate?concurrency=0")
+    assert r.status == 422
+    item = r.json()["detail"][0]
+    assert item["type"] == "greater_than_equal" and item["loc"] == ["query", "concurrency"]
+    r = srv.get("/aggregate?path=json")
+    assert r.status == 422 and r.json()["detail"][0]["loc"] == ["query", "path"]
