@@ -25,7 +25,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BINARY = REPO_ROOT / "build" / "asan" / "roost"
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:")
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "WARNING: ThreadSanitizer")
 READY_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
 DEFAULT_TEST_DEADLINE_S = 90.0
