@@ -450,6 +450,12 @@ typedef void (*roost_fetch_all_fn)(roost_req_t *req, const roost_fetch_result_t 
                                    void *arg);
 int roost_fetch_all(roost_req_t *req, const roost_fetch_opts_t *calls, size_t n,
                     unsigned concurrency, roost_fetch_all_fn done, void *arg);
+/* From any thread while the server runs, for work that has no request (a job): runs the call on
+ * one of the loops (in turn) and then done(res, arg) on that loop. Returns 0, or < 0 when
+ * nothing was started (done is not called): -EAGAIN when the server is not running. */
+typedef void (*roost_fetch_cb)(const roost_fetch_result_t *res, void *arg);
+int roost_fetch_detached(roost_server_t *srv, const roost_fetch_opts_t *opts, roost_fetch_cb done,
+                         void *arg);
 /* Before roost_run, on the main thread: reads --upstream (-EINVAL, logged, when one is
  * malformed) and readies every loop for upstream calls. Without it roost_fetch fails. */
 int roost_fetch_init(roost_server_t *srv);
@@ -538,6 +544,21 @@ int roost_job_sleep(roost_job_t *job, long ms);
 int roost_job_stopped(roost_job_t *job);
 /* Sets the attempt's error (a failed attempt: retried while attempts <= max_retries). */
 void roost_job_fail(roost_job_t *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* After roost_job_fail: the attempt is not retried (the job fails now), e.g. a 4xx answer. */
+void roost_job_no_retry(roost_job_t *job);
+/* After roost_job_fail: the next attempt waits this long instead of the backoff (Retry-After). */
+void roost_job_retry_in(roost_job_t *job, double seconds);
+/* A job whose work runs elsewhere (an upstream call on a loop) returns ROOST_JOB_PENDING: its job
+ * worker is free at once, and the job stays running until roost_job_finish is called, exactly
+ * once, from any thread, with the result (stolen; NULL after roost_job_fail). Once the work that
+ * finishes it has started, the job function must not touch job again. A cancel or a timeout is
+ * not seen by such a job until it finishes. */
+#define ROOST_JOB_PENDING ((json_t *)&roost_job_pending_marker)
+extern const int roost_job_pending_marker;
+void roost_job_finish(roost_job_t *job, json_t *result);
+/* The work could not be done because the server is stopping: the job runs again after the
+ * restart (as a job the drain stopped). Instead of roost_job_finish. */
+void roost_job_abandon(roost_job_t *job);
 long long roost_job_id(const roost_job_t *job);
 roost_server_t *roost_job_server(const roost_job_t *job);
 

@@ -28,6 +28,8 @@ void app_log_after_response(roost_req_t *req, const char *file, const char *fmt,
     __attribute__((format(printf, 3, 4)));
 /* /users..., /accounts..., /transfer, /batch, /db/pool: opens --database first */
 int app_routes_data(roost_server_t *srv);
+/* The http job type: a webhook with retries, its call on a loop */
+int app_job_http(roost_server_t *srv);
 /* /proxy/{upstream}/{path:path}, /aggregate: upstream calls on the loop */
 int app_routes_fetch(roost_server_t *srv);
 /* GET / (the chat page), compiled in from web/ */

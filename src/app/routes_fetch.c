@@ -158,6 +158,35 @@ static void aggregate(roost_req_t *req, void *ud)
         roost_respond_error(req, 500, "Cannot start the upstream calls");
 }
 
+/* The articles' `def` handler that calls an API (requests/httpx in a thread pool): here a blocking
+ * handler whose call still runs on the loop while its worker waits for the answer. */
+static void external_done(roost_req_t *req, const roost_fetch_result_t *res, void *arg)
+{
+    proxy_done(req, res, arg);
+}
+
+static void external_api(roost_req_t *req, void *ud)
+{
+    const char *up = roost_fetch_upstream(roost_req_server(req), 0);
+    if (!up) {
+        roost_respond_error(req, 503, "No upstream configured (--upstream)");
+        return;
+    }
+    roost_fetch_opts_t o = {.upstream = up, .url = roost_req_query_str(req, "path")};
+    if (roost_fetch(req, &o, external_done, NULL) < 0)
+        roost_respond_error(req, 500, "Cannot start the upstream call");
+}
+
+static const roost_field_t external_fields[] = {
+    {.name = "path",
+     .type = ROOST_T_STR,
+     .has_default = 1,
+     .def.s = "/",
+     .check = path_starts_with_slash},
+};
+static const roost_schema_t external_schema = {.fields = external_fields,
+                                               .nfields = APP_COUNT_OF(external_fields)};
+
 static const char *const tags_fetch[] = {"upstream calls", NULL};
 
 static const roost_route_opts_t routes[] = {
@@ -165,6 +194,9 @@ static const roost_route_opts_t routes[] = {
      .summary = "Forward a GET to a configured upstream", .tags = tags_fetch},
     {"GET", "/aggregate", aggregate, .summary = "Call every configured upstream at once",
      .tags = tags_fetch, .query = &aggregate_schema},
+    {"GET", "/external-api", external_api, .flags = ROOST_BLOCKING,
+     .summary = "Call the first upstream from a blocking handler", .tags = tags_fetch,
+     .query = &external_schema},
 };
 
 int app_routes_fetch(roost_server_t *srv)

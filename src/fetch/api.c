@@ -456,3 +456,65 @@ int roost_fetch_all(roost_req_t *req, const roost_fetch_opts_t *calls, size_t n,
     b->arg = arg;
     return batch_run(b);
 }
+
+/* ---- calls without a request ---- */
+
+typedef struct {
+    net_msg_t msg;
+    call_spec_t spec;
+    roost_fetch_cb done;
+    void *arg;
+    roost_server_t *srv;
+} detached_t;
+
+static void detached_free(detached_t *d)
+{
+    free(d->spec.strings);
+    free(d->spec.headers);
+    free(d);
+}
+
+static void on_detached_done(const roost_fetch_result_t *res, rbuf_t *body, void *arg)
+{
+    detached_t *d = arg;
+    d->done(res, d->arg);
+    detached_free(d);
+}
+
+static void on_detached_start(net_loop_t *loop, net_msg_t *msg)
+{
+    detached_t *d = CONTAINER_OF(msg, detached_t, msg);
+    fetch_t *f = loop ? fetch_of(d->srv) : NULL;
+    fetch_loop_t *fl = f ? fetch_loop_of(f, loop) : NULL;
+    if (fl && fetch_call_start(fl, &d->spec.opts, on_detached_done, d))
+        return;
+    roost_fetch_result_t res = {.error = ROOST_FETCH_CANCELLED,
+                                .error_text = "the server is stopping"};
+    d->done(&res, d->arg);
+    detached_free(d);
+}
+
+int roost_fetch_detached(roost_server_t *srv, const roost_fetch_opts_t *opts, roost_fetch_cb done,
+                         void *arg)
+{
+    static atomic_uint turn;
+    net_group_t *g = srv->group;
+    if (!opts || !done)
+        return -EINVAL;
+    if (!g || !fetch_of(srv))
+        return -EAGAIN;
+    detached_t *d = calloc(1, sizeof *d);
+    if (!d)
+        return -ENOMEM;
+    if (spec_copy(&d->spec, opts) < 0) {
+        detached_free(d);
+        return -ENOMEM;
+    }
+    d->done = done;
+    d->arg = arg;
+    d->srv = srv;
+    d->msg.fn = on_detached_start;
+    unsigned i = atomic_fetch_add(&turn, 1) % (unsigned)net_group_nloops(g);
+    net_loop_post(net_group_loop(g, (int)i), &d->msg);
+    return 0;
+}

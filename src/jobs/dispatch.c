@@ -168,9 +168,9 @@ static void finish_attempt(jobs_t *j, batch_t *b, roost_job_t *job)
         roost_counter_add(j->c_cancelled, 1);
     } else if (stop == JOB_STOP_TIMEOUT || job->error) {
         error = stop == JOB_STOP_TIMEOUT ? "timed out" : job->error;
-        if (attempts <= r->max_retries) {
+        if (attempts <= r->max_retries && !job->no_retry) {
             status = JOB_PENDING;
-            run_at = now + backoff_ms(j, attempts);
+            run_at = now + (job->retry_in_ms ? job->retry_in_ms : backoff_ms(j, attempts));
             roost_counter_add(j->c_retried, 1);
         } else {
             status = JOB_FAILED;

@@ -27,6 +27,14 @@ void jobs_run_on_worker(jobs_t *jobs, roost_job_t *job)
     if (!job->payload)
         job->payload = json_object(); /* stored by roost_job_submit: always an object */
     json_t *result = job->type->fn(job, job->payload, job->type->opts.ud);
+    if (result != ROOST_JOB_PENDING)
+        roost_job_finish(job, result);
+}
+
+const int roost_job_pending_marker = 1;
+
+void roost_job_finish(roost_job_t *job, json_t *result)
+{
     if (job->error) {
         json_decref(result);
         result = NULL;
@@ -34,7 +42,24 @@ void jobs_run_on_worker(jobs_t *jobs, roost_job_t *job)
         result = json_object();
     }
     job->result = result;
-    jobs_attempt_done(jobs, job);
+    jobs_attempt_done(job->jobs, job);
+}
+
+void roost_job_abandon(roost_job_t *job)
+{
+    int go = JOB_GO;
+    atomic_compare_exchange_strong(&job->stop, &go, JOB_STOP_SHUTDOWN);
+    roost_job_finish(job, NULL);
+}
+
+void roost_job_no_retry(roost_job_t *job)
+{
+    job->no_retry = 1;
+}
+
+void roost_job_retry_in(roost_job_t *job, double seconds)
+{
+    job->retry_in_ms = seconds > 0 ? (int64_t)(seconds * 1000) : 0;
 }
 
 static int check_deadline(roost_job_t *job)

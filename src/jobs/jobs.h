@@ -119,6 +119,8 @@ struct roost_job {
     _Atomic int progress_dirty;
     json_t *result;
     char *error;
+    int no_retry;                /* roost_job_no_retry */
+    int64_t retry_in_ms;         /* roost_job_retry_in; 0: the backoff */
     struct roost_job *next;      /* the dispatcher's running list (dispatcher thread only) */
     struct roost_job *done_next; /* the done queue (under the jobs lock) */
 };

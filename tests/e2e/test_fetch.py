@@ -245,3 +245,106 @@ def test_aggregate_validates_its_query(start_server, upstream):
     assert item["type"] == "greater_than_equal" and item["loc"] == ["query", "concurrency"]
     r = srv.get("/aggregate?path=json")
     assert r.status == 422 and r.json()["detail"][0]["loc"] == ["query", "path"]
+
+
+# ---- the http job type: a webhook with retries, its call on a loop ----
+
+
+def submit(srv, payload, **kw):
+    r = srv.post_json("/tasks", {"type": "http", "payload": payload, **kw})
+    assert r.status == 201, r
+    return r.json()["task_id"]
+
+
+def wait_final(srv, task_id, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        t = srv.get(f"/tasks/{task_id}").json()
+        if t["status"] in ("completed", "failed", "cancelled"):
+            return t
+        time.sleep(0.05)
+    raise AssertionError(f"task {task_id} did not end: {t}")
+
+
+def test_http_job_completes_with_the_answer(start_server, upstream):
+    srv = start_server(*up("api", upstream))
+    t = wait_final(srv, submit(srv, {"upstream": "api", "path": "/json?x=1"}))
+    assert t["status"] == "completed", t
+    assert t["result"]["status"] == 200
+    assert t["result"]["body"]["query"] == "x=1"
+
+
+def test_http_job_posts_a_json_body_and_headers(start_server, upstream):
+    srv = start_server(*up("api", upstream))
+    task = submit(srv, {"upstream": "api", "method": "POST", "path": "/hook",
+                        "headers": {"X-Hook": "1"}, "body": {"event": "paid"}})
+    t = wait_final(srv, task)
+    assert t["status"] == "completed", t
+    assert t["result"]["body"] == {"got": '{"event":"paid"}', "content_type": "application/json"}
+
+
+def test_http_job_retries_5xx_then_completes(start_server, upstream):
+    srv = start_server("--retry-backoff-s", "0.05", *up("api", upstream))
+    t = wait_final(srv, submit(srv, {"upstream": "api", "path": "/flaky?key=j1&fail=2"},
+                               max_retries=3))
+    assert t["status"] == "completed", t
+    assert t["attempts"] == 3 and t["result"]["body"] == {"hits": 3}
+
+
+def test_http_job_4xx_fails_without_retry(start_server, upstream):
+    srv = start_server("--retry-backoff-s", "0.05", *up("api", upstream))
+    t = wait_final(srv, submit(srv, {"upstream": "api", "path": "/status/404"}, max_retries=3))
+    assert t["status"] == "failed" and t["attempts"] == 1, t
+    assert "404" in t["error"]
+
+
+def test_http_job_waits_for_retry_after(start_server, upstream):
+    srv = start_server("--retry-backoff-s", "0.05", *up("api", upstream))
+    t0 = time.monotonic()
+    t = wait_final(srv, submit(srv, {"upstream": "api", "path": "/retry-after?key=j2&secs=1"},
+                               max_retries=2))
+    assert t["status"] == "completed" and t["attempts"] == 2, t
+    assert time.monotonic() - t0 >= 0.95
+
+
+def test_http_job_connect_errors_retry_and_then_fail(start_server):
+    srv = start_server("--retry-backoff-s", "0.05", *up("down", down_port()))
+    t = wait_final(srv, submit(srv, {"upstream": "down"}, max_retries=2))
+    assert t["status"] == "failed" and t["attempts"] == 3, t
+    assert "connect" in t["error"]
+
+
+def test_http_job_payload_is_validated(start_server, upstream):
+    srv = start_server(*up("api", upstream))
+    r = srv.post_json("/tasks", {"type": "http", "payload": {"upstream": "nope", "path": "x"}})
+    assert r.status == 422, r
+    locs = [e["loc"] for e in r.json()["detail"]]
+    assert ["body", "payload", "upstream"] in locs and ["body", "payload", "path"] in locs
+
+
+def test_http_jobs_do_not_hold_job_workers(start_server, upstream):
+    srv = start_server("--job-workers", "1", *up("api", upstream))
+    t0 = time.monotonic()
+    ids = [submit(srv, {"upstream": "api", "path": "/sleep?ms=1000"}) for _ in range(5)]
+    for i in ids:
+        assert wait_final(srv, i)["status"] == "completed"
+    assert time.monotonic() - t0 < 3.0  # five 1 s calls at once, not one after the other
+
+
+def test_a_blocking_handler_waits_for_its_call_off_the_loop(start_server, upstream):
+    srv = start_server("--threads", "1", *up("api", upstream))
+    r = srv.get("/external-api?path=/json")
+    assert r.status == 200 and r.json()["path"] == "/json", r
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=21) as ex:
+        futs = [ex.submit(http_get, srv.port, "/external-api?path=/sleep?ms=800", 20)
+                for _ in range(20)]
+        time.sleep(0.2)
+        h0 = time.monotonic()
+        assert srv.get("/healthz").status == 200
+        health_s = time.monotonic() - h0
+        results = [f.result() for f in futs]
+    assert all(r.status == 200 for r in results)
+    assert time.monotonic() - t0 < 2.5
+    assert health_s < 0.5  # the loop answered while 20 workers waited on their calls
+    assert metric_sum(srv.metrics(), "roost_loop_stalls_total") == 0

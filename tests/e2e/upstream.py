@@ -9,6 +9,8 @@ Paths (all GET unless said):
   /big?bytes=N[&chunked=1]   N bytes of 'x' (chunked when asked)
   /drop-second          answers the first request of a connection; closes the connection
                         without answering any later one (a kept-alive connection gone stale)
+  /retry-after?key=K&secs=S  the first call with key K answers 429 with Retry-After: S, then 200
+  POST /hook            {"got": the body, "content_type": its Content-Type}
   /stats                {"connections": accepted, "requests": served, "peak": most open at once}
 Every answer keeps the connection alive (HTTP/1.1) unless the path says otherwise."""
 
@@ -57,8 +59,7 @@ async def handle(reader, writer):
                     k, v = line.split(":", 1)
                     headers[k.strip().lower()] = v.strip()
             n = int(headers.get("content-length", "0") or 0)
-            if n:
-                await reader.readexactly(n)
+            body = await reader.readexactly(n) if n else b""
             served += 1
             stats["requests"] += 1
             url = urlsplit(target)
@@ -83,6 +84,17 @@ async def handle(reader, writer):
                     out = answer(503, {"detail": "try again"})
                 else:
                     out = answer(200, {"hits": flaky_hits[key]})
+            elif path == "/retry-after":
+                key = "ra:" + q.get("key", "")
+                flaky_hits[key] = flaky_hits.get(key, 0) + 1
+                if flaky_hits[key] == 1:
+                    out = answer(429, {"detail": "slow down"},
+                                 extra=[f"Retry-After: {q.get('secs', '1')}"])
+                else:
+                    out = answer(200, {"hits": flaky_hits[key]})
+            elif path == "/hook" and method == "POST":
+                out = answer(200, {"got": body.decode("utf-8", "replace"),
+                                   "content_type": headers.get("content-type", "")})
             elif path == "/headers":
                 out = answer(200, headers)
             elif path == "/big":
