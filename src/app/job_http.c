@@ -26,9 +26,15 @@ static void path_is_absolute(const json_t *v, const json_t *loc, json_t *errors)
 
 static const roost_field_t http_fields[] = {
     {.name = "upstream", .type = ROOST_T_STR, .required = 1, .min_len = 1},
-    {.name = "method", .type = ROOST_T_STR, .has_default = 1, .def.s = "GET",
+    {.name = "method",
+     .type = ROOST_T_STR,
+     .has_default = 1,
+     .def.s = "GET",
      .enum_values = methods},
-    {.name = "path", .type = ROOST_T_STR, .has_default = 1, .def.s = "/",
+    {.name = "path",
+     .type = ROOST_T_STR,
+     .has_default = 1,
+     .def.s = "/",
      .check = path_is_absolute},
     {.name = "headers", .type = ROOST_T_OBJ, .nullable = 1},
     {.name = "body", .type = ROOST_T_ANY, .nullable = 1},
@@ -49,17 +55,20 @@ static void http_validate(const json_t *p, json_t *errors, void *ud)
         known |= !strcmp(roost_fetch_upstream(srv, i), name);
     if (name && !known)
         json_array_append_new(
-            errors, roost_error_item("value_error", json_pack("[s,s,s]", "body", "payload", "upstream"),
-                                     json_string(name), NULL,
-                                     "Value error, not one of the upstreams configured with --upstream"));
+            errors,
+            roost_error_item("value_error", json_pack("[s,s,s]", "body", "payload", "upstream"),
+                             json_string(name), NULL,
+                             "Value error, not one of the upstreams configured with --upstream"));
     const char *k;
     json_t *v;
     json_t *h = json_object_get(p, "headers");
     if (json_is_object(h) && json_object_size(h) > HTTP_JOB_MAX_HEADERS)
-        json_array_append_new(
-            errors, roost_error_item("value_error", json_pack("[s,s,s]", "body", "payload", "headers"),
-                                     NULL, NULL, "Value error, at most 32 headers"));
-    json_object_foreach(h, k, v) {
+        json_array_append_new(errors,
+                              roost_error_item("value_error",
+                                               json_pack("[s,s,s]", "body", "payload", "headers"),
+                                               NULL, NULL, "Value error, at most 32 headers"));
+    json_object_foreach(h, k, v)
+    {
         if (!json_is_string(v) || strpbrk(k, ":\r\n ") || strpbrk(json_string_value(v), "\r\n"))
             json_array_append_new(
                 errors, roost_error_item("string_type",
@@ -119,7 +128,8 @@ static json_t *http_job(roost_job_t *job, const json_t *p, void *ud)
     int n = 0;
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)json_object_get(p, "headers"), k, v) {
+    json_object_foreach((json_t *)json_object_get(p, "headers"), k, v)
+    {
         if (n == HTTP_JOB_MAX_HEADERS || asprintf(&owned[n], "%s: %s", k, json_string_value(v)) < 0)
             break;
         lines[n] = owned[n];

@@ -77,9 +77,10 @@ struct roost_req {
     /* Loop: what a waiting request's helper (an upstream call) cancels when the client leaves. */
     void (*on_gone)(roost_req_t *req, void *arg);
     void *on_gone_arg;
-    roost_server_t *srv; /* any thread, read only */
-    net_loop_t *loop;    /* any thread, read only */
-    uint64_t start_ns;   /* any thread, read only */
+    roost_server_t *srv;    /* any thread, read only */
+    struct http_server *hs; /* srv's http slot; any thread, read only */
+    net_loop_t *loop;       /* any thread, read only */
+    uint64_t start_ns;      /* any thread, read only */
 
     /* ---- what was parsed (loop while parsing, then read only) ---- */
     char *head; /* target and header bytes */
@@ -271,10 +272,11 @@ void http_req_gone(roost_req_t *req);
 int http_stream_out(roost_req_t *req, net_conn_t *c, sbuf_t *scratch, const char *date);
 
 /* ---- middleware.c: the chain ---- */
-/* Sets up req's chain: global[0..nglobal) then route (NULL-terminated, may be NULL), each with
- * a zeroed context from the arena. Loop. Returns 0 or -ENOMEM (the chain is then global only,
- * without contexts for the route's). */
-int http_mw_chain(roost_req_t *req, const roost_middleware_t *global, int nglobal,
+/* Sets up req's chain: the global middleware of hs, then route (NULL-terminated, may be NULL),
+ * each with a zeroed context from the arena; a request whose chain is the global one and needs
+ * no context shares hs->chain instead. Loop. Returns 0 or -ENOMEM (the chain is then global
+ * only, without contexts for the route's). */
+int http_mw_chain(roost_req_t *req, const struct http_server *hs,
                   const roost_middleware_t *const *route);
 /* Runs on_request hooks until one answers; returns 1 if one did. */
 int http_mw_request(roost_req_t *req);
@@ -296,6 +298,10 @@ typedef struct http_server {
     router_t *router;
     roost_middleware_t *mw; /* roost_use, in order */
     int nmw;
+    /* The global chain made once, for requests that add no route middleware: shared (read
+     * only) when no global middleware has a per-request context. */
+    http_mw_t *chain;
+    uint8_t chain_shared, chain_filters;
     roost_counter_t *c_requests, *c_bad_request;
     roost_counter_t *c_limits[HTTP_NLIMITS];
     roost_counter_t *c_tasks_ok, *c_tasks_failed;

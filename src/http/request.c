@@ -80,7 +80,7 @@ static int parse_int(const char *s, size_t len)
  * the same chain's on_headers. */
 void http_dispatch(roost_req_t *req)
 {
-    http_server_t *hs = http_server(req->srv);
+    http_server_t *hs = req->hs;
     http_req_set_phase(req, HTTP_REQ_ON_LOOP);
     roost_counter_add(hs->c_requests, 1);
     roost_str_t target = http_req_target(req);
@@ -94,7 +94,7 @@ void http_dispatch(roost_req_t *req)
         req->route = router_match(hs->router, method, req->path, req->params, &req->nparams, allow,
                                   sizeof allow);
     }
-    if (http_mw_chain(req, hs->mw, hs->nmw, req->route ? req->route->opts.middleware : NULL) < 0) {
+    if (http_mw_chain(req, hs, req->route ? req->route->opts.middleware : NULL) < 0) {
         roost_respond_error(req, 503, "Out of memory");
         return;
     }

@@ -168,7 +168,7 @@ void roost_respond(roost_req_t *req, int status, const char *content_type, const
         req->res_body.len = 0;
     }
     if (!req->mw) /* answered before dispatch (a parse error): the global chain */
-        http_mw_chain(req, http_server(req->srv)->mw, http_server(req->srv)->nmw, NULL);
+        http_mw_chain(req, http_server(req->srv), NULL);
     http_mw_respond(req);
     /* On a worker the hand-back (handoff.c) marks it responded, on the loop. */
     if (http_req_phase(req) == HTTP_REQ_ON_WORKER)

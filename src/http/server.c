@@ -13,6 +13,7 @@ static void http_server_free(void *ctx)
     http_server_t *hs = ctx;
     router_free(hs->router);
     free(hs->mw);
+    free(hs->chain);
     free(hs);
 }
 

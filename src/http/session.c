@@ -14,9 +14,13 @@
 
 enum phase { PHASE_IDLE, PHASE_HEAD, PHASE_BODY, PHASE_WAIT };
 
+typedef struct http_loop http_loop_t;
+
 struct http_session {
     net_conn_t *conn;
     roost_server_t *srv;
+    http_server_t *hs; /* the http slot of srv, found once per connection */
+    http_loop_t *hl;   /* this loop's http state, likewise */
     http_parse_t parse;
     roost_req_t *head, *tail; /* the pipeline: parsed or being parsed, not yet written */
     int depth;
@@ -33,13 +37,13 @@ struct http_session {
     unsigned upgrade_pending : 1; /* a 101 waits its turn: read nothing more as HTTP */
 };
 
-typedef struct {
+struct http_loop {
     roost_req_t *free;
     int nfree;
     sbuf_t out;
     uv_check_t resume_check; /* feeds paused sessions outside any handler's stack */
     http_session_t *resume;
-} http_loop_t;
+};
 
 #define FREE_REQS_PER_LOOP 1024
 
@@ -54,7 +58,7 @@ static http_loop_t *loop_state(net_loop_t *loop);
 
 static roost_req_t *req_get(http_session_t *s)
 {
-    http_loop_t *hl = loop_state(s->conn->loop);
+    http_loop_t *hl = s->hl;
     roost_req_t *req = hl->free;
     if (req) {
         hl->free = req->next;
@@ -70,6 +74,7 @@ static roost_req_t *req_get(http_session_t *s)
     req->on_responded = session_responded;
     req->conn = s->conn;
     req->srv = s->srv;
+    req->hs = s->hs;
     req->loop = s->conn->loop;
     req->refs = 1;
     req->start_ns = time_now_ns();
@@ -244,7 +249,7 @@ static void fail_current(http_session_t *s, int status, const char *detail, cons
     if (limit)
         http_count_limit(s->srv, limit);
     else
-        roost_counter_add(http_server(s->srv)->c_bad_request, 1);
+        roost_counter_add(s->hs->c_bad_request, 1);
     if (!req || http_req_phase(req) != HTTP_REQ_PARSING) {
         net_conn_close_after_write(s->conn);
         flush(s);
@@ -516,6 +521,8 @@ void http_session_accept(net_conn_t *c)
     }
     s->conn = c;
     s->srv = srv;
+    s->hs = http_server(srv);
+    s->hl = loop_state(c->loop);
     http_parse_init(&s->parse, &srv->cfg);
     s->parse.new_req = on_new_req;
     s->parse.on_head = on_head;
@@ -523,6 +530,5 @@ void http_session_accept(net_conn_t *c)
     s->parse.ud = s;
     c->proto = &http_proto;
     c->ud = s;
-    loop_state(c->loop);
     arm(s, PHASE_IDLE, srv->cfg.http.keepalive_timeout_s);
 }

@@ -18,7 +18,7 @@ int roost_stream_begin(roost_req_t *req, int status, const char *content_type)
     req->res_body.len = 0;
     req->streamed = 1;
     if (!req->mw)
-        http_mw_chain(req, http_server(req->srv)->mw, http_server(req->srv)->nmw, NULL);
+        http_mw_chain(req, http_server(req->srv), NULL);
     http_mw_headers(req);
     http_req_set_phase(req, HTTP_REQ_STREAMING);
     http_req_responded(req);

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Instructions per request of two roost binaries, under callgrind (a count, not a time: the same
+# on a busy machine). Each binary serves N pipelined requests of PATH on one connection with one
+# loop, then 2N; the difference over N is what a request costs (start, stop and the readiness
+# polls cancel out).
+#   bash bench/core/instr.sh OLD_BIN NEW_BIN [PATH...]     (N=20000)
+set -euo pipefail
+old=$(realpath "${1:?old binary}")
+new=$(realpath "${2:?new binary}")
+shift 2
+paths=("${@:-/plaintext}")
+[ $# -eq 0 ] && paths=(/plaintext /json)
+N=${N:-20000}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+port() { /usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+
+send() { # port path n: one request at a time on one kept-alive connection, so that every
+         # request is one read and one write whatever the machine's load
+    /usr/bin/python3 - "$@" <<'PY'
+import socket, sys
+port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+s = socket.create_connection(("127.0.0.1", port))
+req = f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+for _ in range(n):
+    s.sendall(req)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(65536)
+    head, _, body = buf.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += s.recv(65536)
+s.close()
+PY
+}
+
+run() { # bin path n -> total Ir
+    local bin=$1 path=$2 n=$3 p out
+    p=$(port)
+    out="$tmp/cg.$RANDOM"
+    valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out" "$bin" \
+        --port "$p" --threads 1 --data-dir "$tmp/data" >/dev/null 2>&1 &
+    local pid=$!
+    for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$p/healthz" && break; sleep 0.1; done
+    [ "$n" -gt 0 ] && send "$p" "$path" "$n"
+    kill -TERM "$pid"
+    wait "$pid" || true
+    # The loop thread's count only: the other threads (watchdog, job dispatcher, idle workers)
+    # work per second, not per request.
+    grep -l "loop_main" "$out"-* | xargs awk '/^summary:/ {print $2}' | sort -n | tail -1
+}
+
+echo "| binary | path | instructions per request |"
+echo "|---|---|---:|"
+for path in "${paths[@]}"; do
+    for which in old new; do
+        bin=$old
+        [ "$which" = new ] && bin=$new
+        one=$(run "$bin" "$path" "$N")
+        two=$(run "$bin" "$path" $((2 * N)))
+        echo "| $which | $path | $(( (two - one) / N )) |"
+    done
+done
