@@ -398,3 +398,25 @@ TEST(router_keeps_every_route_option_and_walks_the_whole_table)
     CHECK_EQ_INT(seen[1], 1);
     router_free(r);
 }
+
+TEST(router_path_parameter_takes_the_rest_of_the_path)
+{
+    router_t *r = router_new();
+    CHECK_EQ_INT(router_add(r, "GET", "/proxy/{up}/{rest:path}", h1, (void *)7, 0), 0);
+    CHECK_EQ_INT(router_add(r, "GET", "/proxy/{up}/status", h1, (void *)8, 0), 0);
+    /* only as the last segment */
+    CHECK_EQ_INT(router_add(r, "GET", "/x/{rest:path}/y", h1, NULL, 0), -EINVAL);
+    http_param_t p[HTTP_MAX_PARAMS];
+    int np;
+    char allow[128];
+    const route_t *rt = match(r, "GET", "/proxy/api/a/b/c", p, &np, allow);
+    CHECK(rt && rt->ud == (void *)7);
+    CHECK_EQ_INT(np, 2);
+    CHECK(p[1].value.len == 5 && !memcmp(p[1].value.ptr, "a/b/c", 5));
+    rt = match(r, "GET", "/proxy/api/", p, &np, allow); /* an empty rest, like Starlette's */
+    CHECK(rt && rt->ud == (void *)7 && p[1].value.len == 0);
+    rt = match(r, "GET", "/proxy/api/status", p, &np, allow); /* a literal still wins */
+    CHECK(rt && rt->ud == (void *)8);
+    CHECK(match(r, "GET", "/proxy/api", p, &np, allow) == NULL);
+    router_free(r);
+}
