@@ -20,6 +20,7 @@
 #define ROOST_DB_H
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
 
 #include "roost/roost.h"
@@ -50,7 +51,12 @@ typedef struct {
     const char *s; /* 's': NUL-terminated; NULL is SQL NULL */
 } db_param_t;
 
-#define DB_MAX_PARAMS     16
+#define DB_MAX_PARAMS 16
+
+/* Reads one argument of ap per letter of types (NULL: none) into p[DB_MAX_PARAMS]: the count,
+ * -E2BIG for more than DB_MAX_PARAMS, -EINVAL for a letter other than i, b, s, n. 's' points
+ * at the caller's string. */
+int db_params_read(db_param_t *p, const char *types, va_list ap);
 #define DB_MAX_STATEMENTS 256 /* per pool, every user's together */
 
 /* One statement of a pipeline: run k with p[0..n), then rows(c, rc, arg) reads its result
