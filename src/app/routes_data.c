@@ -487,14 +487,11 @@ static void job_done(roost_req_t *req, void *arg)
 /* A job for req, or NULL after answering 500. */
 static job_t *new_job(roost_req_t *req, int kind, long long id)
 {
-    job_t *j = roost_req_alloc(req, sizeof *j);
-    if (!j) {
-        roost_respond_error(req, 500, "Out of memory");
-        return NULL;
+    job_t *j = roost_req_new(req, sizeof *j);
+    if (j) {
+        j->kind = kind;
+        j->id = id;
     }
-    memset(j, 0, sizeof *j);
-    j->kind = kind;
-    j->id = id;
     return j;
 }
 

@@ -167,14 +167,15 @@ static int submit(db_t *db, roost_req_t *req, db_op_t *o)
 
 static db_op_t *new_op(roost_db_t *db, roost_req_t *req, roost_timer_fn done, void *arg)
 {
-    db_op_t *o = db->runner ? roost_req_alloc(req, sizeof *o) : NULL;
-    if (!o) {
+    if (!db->runner) { /* no data threads: the service has stopped */
         roost_respond_error(req, 500, "Out of memory");
         return NULL;
     }
-    memset(o, 0, sizeof *o);
-    o->done = done;
-    o->arg = arg;
+    db_op_t *o = roost_req_new(req, sizeof *o);
+    if (o) {
+        o->done = done;
+        o->arg = arg;
+    }
     return o;
 }
 
