@@ -76,6 +76,11 @@ struct roost_dbconn {
     unsigned in_tx : 1;      /* between begin and commit/rollback */
     unsigned write_lock : 1; /* SQLite: holds the process's write lock (db_t.write_mutex) */
     char err[256];           /* the last error's message */
+    /* [nstmt]: the engine's handle of each statement prepared on this connection (SQLite's
+     * sqlite3_stmt, PostgreSQL's statement name), NULL before; the engine's close frees them
+     * and the array. It grows when the pool gains statements (db_add_statements). */
+    void **stmt;
+    int nstmt;
 };
 
 /* An engine. Every function but connect runs on the thread that holds the connection. */
@@ -210,6 +215,10 @@ void db_runner_stop(db_runner_t *r); /* runs what is queued, then joins */
 
 /* "$1" -> "?1" outside quotes (SQLite's numbered parameters). The caller frees. */
 char *db_sql_for_sqlite(const char *sql);
+
+/* Makes c->stmt[k] exist (NULL when new), growing c->stmt to the pool's statements: 0, or
+ * -ENOMEM. */
+int db_stmt_slot(db_conn_t *c, int k);
 
 /* Sets c->err (printf) and returns code. */
 int db_fail(db_conn_t *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
