@@ -219,6 +219,8 @@ char *db_sql_for_sqlite(const char *sql);
 /* Makes c->stmt[k] exist (NULL when new), growing c->stmt to the pool's statements: 0, or
  * -ENOMEM. */
 int db_stmt_slot(db_conn_t *c, int k);
+/* For the engine's close: drop(handle) for each prepared statement, then frees the array. */
+void db_stmt_free_all(db_conn_t *c, void (*drop)(void *handle));
 
 /* Sets c->err (printf) and returns code. */
 int db_fail(db_conn_t *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -73,9 +73,7 @@ static void pg_close(db_conn_t *base)
     pg_conn_t *c = (pg_conn_t *)base;
     pg_finish(base);
     PQfinish(c->pg);
-    for (int i = 0; i < base->nstmt; i++)
-        free(base->stmt[i]);
-    free(base->stmt);
+    db_stmt_free_all(base, free);
     free(c);
 }
 

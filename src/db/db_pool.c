@@ -57,6 +57,16 @@ int db_stmt_slot(db_conn_t *c, int k)
     return 0;
 }
 
+void db_stmt_free_all(db_conn_t *c, void (*drop)(void *handle))
+{
+    for (int i = 0; i < c->nstmt; i++)
+        if (c->stmt[i])
+            drop(c->stmt[i]);
+    free(c->stmt);
+    c->stmt = NULL;
+    c->nstmt = 0;
+}
+
 db_t *db_open(db_url_t *url, const db_pool_opts_t *opts, const char *const *sql, int nsql)
 {
     db_t *db = calloc(1, sizeof *db);

@@ -60,13 +60,16 @@ static void sq_finish(db_conn_t *base)
     }
 }
 
+static void finalize(void *st)
+{
+    sqlite3_finalize(st);
+}
+
 static void sq_close(db_conn_t *base)
 {
     sq_conn_t *c = (sq_conn_t *)base;
     sq_finish(base);
-    for (int i = 0; i < base->nstmt; i++)
-        sqlite3_finalize(base->stmt[i]);
-    free(base->stmt);
+    db_stmt_free_all(base, finalize);
     sqlite3_close_v2(c->h);
     free(c);
 }
