@@ -1,8 +1,8 @@
 /* Unit tests of the data store (src/db/db_*.c) on SQLite files in a temporary folder: the pool
  * (reuse, overflow closed on checkin, a checkout that times out and one that is served by a
- * checkin), error classes, transactions and savepoints, migrations run once, and concurrent write
- * transactions serialized without SQLITE_BUSY. PostgreSQL is covered end to end
- * (tests/e2e/test_data_*.py start a real server). */
+ * checkin), error classes, roost_db_query's parameter letters, transactions and savepoints,
+ * migrations run once, and concurrent write transactions serialized without SQLITE_BUSY. PostgreSQL
+ * is covered end to end (tests/e2e/test_data_*.py start a real server). */
 #include "unit.h"
 
 #include "db/db.h"
@@ -435,6 +435,34 @@ TEST(db_a_second_schema_shares_the_pool_and_its_connections)
     CHECK_EQ_INT(db_query(c, base + 1, 0, NULL), 0);
     CHECK_EQ_INT(db_next(c), 1);
     CHECK_EQ_INT(db->ops->col_int(c, 0), 42);
+    db_checkin(c);
+    db_close(db);
+    remove_temp(path);
+}
+
+TEST(db_query_reads_its_parameters_from_the_types_string)
+{
+    char path[128];
+    db_t *db = open_temp(1, 0, 1, path);
+    CHECK(db != NULL);
+    if (!db)
+        return;
+    db_conn_t *c;
+    CHECK_EQ_INT(db_checkout(db, &c), 0);
+    CHECK_EQ_INT(roost_db_query(c, Q_INSERT, "si", "gamma", 7LL), 0);
+    CHECK_EQ_INT(roost_db_next(c), 1);
+    long long id = roost_db_int(c, 0);
+    CHECK_EQ_INT(roost_db_query(c, Q_GET, "i", id), 0);
+    CHECK_EQ_INT(roost_db_next(c), 1);
+    CHECK_EQ_STR(roost_db_text(c, 0), "gamma");
+    CHECK_EQ_INT(roost_db_int(c, 1), 7);
+
+    CHECK_EQ_INT(roost_db_query(c, Q_GET, "x", id), -EINVAL);
+    CHECK_EQ_STR(roost_db_error(c), "unknown parameter type 'x'");
+    int rc = roost_db_query(c, Q_GET, "iiiiiiiiiiiiiiiii", 1LL, 1LL, 1LL, 1LL, 1LL, 1LL, 1LL, 1LL,
+                            1LL, 1LL, 1LL, 1LL, 1LL, 1LL, 1LL, 1LL, 1LL);
+    CHECK_EQ_INT(rc, -EINVAL);
+    CHECK_EQ_STR(roost_db_error(c), "more than 16 parameters");
     db_checkin(c);
     db_close(db);
     remove_temp(path);
