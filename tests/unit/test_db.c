@@ -104,6 +104,22 @@ TEST(db_rows_round_trip_and_errors_are_classified)
     db_param_t add[2] = {{.type = 'i', .i = id}, {.type = 'i', .i = 2}};
     CHECK_EQ_INT(db_query(c, Q_ADD, 2, add), 0);
     CHECK_EQ_INT(db->ops->changes(c), 1);
+
+    /* The public call reads its parameters from a types string. */
+    CHECK_EQ_INT(roost_db_query(c, Q_INSERT, "si", "gamma", 7LL), 0);
+    CHECK_EQ_INT(roost_db_next(c), 1);
+    long long id2 = roost_db_int(c, 0);
+    CHECK_EQ_INT(roost_db_query(c, Q_GET, "i", id2), 0);
+    CHECK_EQ_INT(roost_db_next(c), 1);
+    CHECK_EQ_STR(roost_db_text(c, 0), "gamma");
+    CHECK_EQ_INT(roost_db_int(c, 1), 7);
+
+    CHECK_EQ_INT(roost_db_query(c, Q_GET, "x", id2), -EINVAL);
+    CHECK_EQ_STR(roost_db_error(c), "unknown parameter type 'x'");
+    rc = roost_db_query(c, Q_GET, "iiiiiiiiiiiiiiiii", 1LL, 1LL, 1LL, 1LL, 1LL, 1LL, 1LL, 1LL, 1LL,
+                        1LL, 1LL, 1LL, 1LL, 1LL, 1LL, 1LL, 1LL);
+    CHECK_EQ_INT(rc, -EINVAL);
+    CHECK_EQ_STR(roost_db_error(c), "more than 16 parameters");
     db_checkin(c);
     db_close(db);
     remove_temp(path);
@@ -435,34 +451,6 @@ TEST(db_a_second_schema_shares_the_pool_and_its_connections)
     CHECK_EQ_INT(db_query(c, base + 1, 0, NULL), 0);
     CHECK_EQ_INT(db_next(c), 1);
     CHECK_EQ_INT(db->ops->col_int(c, 0), 42);
-    db_checkin(c);
-    db_close(db);
-    remove_temp(path);
-}
-
-TEST(db_query_reads_its_parameters_from_the_types_string)
-{
-    char path[128];
-    db_t *db = open_temp(1, 0, 1, path);
-    CHECK(db != NULL);
-    if (!db)
-        return;
-    db_conn_t *c;
-    CHECK_EQ_INT(db_checkout(db, &c), 0);
-    CHECK_EQ_INT(roost_db_query(c, Q_INSERT, "si", "gamma", 7LL), 0);
-    CHECK_EQ_INT(roost_db_next(c), 1);
-    long long id = roost_db_int(c, 0);
-    CHECK_EQ_INT(roost_db_query(c, Q_GET, "i", id), 0);
-    CHECK_EQ_INT(roost_db_next(c), 1);
-    CHECK_EQ_STR(roost_db_text(c, 0), "gamma");
-    CHECK_EQ_INT(roost_db_int(c, 1), 7);
-
-    CHECK_EQ_INT(roost_db_query(c, Q_GET, "x", id), -EINVAL);
-    CHECK_EQ_STR(roost_db_error(c), "unknown parameter type 'x'");
-    int rc = roost_db_query(c, Q_GET, "iiiiiiiiiiiiiiiii", 1LL, 1LL, 1LL, 1LL, 1LL, 1LL, 1LL, 1LL,
-                            1LL, 1LL, 1LL, 1LL, 1LL, 1LL, 1LL, 1LL, 1LL);
-    CHECK_EQ_INT(rc, -EINVAL);
-    CHECK_EQ_STR(roost_db_error(c), "more than 16 parameters");
     db_checkin(c);
     db_close(db);
     remove_temp(path);
