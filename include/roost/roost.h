@@ -329,6 +329,8 @@ roost_server_t *roost_req_server(const roost_req_t *req);
 const char *roost_req_route(const roost_req_t *req); /* "GET /users/{id}", or NULL */
 /* Memory that lives as long as the request. */
 void *roost_req_alloc(roost_req_t *req, size_t size);
+/* The same, zeroed; NULL after answering 500 "Out of memory" (the handler just returns). */
+void *roost_req_new(roost_req_t *req, size_t size);
 
 /* ---- responses: exactly one per request ---- */
 

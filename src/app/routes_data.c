@@ -236,31 +236,26 @@ static json_t *account_json(roost_dbconn_t *c)
 
 /* ---- operations ---- */
 
+/* What a database error answers; the last row, any other. */
+static const struct {
+    int rc, status;
+    const char *detail;
+} db_answers[] = {
+    {-EAGAIN, 503, "Database unavailable"},
+    {-EEXIST, 409, "Conflict"},
+    {-EINVAL, 400, "Refused by a database constraint"},
+    {-EDEADLK, 503, "Database busy, try again"},
+    {0, 500, "Database error"},
+};
+
 void data_failed(data_outcome_t *o, int rc, const char *conflict)
 {
+    size_t i = 0;
+    while (db_answers[i].rc && db_answers[i].rc != rc)
+        i++;
     o->rc = rc;
-    switch (rc) {
-    case -EAGAIN:
-        o->status = 503;
-        o->detail = "Database unavailable";
-        break;
-    case -EEXIST:
-        o->status = 409;
-        o->detail = conflict ? conflict : "Conflict";
-        break;
-    case -EINVAL:
-        o->status = 400;
-        o->detail = "Refused by a database constraint";
-        break;
-    case -EDEADLK:
-        o->status = 503;
-        o->detail = "Database busy, try again";
-        break;
-    default:
-        o->status = 500;
-        o->detail = "Database error";
-        break;
-    }
+    o->status = db_answers[i].status;
+    o->detail = rc == -EEXIST && conflict ? conflict : db_answers[i].detail;
 }
 
 const char *data_user_conflict(roost_dbconn_t *c)
@@ -487,14 +482,11 @@ static void job_done(roost_req_t *req, void *arg)
 /* A job for req, or NULL after answering 500. */
 static job_t *new_job(roost_req_t *req, int kind, long long id)
 {
-    job_t *j = roost_req_alloc(req, sizeof *j);
-    if (!j) {
-        roost_respond_error(req, 500, "Out of memory");
-        return NULL;
+    job_t *j = roost_req_new(req, sizeof *j);
+    if (j) {
+        j->kind = kind;
+        j->id = id;
     }
-    memset(j, 0, sizeof *j);
-    j->kind = kind;
-    j->id = id;
     return j;
 }
 

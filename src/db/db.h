@@ -20,6 +20,7 @@
 #define ROOST_DB_H
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
 
 #include "roost/roost.h"
@@ -50,7 +51,12 @@ typedef struct {
     const char *s; /* 's': NUL-terminated; NULL is SQL NULL */
 } db_param_t;
 
-#define DB_MAX_PARAMS     16
+#define DB_MAX_PARAMS 16
+
+/* Reads one argument of ap per letter of types (NULL: none) into p[DB_MAX_PARAMS]: the count,
+ * -E2BIG for more than DB_MAX_PARAMS, -EINVAL for a letter other than i, b, s, n. 's' points
+ * at the caller's string. */
+int db_params_read(db_param_t *p, const char *types, va_list ap);
 #define DB_MAX_STATEMENTS 256 /* per pool, every user's together */
 
 /* One statement of a pipeline: run k with p[0..n), then rows(c, rc, arg) reads its result
@@ -70,6 +76,11 @@ struct roost_dbconn {
     unsigned in_tx : 1;      /* between begin and commit/rollback */
     unsigned write_lock : 1; /* SQLite: holds the process's write lock (db_t.write_mutex) */
     char err[256];           /* the last error's message */
+    /* [nstmt]: the engine's handle of each statement prepared on this connection (SQLite's
+     * sqlite3_stmt, PostgreSQL's statement name), NULL before; the engine's close frees them
+     * and the array. It grows when the pool gains statements (db_add_statements). */
+    void **stmt;
+    int nstmt;
 };
 
 /* An engine. Every function but connect runs on the thread that holds the connection. */
@@ -204,6 +215,12 @@ void db_runner_stop(db_runner_t *r); /* runs what is queued, then joins */
 
 /* "$1" -> "?1" outside quotes (SQLite's numbered parameters). The caller frees. */
 char *db_sql_for_sqlite(const char *sql);
+
+/* Makes c->stmt[k] exist (NULL when new), growing c->stmt to the pool's statements: 0, or
+ * -ENOMEM. */
+int db_stmt_slot(db_conn_t *c, int k);
+/* For the engine's close: drop(handle) for each prepared statement, then frees the array. */
+void db_stmt_free_all(db_conn_t *c, void (*drop)(void *handle));
 
 /* Sets c->err (printf) and returns code. */
 int db_fail(db_conn_t *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -198,17 +198,12 @@ void roost_db_release(roost_dbconn_t *c)
     db_checkin(c);
 }
 
-int roost_db_query(roost_dbconn_t *c, int stmt, const char *types, ...)
+int db_params_read(db_param_t *p, const char *types, va_list ap)
 {
-    db_param_t p[DB_MAX_PARAMS];
     int n = 0;
-    va_list ap;
-    va_start(ap, types);
     for (const char *t = types ? types : ""; *t; t++) {
-        if (n == DB_MAX_PARAMS) {
-            va_end(ap);
-            return db_fail(c, -EINVAL, "more than %d parameters", DB_MAX_PARAMS);
-        }
+        if (n == DB_MAX_PARAMS)
+            return -E2BIG;
         db_param_t *q = &p[n++];
         q->type = *t;
         q->s = NULL;
@@ -226,11 +221,23 @@ int roost_db_query(roost_dbconn_t *c, int stmt, const char *types, ...)
         case 'n':
             break;
         default:
-            va_end(ap);
-            return db_fail(c, -EINVAL, "unknown parameter type '%c'", *t);
+            return -EINVAL;
         }
     }
+    return n;
+}
+
+int roost_db_query(roost_dbconn_t *c, int stmt, const char *types, ...)
+{
+    db_param_t p[DB_MAX_PARAMS];
+    va_list ap;
+    va_start(ap, types);
+    int n = db_params_read(p, types, ap);
     va_end(ap);
+    if (n == -E2BIG)
+        return db_fail(c, -EINVAL, "more than %d parameters", DB_MAX_PARAMS);
+    if (n < 0)
+        return db_fail(c, -EINVAL, "unknown parameter type '%c'", types[strspn(types, "ibsn")]);
     return db_query(c, stmt, n, p);
 }
 

@@ -15,11 +15,11 @@
 
 #include "base/base.h"
 
+#define PG_NAME_SIZE 16 /* "s<k>": a statement's name on the server */
+
 typedef struct {
     db_conn_t base; /* first: a db_conn_t * is a pg_conn_t * */
     PGconn *pg;
-    unsigned char *prepared; /* [nprepared] */
-    int nprepared;           /* grows when the pool gains statements (db_add_statements) */
     PGresult *res;
     int row, nrows;
     char num[DB_MAX_PARAMS][24]; /* integer parameters as text */
@@ -73,7 +73,7 @@ static void pg_close(db_conn_t *base)
     pg_conn_t *c = (pg_conn_t *)base;
     pg_finish(base);
     PQfinish(c->pg);
-    free(c->prepared);
+    db_stmt_free_all(base, free);
     free(c);
 }
 
@@ -83,13 +83,11 @@ static int pg_connect(db_t *db, db_conn_t **out)
     if (!c)
         return -ENOMEM;
     c->base.db = db;
-    c->nprepared = db->nsql;
-    c->prepared = calloc((size_t)c->nprepared + 1, 1);
     /* The URL comes last, so that its own connect_timeout or application_name win. */
     const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
     const char *values[] = {"5", "roost", db->url.target, NULL};
     c->pg = PQconnectdbParams(keys, values, 1);
-    if (!c->prepared || !c->pg || PQstatus(c->pg) != CONNECTION_OK) {
+    if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
         db_fail(&c->base, -EAGAIN, "%s", c->pg ? PQerrorMessage(c->pg) : "out of memory");
         /* Once a second at most: during an outage every request tries. */
         long long now = (long long)time_now_ms(), last = atomic_load(&db->last_warn_ms);
@@ -140,24 +138,20 @@ static int pg_exec(db_conn_t *base, const char *sql, int64_t *first)
 static int pg_prepare(db_conn_t *base, int k)
 {
     pg_conn_t *c = (pg_conn_t *)base;
-    if (k >= c->nprepared) { /* statements added since this connection opened */
-        int n = base->db->nsql;
-        unsigned char *p = realloc(c->prepared, (size_t)n);
-        if (!p)
-            return db_fail(base, -ENOMEM, "out of memory");
-        memset(p + c->nprepared, 0, (size_t)(n - c->nprepared));
-        c->prepared = p;
-        c->nprepared = n;
-    }
-    if (c->prepared[k])
-        return 0;
-    char name[16];
-    snprintf(name, sizeof name, "s%d", k);
+    int rc = db_stmt_slot(base, k);
+    if (rc < 0 || base->stmt[k])
+        return rc;
+    char *name = malloc(PG_NAME_SIZE);
+    if (!name)
+        return db_fail(base, -ENOMEM, "out of memory");
+    snprintf(name, PG_NAME_SIZE, "s%d", k);
     PGresult *res = PQprepare(c->pg, name, base->db->sql[k], 0, NULL);
-    int rc = res && PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : fail(c, res);
+    rc = res && PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : fail(c, res);
     PQclear(res);
     if (rc == 0)
-        c->prepared[k] = 1;
+        base->stmt[k] = name; /* the handle: the name it is prepared under */
+    else
+        free(name);
     return rc;
 }
 
@@ -186,9 +180,7 @@ static int pg_query(db_conn_t *base, int k, int n, const db_param_t *p)
             break;
         }
     }
-    char name[16];
-    snprintf(name, sizeof name, "s%d", k);
-    PGresult *res = PQexecPrepared(c->pg, name, n, values, NULL, NULL, 0);
+    PGresult *res = PQexecPrepared(c->pg, base->stmt[k], n, values, NULL, NULL, 0);
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         rc = fail(c, res);
@@ -256,7 +248,6 @@ static void pg_pipeline(db_conn_t *base, db_stmt_t *s, int n)
         rc = fail(c, NULL);
     for (; rc == 0 && sent < n; sent++) {
         const char *values[DB_MAX_PARAMS];
-        char name[16];
         for (int i = 0; i < s[sent].n; i++) {
             const db_param_t *p = &s[sent].p[i];
             if (p->type == 'i') {
@@ -266,8 +257,7 @@ static void pg_pipeline(db_conn_t *base, db_stmt_t *s, int n)
                 values[i] = p->type == 'b' ? (p->i ? "t" : "f") : p->type == 's' ? p->s : NULL;
             }
         }
-        snprintf(name, sizeof name, "s%d", s[sent].k);
-        if (!PQsendQueryPrepared(c->pg, name, s[sent].n, values, NULL, NULL, 0) ||
+        if (!PQsendQueryPrepared(c->pg, base->stmt[s[sent].k], s[sent].n, values, NULL, NULL, 0) ||
             !PQpipelineSync(c->pg))
             rc = fail(c, NULL);
     }

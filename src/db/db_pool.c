@@ -43,6 +43,30 @@ int db_fail(db_conn_t *c, int code, const char *fmt, ...)
     return code;
 }
 
+int db_stmt_slot(db_conn_t *c, int k)
+{
+    if (k < c->nstmt)
+        return 0;
+    int n = c->db->nsql; /* k < n: the callers checked it */
+    void **p = realloc(c->stmt, (size_t)n * sizeof *p);
+    if (!p)
+        return db_fail(c, -ENOMEM, "out of memory");
+    memset(p + c->nstmt, 0, (size_t)(n - c->nstmt) * sizeof *p);
+    c->stmt = p;
+    c->nstmt = n;
+    return 0;
+}
+
+void db_stmt_free_all(db_conn_t *c, void (*drop)(void *handle))
+{
+    for (int i = 0; i < c->nstmt; i++)
+        if (c->stmt[i])
+            drop(c->stmt[i]);
+    free(c->stmt);
+    c->stmt = NULL;
+    c->nstmt = 0;
+}
+
 db_t *db_open(db_url_t *url, const db_pool_opts_t *opts, const char *const *sql, int nsql)
 {
     db_t *db = calloc(1, sizeof *db);

@@ -167,14 +167,15 @@ static int submit(db_t *db, roost_req_t *req, db_op_t *o)
 
 static db_op_t *new_op(roost_db_t *db, roost_req_t *req, roost_timer_fn done, void *arg)
 {
-    db_op_t *o = db->runner ? roost_req_alloc(req, sizeof *o) : NULL;
-    if (!o) {
+    if (!db->runner) { /* no data threads: the service has stopped */
         roost_respond_error(req, 500, "Out of memory");
         return NULL;
     }
-    memset(o, 0, sizeof *o);
-    o->done = done;
-    o->arg = arg;
+    db_op_t *o = roost_req_new(req, sizeof *o);
+    if (o) {
+        o->done = done;
+        o->arg = arg;
+    }
     return o;
 }
 
@@ -193,41 +194,23 @@ int roost_db_run_query(roost_db_t *db, roost_req_t *req, roost_db_rows_fn rows, 
     db_op_t *o = new_op(db, req, done, arg);
     if (!o)
         return -ENOMEM;
-    int n = 0, bad = stmt < 0 || stmt >= db->nsql;
     va_list ap;
     va_start(ap, types);
-    for (const char *t = types ? types : ""; *t && !bad; t++) {
-        if (n == DB_MAX_PARAMS) {
-            bad = 1;
-            break;
-        }
-        db_param_t *p = &o->params[n++];
-        p->type = *t;
-        switch (*t) {
-        case 'i':
-            p->i = va_arg(ap, long long);
-            break;
-        case 'b':
-            p->i = va_arg(ap, int) != 0;
-            break;
-        case 'n':
-            break;
-        case 's': {
-            /* copied: the data thread reads it after the caller has returned */
-            const char *v = va_arg(ap, const char *);
-            size_t len = v ? strlen(v) : 0;
-            char *copy = v ? roost_req_alloc(req, len + 1) : NULL;
-            if (copy)
-                memcpy(copy, v, len + 1);
-            bad = v && !copy;
-            p->s = copy;
-            break;
-        }
-        default:
-            bad = 1;
-        }
-    }
+    int n = stmt < 0 || stmt >= db->nsql ? -EINVAL : db_params_read(o->params, types, ap);
     va_end(ap);
+    int bad = n < 0;
+    for (int i = 0; i < n && !bad; i++) {
+        db_param_t *p = &o->params[i];
+        if (p->type != 's' || !p->s)
+            continue;
+        /* copied: the data thread reads it after the caller has returned */
+        size_t len = strlen(p->s);
+        char *copy = roost_req_alloc(req, len + 1);
+        if (copy)
+            memcpy(copy, p->s, len + 1);
+        bad = !copy;
+        p->s = copy;
+    }
     if (bad) {
         roost_respond_error(req, 500, "Bad statement or parameters");
         return -EINVAL;

@@ -17,8 +17,6 @@
 typedef struct {
     db_conn_t base; /* first: a db_conn_t * is a sq_conn_t * */
     sqlite3 *h;
-    sqlite3_stmt **st; /* [nst], prepared on first use */
-    int nst;           /* grows when the pool gains statements (db_add_statements) */
     sqlite3_stmt *cur; /* the statement whose rows are being read */
     int row_pending;   /* its first row was stepped by query() and not yet returned */
     int stmt_lock;     /* an autocommit write holds write_mutex until the statement ends */
@@ -62,13 +60,16 @@ static void sq_finish(db_conn_t *base)
     }
 }
 
+static void finalize(void *st)
+{
+    sqlite3_finalize(st);
+}
+
 static void sq_close(db_conn_t *base)
 {
     sq_conn_t *c = (sq_conn_t *)base;
     sq_finish(base);
-    for (int i = 0; c->st && i < c->nst; i++)
-        sqlite3_finalize(c->st[i]);
-    free(c->st);
+    db_stmt_free_all(base, finalize);
     sqlite3_close_v2(c->h);
     free(c);
 }
@@ -79,12 +80,10 @@ static int sq_connect(db_t *db, db_conn_t **out)
     if (!c)
         return -ENOMEM;
     c->base.db = db;
-    c->nst = db->nsql;
-    c->st = calloc((size_t)c->nst + 1, sizeof *c->st);
     int rc =
         sqlite3_open_v2(db->url.target, &c->h,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK || !c->st) {
+    if (rc != SQLITE_OK) {
         log_error("data: cannot open %s: %s", db->url.target,
                   c->h ? sqlite3_errmsg(c->h) : "out of memory");
         sq_close(&c->base);
@@ -140,19 +139,12 @@ static int sq_exec(db_conn_t *base, const char *sql, int64_t *first)
 static int sq_prepare(db_conn_t *base, int k)
 {
     sq_conn_t *c = (sq_conn_t *)base;
-    if (k >= c->nst) { /* statements added since this connection opened */
-        int n = base->db->nsql;
-        sqlite3_stmt **st = realloc(c->st, (size_t)n * sizeof *st);
-        if (!st)
-            return db_fail(base, -ENOMEM, "out of memory");
-        memset(st + c->nst, 0, (size_t)(n - c->nst) * sizeof *st);
-        c->st = st;
-        c->nst = n;
-    }
-    if (c->st[k])
-        return 0;
-    int rc =
-        sqlite3_prepare_v3(c->h, base->db->sql[k], -1, SQLITE_PREPARE_PERSISTENT, &c->st[k], NULL);
+    int rc = db_stmt_slot(base, k);
+    if (rc < 0 || base->stmt[k])
+        return rc;
+    sqlite3_stmt *st = NULL;
+    rc = sqlite3_prepare_v3(c->h, base->db->sql[k], -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+    base->stmt[k] = st;
     return rc == SQLITE_OK ? 0 : fail(c, rc);
 }
 
@@ -163,7 +155,7 @@ static int sq_query(db_conn_t *base, int k, int n, const db_param_t *p)
     int rc = sq_prepare(base, k);
     if (rc < 0)
         return rc;
-    sqlite3_stmt *st = c->st[k];
+    sqlite3_stmt *st = base->stmt[k];
     if (sqlite3_bind_parameter_count(st) != n)
         return db_fail(base, -EINVAL, "statement %d takes %d parameters, not %d", k,
                        sqlite3_bind_parameter_count(st), n);

@@ -4,6 +4,7 @@
 #include "fetch/fetch.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +184,16 @@ void fetch_upstream_count(fetch_upstream_t *u, roost_fetch_error_t e, double sec
     atomic_fetch_add_explicit(&u->lat_sum_us, (long)(seconds * 1e6), memory_order_relaxed);
 }
 
+/* A metric with one sample per upstream: the atomic_long at offset `field` of each. */
+static void per_upstream(fetch_t *f, sbuf_t *out, const char *name, const char *type,
+                         const char *help, size_t field)
+{
+    sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    for (int i = 0; i < f->nupstreams; i++)
+        sbuf_printf(out, "%s{upstream=\"%s\"} %ld\n", name, f->up[i].name,
+                    atomic_load((atomic_long *)((char *)&f->up[i] + field)));
+}
+
 void fetch_metrics(fetch_t *f, sbuf_t *out)
 {
     if (!f->nupstreams)
@@ -194,21 +205,12 @@ void fetch_metrics(fetch_t *f, sbuf_t *out)
             sbuf_printf(out, "roost_upstream_calls_total{upstream=\"%s\",outcome=\"%s\"} %ld\n",
                         f->up[i].name, e ? roost_fetch_error_name(e) : "ok",
                         atomic_load(&f->up[i].calls[e]));
-    sbuf_puts(out, "# HELP roost_upstream_retries_total Upstream attempts made again\n"
-                   "# TYPE roost_upstream_retries_total counter\n");
-    for (int i = 0; i < f->nupstreams; i++)
-        sbuf_printf(out, "roost_upstream_retries_total{upstream=\"%s\"} %ld\n", f->up[i].name,
-                    atomic_load(&f->up[i].retried));
-    sbuf_puts(out, "# HELP roost_upstream_active_calls Upstream calls holding a connection\n"
-                   "# TYPE roost_upstream_active_calls gauge\n");
-    for (int i = 0; i < f->nupstreams; i++)
-        sbuf_printf(out, "roost_upstream_active_calls{upstream=\"%s\"} %ld\n", f->up[i].name,
-                    atomic_load(&f->up[i].active));
-    sbuf_puts(out, "# HELP roost_upstream_waiting_calls Upstream calls waiting for a connection\n"
-                   "# TYPE roost_upstream_waiting_calls gauge\n");
-    for (int i = 0; i < f->nupstreams; i++)
-        sbuf_printf(out, "roost_upstream_waiting_calls{upstream=\"%s\"} %ld\n", f->up[i].name,
-                    atomic_load(&f->up[i].waiting));
+    per_upstream(f, out, "roost_upstream_retries_total", "counter", "Upstream attempts made again",
+                 offsetof(fetch_upstream_t, retried));
+    per_upstream(f, out, "roost_upstream_active_calls", "gauge",
+                 "Upstream calls holding a connection", offsetof(fetch_upstream_t, active));
+    per_upstream(f, out, "roost_upstream_waiting_calls", "gauge",
+                 "Upstream calls waiting for a connection", offsetof(fetch_upstream_t, waiting));
     sbuf_puts(out, "# HELP roost_upstream_call_duration_seconds Upstream call latency\n"
                    "# TYPE roost_upstream_call_duration_seconds histogram\n");
     for (int i = 0; i < f->nupstreams; i++) {

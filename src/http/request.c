@@ -61,6 +61,16 @@ void *roost_req_alloc(roost_req_t *req, size_t size)
     return arena_alloc(&req->arena, size);
 }
 
+void *roost_req_new(roost_req_t *req, size_t size)
+{
+    void *p = arena_alloc(&req->arena, size);
+    if (!p) {
+        roost_respond_error(req, 500, "Out of memory");
+        return NULL;
+    }
+    return memset(p, 0, size);
+}
+
 /* A whole-segment integer, like FastAPI's int path parameters (no sign games, no spaces). */
 static int parse_int(const char *s, size_t len)
 {

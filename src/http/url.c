@@ -39,6 +39,19 @@ ssize_t url_decode(char *dst, const char *src, size_t len, int plus_is_space)
     return (ssize_t)o;
 }
 
+/* src decoded into a NUL-terminated copy in a, its length in *n; NULL when out of memory or
+ * when src is malformed. */
+static char *decode_copy(arena_t *a, const char *src, size_t len, int plus_is_space, size_t *n)
+{
+    char *buf = arena_alloc(a, len + 1);
+    ssize_t got = buf ? url_decode(buf, src, len, plus_is_space) : -1;
+    if (got < 0)
+        return NULL;
+    buf[got] = '\0';
+    *n = (size_t)got;
+    return buf;
+}
+
 roost_str_t url_clean_path(arena_t *a, const char *path, size_t len)
 {
     roost_str_t bad = {NULL, 0};
@@ -57,17 +70,15 @@ roost_str_t url_clean_path(arena_t *a, const char *path, size_t len)
         len = (size_t)(q - path);
     if (len == 0 || path[0] != '/')
         return bad;
-    char *buf = arena_alloc(a, len + 1);
+    size_t n;
+    char *buf = decode_copy(a, path, len, 0, &n);
     if (!buf)
-        return bad;
-    ssize_t n = url_decode(buf, path, len, 0);
-    if (n < 0)
         return bad;
     int trailing_slash = n > 1 && buf[n - 1] == '/';
     /* Rewrite in place: each segment is copied after the output so far, "." dropped, ".."
      * removes the last output segment (never the root). */
     size_t out = 0;
-    size_t i = 0, end = (size_t)n;
+    size_t i = 0, end = n;
     while (i < end) {
         while (i < end && buf[i] == '/')
             i++;
@@ -115,15 +126,9 @@ roost_str_t url_query_get(arena_t *a, roost_str_t query, const char *name)
             ssize_t kn = url_decode(key, p, klen, 1);
             if (kn == (ssize_t)nlen && memcmp(key, name, nlen) == 0) {
                 const char *v = eq ? eq + 1 : stop;
-                size_t vlen = (size_t)(stop - v);
-                char *out = arena_alloc(a, vlen + 1);
-                if (!out)
-                    return none;
-                ssize_t vn = url_decode(out, v, vlen, 1);
-                if (vn < 0)
-                    return none;
-                out[vn] = '\0';
-                return str_make(out, (size_t)vn);
+                size_t vn;
+                char *out = decode_copy(a, v, (size_t)(stop - v), 1, &vn);
+                return out ? str_make(out, vn) : none;
             }
         }
         p = amp ? amp + 1 : end;

@@ -1,8 +1,8 @@
 /* Unit tests of the data store (src/db/db_*.c) on SQLite files in a temporary folder: the pool
  * (reuse, overflow closed on checkin, a checkout that times out and one that is served by a
- * checkin), error classes, transactions and savepoints, migrations run once, and concurrent write
- * transactions serialized without SQLITE_BUSY. PostgreSQL is covered end to end
- * (tests/e2e/test_data_*.py start a real server). */
+ * checkin), error classes, roost_db_query's parameter letters, transactions and savepoints,
+ * migrations run once, and concurrent write transactions serialized without SQLITE_BUSY. PostgreSQL
+ * is covered end to end (tests/e2e/test_data_*.py start a real server). */
 #include "unit.h"
 
 #include "db/db.h"
@@ -104,6 +104,22 @@ TEST(db_rows_round_trip_and_errors_are_classified)
     db_param_t add[2] = {{.type = 'i', .i = id}, {.type = 'i', .i = 2}};
     CHECK_EQ_INT(db_query(c, Q_ADD, 2, add), 0);
     CHECK_EQ_INT(db->ops->changes(c), 1);
+
+    /* The public call reads its parameters from a types string. */
+    CHECK_EQ_INT(roost_db_query(c, Q_INSERT, "si", "gamma", 7LL), 0);
+    CHECK_EQ_INT(roost_db_next(c), 1);
+    long long id2 = roost_db_int(c, 0);
+    CHECK_EQ_INT(roost_db_query(c, Q_GET, "i", id2), 0);
+    CHECK_EQ_INT(roost_db_next(c), 1);
+    CHECK_EQ_STR(roost_db_text(c, 0), "gamma");
+    CHECK_EQ_INT(roost_db_int(c, 1), 7);
+
+    CHECK_EQ_INT(roost_db_query(c, Q_GET, "x", id2), -EINVAL);
+    CHECK_EQ_STR(roost_db_error(c), "unknown parameter type 'x'");
+    rc = roost_db_query(c, Q_GET, "iiiiiiiiiiiiiiiii", 1LL, 1LL, 1LL, 1LL, 1LL, 1LL, 1LL, 1LL, 1LL,
+                        1LL, 1LL, 1LL, 1LL, 1LL, 1LL, 1LL, 1LL);
+    CHECK_EQ_INT(rc, -EINVAL);
+    CHECK_EQ_STR(roost_db_error(c), "more than 16 parameters");
     db_checkin(c);
     db_close(db);
     remove_temp(path);
