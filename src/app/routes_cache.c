@@ -30,9 +30,8 @@ static void sleep_ms(long ms)
 static void expensive_query(roost_req_t *req, void *ud)
 {
     sleep_ms((long)(EXPENSIVE_S * 1000)); /* the seed's time.sleep(2): a worker may block */
-    roost_respond_json(req, 200,
-                       json_pack("{s:s,s:f}", "data", "expensive result", "computed_at",
-                                 unix_now()));
+    roost_respond_json(
+        req, 200, json_pack("{s:s,s:f}", "data", "expensive result", "computed_at", unix_now()));
 }
 
 /* ---- GET /users/{id}/profile: the user's row, on a data thread, as a profile ---- */
@@ -77,7 +76,9 @@ static void profile_done(roost_req_t *req, void *arg)
     roost_respond_json(req, 200,
                        json_pack("{s:O,s:O,s:s,s:O,s:O,s:f}", "id", json_object_get(u, "id"),
                                  "username", json_object_get(u, "username"), "display_name",
-                                 name && name[0] ? name : username ? username : "",
+                                 name && name[0] ? name
+                                 : username      ? username
+                                                 : "",
                                  "email", json_object_get(u, "email"), "is_active",
                                  json_object_get(u, "is_active"), "generated_at", unix_now()));
     json_decref(u);
@@ -106,8 +107,9 @@ static void flaky(roost_req_t *req, void *ud)
         roost_respond_error(req, 503, "failing on purpose");
         return;
     }
-    roost_respond_json(req, 200, json_pack("{s:i,s:f}", "n", (json_int_t)atomic_fetch_add(&flaky_n, 1),
-                                           "at", unix_now()));
+    roost_respond_json(
+        req, 200,
+        json_pack("{s:i,s:f}", "n", (json_int_t)atomic_fetch_add(&flaky_n, 1), "at", unix_now()));
 }
 
 static void flaky_set(roost_req_t *req, void *ud)
