@@ -34,11 +34,15 @@ static const struct {
     const char *name, *labels, *help;
 } counters[] = {
 #define LOOKUP(field, result)                                                                      \
-    {offsetof(cache_server_t, field), "roost_cache_lookups_total", "result=\"" result "\"",         \
-     "Response cache lookups by outcome"}
+    {                                                                                              \
+        offsetof(cache_server_t, field), "roost_cache_lookups_total", "result=\"" result "\"",     \
+            "Response cache lookups by outcome"                                                    \
+    }
 #define EVICTION(field, reason)                                                                    \
-    {offsetof(cache_server_t, field), "roost_cache_evictions_total", "reason=\"" reason "\"",       \
-     "Stored answers dropped"}
+    {                                                                                              \
+        offsetof(cache_server_t, field), "roost_cache_evictions_total", "reason=\"" reason "\"",   \
+            "Stored answers dropped"                                                               \
+    }
     LOOKUP(c_hit, "hit"),
     LOOKUP(c_miss, "miss"),
     LOOKUP(c_stale, "stale"),
@@ -128,12 +132,36 @@ static uint64_t ns_of(double s)
 
 /* ---- answering from a stored answer ---- */
 
-static void validators(roost_req_t *req, const cache_route_t *r, const char *etag)
+/* The lines every 2xx answer of the route carries, made once per fill and stored with it, so
+ * that a hit appends them in one copy: ETag, Cache-Control and Vary. Returns the length. */
+static size_t validator_lines(const cache_route_t *r, const char *etag, char *out, size_t size)
 {
-    roost_res_header(req, "ETag", etag);
-    roost_res_header(req, "Cache-Control", r->max_age);
-    if (r->vary)
-        roost_res_header(req, "Vary", r->vary);
+    int n = snprintf(out, size, "ETag: %s\r\nCache-Control: %s\r\n%s%s%s", etag, r->max_age,
+                     r->vary ? "Vary: " : "", r->vary ? r->vary : "", r->vary ? "\r\n" : "");
+    return n > 0 && (size_t)n < size ? (size_t)n : 0;
+}
+
+/* "Age: N\r\nX-Cache: label\r\n" without printf (it was the largest part of a hit's cost). */
+static void age_and_label(roost_req_t *req, uint64_t stored_ns, const char *label)
+{
+    char buf[64], digits[20];
+    uint64_t age = (time_now_ns() - stored_ns) / 1000000000ull;
+    int nd = 0;
+    do {
+        digits[nd++] = (char)('0' + age % 10);
+        age /= 10;
+    } while (age);
+    size_t n = 0, ll = strlen(label);
+    memcpy(buf, "Age: ", 5);
+    n = 5;
+    while (nd)
+        buf[n++] = digits[--nd];
+    memcpy(buf + n, "\r\nX-Cache: ", 11);
+    n += 11;
+    memcpy(buf + n, label, ll);
+    n += ll;
+    memcpy(buf + n, "\r\n", 2);
+    sbuf_append(&req->res_headers, buf, n + 2);
 }
 
 /* Answers req from resp (label: HIT or STALE), or 304 when If-None-Match has its tag. */
@@ -141,13 +169,9 @@ static void serve(roost_req_t *req, cache_ctx_t *ctx, const cache_route_t *r, co
                   uint64_t stored_ns, const char *label)
 {
     const cache_resp_t *cr = cache_resp(resp);
-    char age[24];
-    snprintf(age, sizeof age, "%llu",
-             (unsigned long long)((time_now_ns() - stored_ns) / 1000000000ull));
     ctx->state = ST_SERVED;
-    validators(req, r, cache_resp_etag(resp));
-    roost_res_header(req, "Age", age);
-    roost_res_header(req, "X-Cache", label);
+    sbuf_append(&req->res_headers, cache_resp_headers(resp), cr->headers_len);
+    age_and_label(req, stored_ns, label);
     if (cr->status / 100 == 2 &&
         etag_matches(roost_req_header(req, "If-None-Match"), cache_resp_etag(resp))) {
         roost_counter_add(r->cs->c_304, 1);
@@ -237,9 +261,8 @@ static void end_fill(cache_ctx_t *ctx, const cache_route_t *r, rbuf_t *resp, rbu
                      uint64_t give_stored_ns, const char *label)
 {
     uint64_t now = time_now_ns(), fresh = now + r->ttl_ns;
-    cache_waiter_t *w =
-        cache_fill_done(r->cs->store, &ctx->key, resp, now, fresh, fresh + r->swr_ns,
-                        fresh + r->sie_ns);
+    cache_waiter_t *w = cache_fill_done(r->cs->store, &ctx->key, resp, now, fresh,
+                                        fresh + r->swr_ns, fresh + r->sie_ns);
     ctx->state = ST_SERVED;
     while (w) {
         cache_waiter_t *next = w->next;
@@ -257,9 +280,8 @@ static void replace_answer(roost_req_t *req, const rbuf_t *resp)
 {
     const cache_resp_t *cr = cache_resp(resp);
     req->status = cr->status;
-    req->res_type = cr->type_len ? arena_strndup(&req->arena, cache_resp_type(resp),
-                                                 cr->type_len)
-                                 : NULL;
+    req->res_type =
+        cr->type_len ? arena_strndup(&req->arena, cache_resp_type(resp), cr->type_len) : NULL;
     req->res_headers.len = 0;
     req->res_body.len = 0;
     if (sbuf_append(&req->res_body, cache_resp_body(resp), cr->body_len) < 0)
@@ -278,13 +300,16 @@ static void cache_headers(roost_req_t *req, void *c, void *ud)
         return;
     }
     int ok = req->status / 100 == 2;
-    char etag[ETAG_SIZE];
-    if (ok)
+    char etag[ETAG_SIZE], lines[512];
+    size_t nlines = 0;
+    if (ok) {
         etag_of(req->res_body.p, req->res_body.len, etag);
+        nlines = validator_lines(r, etag, lines, sizeof lines);
+    }
     if (ctx->state == ST_FILL) {
         uint64_t now = time_now_ns();
         if (ok) {
-            rbuf_t *resp = cache_resp_new(req->status, req->res_type, etag, req->res_body.p,
+            rbuf_t *resp = cache_resp_new(req->status, req->res_type, etag, lines, req->res_body.p,
                                           req->res_body.len);
             end_fill(ctx, r, resp, resp, now, "HIT");
             rbuf_unref(resp);
@@ -293,14 +318,15 @@ static void cache_headers(roost_req_t *req, void *c, void *ud)
             roost_counter_add(r->cs->c_stale, 1);
             end_fill(ctx, r, NULL, ctx->stale, ctx->stale_stored_ns, "STALE");
             replace_answer(req, ctx->stale);
-            validators(req, r, cache_resp_etag(ctx->stale));
-            roost_res_header(req, "X-Cache", "STALE");
+            sbuf_append(&req->res_headers, cache_resp_headers(ctx->stale),
+                        cache_resp(ctx->stale)->headers_len);
+            age_and_label(req, ctx->stale_stored_ns, "STALE");
             return;
         } else {
             /* The error is not cached; the twins get this same answer rather than each running
              * the handler again (a failing backend would otherwise get a stampede anyway). */
             roost_counter_add(r->cs->c_fill_err, 1);
-            rbuf_t *err = cache_resp_new(req->status, req->res_type, "", req->res_body.p,
+            rbuf_t *err = cache_resp_new(req->status, req->res_type, "", NULL, req->res_body.p,
                                          req->res_body.len);
             end_fill(ctx, r, NULL, err, now, "MISS");
             rbuf_unref(err);
@@ -309,7 +335,7 @@ static void cache_headers(roost_req_t *req, void *c, void *ud)
     }
     if (!ok)
         return;
-    validators(req, r, etag);
+    sbuf_append(&req->res_headers, lines, nlines);
     if (etag_matches(roost_req_header(req, "If-None-Match"), etag)) {
         roost_counter_add(r->cs->c_304, 1);
         req->status = 304;
@@ -356,7 +382,9 @@ const roost_middleware_t *roost_mw_cache(roost_server_t *srv, const roost_cache_
 {
     cache_server_t *cs = cache_server(srv);
     const char *vary = opts->vary ? opts->vary : "";
-    if (!cs || !(opts->ttl_s > 0) || opts->swr_s < 0 || opts->sie_s < 0)
+    /* The Vary line is stored with each answer (a 512-byte block): keep it short, one line. */
+    if (!cs || !(opts->ttl_s > 0) || opts->swr_s < 0 || opts->sie_s < 0 || strlen(vary) > 256 ||
+        strpbrk(vary, "\r\n"))
         return NULL;
     cache_route_t *r = calloc(1, sizeof *r + strlen(vary) + 1);
     if (!r)

@@ -8,16 +8,17 @@
 #include "base/base.h"
 
 /* ---- a stored answer: one rbuf whose bytes are a cache_resp_t, then the NUL-terminated
- * Content-Type, the NUL-terminated ETag, then the body. Never written once made. ---- */
+ * Content-Type, ETag and header lines ("Name: value\r\n", ready to append to a response),
+ * then the body. Never written once made. ---- */
 typedef struct {
     int status;
-    uint32_t type_len, etag_len;
+    uint32_t type_len, etag_len, headers_len;
     size_t body_len;
 } cache_resp_t;
 
-/* A new answer (refs = 1), or NULL on ENOMEM. type may be NULL. */
-rbuf_t *cache_resp_new(int status, const char *type, const char *etag, const void *body,
-                       size_t body_len);
+/* A new answer (refs = 1), or NULL on ENOMEM. type and headers may be NULL. */
+rbuf_t *cache_resp_new(int status, const char *type, const char *etag, const char *headers,
+                       const void *body, size_t body_len);
 static inline const cache_resp_t *cache_resp(const rbuf_t *b)
 {
     return (const cache_resp_t *)b->data;
@@ -30,9 +31,13 @@ static inline const char *cache_resp_etag(const rbuf_t *b)
 {
     return cache_resp_type(b) + cache_resp(b)->type_len + 1;
 }
-static inline const char *cache_resp_body(const rbuf_t *b)
+static inline const char *cache_resp_headers(const rbuf_t *b)
 {
     return cache_resp_etag(b) + cache_resp(b)->etag_len + 1;
+}
+static inline const char *cache_resp_body(const rbuf_t *b)
+{
+    return cache_resp_headers(b) + cache_resp(b)->headers_len + 1;
 }
 
 /* ---- etag.c ---- */
@@ -71,29 +76,27 @@ typedef enum {
 } cache_lookup_t;
 
 typedef struct {
-    rbuf_t *resp;           /* a reference the caller drops, or NULL */
-    uint64_t stored_ns;     /* when resp was stored (for Age) */
-    uint64_t sie_until_ns;  /* a stale resp may stand in for an error until then */
+    rbuf_t *resp;          /* a reference the caller drops, or NULL */
+    uint64_t stored_ns;    /* when resp was stored (for Age) */
+    uint64_t sie_until_ns; /* a stale resp may stand in for an error until then */
 } cache_found_t;
 
 /* max_bytes bounds the entries' bytes (keys, answers, bookkeeping). NULL on ENOMEM. */
 cache_store_t *cache_store_new(size_t max_bytes);
 void cache_store_free(cache_store_t *s);
 /* Counters to keep (any may be NULL): LRU evictions and the bytes held. */
-void cache_store_counters(cache_store_t *s, roost_counter_t *lru_evictions,
-                          roost_counter_t *bytes);
+void cache_store_counters(cache_store_t *s, roost_counter_t *lru_evictions, roost_counter_t *bytes);
 
 /* Any thread. Looks the key up at time now (CLOCK_MONOTONIC ns); see cache_lookup_t. A request
  * that gets CACHE_FILL must end it with cache_fill_done, whatever happens. */
-cache_lookup_t cache_lookup(cache_store_t *s, const cache_key_t *k, uint64_t now,
-                            cache_waiter_t *w, cache_found_t *out);
+cache_lookup_t cache_lookup(cache_store_t *s, const cache_key_t *k, uint64_t now, cache_waiter_t *w,
+                            cache_found_t *out);
 /* Ends the fill of k: stores resp (a new reference is taken; NULL stores nothing, an error is
  * never cached) fresh until fresh_until, then servable stale until swr_until (while another
  * request refills) and in place of an error until sie_until. Returns the parked waiters, for
  * the caller to wake. */
-cache_waiter_t *cache_fill_done(cache_store_t *s, const cache_key_t *k, rbuf_t *resp,
-                                uint64_t now, uint64_t fresh_until, uint64_t swr_until,
-                                uint64_t sie_until);
+cache_waiter_t *cache_fill_done(cache_store_t *s, const cache_key_t *k, rbuf_t *resp, uint64_t now,
+                                uint64_t fresh_until, uint64_t swr_until, uint64_t sie_until);
 /* Drops every entry of one path (any query, any variant). Returns how many. */
 int cache_evict_path(cache_store_t *s, const char *path, size_t len);
 size_t cache_store_bytes(const cache_store_t *s);

@@ -9,12 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define STRIPES 64 /* a power of two; locks contended by 2 x cores loops at most */
+#define STRIPES 64  /* a power of two; locks contended by 2 x cores loops at most */
 #define BUCKETS 256 /* per stripe; chains stay short below ~16k entries a stripe */
 
 typedef struct entry {
-    struct entry *hnext;            /* the bucket's chain */
-    struct entry *newer, *older;    /* the stripe's LRU list: newest first */
+    struct entry *hnext;         /* the bucket's chain */
+    struct entry *newer, *older; /* the stripe's LRU list: newest first */
     uint64_t hash, used_ns, stored_ns;
     uint64_t fresh_until, swr_until, sie_until;
     rbuf_t *resp; /* the stripe's reference */
@@ -190,8 +190,8 @@ static fill_t *find_fill(stripe_t *st, const cache_key_t *k, uint64_t h, fill_t 
     return NULL;
 }
 
-cache_lookup_t cache_lookup(cache_store_t *s, const cache_key_t *k, uint64_t now,
-                            cache_waiter_t *w, cache_found_t *out)
+cache_lookup_t cache_lookup(cache_store_t *s, const cache_key_t *k, uint64_t now, cache_waiter_t *w,
+                            cache_found_t *out)
 {
     uint64_t h = cache_hash(k->key, k->key_len);
     stripe_t *st = stripe_of(s, k->key, k->path_len);
@@ -280,9 +280,8 @@ static int evict_lru(cache_store_t *s)
     return 1;
 }
 
-cache_waiter_t *cache_fill_done(cache_store_t *s, const cache_key_t *k, rbuf_t *resp,
-                                uint64_t now, uint64_t fresh_until, uint64_t swr_until,
-                                uint64_t sie_until)
+cache_waiter_t *cache_fill_done(cache_store_t *s, const cache_key_t *k, rbuf_t *resp, uint64_t now,
+                                uint64_t fresh_until, uint64_t swr_until, uint64_t sie_until)
 {
     uint64_t h = cache_hash(k->key, k->key_len);
     stripe_t *st = stripe_of(s, k->key, k->path_len);
@@ -356,26 +355,30 @@ size_t cache_store_entries(const cache_store_t *s)
     return atomic_load(&((cache_store_t *)s)->entries);
 }
 
-rbuf_t *cache_resp_new(int status, const char *type, const char *etag, const void *body,
-                       size_t body_len)
+rbuf_t *cache_resp_new(int status, const char *type, const char *etag, const char *headers,
+                       const void *body, size_t body_len)
 {
-    size_t tl = type ? strlen(type) : 0, el = strlen(etag);
-    rbuf_t *b = rbuf_new(sizeof(cache_resp_t) + tl + 1 + el + 1 + body_len);
+    const char *parts[3] = {type ? type : "", etag, headers ? headers : ""};
+    size_t lens[3], total = sizeof(cache_resp_t) + body_len;
+    for (int i = 0; i < 3; i++)
+        total += (lens[i] = strlen(parts[i])) + 1;
+    rbuf_t *b = rbuf_new(total);
     if (!b)
         return NULL;
     cache_resp_t r = {.status = status,
-                      .type_len = (uint32_t)tl,
-                      .etag_len = (uint32_t)el,
+                      .type_len = (uint32_t)lens[0],
+                      .etag_len = (uint32_t)lens[1],
+                      .headers_len = (uint32_t)lens[2],
                       .body_len = body_len};
     char *p = b->data;
     memcpy(p, &r, sizeof r);
     p += sizeof r;
-    memcpy(p, type ? type : "", tl + 1);
-    p += tl + 1;
-    memcpy(p, etag, el + 1);
-    p += el + 1;
+    for (int i = 0; i < 3; i++) {
+        memcpy(p, parts[i], lens[i] + 1);
+        p += lens[i] + 1;
+    }
     if (body_len)
         memcpy(p, body, body_len);
-    b->len = sizeof r + tl + 1 + el + 1 + body_len;
+    b->len = total;
     return b;
 }

@@ -22,7 +22,7 @@ static void put(cache_store_t *s, const cache_key_t *k, uint64_t now, size_t n)
     cache_waiter_t w;
     cache_found_t f;
     CHECK_EQ_INT(cache_lookup(s, k, now, &w, &f), CACHE_FILL);
-    rbuf_t *r = cache_resp_new(200, "application/json", "\"t\"", body, n);
+    rbuf_t *r = cache_resp_new(200, "application/json", "\"t\"", NULL, body, n);
     CHECK(cache_fill_done(s, k, r, now, now + 3600e9, now + 3600e9, now + 3600e9) == NULL);
     rbuf_unref(r);
     rbuf_unref(f.resp);
@@ -104,13 +104,14 @@ TEST(test_cache_one_fill_per_key_and_its_waiters)
     CHECK(w == &w1 && w->next == &w2 && w2.next == NULL);
     CHECK_EQ_INT(cache_store_entries(s), 0);
     CHECK_EQ_INT(cache_lookup(s, &k, 30, &w0, &f), CACHE_FILL);
-    rbuf_t *r = cache_resp_new(200, NULL, "\"e\"", "ok", 2);
+    rbuf_t *r = cache_resp_new(200, NULL, "\"e\"", "ETag: \"e\"\r\n", "ok", 2);
     CHECK(cache_fill_done(s, &k, r, 40, 100, 200, 300) == NULL);
     rbuf_unref(r);
     /* Fresh until 100, stale (while another refills) until 200, for errors until 300. */
     CHECK_EQ_INT(cache_lookup(s, &k, 99, &w0, &f), CACHE_HIT);
     CHECK(f.resp && cache_resp(f.resp)->body_len == 2 && !memcmp(cache_resp_body(f.resp), "ok", 2));
     CHECK_EQ_STR(cache_resp_etag(f.resp), "\"e\"");
+    CHECK_EQ_STR(cache_resp_headers(f.resp), "ETag: \"e\"\r\n");
     rbuf_unref(f.resp);
     CHECK_EQ_INT(cache_lookup(s, &k, 150, &w0, &f), CACHE_FILL); /* this one refills */
     CHECK(f.resp != NULL);
@@ -132,9 +133,9 @@ TEST(test_cache_evict_path_drops_every_variant_of_that_path_only)
 {
     cache_store_t *s = cache_store_new(1 << 20);
     char b[4][64];
-    cache_key_t k[4] = {key_of(b[0], 64, "/users/1", "", "en"), key_of(b[1], 64, "/users/1", "a=b", "fr"),
-                        key_of(b[2], 64, "/users/10", "", "en"),
-                        key_of(b[3], 64, "/users/1/profile", "", "en")};
+    cache_key_t k[4] = {
+        key_of(b[0], 64, "/users/1", "", "en"), key_of(b[1], 64, "/users/1", "a=b", "fr"),
+        key_of(b[2], 64, "/users/10", "", "en"), key_of(b[3], 64, "/users/1/profile", "", "en")};
     for (int i = 0; i < 4; i++)
         put(s, &k[i], 1, 10);
     CHECK_EQ_INT(cache_evict_path(s, "/users/1", 8), 2);
