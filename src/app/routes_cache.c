@@ -162,7 +162,7 @@ int app_routes_cache(roost_server_t *srv, const app_config_t *cfg)
 {
     expensive_mw[0] = roost_mw_cache(srv, &(roost_cache_opts_t){.ttl_s = 60});
     flaky_mw[0] = roost_mw_cache(srv, &(roost_cache_opts_t){.ttl_s = 1, .swr_s = 1, .sie_s = 30});
-    blob_mw[0] = roost_mw_cache(srv, &(roost_cache_opts_t){.ttl_s = 600});
+    blob_mw[0] = roost_mw_cache(srv, &(roost_cache_opts_t){.ttl_s = 600, .vary = "X-Tenant"});
     if (!expensive_mw[0] || !flaky_mw[0] || !blob_mw[0])
         return -ENOMEM;
     int rc = app_register(srv, routes, APP_COUNT_OF(routes), NULL);

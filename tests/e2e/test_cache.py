@@ -89,6 +89,16 @@ def test_query_and_path_are_part_of_the_key(start_server):
     assert srv.get("/debug/cache/blob/4?v=1").header("X-Cache") == "MISS"
 
 
+def test_vary_headers_are_part_of_the_key(start_server):
+    srv = start_server(*FLAGS)
+    a = srv.get("/debug/cache/blob/5", headers={"X-Tenant": "a"})
+    assert a.header("X-Cache") == "MISS" and a.header("Vary") == "X-Tenant"
+    assert srv.get("/debug/cache/blob/5", headers={"X-Tenant": "b"}).header("X-Cache") == "MISS"
+    assert srv.get("/debug/cache/blob/5").header("X-Cache") == "MISS"
+    hit = srv.get("/debug/cache/blob/5", headers={"X-Tenant": "a"})
+    assert hit.header("X-Cache") == "HIT" and hit.header("Vary") == "X-Tenant"
+
+
 def test_stale_while_revalidate_serves_old_answer_during_refill(start_server):
     srv = start_server(*FLAGS)
     first = srv.get("/debug/cache/flaky")
