@@ -10,25 +10,15 @@ cd "$(dirname "$0")/../.."
 ROOST_BIN=${ROOST_BIN:-build/roost}
 NS=${NS:-"100 10000"}
 TIMEOUT=${TIMEOUT:-60}
-PY=/usr/bin/python3
 ulimit -n "$(ulimit -Hn)"
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-free_port() { $PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; return 1; }
+source bench/common.sh
+tmp=$bench_tmp
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-up_port=$(free_port)
+up_port=$(bench_free_port)
 $PY tests/e2e/upstream.py "$up_port" >"$tmp/upstream.log" 2>&1 &
-pids+=($!)
-wait_http "http://127.0.0.1:$up_port/stats"
+bench_track $!
+bench_wait_http "http://127.0.0.1:$up_port/stats"
 hz=$(getconf CLK_TCK)
 
 echo "| peer | N | ok / N | wall s | p50 s | p99 s | server CPU s | server peak RSS MiB | errors |"
@@ -54,23 +44,23 @@ PYEOF
     done
 }
 
-port=$(free_port)
+port=$(bench_free_port)
 "$ROOST_BIN" --port "$port" --data-dir "$tmp/data" \
     --upstream "up=http://127.0.0.1:$up_port max_conns=20000 max_queue=20000 timeout_ms=60000" \
     >"$tmp/roost.log" 2>&1 &
 rpid=$!
-pids+=($rpid)
-wait_http "http://127.0.0.1:$port/healthz"
+bench_track "$rpid"
+bench_wait_http "http://127.0.0.1:$port/healthz"
 run_peer "roost /proxy" "$rpid" "http://127.0.0.1:$port/proxy/up/sleep?ms=3000"
 kill "$rpid"
 
 for ep in httpx threads trap; do
-    port=$(free_port)
+    port=$(bench_free_port)
     UPSTREAM="http://127.0.0.1:$up_port" $PY -m uvicorn --app-dir bench/fetch fastapi_app:app \
         --port "$port" --log-level warning --backlog 16384 >"$tmp/fastapi.log" 2>&1 &
     fpid=$!
-    pids+=($fpid)
-    wait_http "http://127.0.0.1:$port/docs"
+    bench_track "$fpid"
+    bench_wait_http "http://127.0.0.1:$port/docs"
     run_peer "FastAPI $ep" "$fpid" "http://127.0.0.1:$port/$ep"
     kill "$fpid"
     sleep 1

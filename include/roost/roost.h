@@ -98,6 +98,10 @@ typedef struct {
 } roost_fetch_config_t;
 
 typedef struct {
+    size_t max_bytes; /* --cache-max-bytes: the response cache's bound (LRU), default 64 MiB */
+} roost_cache_config_t;
+
+typedef struct {
     roost_net_config_t net;
     roost_http_config_t http;
     roost_ws_config_t ws;
@@ -105,6 +109,7 @@ typedef struct {
     roost_rooms_config_t rooms;
     roost_jobs_config_t jobs;
     roost_data_config_t data;
+    roost_cache_config_t cache;
 } roost_config_t;
 
 /* Fills cfg with the defaults above. */
@@ -259,7 +264,8 @@ typedef struct {
 int roost_route_ex(roost_server_t *srv, const roost_route_opts_t *opts);
 
 /* Middleware. A request passes, in this order: every on_request hook (the first that answers, a
- * 401, 429 or 304, ends the phase: later on_request hooks and the handler do not run), the
+ * 401, 429 or 304, or that parks the request with roost_req_wait for a roost_req_resume to
+ * answer, ends the phase: later on_request hooks and the handler do not run), the
  * handler, every on_headers hook (may change the status and add headers before they are
  * written), every on_body filter, and, after the response's last byte went to the connection
  * (or the client left), every on_done hook. The order of the list is the order of every phase:
@@ -292,6 +298,32 @@ int roost_use(roost_server_t *srv, const roost_middleware_t *mw);
  * access-log line per request on stderr. */
 extern const roost_middleware_t roost_mw_timing;
 extern const roost_middleware_t roost_mw_access_log;
+
+/* The response cache (src/mw/cache.c), one per server, shared by every loop, bounded by
+ * --cache-max-bytes (least recently used out first). A route opts in with the middleware
+ * roost_mw_cache gives. Only GET answers are stored, 2xx only, whole (not streams), with their
+ * status, Content-Type and body (not the handler's other headers). The key is the method, the
+ * path, the query and the values of the request headers named in vary. Every answer says
+ * X-Cache: HIT, MISS or STALE, Cache-Control: max-age=<ttl> and a strong ETag from the body;
+ * If-None-Match answers 304 on every 2xx GET of the route, cached or not.
+ * Concurrent misses of one key make one fill: the others wait (no polling) and get its answer,
+ * or, when it is an error (not cached), that same error, unless a stale answer may stand in. */
+typedef struct {
+    double ttl_s; /* fresh this long after the fill (HIT) */
+    /* stale-while-revalidate: this long after ttl_s a stale answer still goes out (STALE) while
+     * one request refills (that one waits for the handler, like nginx's proxy_cache_use_stale
+     * updating); 0: none */
+    double swr_s;
+    /* stale-if-error: this long after ttl_s a stale answer replaces a 5xx of the refill */
+    double sie_s;
+    const char *vary; /* "Accept-Language, X-Tenant": headers the answer depends on, or NULL */
+} roost_cache_opts_t;
+/* Before roost_run: a middleware for a route's list (roost_route_opts_t.middleware) with these
+ * options (copied). The server keeps it; NULL on ENOMEM or an unusable option. */
+const roost_middleware_t *roost_mw_cache(roost_server_t *srv, const roost_cache_opts_t *opts);
+/* From any thread (a handler that changed what a path answers): drops every stored answer of
+ * path (a clean path, e.g. "/users/7"; every query and variant of it). Returns how many. */
+int roost_cache_evict(roost_server_t *srv, const char *path);
 
 /* Binds, starts the loops and the pool, and runs until SIGTERM or SIGINT; then stops
  * accepting, lets in-flight requests finish within drain_s, and returns 0. */

@@ -32,6 +32,8 @@ int app_routes_data(roost_server_t *srv);
 int app_job_http(roost_server_t *srv);
 /* /proxy/{upstream}/{path:path}, /aggregate: upstream calls on the loop */
 int app_routes_fetch(roost_server_t *srv);
+/* /expensive-query and, with --debug-routes, /debug/cache/...: the response cache */
+int app_routes_cache(roost_server_t *srv, const app_config_t *cfg);
 /* GET / (the chat page), compiled in from web/ */
 int app_routes_pages(roost_server_t *srv);
 

@@ -476,6 +476,14 @@ static void job_done(roost_req_t *req, void *arg)
 {
     job_t *j = arg;
     json_decref(j->in);
+    if ((j->kind == J_UPDATE_USER || j->kind == J_DELETE_USER) && j->o.status / 100 == 2) {
+        /* Before the answer: a client that reads its change back never gets the old one. */
+        char path[64];
+        snprintf(path, sizeof path, "/users/%lld", j->id);
+        roost_cache_evict(roost_req_server(req), path);
+        snprintf(path, sizeof path, "/users/%lld/profile", j->id);
+        roost_cache_evict(roost_req_server(req), path);
+    }
     data_respond(req, &j->o);
 }
 
@@ -586,5 +594,7 @@ int app_routes_data(roost_server_t *srv)
     if (!db)
         return -EIO;
     int rc = app_register(srv, routes, DATA_COUNT_OF(routes), db);
+    if (rc == 0)
+        rc = app_routes_cache_data(srv, db);
     return rc < 0 ? rc : app_routes_data_tx(srv, db);
 }

@@ -69,5 +69,7 @@ void data_transfer_op(roost_dbconn_t *c, const json_t *in, data_outcome_t *o);
 
 /* routes_data_tx.c: POST /transfer, /batch, /users/batch. */
 int app_routes_data_tx(roost_server_t *srv, roost_db_t *db);
+/* routes_cache.c: GET /users/{id}/profile, cached; PUT and DELETE /users/{id} evict it. */
+int app_routes_cache_data(roost_server_t *srv, roost_db_t *db);
 
 #endif

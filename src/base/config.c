@@ -116,11 +116,16 @@ static const opt_t data_opts[] = {
      "wait this long for a database connection, then answer 503"},
 };
 
+static const opt_t cache_opts[] = {
+    {"cache-max-bytes", SIZE, OFF(cache.max_bytes), 4096, 1ull << 40,
+     "bytes the response cache may hold; the least recently used answers go first"},
+};
+
 static const section_t sections[] = {
     {"net", net_opts, ARRAY_LEN(net_opts)},       {"http", http_opts, ARRAY_LEN(http_opts)},
     {"ws", ws_opts, ARRAY_LEN(ws_opts)},          {"fetch", fetch_opts, ARRAY_LEN(fetch_opts)},
     {"rooms", rooms_opts, ARRAY_LEN(rooms_opts)}, {"jobs", jobs_opts, ARRAY_LEN(jobs_opts)},
-    {"data", data_opts, ARRAY_LEN(data_opts)},
+    {"data", data_opts, ARRAY_LEN(data_opts)},    {"cache", cache_opts, ARRAY_LEN(cache_opts)},
 };
 
 void roost_config_init(roost_config_t *cfg)
@@ -167,6 +172,7 @@ void roost_config_init(roost_config_t *cfg)
         .pool_overflow = 10,
         .pool_timeout_s = 30,
     };
+    cfg->cache.max_bytes = 64u << 20;
 }
 
 /* One flag, wherever its value lives: the library's table or an embedder's. */

@@ -90,6 +90,11 @@ int http_mw_request(roost_req_t *req)
             m->on_request(req, req->mw[i].ctx, m->ud);
             if (req->status)
                 return 1;
+            if (atomic_load(&req->waits) > 0) {
+                /* It parked the request (a cache fill's twin): its resume answers. */
+                http_req_set_phase(req, HTTP_REQ_WAITING);
+                return 1;
+            }
         }
     }
     return 0;
