@@ -2,7 +2,9 @@
  * that need decoding are decoded on demand into the request's arena. */
 #include "http/http.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,6 +56,30 @@ roost_server_t *roost_req_server(const roost_req_t *req)
 const char *roost_req_route(const roost_req_t *req)
 {
     return req->route ? req->route->name : NULL;
+}
+
+int roost_req_client_addr(const roost_req_t *req, char *out, size_t size)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (size)
+        out[0] = '\0';
+    if (!req->conn || uv_tcp_getpeername(&req->conn->tcp, (struct sockaddr *)&ss, &len) < 0)
+        return -ENOTCONN;
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&ss;
+        /* ::ffff:a.b.c.d is an IPv4 client on a dual-stack socket: one client, one key. */
+        if (IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
+            return inet_ntop(AF_INET, &a6->sin6_addr.s6_addr[12], out, (socklen_t)size) ? 0
+                                                                                        : -ENOSPC;
+        return inet_ntop(AF_INET6, &a6->sin6_addr, out, (socklen_t)size) ? 0 : -ENOSPC;
+    }
+    if (ss.ss_family == AF_INET)
+        return inet_ntop(AF_INET, &((const struct sockaddr_in *)&ss)->sin_addr, out,
+                         (socklen_t)size)
+                   ? 0
+                   : -ENOSPC;
+    return -ENOTCONN;
 }
 
 void *roost_req_alloc(roost_req_t *req, size_t size)
