@@ -39,7 +39,6 @@ long mw_ceil_s(int64_t ns)
     return ns <= 0 ? 0 : (long)((ns + NS_PER_S - 1) / NS_PER_S);
 }
 
-
 static int fail(mw_rl_policy_t *p, char *err, size_t size, const char *what, const char *tok,
                 size_t len)
 {
@@ -140,7 +139,8 @@ int mw_rl_policy_parse(const char *spec, mw_rl_policy_t *p, char *err, size_t er
             p->shadow = 1;
         } else if (prefix(tok, len, "name=")) {
             if (!name_ok(tok + 5, len - 5))
-                return fail(p, err, errsize, "a name is letters, digits, '_', '.' or '-'", tok, len);
+                return fail(p, err, errsize, "a name is letters, digits, '_', '.' or '-'", tok,
+                            len);
             memcpy(p->name, tok + 5, len - 5);
             p->name[len - 5] = '\0';
         } else if (was_first && !memchr(tok, '=', len)) {

@@ -97,8 +97,7 @@ static roost_str_t api_key(const roost_req_t *req)
 
 /* Writes the key into buf: a kind byte then the value, so that a header whose value is an
  * address never shares a bucket with that address. Returns its length. */
-static size_t request_key(const roost_req_t *req, const mw_rl_policy_t *p, char *buf,
-                          size_t size)
+static size_t request_key(const roost_req_t *req, const mw_rl_policy_t *p, char *buf, size_t size)
 {
     roost_str_t v = {NULL, 0};
     if (p->key == MW_KEY_HEADER)
@@ -184,8 +183,7 @@ static void rl_headers(roost_req_t *req, void *ctx, void *ud)
             continue;
         const mw_rl_policy_t *p = &m->pol[i].p;
         if (tight < 0 || seen[i].remaining < seen[tight].remaining ||
-            (seen[i].remaining == seen[tight].remaining &&
-             seen[i].window_s > seen[tight].window_s))
+            (seen[i].remaining == seen[tight].remaining && seen[i].window_s > seen[tight].window_s))
             tight = i;
         list_sep(policy, sizeof policy, &plen);
         int w = snprintf(policy + plen, sizeof policy - plen, "\"%s\";q=%ld;w=%ld", p->name,
