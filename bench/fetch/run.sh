@@ -10,19 +10,8 @@ cd "$(dirname "$0")/../.."
 ROOST_BIN=${ROOST_BIN:-build/roost}
 NS=${NS:-"100 10000"}
 TIMEOUT=${TIMEOUT:-60}
-PY=/usr/bin/python3
 ulimit -n "$(ulimit -Hn)"
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-free_port() { $PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; return 1; }
+source bench/lib.sh
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 up_port=$(free_port)

@@ -20,7 +20,7 @@ TEST(gcra_allows_the_burst_then_refuses_the_next_with_its_retry_time)
         CHECK_EQ_INT(r.remaining, 9 - i);
         tat = r.tat;
     }
-    CHECK_EQ_INT(tat, now + 60 * S);          /* full again in a minute */
+    CHECK_EQ_INT(tat, now + 60 * S);                /* full again in a minute */
     mw_gcra_check(&ten_a_minute, tat, now + S, &r); /* the 11th, a second later */
     CHECK(!r.allowed);
     CHECK_EQ_INT(r.remaining, 0);
@@ -117,12 +117,12 @@ TEST(rl_policy_refuses_what_does_not_parse)
     mw_rl_policy_t p;
     char err[128];
     const char *bad[] = {
-        "/x",                    /* no rate */
-        "/x rate=10",            /* no unit */
-        "/x rate=10/d",          /* unknown unit */
-        "/x rate=0/s",           /* zero */
-        "/x rate=-1/s",          /* sign */
-        "/x rate=1/s burst=0",   /* zero burst */
+        "/x",                  /* no rate */
+        "/x rate=10",          /* no unit */
+        "/x rate=10/d",        /* unknown unit */
+        "/x rate=0/s",         /* zero */
+        "/x rate=-1/s",        /* sign */
+        "/x rate=1/s burst=0", /* zero burst */
         "/x rate=1/s key=cookie",
         "/x rate=1/s key=header:",
         "/x rate=1/s key=header:a b",
