@@ -183,3 +183,18 @@ def test_a_bad_policy_stops_the_start(run_roost, spec):
     result = run_roost("--port", "0", "--rate-limit", spec)
     assert result.returncode == 2, result
     assert "rate limit" in result.stderr, result
+
+
+def test_globs_match_exact_paths_prefixes_and_patterns(start_server):
+    srv = start_server("--threads", "2",
+                       "--rate-limit", "/rooms/* rate=1/h key=header:X-Client-ID name=prefix",
+                       "--rate-limit", "/r[o]oms rate=1/h key=header:X-Client-ID name=pattern")
+    cid = {"X-Client-ID": client_id()}
+    for path, policy in (("/rooms/a/count", "prefix"), ("/rooms", "pattern")):
+        resp = srv.get(path, headers=cid)
+        assert resp.status == 200, resp
+        assert resp.header("RateLimit-Policy", "").startswith(f'"{policy}"'), resp
+        assert srv.get(path, headers=cid).status == 429
+    # '*' also matches '/', as fnmatch(3) without FNM_PATHNAME does.
+    assert srv.get("/rooms/b/users", headers=cid).status == 429
+    assert srv.get("/json", headers=cid).header("RateLimit") is None
