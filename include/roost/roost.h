@@ -97,6 +97,22 @@ typedef struct {
     roost_strlist_t upstream; /* --upstream 'NAME=URL [max_conns=N] ...', repeatable */
 } roost_fetch_config_t;
 
+/* Middleware that ship with the library, configured by flags (src/mw). */
+typedef struct {
+    /* Rate limits (mw/ratelimit.c): --rate-limit 'PATH_GLOB rate=N/s|m|h [burst=N]
+     * [key=ip|header:NAME|api-key] [shadow] [name=NAME]', repeatable; at most
+     * --rate-limit-max-keys clients remembered at once (least recently seen forgotten first). */
+    roost_strlist_t rate_limit;
+    int rate_limit_max_keys;
+    /* CORS (mw/cors.c): off while cors_origins is empty. */
+    const char *cors_origins; /* --cors-origins: comma-separated origins, or "*" */
+    int cors_credentials;     /* --cors-credentials: Access-Control-Allow-Credentials */
+    const char *cors_methods; /* --cors-methods: comma-separated, or "*" */
+    const char *cors_headers; /* --cors-headers: request headers allowed, or "*" */
+    const char *cors_expose;  /* --cors-expose-headers: response headers scripts may read */
+    int cors_max_age;         /* --cors-max-age: seconds a preflight may be cached, 3600 */
+} roost_mw_config_t;
+
 typedef struct {
     size_t max_bytes; /* --cache-max-bytes: the response cache's bound (LRU), default 64 MiB */
 } roost_cache_config_t;
@@ -110,6 +126,7 @@ typedef struct {
     roost_jobs_config_t jobs;
     roost_data_config_t data;
     roost_cache_config_t cache;
+    roost_mw_config_t mw;
 } roost_config_t;
 
 /* Fills cfg with the defaults above. */
@@ -324,6 +341,27 @@ const roost_middleware_t *roost_mw_cache(roost_server_t *srv, const roost_cache_
 /* From any thread (a handler that changed what a path answers): drops every stored answer of
  * path (a clean path, e.g. "/users/7"; every query and variant of it). Returns how many. */
 int roost_cache_evict(roost_server_t *srv, const char *path);
+/* Rate limits (GCRA: one stored time per client and policy). Before roost_run, on the main
+ * thread. A policy is '[PATH_GLOB] rate=N/s|m|h [burst=N] [key=ip|header:NAME|api-key] [shadow]
+ * [name=NAME]': N requests per second, minute or hour, up to `burst` at once (default N); the
+ * client is its address, a header's value (its address when the header is absent) or its API key
+ * (Authorization: Bearer or X-API-Key; else its address). Over the limit: 429 with Retry-After;
+ * every answer it covers carries X-RateLimit-Limit/Remaining/Reset and the IETF RateLimit-Policy
+ * and RateLimit fields. `shadow` counts what it would refuse and refuses nothing (and adds no
+ * fields). Counted in roost_rate_limit_total{policy,result}. Clients are counted in one table per
+ * server shared by every loop (striped locks), so a client gets its limit once, whatever loop
+ * its connections are on. Returns a middleware for a route's list (the glob, when given, still
+ * filters), owned by the server; NULL after logging why the spec does not parse. */
+const roost_middleware_t *roost_rate_limit(roost_server_t *srv, const char *spec);
+/* Adds the --rate-limit policies of the configuration as one global middleware (roost_use).
+ * -EINVAL after logging a spec that does not parse; 0 when there are none. */
+int roost_rate_limit_init(roost_server_t *srv);
+/* CORS from the --cors-* flags as a global middleware (roost_use): preflights (OPTIONS with
+ * Origin and Access-Control-Request-Method, on any path that has routes) answered 204 or 403,
+ * the Access-Control-Allow-* fields on answers to listed origins, Vary: Origin. 0 when
+ * --cors-origins is empty (off); -EINVAL after logging a configuration browsers would refuse
+ * ('*' with credentials). */
+int roost_cors_init(roost_server_t *srv);
 
 /* Binds, starts the loops and the pool, and runs until SIGTERM or SIGINT; then stops
  * accepting, lets in-flight requests finish within drain_s, and returns 0. */
@@ -358,6 +396,9 @@ void roost_cursor_encode(char tag, long long id, char out[ROOST_CURSOR_MAX]);
 long long roost_cursor_decode(char tag, roost_str_t s);
 roost_str_t roost_req_body(const roost_req_t *req);
 roost_server_t *roost_req_server(const roost_req_t *req);
+/* On the loop: the client's address as text ("127.0.0.1", "::1"; an IPv4-mapped IPv6 address as
+ * IPv4) into out (NUL-ended). -ENOTCONN (out "") when the connection has none. */
+int roost_req_client_addr(const roost_req_t *req, char *out, size_t size);
 const char *roost_req_route(const roost_req_t *req); /* "GET /users/{id}", or NULL */
 /* Memory that lives as long as the request. */
 void *roost_req_alloc(roost_req_t *req, size_t size);

@@ -34,6 +34,8 @@ int app_job_http(roost_server_t *srv);
 int app_routes_fetch(roost_server_t *srv);
 /* /expensive-query and, with --debug-routes, /debug/cache/...: the response cache */
 int app_routes_cache(roost_server_t *srv, const app_config_t *cfg);
+/* GET /api/limited: the seed's rate-limited endpoint */
+int app_routes_limited(roost_server_t *srv);
 /* GET / (the chat page), compiled in from web/ */
 int app_routes_pages(roost_server_t *srv);
 

@@ -35,11 +35,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "roost: cannot register the middleware\n");
         return 1;
     }
+    /* CORS before the rate limits: a preflight is answered without being counted, and a 429
+     * still carries the CORS fields a browser needs to read it. */
+    if (roost_cors_init(srv) < 0 || roost_rate_limit_init(srv) < 0) {
+        roost_server_free(srv);
+        return 2;
+    }
     /* The data layer first: services stop in reverse order, so the job queue (registered
      * after it) stops before the database it might use. */
     if (app_routes_data(srv) < 0 || app_routes_basic(srv, &app) < 0 || app_routes_rooms(srv) < 0 ||
         app_routes_jobs(srv) < 0 || app_job_types(srv, &app) < 0 || app_routes_pages(srv) < 0 ||
-        app_routes_fetch(srv) < 0 || app_job_http(srv) < 0 || app_routes_cache(srv, &app) < 0) {
+        app_routes_fetch(srv) < 0 || app_job_http(srv) < 0 || app_routes_cache(srv, &app) < 0 ||
+        app_routes_limited(srv) < 0) {
         fprintf(stderr, "roost: cannot register the routes\n");
         return 1;
     }

@@ -71,6 +71,9 @@ static inline roost_str_t str_make(const char *p, size_t len)
 }
 int str_eq_nocase(roost_str_t a, const char *b);        /* b NUL-terminated */
 int str_has_token(roost_str_t list, const char *token); /* comma list, case-insensitive */
+/* Writes v in decimal at p (no NUL) and returns the end: for hot paths where printf's cost
+ * shows (3% of a /json profile for X-Process-Time, more for the rate limit's fields). */
+char *str_put_uint(char *p, uint64_t v);
 
 /* ---- time ---- */
 uint64_t time_now_ns(void); /* CLOCK_MONOTONIC */

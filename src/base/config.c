@@ -121,11 +121,31 @@ static const opt_t cache_opts[] = {
      "bytes the response cache may hold; the least recently used answers go first"},
 };
 
+static const opt_t mw_opts[] = {
+    {"rate-limit", LIST, OFF(mw.rate_limit), 0, 0,
+     "'PATH_GLOB rate=N/s|m|h [burst=N] [key=ip|header:NAME|api-key] [shadow] [name=NAME]': "
+     "429 above N requests per client (GCRA, bursts of up to burst; repeatable)"},
+    {"rate-limit-max-keys", INT, OFF(mw.rate_limit_max_keys), 1, 100000000,
+     "clients the rate limits remember at once (the least recently seen are forgotten)"},
+    {"cors-origins", STR, OFF(mw.cors_origins), 0, 0,
+     "comma-separated origins allowed cross-origin requests, or '*' (empty: CORS off)"},
+    {"cors-credentials", BOOL, OFF(mw.cors_credentials), 0, 1,
+     "Access-Control-Allow-Credentials: true (not with --cors-origins '*')"},
+    {"cors-methods", STR, OFF(mw.cors_methods), 0, 0, "methods a preflight may ask for, or '*'"},
+    {"cors-headers", STR, OFF(mw.cors_headers), 0, 0,
+     "request headers a preflight may ask for, or '*'"},
+    {"cors-expose-headers", STR, OFF(mw.cors_expose), 0, 0,
+     "response headers cross-origin scripts may read (comma-separated)"},
+    {"cors-max-age", INT, OFF(mw.cors_max_age), 0, 86400 * 7,
+     "seconds a browser may cache a preflight's answer"},
+};
+
 static const section_t sections[] = {
     {"net", net_opts, ARRAY_LEN(net_opts)},       {"http", http_opts, ARRAY_LEN(http_opts)},
     {"ws", ws_opts, ARRAY_LEN(ws_opts)},          {"fetch", fetch_opts, ARRAY_LEN(fetch_opts)},
     {"rooms", rooms_opts, ARRAY_LEN(rooms_opts)}, {"jobs", jobs_opts, ARRAY_LEN(jobs_opts)},
     {"data", data_opts, ARRAY_LEN(data_opts)},    {"cache", cache_opts, ARRAY_LEN(cache_opts)},
+    {"mw", mw_opts, ARRAY_LEN(mw_opts)},
 };
 
 void roost_config_init(roost_config_t *cfg)
@@ -173,6 +193,14 @@ void roost_config_init(roost_config_t *cfg)
         .pool_timeout_s = 30,
     };
     cfg->cache.max_bytes = 64u << 20;
+    cfg->mw = (roost_mw_config_t){
+        .rate_limit_max_keys = 100000,
+        .cors_origins = "",
+        .cors_methods = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS",
+        .cors_headers = "*",
+        .cors_expose = "",
+        .cors_max_age = 3600,
+    };
 }
 
 /* One flag, wherever its value lives: the library's table or an embedder's. */

@@ -13,6 +13,19 @@ int str_eq_nocase(roost_str_t a, const char *b)
     return a.ptr && a.len == n && strncasecmp(a.ptr, b, n) == 0;
 }
 
+char *str_put_uint(char *p, uint64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
 int str_has_token(roost_str_t list, const char *token)
 {
     size_t tlen = strlen(token);

@@ -247,10 +247,15 @@ extern const net_proto_t http_proto;
 void http_session_accept(net_conn_t *c);
 /* The http slot's per-loop free: the loop's request free list. */
 void http_loop_end(net_loop_t *loop, void *ctx);
+/* The client's address as text, asked of the kernel once per connection; NULL if none. Loop. */
+const char *http_session_peer(http_session_t *s);
 /* Drops the session's reference on a request (the last one recycles it). Loop. */
 void http_req_unref(roost_req_t *req);
 
 /* ---- request.c ---- */
+/* A connection's peer address as text (IPv4-mapped IPv6 as IPv4): 0, or -ENOTCONN (out "")
+ * when it has none (a test's fake connection). */
+int http_conn_peer(net_conn_t *c, char *out, size_t size);
 /* Routes a complete request and runs its middleware and handler. Loop. */
 void http_dispatch(roost_req_t *req);
 /* Tells the session a response or a stream's piece is ready (loop, when it has one). */

@@ -2,7 +2,9 @@
  * that need decoding are decoded on demand into the request's arena. */
 #include "http/http.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,6 +56,50 @@ roost_server_t *roost_req_server(const roost_req_t *req)
 const char *roost_req_route(const roost_req_t *req)
 {
     return req->route ? req->route->name : NULL;
+}
+
+int http_conn_peer(net_conn_t *c, char *out, size_t size)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (size)
+        out[0] = '\0';
+    if (!c || uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0)
+        return -ENOTCONN;
+    const void *addr = NULL;
+    int family = ss.ss_family;
+    if (family == AF_INET6) {
+        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&ss;
+        addr = &a6->sin6_addr;
+        /* ::ffff:a.b.c.d is an IPv4 client on a dual-stack socket: one client, one key. */
+        if (IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr)) {
+            addr = &a6->sin6_addr.s6_addr[12];
+            family = AF_INET;
+        }
+    } else if (family == AF_INET) {
+        addr = &((const struct sockaddr_in *)&ss)->sin_addr;
+    }
+    if (!addr || !inet_ntop(family, addr, out, (socklen_t)size)) {
+        if (size)
+            out[0] = '\0';
+        return -ENOTCONN;
+    }
+    return 0;
+}
+
+int roost_req_client_addr(const roost_req_t *req, char *out, size_t size)
+{
+    const char *p = req->sess ? http_session_peer(req->sess) : NULL;
+    if (!p) {
+        if (size)
+            out[0] = '\0';
+        return -ENOTCONN;
+    }
+    size_t n = strlen(p);
+    if (n >= size)
+        return -ENOSPC;
+    memcpy(out, p, n + 1);
+    return 0;
 }
 
 void *roost_req_alloc(roost_req_t *req, size_t size)

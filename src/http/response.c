@@ -83,15 +83,7 @@ static char *put(char *p, const char *s, size_t n)
 
 static char *put_uint(char *p, size_t v)
 {
-    char tmp[24];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        *p++ = tmp[--n];
-    return p;
+    return str_put_uint(p, v);
 }
 
 void http_serialize(roost_req_t *req, const char *date, sbuf_t *out)

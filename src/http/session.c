@@ -35,6 +35,10 @@ struct http_session {
     unsigned resume_queued : 1;
     unsigned upgraded : 1;        /* the connection now speaks another protocol */
     unsigned upgrade_pending : 1; /* a 101 waits its turn: read nothing more as HTTP */
+    /* The client's address, asked of the kernel on first use only: getpeername cost 2.4 us a
+     * call here, a tenth of a /json request. "" and peer_asked: it has none. */
+    unsigned peer_asked : 1;
+    char peer[48];
 };
 
 struct http_loop {
@@ -510,6 +514,15 @@ const net_proto_t http_proto = {
     .on_shutdown = on_shutdown,
     .on_close = on_close,
 };
+
+const char *http_session_peer(http_session_t *s)
+{
+    if (!s->peer_asked) {
+        s->peer_asked = 1;
+        http_conn_peer(s->conn, s->peer, sizeof s->peer);
+    }
+    return s->peer[0] ? s->peer : NULL;
+}
 
 void http_session_accept(net_conn_t *c)
 {

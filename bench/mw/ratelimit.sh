@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The rate limit's cost on GET /json, side by side in one run: the same roost binary twice, one
+# with no rate limit, one with a --rate-limit on /json that always allows (so every request pays
+# the glob match, the client's address, the striped table's lock and GCRA, and the five header
+# fields), both running at once, measured in turns A B A B with wrk -t1 -c64. Target: <= 5%.
+# Besides req/s (which the other sessions on these 2 cores move by +-40% from one run to the
+# next), each run reports the server's CPU time per request (the sum of its threads'
+# /proc/PID/task/*/schedstat run time over the run, divided by the requests served): what the
+# middleware costs, whatever the neighbours do to the wall clock.
+#   bash bench/mw/ratelimit.sh           ROUNDS=3 DURATION=8s ROOST_BIN=build/roost THREADS=2
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOST_BIN=${ROOST_BIN:-build/roost}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-8s}
+THREADS=${THREADS:-2}
+source bench/lib.sh
+
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
+# run URL PID: prints "req/s cpu_us_per_request"
+run() {
+    local c0 c1 out
+    c0=$(cpu_ns "$2")
+    out=$(wrk -t1 -c64 -d"$DURATION" "$1")
+    c1=$(cpu_ns "$2")
+    echo "$out" | awk -v c="$((c1 - c0))" '/requests in/ {n = $1} /Requests\/sec/ {r = $2}
+        END {printf "%s %.2f\n", r, c / n / 1000}'
+}
+
+start() { # name, flags...
+    local name=$1 port
+    shift
+    port=$(free_port)
+    "$ROOST_BIN" --port "$port" --threads "$THREADS" --data-dir "$tmp/$name" "$@" \
+        >"$tmp/$name.log" 2>&1 &
+    pids+=($!)
+    eval "pid_$name=$!"
+    wait_http "http://127.0.0.1:$port/healthz"
+    eval "port_$name=$port"
+}
+
+start none
+start ratelimit --rate-limit '/json rate=1000000/s burst=1000000 key=ip name=bench'
+[[ $(curl -s -D - -o /dev/null "http://127.0.0.1:$port_ratelimit/json") == *'RateLimit: "bench"'* ]]
+
+echo "| round | none req/s | rate limit req/s | none CPU us/req | rate limit CPU us/req | CPU cost |"
+echo "|---|---:|---:|---:|---:|---:|"
+all=""
+for r in $(seq 1 "$ROUNDS"); do
+    read -r ra ca < <(run "http://127.0.0.1:$port_none/json" "$pid_none")
+    read -r rb cb < <(run "http://127.0.0.1:$port_ratelimit/json" "$pid_ratelimit")
+    all="$all $ra $rb $ca $cb"
+    echo "| $r | $ra | $rb | $ca | $cb |" \
+        "$(awk -v a="$ca" -v b="$cb" 'BEGIN {printf "%+.1f%%", (b - a) / a * 100}') |"
+done
+echo "$all" | awk '{for (i = 1; i <= NF; i += 4) {ra += $i; rb += $(i+1); ca += $(i+2); cb += $(i+3); n++}
+    printf "| mean | %.0f | %.0f | %.2f | %.2f | %+.1f%% |\n", ra/n, rb/n, ca/n, cb/n, (cb-ca)/ca*100}'
+allowed=$(curl -s "http://127.0.0.1:$port_ratelimit/metrics" |
+    awk '/roost_rate_limit_total\{policy="bench",result="allowed"\}/ {print $2}')
+echo
+echo "requests the policy checked and allowed: $allowed"
+echo "CPU cost: the rate-limited server's CPU time per request over the plain one's, minus one"
+
+# Instructions per request (callgrind, one loop each, wrk -c8 for IR_SECONDS): a count that the
+# neighbours on the machine do not move, unlike req/s and CPU time. CALLGRIND=0 skips it.
+[ "${CALLGRIND:-1}" = 1 ] && command -v valgrind >/dev/null || exit 0
+ir_per_request() { # name, flags...
+    local name=$1 port vpid n
+    shift
+    port=$(free_port)
+    valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$name" "$ROOST_BIN" --port "$port" \
+        --threads 1 --data-dir "$tmp/cg-$name" "$@" >"$tmp/cg-$name.log" 2>&1 &
+    vpid=$!
+    for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.2; done
+    callgrind_control -z "$vpid" >/dev/null 2>&1 # start-up is not counted
+    n=$(wrk -t1 -c8 -d"${IR_SECONDS:-10}s" "http://127.0.0.1:$port/json" | awk '/requests in/ {print $1}')
+    kill "$vpid"
+    wait "$vpid" 2>/dev/null || true
+    cat "$tmp"/cg."$name"* | awk -v n="$n" '/^(summary|totals):/ {s = $2} END {printf "%d %.0f\n", n, s / n}'
+}
+read -r na ia < <(ir_per_request none)
+read -r nb ib < <(ir_per_request ratelimit --rate-limit '/json rate=1000000/s burst=1000000 key=ip name=bench')
+echo
+echo "| callgrind, 1 loop | requests | instructions/request |"
+echo "|---|---:|---:|"
+echo "| no middleware | $na | $ia |"
+echo "| rate limit (always allows) | $nb | $ib |"
+echo "| cost | | $(awk -v a="$ia" -v b="$ib" 'BEGIN {printf "%+.1f%%", (b - a) / a * 100}') |"

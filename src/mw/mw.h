@@ -1,0 +1,71 @@
+/* The mw layer's inside: the pieces of the built-in middleware that are worth testing alone.
+ * GCRA arithmetic and rate-limit policy specs (gcra.c), the bounded table of clients shared by
+ * the loops (rl_table.c). The middleware themselves are in the public API (roost.h); this header
+ * is not, and holds nothing about HTTP. */
+#ifndef ROOST_MW_H
+#define ROOST_MW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/base.h"
+
+/* ---- gcra.c: the generic cell rate algorithm (ATM's GCRA, as in redis-cell or throttled) ----
+ * One stored value per client: its theoretical arrival time (TAT), the time at which its bucket
+ * would be full again. A request at `now` is allowed when now >= max(TAT, now) + T - burst * T;
+ * then TAT becomes max(TAT, now) + T. No timestamps kept, no window edges. */
+typedef struct {
+    int64_t interval_ns; /* T: the period divided by the count (10/m: 6 s) */
+    int64_t burst;       /* requests allowed at once, >= 1 */
+} mw_gcra_t;
+
+typedef struct {
+    int allowed;
+    int64_t tat;       /* what to store: the new TAT when allowed, the stored one when not */
+    long remaining;    /* requests allowed right after this one (0 when refused) */
+    int64_t retry_ns;  /* refused: until one request is allowed; 0 when allowed */
+    int64_t window_ns; /* until `remaining` grows by one (the IETF field's t) */
+    int64_t reset_ns;  /* until the whole burst is back */
+} mw_gcra_result_t;
+
+/* stored: the client's TAT, 0 (or any time before now) for a client not seen lately. */
+void mw_gcra_check(const mw_gcra_t *g, int64_t stored, int64_t now, mw_gcra_result_t *out);
+/* Whole seconds for a header, rounded up so a client that waits that long is not refused. */
+long mw_ceil_s(int64_t ns);
+
+typedef enum { MW_KEY_IP, MW_KEY_HEADER, MW_KEY_API_KEY } mw_key_kind_t;
+
+#define MW_RL_NAME_MAX 48
+typedef struct {
+    char name[MW_RL_NAME_MAX]; /* [A-Za-z0-9_.-]; "" until given or defaulted by the caller */
+    char *glob;                /* fnmatch pattern on the path, or NULL: every path */
+    long count;                /* the rate as written: count per window_s */
+    long window_s;             /* 1, 60 or 3600 */
+    mw_gcra_t gcra;
+    mw_key_kind_t key;
+    char *header; /* MW_KEY_HEADER: its name */
+    int shadow;
+} mw_rl_policy_t;
+
+/* Parses '[PATH_GLOB] rate=N/s|m|h [burst=N] [key=ip|header:NAME|api-key] [shadow]
+ * [name=NAME]' into p (glob and header allocated: mw_rl_policy_clear frees them). Returns 0, or
+ * -EINVAL with the reason in err. */
+int mw_rl_policy_parse(const char *spec, mw_rl_policy_t *p, char *err, size_t errsize);
+void mw_rl_policy_clear(mw_rl_policy_t *p);
+
+/* ---- rl_table.c: the clients' TATs, bounded, shared by every loop ----
+ * Striped: a key's hash picks one of up to 64 stripes, each with its own mutex, hash chains and
+ * LRU list, so two loops contend only when they touch the same stripe at the same moment. A
+ * stripe that is full forgets its least recently seen key: nothing is lost when that key's TAT
+ * is past (it reads as a new client), else the client gets a fresh burst (counted). */
+typedef struct mw_rl_table mw_rl_table_t;
+mw_rl_table_t *mw_rl_table_new(size_t max_keys);
+void mw_rl_table_free(mw_rl_table_t *t);
+/* Runs GCRA for (policy, key) at now and stores the result; any thread. */
+void mw_rl_table_check(mw_rl_table_t *t, unsigned policy, const void *key, size_t len,
+                       const mw_gcra_t *g, int64_t now, mw_gcra_result_t *out);
+size_t mw_rl_table_keys(mw_rl_table_t *t);
+/* Keys forgotten to make room: while their TAT was still ahead (state lost) or already past. */
+void mw_rl_table_evictions(mw_rl_table_t *t, long *live, long *expired);
+
+#endif

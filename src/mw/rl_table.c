@@ -1,0 +1,221 @@
+/* The rate limits' table of clients: one TAT per (policy, key), at most max_keys of them, shared
+ * by every loop through striped locks. Keys are kept as a 128-bit keyed hash, not as text, so an
+ * entry has a fixed size and a long header value costs no memory: two keys that collide would
+ * share a bucket, which with 128 bits and seeds drawn at start is not a practical event. Not the
+ * GCRA arithmetic (gcra.c) nor anything of HTTP (ratelimit.c).
+ *
+ * Why shared and not one table per loop: SO_REUSEPORT spreads one client's connections over the
+ * loops, so per-loop tables would give a client up to --threads times its limit. A stripe's
+ * mutex is held for one lookup and a few stores (measured on bench/mw/ratelimit.sh). */
+#include "mw/mw.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define STRIPES_MAX 64
+#define NONE        0u /* entry index 0 is never used: it means "no entry" */
+
+typedef struct {
+    uint64_t h1, h2;
+    int64_t tat;
+    uint32_t chain;              /* next in the bucket */
+    uint32_t lru_prev, lru_next; /* lru_prev toward the most recently seen */
+} entry_t;
+
+typedef struct {
+    pthread_mutex_t lock;
+    uint32_t *buckets; /* heads, mask + 1 of them */
+    uint32_t mask;
+    entry_t *e; /* e[1..cap] */
+    uint32_t cap, used;
+    uint32_t newest, oldest;
+    long evicted_live, evicted_expired;
+} __attribute__((aligned(64))) stripe_t;
+
+struct mw_rl_table {
+    uint64_t seed1, seed2;
+    unsigned nstripes;
+    stripe_t s[];
+};
+
+/* A 64-bit bijective finalizer: every bit of x reaches every bit of the result. */
+static inline uint64_t mix(uint64_t x)
+{
+    x ^= x >> 31;
+    x *= 0x7fb5d329728ea185ULL;
+    x ^= x >> 27;
+    x *= 0x81dadef4bc2dd44dULL;
+    x ^= x >> 33;
+    return x;
+}
+
+/* Keyed: the state starts from a random seed and each 8-byte block goes through the
+ * finalizer, so which inputs collide depends on the seed. */
+static uint64_t hash(uint64_t seed, unsigned policy, const unsigned char *p, size_t len)
+{
+    uint64_t h = mix(seed ^ ((uint64_t)policy << 32) ^ len);
+    while (len >= 8) {
+        uint64_t b;
+        memcpy(&b, p, 8);
+        h = mix(h ^ b);
+        p += 8;
+        len -= 8;
+    }
+    uint64_t b = 0;
+    memcpy(&b, p, len);
+    return mix(h ^ b ^ 0x5bd1e995u);
+}
+
+mw_rl_table_t *mw_rl_table_new(size_t max_keys)
+{
+    if (max_keys < 1)
+        max_keys = 1;
+    unsigned n = STRIPES_MAX;
+    while (n > 1 && n > max_keys)
+        n /= 2;
+    mw_rl_table_t *t = aligned_alloc(64, (sizeof *t + n * sizeof(stripe_t) + 63) / 64 * 64);
+    if (!t)
+        return NULL;
+    memset(t, 0, sizeof *t + n * sizeof(stripe_t));
+    if (getrandom(&t->seed1, sizeof t->seed1, 0) != sizeof t->seed1 ||
+        getrandom(&t->seed2, sizeof t->seed2, 0) != sizeof t->seed2) {
+        t->seed1 = time_now_ns() ^ (uintptr_t)t;
+        t->seed2 = mix(t->seed1 + 1);
+    }
+    t->nstripes = n;
+    uint32_t cap = (uint32_t)(max_keys / n);
+    for (unsigned i = 0; i < n; i++) {
+        stripe_t *s = &t->s[i];
+        pthread_mutex_init(&s->lock, NULL);
+        uint32_t nb = 1;
+        while (nb < cap)
+            nb *= 2;
+        s->mask = nb - 1;
+        s->cap = cap;
+        /* calloc: pages are touched only as keys arrive. */
+        s->buckets = calloc(nb, sizeof *s->buckets);
+        s->e = calloc((size_t)cap + 1, sizeof *s->e);
+        if (!s->buckets || !s->e) {
+            t->nstripes = i + 1;
+            mw_rl_table_free(t);
+            return NULL;
+        }
+    }
+    return t;
+}
+
+void mw_rl_table_free(mw_rl_table_t *t)
+{
+    if (!t)
+        return;
+    for (unsigned i = 0; i < t->nstripes; i++) {
+        pthread_mutex_destroy(&t->s[i].lock);
+        free(t->s[i].buckets);
+        free(t->s[i].e);
+    }
+    free(t);
+}
+
+static void lru_unlink(stripe_t *s, uint32_t i)
+{
+    entry_t *e = &s->e[i];
+    if (e->lru_prev)
+        s->e[e->lru_prev].lru_next = e->lru_next;
+    else
+        s->newest = e->lru_next;
+    if (e->lru_next)
+        s->e[e->lru_next].lru_prev = e->lru_prev;
+    else
+        s->oldest = e->lru_prev;
+}
+
+static void lru_push(stripe_t *s, uint32_t i)
+{
+    entry_t *e = &s->e[i];
+    e->lru_prev = NONE;
+    e->lru_next = s->newest;
+    if (s->newest)
+        s->e[s->newest].lru_prev = i;
+    s->newest = i;
+    if (!s->oldest)
+        s->oldest = i;
+}
+
+static void chain_unlink(stripe_t *s, uint32_t i)
+{
+    uint32_t *at = &s->buckets[s->e[i].h1 & s->mask];
+    while (*at != i)
+        at = &s->e[*at].chain;
+    *at = s->e[i].chain;
+}
+
+/* An entry for a new key: a free one, else the least recently seen one. */
+static uint32_t take(stripe_t *s, int64_t now)
+{
+    if (s->used < s->cap)
+        return ++s->used;
+    uint32_t i = s->oldest;
+    if (s->e[i].tat > now)
+        s->evicted_live++;
+    else
+        s->evicted_expired++;
+    lru_unlink(s, i);
+    chain_unlink(s, i);
+    return i;
+}
+
+void mw_rl_table_check(mw_rl_table_t *t, unsigned policy, const void *key, size_t len,
+                       const mw_gcra_t *g, int64_t now, mw_gcra_result_t *out)
+{
+    uint64_t h1 = hash(t->seed1, policy, key, len), h2 = hash(t->seed2, policy, key, len);
+    stripe_t *s = &t->s[(h2 >> 58) & (t->nstripes - 1)];
+    pthread_mutex_lock(&s->lock);
+    uint32_t i = s->buckets[h1 & s->mask];
+    while (i != NONE && (s->e[i].h1 != h1 || s->e[i].h2 != h2))
+        i = s->e[i].chain;
+    mw_gcra_check(g, i != NONE ? s->e[i].tat : 0, now, out);
+    if (i != NONE) {
+        s->e[i].tat = out->tat;
+        if (s->newest != i) {
+            lru_unlink(s, i);
+            lru_push(s, i);
+        }
+    } else if (out->allowed && s->cap) {
+        i = take(s, now);
+        entry_t *e = &s->e[i];
+        e->h1 = h1;
+        e->h2 = h2;
+        e->tat = out->tat;
+        uint32_t *b = &s->buckets[h1 & s->mask];
+        e->chain = *b;
+        *b = i;
+        lru_push(s, i);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+size_t mw_rl_table_keys(mw_rl_table_t *t)
+{
+    size_t n = 0;
+    for (unsigned i = 0; i < t->nstripes; i++) {
+        pthread_mutex_lock(&t->s[i].lock);
+        n += t->s[i].used;
+        pthread_mutex_unlock(&t->s[i].lock);
+    }
+    return n;
+}
+
+void mw_rl_table_evictions(mw_rl_table_t *t, long *live, long *expired)
+{
+    *live = *expired = 0;
+    for (unsigned i = 0; i < t->nstripes; i++) {
+        pthread_mutex_lock(&t->s[i].lock);
+        *live += t->s[i].evicted_live;
+        *expired += t->s[i].evicted_expired;
+        pthread_mutex_unlock(&t->s[i].lock);
+    }
+}
