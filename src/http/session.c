@@ -342,6 +342,17 @@ static void write_response(http_session_t *s, roost_req_t *req)
         http_serialize(req, loop->date, out);
         net_conn_write(s->conn, out->p, out->len);
     }
+    if (req->res_file.done) {
+        int bodyless = req->status < 200 || req->status == 204 || req->status == 304;
+        if (bodyless || req->method == HTTP_HEAD) {
+            http_res_file_release(req);
+        } else { /* the file follows the head in the write queue, and is the connection's */
+            void (*done)(void *, int) = req->res_file.done;
+            req->res_file.done = NULL;
+            net_conn_sendfile(s->conn, req->res_file.fd, req->res_file.off, req->res_file.len, done,
+                              req->res_file.arg);
+        }
+    }
     http_req_set_phase(req, HTTP_REQ_WRITTEN);
 }
 
