@@ -116,11 +116,22 @@ static const opt_t data_opts[] = {
      "wait this long for a database connection, then answer 503"},
 };
 
+static const opt_t files_opts[] = {
+    {"static", LIST, OFF(files.mounts), 0, 0,
+     "'URL_PREFIX=DIR': serve the files under DIR at GET URL_PREFIX/... (repeatable)"},
+    {"static-max-open", INT, OFF(files.max_open), 1, 1 << 20,
+     "files open at once for static answers (503 above)"},
+};
+
 static const section_t sections[] = {
-    {"net", net_opts, ARRAY_LEN(net_opts)},       {"http", http_opts, ARRAY_LEN(http_opts)},
-    {"ws", ws_opts, ARRAY_LEN(ws_opts)},          {"fetch", fetch_opts, ARRAY_LEN(fetch_opts)},
-    {"rooms", rooms_opts, ARRAY_LEN(rooms_opts)}, {"jobs", jobs_opts, ARRAY_LEN(jobs_opts)},
+    {"net", net_opts, ARRAY_LEN(net_opts)},
+    {"http", http_opts, ARRAY_LEN(http_opts)},
+    {"ws", ws_opts, ARRAY_LEN(ws_opts)},
+    {"fetch", fetch_opts, ARRAY_LEN(fetch_opts)},
+    {"rooms", rooms_opts, ARRAY_LEN(rooms_opts)},
+    {"jobs", jobs_opts, ARRAY_LEN(jobs_opts)},
     {"data", data_opts, ARRAY_LEN(data_opts)},
+    {"static files", files_opts, ARRAY_LEN(files_opts)},
 };
 
 void roost_config_init(roost_config_t *cfg)
@@ -167,6 +178,7 @@ void roost_config_init(roost_config_t *cfg)
         .pool_overflow = 10,
         .pool_timeout_s = 30,
     };
+    cfg->files = (roost_files_config_t){.max_open = 1024};
 }
 
 /* One flag, wherever its value lives: the library's table or an embedder's. */
