@@ -31,6 +31,7 @@ struct http_session {
     unsigned resume_queued : 1;
     unsigned upgraded : 1;        /* the connection now speaks another protocol */
     unsigned upgrade_pending : 1; /* a 101 waits its turn: read nothing more as HTTP */
+    uint64_t file_sent_seen;      /* conn->file_sent at the last write timeout */
 };
 
 typedef struct {
@@ -469,6 +470,13 @@ static void on_timeout(net_conn_t *c)
                      head ? "Timed out reading the request header"
                           : "Timed out reading the request body",
                      head ? "header_timeout" : "body_timeout");
+        return;
+    }
+    /* A file in the write queue that went on moving since the last timeout is a slow reader,
+     * not a stalled one: --write-timeout-s counts from its last progress. */
+    if (c->wq_bytes > 0 && c->file_sent != s->file_sent_seen) {
+        s->file_sent_seen = c->file_sent;
+        arm(s, s->phase, s->srv->cfg.http.write_timeout_s);
         return;
     }
     /* Idle keep-alive, or a client that stopped reading what we write. */

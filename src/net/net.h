@@ -82,6 +82,7 @@ struct net_conn {
     uv_write_t wreq; /* at most one write in flight */
     unsigned wsegs_inflight;
     size_t inflight_bytes; /* of the write in flight */
+    uint64_t file_sent;    /* bytes sendfile wrote, ever: progress a write timeout can see */
     int refs;
     unsigned closing : 1; /* uv_close called or pending */
     unsigned close_after_write : 1;

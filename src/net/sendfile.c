@@ -124,6 +124,7 @@ static void on_sent(uv_work_t *w, int status)
     if (r > 0) {
         f->off += (uint64_t)r;
         f->left -= (uint64_t)r;
+        c->file_sent += (uint64_t)r;
     }
     if (f->left == 0) {
         net_conn_file_sent(c); /* takes the segment off the queue and goes on */

@@ -294,3 +294,29 @@ def test_files_open_at_once_are_bounded_and_counted(start_server, tree):
     while srv.get("/s/hello.txt").status != 200:
         assert time.monotonic() < deadline, "the open file was never let go"
         time.sleep(0.05)
+
+
+@pytest.mark.deadline(60)
+def test_a_slow_reader_that_keeps_reading_is_not_cut_by_the_write_timeout(start_server, tree):
+    """--write-timeout-s drops a client that reads nothing; one that reads slowly but steadily
+    gets the whole file even when it takes several times that long."""
+    size = 24 * 1024 * 1024
+    with open(tree / "www" / "slow.bin", "wb") as f:
+        f.truncate(size)
+    srv = start_server("--threads", "1", "--static", f"/s={tree / 'www'}", "--write-timeout-s", "1")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.sendall(b"GET /s/slow.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        got, start = 0, time.monotonic()
+        while True:
+            chunk = s.recv(256 * 1024)
+            if not chunk:
+                break
+            got += len(chunk)
+            if got >= size:
+                break
+            time.sleep(0.02)  # at most about 12 MB/s: a few seconds for the file
+        elapsed = time.monotonic() - start
+    head_len = got - size
+    assert head_len > 0, f"closed after {got} bytes in {elapsed:.1f} s"
+    assert elapsed > 1.5, f"too fast to prove anything ({elapsed:.1f} s)"
