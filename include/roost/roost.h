@@ -118,6 +118,11 @@ typedef struct {
 } roost_cache_config_t;
 
 typedef struct {
+    roost_strlist_t mounts; /* --static 'URL_PREFIX=DIR', repeatable */
+    int max_open;           /* --static-max-open: files open at once for answers, 503 above */
+} roost_files_config_t;
+
+typedef struct {
     roost_net_config_t net;
     roost_http_config_t http;
     roost_ws_config_t ws;
@@ -127,6 +132,7 @@ typedef struct {
     roost_data_config_t data;
     roost_cache_config_t cache;
     roost_mw_config_t mw;
+    roost_files_config_t files;
 } roost_config_t;
 
 /* Fills cfg with the defaults above. */
@@ -362,6 +368,17 @@ int roost_rate_limit_init(roost_server_t *srv);
  * --cors-origins is empty (off); -EINVAL after logging a configuration browsers would refuse
  * ('*' with credentials). */
 int roost_cors_init(roost_server_t *srv);
+/* ---- static files (src/mw/static.c) ----
+ * Before roost_run: GET and HEAD url_prefix/PATH answer the file dir/PATH, written with sendfile
+ * (never read into memory), with ETag (size and mtime, like nginx) and Last-Modified, 304 for
+ * If-None-Match / If-Modified-Since, a single Range (206, or 416), Content-Type from
+ * /etc/mime.types. Nothing outside dir is ever served (symlinks are resolved beneath dir); a
+ * directory is its index.html or 404. Returns -EINVAL for a prefix that does not start with '/'
+ * or a dir that is not a directory, -EEXIST when the prefix is routed already. */
+int roost_static(roost_server_t *srv, const char *url_prefix, const char *dir);
+/* Before roost_run: roost_static for each --static 'URL_PREFIX=DIR' (-EINVAL, logged, for one
+ * that is malformed). */
+int roost_static_init(roost_server_t *srv);
 
 /* Binds, starts the loops and the pool, and runs until SIGTERM or SIGINT; then stops
  * accepting, lets in-flight requests finish within drain_s, and returns 0. */

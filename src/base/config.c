@@ -140,12 +140,24 @@ static const opt_t mw_opts[] = {
      "seconds a browser may cache a preflight's answer"},
 };
 
+static const opt_t files_opts[] = {
+    {"static", LIST, OFF(files.mounts), 0, 0,
+     "'URL_PREFIX=DIR': serve the files under DIR at GET URL_PREFIX/... (repeatable)"},
+    {"static-max-open", INT, OFF(files.max_open), 1, 1 << 20,
+     "files open at once for static answers (503 above)"},
+};
+
 static const section_t sections[] = {
-    {"net", net_opts, ARRAY_LEN(net_opts)},       {"http", http_opts, ARRAY_LEN(http_opts)},
-    {"ws", ws_opts, ARRAY_LEN(ws_opts)},          {"fetch", fetch_opts, ARRAY_LEN(fetch_opts)},
-    {"rooms", rooms_opts, ARRAY_LEN(rooms_opts)}, {"jobs", jobs_opts, ARRAY_LEN(jobs_opts)},
-    {"data", data_opts, ARRAY_LEN(data_opts)},    {"cache", cache_opts, ARRAY_LEN(cache_opts)},
+    {"net", net_opts, ARRAY_LEN(net_opts)},
+    {"http", http_opts, ARRAY_LEN(http_opts)},
+    {"ws", ws_opts, ARRAY_LEN(ws_opts)},
+    {"fetch", fetch_opts, ARRAY_LEN(fetch_opts)},
+    {"rooms", rooms_opts, ARRAY_LEN(rooms_opts)},
+    {"jobs", jobs_opts, ARRAY_LEN(jobs_opts)},
+    {"data", data_opts, ARRAY_LEN(data_opts)},
+    {"cache", cache_opts, ARRAY_LEN(cache_opts)},
     {"mw", mw_opts, ARRAY_LEN(mw_opts)},
+    {"static files", files_opts, ARRAY_LEN(files_opts)},
 };
 
 void roost_config_init(roost_config_t *cfg)
@@ -201,6 +213,7 @@ void roost_config_init(roost_config_t *cfg)
         .cors_expose = "",
         .cors_max_age = 3600,
     };
+    cfg->files = (roost_files_config_t){.max_open = 1024};
 }
 
 /* One flag, wherever its value lives: the library's table or an embedder's. */

@@ -125,6 +125,15 @@ struct roost_req {
     sbuf_t res_body;    /* whole: the body; streaming: framed bytes not yet written */
     sbuf_t res_tmp;     /* where filters' output collects */
     const char *res_type;
+    /* A file answer (http_respond_file): its bytes follow the head by sendfile, never through
+     * res_body. done is set while the request owns the file; it goes with it to the connection
+     * when written, or is called with -ECANCELED when the request is recycled unwritten. */
+    struct {
+        int fd;
+        uint64_t off, len;
+        void (*done)(void *arg, int status);
+        void *arg;
+    } res_file;
 
     /* ---- hand-offs ---- */
     tpool_work_t work; /* on the worker pool, for a blocking handler */
@@ -241,6 +250,15 @@ json_t *http_json_invalid_item(const json_error_t *err);
 /* Serializes req's response (status line, Date, lengths, headers, body) into out. */
 void http_serialize(roost_req_t *req, const char *date, sbuf_t *out);
 const char *http_reason(int status);
+/* Answers status with len bytes of the open file fd from off as the body (Content-Length: len;
+ * a HEAD gets the length and no body), written by sendfile after the head, on the loop. The
+ * file is the request's from now on: done(arg, status) runs on the loop once it is no longer
+ * needed (sent, not sent, or the client left) and closes fd; arg must outlive the request (not
+ * its arena). The body filters do not see it: a file goes out as it is on disk. Loop. */
+void http_respond_file(roost_req_t *req, int status, const char *content_type, int fd, uint64_t off,
+                       uint64_t len, void (*done)(void *arg, int status), void *arg);
+/* Lets go of a file answer that was not written (done(arg, -ECANCELED)). */
+void http_res_file_release(roost_req_t *req);
 
 /* ---- session.c: one connection's pipeline and timeouts ---- */
 extern const net_proto_t http_proto;

@@ -144,8 +144,8 @@ int roost_body_emit(roost_body_next_t *next, const void *p, size_t n, int last)
 void http_mw_respond(roost_req_t *req)
 {
     http_mw_headers(req);
-    if (!req->has_filter)
-        return; /* the body goes out as the handler wrote it: no copy */
+    if (!req->has_filter || req->res_file.done)
+        return; /* the body goes out as the handler wrote it (or the file as on disk) */
     req->res_tmp.len = 0;
     roost_body_next_t first = {req, 0};
     if (roost_body_emit(&first, req->res_body.p, req->res_body.len, 1) < 0) {

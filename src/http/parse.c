@@ -491,6 +491,7 @@ void http_req_reset(roost_req_t *req)
     req->upgrade_attach = NULL;
     req->upgrade_drop = NULL;
     req->upgrade_arg = NULL;
+    http_res_file_release(req);
     http_valid_clear(req);
     if (req->head != req->inline_head)
         free(req->head);
@@ -536,6 +537,7 @@ void http_req_free(roost_req_t *req)
         return;
     if (req->upgrade_drop)
         req->upgrade_drop(req->upgrade_arg);
+    http_res_file_release(req);
     http_valid_clear(req);
     if (req->head != req->inline_head)
         free(req->head);

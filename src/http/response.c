@@ -3,6 +3,7 @@
  * says Connection: close when the connection ends after it, so a client never has to guess. */
 #include "http/http.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,8 @@ const char *http_reason(int status)
         return "Accepted";
     case 204:
         return "No Content";
+    case 206:
+        return "Partial Content";
     case 301:
         return "Moved Permanently";
     case 302:
@@ -47,6 +50,8 @@ const char *http_reason(int status)
         return "URI Too Long";
     case 415:
         return "Unsupported Media Type";
+    case 416:
+        return "Range Not Satisfiable";
     case 417:
         return "Expectation Failed";
     case 422:
@@ -92,7 +97,8 @@ void http_serialize(roost_req_t *req, const char *date, sbuf_t *out)
     const char *reason = http_reason(status);
     size_t type_len = req->res_type ? strlen(req->res_type) : 0;
     int bodyless = status < 200 || status == 204 || status == 304;
-    int send_body = !bodyless && req->method != HTTP_HEAD;
+    int send_body = !bodyless && req->method != HTTP_HEAD && !req->res_file.done;
+    size_t body_len = req->res_file.done ? (size_t)req->res_file.len : req->res_body.len;
     size_t need = 160 + strlen(reason) + type_len + req->res_headers.len +
                   (send_body ? req->res_body.len : 0);
     if (sbuf_reserve(out, need) < 0)
@@ -114,7 +120,7 @@ void http_serialize(roost_req_t *req, const char *date, sbuf_t *out)
         send_body = 0; /* the pieces follow as they come */
     } else if (!bodyless) {
         p = PUT_LIT(p, "\r\nContent-Length: ");
-        p = put_uint(p, req->res_body.len);
+        p = put_uint(p, body_len);
     }
     if (req->close_after)
         p = PUT_LIT(p, "\r\nConnection: close");
@@ -167,6 +173,30 @@ void roost_respond(roost_req_t *req, int status, const char *content_type, const
         return;
     http_req_set_phase(req, HTTP_REQ_RESPONDED);
     http_req_responded(req);
+}
+
+void http_respond_file(roost_req_t *req, int status, const char *content_type, int fd, uint64_t off,
+                       uint64_t len, void (*done)(void *arg, int status), void *arg)
+{
+    if (req->status || req->res_file.done) {
+        done(arg, -EINVAL);
+        log_error("%s: a second response was ignored", req->route ? req->route->name : "?");
+        return;
+    }
+    req->res_file.fd = fd;
+    req->res_file.off = off;
+    req->res_file.len = len;
+    req->res_file.done = done;
+    req->res_file.arg = arg;
+    roost_respond(req, status, content_type, NULL, 0);
+}
+
+void http_res_file_release(roost_req_t *req)
+{
+    void (*done)(void *, int) = req->res_file.done;
+    req->res_file.done = NULL;
+    if (done)
+        done(req->res_file.arg, -ECANCELED);
 }
 
 int roost_res_status(const roost_req_t *req)

@@ -39,6 +39,7 @@ struct http_session {
      * call here, a tenth of a /json request. "" and peer_asked: it has none. */
     unsigned peer_asked : 1;
     char peer[48];
+    uint64_t file_sent_seen; /* conn->file_sent at the last write timeout */
 };
 
 struct http_loop {
@@ -351,6 +352,17 @@ static void write_response(http_session_t *s, roost_req_t *req)
         http_serialize(req, loop->date, out);
         net_conn_write(s->conn, out->p, out->len);
     }
+    if (req->res_file.done) {
+        int bodyless = req->status < 200 || req->status == 204 || req->status == 304;
+        if (bodyless || req->method == HTTP_HEAD) {
+            http_res_file_release(req);
+        } else { /* the file follows the head in the write queue, and is the connection's */
+            void (*done)(void *, int) = req->res_file.done;
+            req->res_file.done = NULL;
+            net_conn_sendfile(s->conn, req->res_file.fd, req->res_file.off, req->res_file.len, done,
+                              req->res_file.arg);
+        }
+    }
     http_req_set_phase(req, HTTP_REQ_WRITTEN);
 }
 
@@ -467,6 +479,13 @@ static void on_timeout(net_conn_t *c)
                      head ? "Timed out reading the request header"
                           : "Timed out reading the request body",
                      head ? "header_timeout" : "body_timeout");
+        return;
+    }
+    /* A file in the write queue that went on moving since the last timeout is a slow reader,
+     * not a stalled one: --write-timeout-s counts from its last progress. */
+    if (c->wq_bytes > 0 && c->file_sent != s->file_sent_seen) {
+        s->file_sent_seen = c->file_sent;
+        arm(s, s->phase, s->srv->cfg.http.write_timeout_s);
         return;
     }
     /* Idle keep-alive, or a client that stopped reading what we write. */

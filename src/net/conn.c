@@ -11,7 +11,8 @@ struct net_wseg {
     net_wseg_t *next;
     rbuf_t *buf;
     const char *ptr;
-    size_t len;
+    size_t len;       /* for a file: the bytes still to send */
+    net_file_t *file; /* a file's bytes (sendfile.c) instead of ptr, or NULL */
 };
 
 #define MAX_IOVS 16
@@ -164,6 +165,8 @@ static void free_queue(net_conn_t *c)
     net_wseg_t *w = c->wq_head;
     while (w) {
         net_wseg_t *next = w->next;
+        if (w->file)
+            net_file_drop(w->file);
         rbuf_unref(w->buf);
         free(w);
         w = next;
@@ -233,6 +236,11 @@ static void on_write(uv_write_t *req, int status)
         net_conn_close(c);
         return;
     }
+    net_conn_wrote(c);
+}
+
+void net_conn_wrote(net_conn_t *c)
+{
     if (c->wq_head) {
         flush_queue(c);
         return;
@@ -245,14 +253,31 @@ static void on_write(uv_write_t *req, int status)
         c->proto->on_drained(c);
 }
 
+void net_conn_file_sent(net_conn_t *c)
+{
+    net_wseg_t *w = c->wq_head;
+    c->wq_head = w->next;
+    if (!c->wq_head)
+        c->wq_tail = NULL;
+    c->wq_bytes -= w->len;
+    c->file_busy = 0;
+    free(w);
+    net_conn_wrote(c);
+}
+
 static void flush_queue(net_conn_t *c)
 {
-    if (c->wsegs_inflight || !c->wq_head || c->closing)
+    if (c->wsegs_inflight || c->file_busy || !c->wq_head || c->closing)
         return;
+    if (c->wq_head->file) {
+        c->file_busy = 1;
+        net_file_send(c, c->wq_head->file);
+        return;
+    }
     uv_buf_t bufs[MAX_IOVS];
     unsigned n = 0;
     size_t bytes = 0;
-    for (net_wseg_t *w = c->wq_head; w && n < MAX_IOVS; w = w->next, n++) {
+    for (net_wseg_t *w = c->wq_head; w && n < MAX_IOVS && !w->file; w = w->next, n++) {
         bufs[n] = uv_buf_init((char *)w->ptr, (unsigned)w->len);
         bytes += w->len;
     }
@@ -277,6 +302,7 @@ static int enqueue(net_conn_t *c, rbuf_t *b, const char *ptr, size_t len)
     w->buf = b;
     w->ptr = ptr;
     w->len = len;
+    w->file = NULL;
     if (c->wq_tail)
         c->wq_tail->next = w;
     else
@@ -395,6 +421,27 @@ int net_conn_queue_rbuf(net_conn_t *c, rbuf_t *b, size_t off, size_t len)
     return 0;
 }
 
+int net_conn_queue_file(net_conn_t *c, net_file_t *f, size_t len)
+{
+    net_loop_t *loop = c->loop;
+    if (loop->cork_conn == c && loop->cork.len) { /* keep order with gathered writes */
+        size_t clen = loop->cork.len;
+        loop->cork.len = 0;
+        rbuf_t *cb = rbuf_from(loop->cork.p, clen);
+        if (!cb || enqueue(c, cb, cb->data, clen) < 0) {
+            net_file_drop(f);
+            return -ENOMEM;
+        }
+    }
+    if (enqueue(c, NULL, NULL, len) < 0) {
+        net_file_drop(f);
+        return -ENOMEM;
+    }
+    c->wq_tail->file = f;
+    flush_queue(c);
+    return 0;
+}
+
 size_t net_conn_unsent(net_conn_t *c)
 {
     flush_queue(c); /* libuv writes at once what the socket takes */
@@ -417,7 +464,7 @@ size_t net_conn_unsent_behind_head(net_conn_t *c)
 void net_conn_drop_queued(net_conn_t *c)
 {
     net_wseg_t **p = &c->wq_head, *keep_tail = NULL;
-    for (unsigned i = 0; i < c->wsegs_inflight && *p; i++) {
+    for (unsigned i = 0; i < c->wsegs_inflight + c->file_busy && *p; i++) {
         keep_tail = *p;
         p = &(*p)->next;
     }
@@ -427,6 +474,8 @@ void net_conn_drop_queued(net_conn_t *c)
     while (w) {
         net_wseg_t *next = w->next;
         c->wq_bytes -= w->len;
+        if (w->file)
+            net_file_drop(w->file);
         rbuf_unref(w->buf);
         free(w);
         w = next;

@@ -68,6 +68,7 @@ typedef struct net_proto {
 } net_proto_t;
 
 typedef struct net_wseg net_wseg_t;
+typedef struct net_file net_file_t;
 
 struct net_conn {
     uv_tcp_t tcp; /* first: the handle is the connection */
@@ -81,6 +82,7 @@ struct net_conn {
     uv_write_t wreq; /* at most one write in flight */
     unsigned wsegs_inflight;
     size_t inflight_bytes; /* of the write in flight */
+    uint64_t file_sent;    /* bytes sendfile wrote, ever: progress a write timeout can see */
     int refs;
     unsigned closing : 1; /* uv_close called or pending */
     unsigned close_after_write : 1;
@@ -89,6 +91,7 @@ struct net_conn {
     unsigned lingering : 1;     /* FIN sent, discarding input until EOF (see conn.c) */
     unsigned dirty : 1;         /* queued writes wait for the loop's end-of-iteration flush */
     unsigned shutdown_told : 1; /* the drain called its proto's on_shutdown */
+    unsigned file_busy : 1;     /* the head of the queue is a file being sent (sendfile.c) */
     net_conn_t *dirty_next;
     /* Tests only (net_conn_fake): where the bytes go instead of a socket. */
     void (*fake_write)(net_conn_t *c, const void *data, size_t len, void *ud);
@@ -112,6 +115,14 @@ int net_conn_write_rbuf(net_conn_t *c, rbuf_t *b, size_t off, size_t len);
  * loop iteration is flushed once at its end, so many frames for one connection (a burst of room
  * messages) leave in one writev. */
 int net_conn_queue_rbuf(net_conn_t *c, rbuf_t *b, size_t off, size_t len);
+/* Sends [off, off+len) of the open regular file fd after everything written before it, and
+ * before anything written after it, with sendfile(2) on libuv's threadpool: the bytes go from
+ * the page cache to the socket, never through memory of ours, and a cold disk never stalls the
+ * loop. done(arg, status) runs once on the loop: status 0 when the bytes went out, < 0 when
+ * the connection closed first or sendfile failed (the connection is then closed). The caller
+ * closes fd in done; done may run before this returns. */
+int net_conn_sendfile(net_conn_t *c, int fd, uint64_t off, uint64_t len,
+                      void (*done)(void *arg, int status), void *arg);
 /* Starts writing what is queued now (not waiting for the end of the iteration), then returns
  * the bytes the kernel has not taken yet: the real backlog of a slow reader. */
 size_t net_conn_unsent(net_conn_t *c);
@@ -135,6 +146,15 @@ void net_conn_unref(net_conn_t *c);
 /* Arms the connection's one timer (loop ms; 0 disarms). */
 void net_conn_deadline(net_conn_t *c, uint64_t deadline_ms);
 uint64_t net_loop_now(const net_loop_t *loop);
+
+/* Between conn.c and sendfile.c: a file segment at the head of the queue starts (send), is
+ * let go by a closing connection (drop: freed now, or when its threadpool call returns), and,
+ * sent, leaves the queue (file_sent); wrote goes on after a write like a finished uv_write. */
+int net_conn_queue_file(net_conn_t *c, net_file_t *f, size_t len);
+void net_file_send(net_conn_t *c, net_file_t *f);
+void net_file_drop(net_file_t *f);
+void net_conn_file_sent(net_conn_t *c);
+void net_conn_wrote(net_conn_t *c);
 
 /* ---- loops ---- */
 typedef struct {
