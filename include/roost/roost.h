@@ -97,6 +97,16 @@ typedef struct {
     roost_strlist_t upstream; /* --upstream 'NAME=URL [max_conns=N] ...', repeatable */
 } roost_fetch_config_t;
 
+/* Observability (src/obs): per-route metrics, traces, the access and slow logs. */
+typedef struct {
+    int metrics;               /* --metrics: per-route series on /metrics, default on */
+    int tracing;               /* --tracing: W3C trace context on every request, default on */
+    const char *log_format;    /* --log-format: "common" or "json" for --access-log */
+    int slow_ms;               /* --slow-ms: log requests slower than this, 0 = off */
+    size_t log_buffer;         /* --log-buffer: bytes of log lines waiting for the writer */
+    const char *otlp_endpoint; /* --otlp-endpoint: OTLP/HTTP JSON traces URL, "" = off */
+} roost_obs_config_t;
+
 typedef struct {
     roost_net_config_t net;
     roost_http_config_t http;
@@ -105,6 +115,7 @@ typedef struct {
     roost_rooms_config_t rooms;
     roost_jobs_config_t jobs;
     roost_data_config_t data;
+    roost_obs_config_t obs;
 } roost_config_t;
 
 /* Fills cfg with the defaults above. */
@@ -292,6 +303,10 @@ int roost_use(roost_server_t *srv, const roost_middleware_t *mw);
  * access-log line per request on stderr. */
 extern const roost_middleware_t roost_mw_timing;
 extern const roost_middleware_t roost_mw_access_log;
+/* The access log (--access-log, --log-format common|json) and the slow-request log
+ * (--slow-ms): one middleware writing through a buffered writer thread; does nothing when both
+ * are off. Register it early, so that its times include the later middleware. 0 or -errno. */
+int roost_use_logs(roost_server_t *srv);
 
 /* Binds, starts the loops and the pool, and runs until SIGTERM or SIGINT; then stops
  * accepting, lets in-flight requests finish within drain_s, and returns 0. */
@@ -327,6 +342,44 @@ long long roost_cursor_decode(char tag, roost_str_t s);
 roost_str_t roost_req_body(const roost_req_t *req);
 roost_server_t *roost_req_server(const roost_req_t *req);
 const char *roost_req_route(const roost_req_t *req); /* "GET /users/{id}", or NULL */
+/* ---- observability: W3C trace context (--tracing, on by default) ---- */
+const char *roost_req_trace_id(const roost_req_t *req);       /* 32 hex digits, or NULL */
+const char *roost_req_span_id(const roost_req_t *req);        /* this request's span */
+const char *roost_req_parent_span_id(const roost_req_t *req); /* the caller's, or NULL */
+/* "00-<trace>-<span>-<flags>" naming this request's span as the parent; -ENOENT untraced. */
+int roost_req_traceparent(const roost_req_t *req, char out[56]);
+/* A traceparent header value: 0 and its parts, or -EINVAL. */
+int roost_traceparent_parse(const char *v, size_t len, char trace_id[33], char parent[17],
+                            uint8_t *flags);
+void roost_trace_new_id(char out[33]);
+void roost_span_new_id(char out[17]);
+uint64_t roost_res_bytes(const roost_req_t *req); /* response body bytes sent so far */
+/* The trace this thread works for (set around handlers, resumes and job runs; NULL, NULL
+ * clears it): roost_log lines end " trace_id=...", jobs submitted and room messages published
+ * here carry it. The pointers must outlive the work. */
+void roost_trace_enter(const char *trace_id, const char *span_id);
+const char *roost_trace_current(void);      /* 32 hex digits, or NULL */
+const char *roost_trace_current_span(void); /* the span to parent under, or NULL */
+
+/* A finished span for the OTLP exporter (--otlp-endpoint). roost_span_emit copies it into a
+ * bounded queue and returns: a background thread sends batches as OTLP/HTTP JSON; a full queue
+ * drops the span and counts it (roost_otlp_spans_dropped_total). A no-op without an exporter. */
+enum { ROOST_SPAN_INTERNAL = 1, ROOST_SPAN_SERVER = 2, ROOST_SPAN_CLIENT = 3 };
+typedef struct {
+    const char *name;
+    const char *trace_id, *span_id, *parent_span_id; /* hex; parent NULL or "" for a root */
+    int kind;
+    uint64_t start_ns, end_ns; /* unix nanoseconds */
+    int error;
+    struct {
+        const char *key, *value;
+    } attrs[4]; /* string attributes; key NULL ends them */
+} roost_span_t;
+void roost_span_emit(const roost_span_t *span);
+int roost_span_enabled(void); /* an exporter runs: worth timing a span */
+/* Starts the process's exporter thread (once; the first URL wins). 0 or -errno. */
+int roost_otlp_start(const char *url);
+void roost_otlp_stop(void);
 /* Memory that lives as long as the request. */
 void *roost_req_alloc(roost_req_t *req, size_t size);
 

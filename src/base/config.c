@@ -116,11 +116,21 @@ static const opt_t data_opts[] = {
      "wait this long for a database connection, then answer 503"},
 };
 
+static const opt_t obs_opts[] = {
+    {"metrics", BOOL, OFF(obs.metrics), 0, 1, "per-route request series on /metrics"},
+    {"tracing", BOOL, OFF(obs.tracing), 0, 1, "W3C trace context on every request"},
+    {"log-format", STR, OFF(obs.log_format), 0, 0, "access log lines: common or json"},
+    {"slow-ms", INT, OFF(obs.slow_ms), 0, 86400000, "log requests slower than this (0: off)"},
+    {"log-buffer", SIZE, OFF(obs.log_buffer), 4096, 1ull << 30,
+     "bytes of log lines waiting for the writer; more are dropped"},
+    {"otlp-endpoint", STR, OFF(obs.otlp_endpoint), 0, 0, "send spans as OTLP/HTTP JSON here"},
+};
+
 static const section_t sections[] = {
     {"net", net_opts, ARRAY_LEN(net_opts)},       {"http", http_opts, ARRAY_LEN(http_opts)},
     {"ws", ws_opts, ARRAY_LEN(ws_opts)},          {"fetch", fetch_opts, ARRAY_LEN(fetch_opts)},
     {"rooms", rooms_opts, ARRAY_LEN(rooms_opts)}, {"jobs", jobs_opts, ARRAY_LEN(jobs_opts)},
-    {"data", data_opts, ARRAY_LEN(data_opts)},
+    {"data", data_opts, ARRAY_LEN(data_opts)},    {"obs", obs_opts, ARRAY_LEN(obs_opts)},
 };
 
 void roost_config_init(roost_config_t *cfg)
@@ -167,6 +177,11 @@ void roost_config_init(roost_config_t *cfg)
         .pool_overflow = 10,
         .pool_timeout_s = 30,
     };
+    cfg->obs = (roost_obs_config_t){.metrics = 1,
+                                    .tracing = 1,
+                                    .log_format = "common",
+                                    .log_buffer = 1 << 20,
+                                    .otlp_endpoint = ""};
 }
 
 /* One flag, wherever its value lives: the library's table or an embedder's. */

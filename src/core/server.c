@@ -75,6 +75,8 @@ char *roost_metrics_text(roost_server_t *srv)
     for (int i = 0; i < srv->nservices; i++)
         if (srv->services[i].metrics)
             srv->services[i].metrics(srv->services[i].ud, &out);
+    core_otlp_metrics(&out);
+    core_process_metrics(&out);
     return out.p;
 }
 

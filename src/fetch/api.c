@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -213,6 +214,23 @@ static char *copy_str(char **dst, const char *s)
     return r;
 }
 
+/* The caller's traceparent, else one naming a new span of the request's trace (or the trace
+ * this thread works for, in a job), so the upstream's spans join the request's trace. */
+static const char *pass_trace(roost_req_t *req, const roost_fetch_opts_t *o, char tp[56])
+{
+    if (o->traceparent)
+        return o->traceparent;
+    const char *trace = req ? roost_req_trace_id(req) : NULL;
+    if (!trace)
+        trace = roost_trace_current();
+    if (!trace)
+        return NULL;
+    char span[17];
+    roost_span_new_id(span);
+    snprintf(tp, 56, "00-%s-%s-01", trace, span);
+    return tp;
+}
+
 static int spec_copy(call_spec_t *d, const roost_fetch_opts_t *o)
 {
     size_t need = 0, nh = 0;
@@ -280,7 +298,10 @@ static batch_t *batch_new(roost_req_t *req, const roost_fetch_opts_t *calls, siz
     }
     for (size_t i = 0; i < n; i++) {
         b->slots[i].b = b;
-        if (spec_copy(&b->specs[i], &calls[i]) < 0) {
+        char tp[56];
+        roost_fetch_opts_t o = calls[i];
+        o.traceparent = pass_trace(req, &calls[i], tp);
+        if (spec_copy(&b->specs[i], &o) < 0) {
             batch_free(b);
             return NULL;
         }
