@@ -634,6 +634,9 @@ typedef struct roost_counter roost_counter_t;
  * lock-free from any thread. */
 roost_counter_t *roost_counter(roost_server_t *srv, const char *name, const char *labels,
                                const char *help);
+/* A gauge: a counter rendered as "# TYPE gauge", moved with roost_counter_add(+n / -n). */
+roost_counter_t *roost_gauge(roost_server_t *srv, const char *name, const char *labels,
+                             const char *help);
 void roost_counter_add(roost_counter_t *c, long n);
 long roost_counter_get(const roost_counter_t *c);
 /* Every counter and gauge in Prometheus text format; the caller frees the string. */

@@ -113,6 +113,9 @@ counters_t *counters_new(void);
 void counters_free(counters_t *c);
 roost_counter_t *counters_get(counters_t *c, const char *name, const char *labels,
                               const char *help);
+/* The same, rendered as a gauge when gauge is set (added to with +1 and -1). */
+roost_counter_t *counters_get_kind(counters_t *c, const char *name, const char *labels,
+                                   const char *help, int gauge);
 /* Appends every counter as "# HELP/# TYPE" + "name{labels} value" lines. */
 void counters_render(counters_t *c, sbuf_t *out);
 

@@ -47,8 +47,7 @@ int roost_span_enabled(void)
 
 void roost_span_emit(const roost_span_t *s)
 {
-    if (!atomic_load_explicit(&ex.running, memory_order_relaxed) || !s->trace_id ||
-        !s->span_id)
+    if (!atomic_load_explicit(&ex.running, memory_order_relaxed) || !s->trace_id || !s->span_id)
         return;
     rec_t r;
     copy(r.name, sizeof r.name, s->name);
@@ -86,10 +85,10 @@ static json_t *span_json(const rec_t *r)
     for (int i = 0; i < 4 && r->keys[i][0]; i++)
         json_array_append_new(attrs, json_pack("{s:s,s:{s:s}}", "key", r->keys[i], "value",
                                                "stringValue", r->values[i]));
-    json_t *s = json_pack("{s:s,s:s,s:s,s:i,s:s,s:s,s:o,s:{s:i}}", "traceId", r->trace,
-                          "spanId", r->span, "name", r->name, "kind", r->kind,
-                          "startTimeUnixNano", start, "endTimeUnixNano", end, "attributes",
-                          attrs, "status", "code", r->error ? 2 : 1);
+    json_t *s =
+        json_pack("{s:s,s:s,s:s,s:i,s:s,s:s,s:o,s:{s:i}}", "traceId", r->trace, "spanId", r->span,
+                  "name", r->name, "kind", r->kind, "startTimeUnixNano", start, "endTimeUnixNano",
+                  end, "attributes", attrs, "status", "code", r->error ? 2 : 1);
     if (s && r->parent[0])
         json_object_set_new(s, "parentSpanId", json_string(r->parent));
     return s;
@@ -101,10 +100,9 @@ static char *batch_json(const rec_t *rs, size_t n)
     json_t *spans = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(spans, span_json(&rs[i]));
-    json_t *doc = json_pack(
-        "{s:[{s:{s:[{s:s,s:{s:s}}]},s:[{s:{s:s},s:o}]}]}", "resourceSpans", "resource",
-        "attributes", "key", "service.name", "value", "stringValue", "roost", "scopeSpans",
-        "scope", "name", "roost", "spans", spans);
+    json_t *doc = json_pack("{s:[{s:{s:[{s:s,s:{s:s}}]},s:[{s:{s:s},s:o}]}]}", "resourceSpans",
+                            "resource", "attributes", "key", "service.name", "value", "stringValue",
+                            "roost", "scopeSpans", "scope", "name", "roost", "spans", spans);
     char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     return text;

@@ -22,8 +22,9 @@ static int read_stat(unsigned long *utime, unsigned long *stime, unsigned long l
     const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
     if (!p)
         return -1;
-    return sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d "
-                         "%*d %llu",
+    return sscanf(p + 2,
+                  "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d "
+                  "%*d %llu",
                   utime, stime, start) == 3
                ? 0
                : -1;

@@ -46,6 +46,12 @@ roost_counter_t *roost_counter(roost_server_t *srv, const char *name, const char
     return counters_get(srv->counters, name, labels, help);
 }
 
+roost_counter_t *roost_gauge(roost_server_t *srv, const char *name, const char *labels,
+                             const char *help)
+{
+    return counters_get_kind(srv->counters, name, labels, help, 1);
+}
+
 char *roost_metrics_text(roost_server_t *srv)
 {
     sbuf_t out = {0};

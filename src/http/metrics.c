@@ -15,7 +15,7 @@
 #define NSTATUS    8    /* distinct status codes kept per route and method */
 
 static const double dur_le[] = {0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
-                                0.5,   0.75, 1,     2.5,   5,    7.5, 10};
+                                0.5,   0.75, 1,     2.5,  5,     7.5, 10};
 #define NDUR (sizeof dur_le / sizeof dur_le[0])
 static const double size_le[] = {0, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304};
 #define NSIZE (sizeof size_le / sizeof size_le[0])
@@ -121,8 +121,8 @@ void http_metrics_record(struct http_metrics *m, const roost_req_t *req)
         claim((void *_Atomic *)&sh->cells, sizeof(cell_t *) * (ROUTES_MAX + 1) * NMETH);
     if (!cells)
         return;
-    cell_t *c = claim((void *_Atomic *)&cells[id * NMETH + method_index(req->method)],
-                      sizeof(cell_t));
+    cell_t *c =
+        claim((void *_Atomic *)&cells[id * NMETH + method_index(req->method)], sizeof(cell_t));
     if (!c)
         return;
     int status = req->status, i;
@@ -130,8 +130,7 @@ void http_metrics_record(struct http_metrics *m, const roost_req_t *req)
         int code = atomic_load_explicit(&c->code[i], memory_order_relaxed), none = 0;
         if (code == status)
             break;
-        if (!code && (atomic_compare_exchange_strong(&c->code[i], &none, status) ||
-                      none == status))
+        if (!code && (atomic_compare_exchange_strong(&c->code[i], &none, status) || none == status))
             break;
     }
     if (i < NSTATUS) {
