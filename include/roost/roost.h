@@ -360,6 +360,10 @@ uint64_t roost_res_bytes(const roost_req_t *req); /* response body bytes sent so
 void roost_trace_enter(const char *trace_id, const char *span_id);
 const char *roost_trace_current(void);      /* 32 hex digits, or NULL */
 const char *roost_trace_current_span(void); /* the span to parent under, or NULL */
+/* The current trace began in this request (no traceparent came): logs and jobs carry it, room
+ * frames do not (an id no subscriber knows). Cleared by the next roost_trace_enter. */
+void roost_trace_mark_local(void);
+int roost_trace_is_shared(void); /* a trace is current and not marked local */
 
 /* A finished span for the OTLP exporter (--otlp-endpoint). roost_span_emit copies it into a
  * bounded queue and returns: a background thread sends batches as OTLP/HTTP JSON; a full queue

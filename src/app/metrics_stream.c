@@ -14,11 +14,11 @@
 #include "app/app.h"
 #include "core/core.h"
 
-#define HISTORY 300 /* snapshots: five minutes */
+#define HISTORY  300 /* snapshots: five minutes */
 #define SNAP_MAX 512
 
-static const char *const les[] = {"0.005", "0.01", "0.025", "0.05", "0.075", "0.1", "0.25",
-                                  "0.5",   "0.75", "1",     "2.5",   "5",    "7.5", "10", "+Inf"};
+static const char *const les[] = {"0.005", "0.01", "0.025", "0.05", "0.075", "0.1", "0.25", "0.5",
+                                  "0.75",  "1",    "2.5",   "5",    "7.5",   "10",  "+Inf"};
 #define NLE (sizeof les / sizeof les[0])
 
 typedef struct {

@@ -184,6 +184,15 @@ void roost_config_init(roost_config_t *cfg)
                                     .otlp_endpoint = ""};
 }
 
+static int is_bool_word(const char *v)
+{
+    static const char *const words[] = {"on", "off", "true", "false", "1", "0"};
+    for (size_t i = 0; i < ARRAY_LEN(words); i++)
+        if (!strcmp(v, words[i]))
+            return 1;
+    return 0;
+}
+
 /* One flag, wherever its value lives: the library's table or an embedder's. */
 typedef struct {
     const char *name;
@@ -390,6 +399,8 @@ int roost_config_parse_with(roost_config_t *cfg, const char *section, const roos
                 return -EINVAL;
             }
             value = argv[++i];
+        } else if (!value && i + 1 < argc && is_bool_word(argv[i + 1])) {
+            value = argv[++i]; /* "--metrics off" as well as "--metrics=off" */
         }
         if (set_flag(&f, value, "flag") < 0)
             return -EINVAL;

@@ -79,11 +79,23 @@ void time_http_date(char out[30], int64_t t)
 /* The trace this thread works for now (a request's handler, a job's run): error logs, jobs
  * submitted and frames published here carry it. Pointers into the caller's storage. */
 static _Thread_local const char *cur_trace, *cur_span;
+static _Thread_local int cur_local;
 
 void roost_trace_enter(const char *trace_id, const char *span_id)
 {
     cur_trace = trace_id && trace_id[0] ? trace_id : NULL;
     cur_span = cur_trace ? span_id : NULL;
+    cur_local = 0;
+}
+
+void roost_trace_mark_local(void)
+{
+    cur_local = 1;
+}
+
+int roost_trace_is_shared(void)
+{
+    return cur_trace && !cur_local;
 }
 
 const char *roost_trace_current(void)

@@ -114,6 +114,7 @@ struct roost_req {
     char span_id[17];     /* this request's span */
     char parent_span[17]; /* the caller's span from traceparent, or "" */
     uint8_t trace_flags;
+    uint8_t trace_local;      /* no valid traceparent came: the trace began here */
     struct http_valid *valid; /* what the route's schemas validated (schema.c), or NULL */
     http_param_t params[HTTP_MAX_PARAMS];
     int nparams;
@@ -321,6 +322,8 @@ const route_t *router_route(const router_t *r, int id);
 int router_count(const router_t *r);
 /* Takes the traceparent header when valid, else starts a trace; a new span either way. */
 void http_trace_start(roost_req_t *req);
+/* This thread works for req's trace now (roost_trace_enter, marked local when it began here). */
+void http_trace_enter(const roost_req_t *req);
 /* The request's server span, to the exporter when one runs. */
 void http_trace_end(roost_req_t *req);
 

@@ -104,11 +104,20 @@ void http_trace_start(roost_req_t *req)
     roost_str_t tp = roost_req_header(req, "traceparent");
     if (roost_traceparent_parse(tp.ptr, tp.len, req->trace_id, req->parent_span,
                                 &req->trace_flags) < 0) {
+        req->trace_local = 1;
         random_id(req->trace_id, 32);
         req->parent_span[0] = '\0';
         req->trace_flags = 1; /* sampled: every request is recorded */
-    }
+    } else
+        req->trace_local = 0;
     random_id(req->span_id, 16);
+}
+
+void http_trace_enter(const roost_req_t *req)
+{
+    roost_trace_enter(req->trace_id, req->span_id);
+    if (req->trace_local)
+        roost_trace_mark_local();
 }
 
 const char *roost_req_trace_id(const roost_req_t *req)

@@ -78,9 +78,9 @@ long long roost_room_publish(roost_server_t *srv, const char *name, const char *
         json_decref(fields);
         return errno == ENOSPC ? -ENOSPC : -ENOMEM;
     }
-    /* Published while handling a request or running a job: the frame names that trace, so
-     * one id links the request, the job and what the room's members receive. */
-    const char *trace = roost_trace_current();
+    /* Published while handling a traced request or running its job: the frame names that
+     * trace, so one id links the request, the job and what the room's members receive. */
+    const char *trace = roost_trace_is_shared() ? roost_trace_current() : NULL;
     if (trace && (fields || (fields = json_object())) && !json_object_get(fields, "trace_id"))
         json_object_set_new(fields, "trace_id", json_string(trace));
     pthread_mutex_lock(&r->lock);
