@@ -184,13 +184,12 @@ void roost_config_init(roost_config_t *cfg)
                                     .otlp_endpoint = ""};
 }
 
+/* "on", "off", "true", "false", "1" or "0": a bool flag's value given as the next argument. */
 static int is_bool_word(const char *v)
 {
-    static const char *const words[] = {"on", "off", "true", "false", "1", "0"};
-    for (size_t i = 0; i < ARRAY_LEN(words); i++)
-        if (!strcmp(v, words[i]))
-            return 1;
-    return 0;
+    char padded[16];
+    return strlen(v) < 8 && snprintf(padded, sizeof padded, " %s ", v) > 0 &&
+           strstr(" on off true false 1 0 ", padded) != NULL;
 }
 
 /* One flag, wherever its value lives: the library's table or an embedder's. */

@@ -61,8 +61,11 @@ void http_metrics_free(struct http_metrics *m)
     free(m);
 }
 
+/* The first SHARDS threads that record own a shard each: their adds are a plain load and store
+ * (one writer; a scrape reads whole longs). Later threads share, with locked adds. */
 static atomic_uint next_shard;
 static _Thread_local unsigned my_shard = ~0u;
+static _Thread_local int my_own;
 
 static int method_index(unsigned m)
 {
@@ -95,7 +98,11 @@ static void *claim(void *_Atomic *slot, size_t size)
 
 static void add(atomic_long *a, long n)
 {
-    atomic_fetch_add_explicit(a, n, memory_order_relaxed);
+    if (my_own)
+        atomic_store_explicit(a, atomic_load_explicit(a, memory_order_relaxed) + n,
+                              memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(a, n, memory_order_relaxed);
 }
 
 static void hist_add(hist_t *h, uint64_t v)
@@ -111,11 +118,14 @@ void http_metrics_record(struct http_metrics *m, const roost_req_t *req)
 {
     int id = req->route ? req->route->id : 0;
     if (id > ROUTES_MAX) {
-        add(&m->over, 1);
+        atomic_fetch_add(&m->over, 1); /* shared by every shard */
         return;
     }
-    if (my_shard == ~0u)
-        my_shard = atomic_fetch_add(&next_shard, 1) % SHARDS;
+    if (my_shard == ~0u) {
+        unsigned n = atomic_fetch_add(&next_shard, 1);
+        my_shard = n % SHARDS;
+        my_own = n < SHARDS;
+    }
     shard_t *sh = &m->shards[my_shard];
     _Atomic(cell_t *) *cells =
         claim((void *_Atomic *)&sh->cells, sizeof(cell_t *) * (ROUTES_MAX + 1) * NMETH);
@@ -137,7 +147,7 @@ void http_metrics_record(struct http_metrics *m, const roost_req_t *req)
         add(&c->count[i], 1);
     } else {
         add(&c->other, 1);
-        add(&m->status_over, 1);
+        atomic_fetch_add(&m->status_over, 1); /* shared by every shard */
     }
     uint64_t ns = time_now_ns() - req->start_ns;
     size_t b = 0;
