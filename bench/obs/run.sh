@@ -6,11 +6,7 @@
 #   ROOST_BIN (build/roost)  WRK_SECONDS (5)  ROUNDS (5)  CONNS (64)  THREADS (1)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-ROOST_BIN=${ROOST_BIN:-build/roost}
-WRK_SECONDS=${WRK_SECONDS:-5}
-ROUNDS=${ROUNDS:-5}
-CONNS=${CONNS:-64}
-THREADS=${THREADS:-1}
+: "${ROOST_BIN:=build/roost}" "${WRK_SECONDS:=5}" "${ROUNDS:=5}" "${CONNS:=64}" "${THREADS:=1}"
 PY=/usr/bin/python3
 
 for tool in wrk "$ROOST_BIN"; do

@@ -334,3 +334,23 @@ def test_metric_stream_sends_snapshots_every_second(start_server):
     assert {"rps", "p50_ms", "p99_ms", "stalls", "worker_queue", "ws", "fanout_per_s",
             "jobs_per_s", "queue_depth"} <= set(snaps[-1])
     assert any(s["rps"] > 0 for s in snaps), snaps
+
+
+def test_job_run_time_histogram_by_type_and_loop_connections(start_server):
+    srv = start_server("--threads", "2")
+    tid = srv.post_json("/tasks", {"type": "sleep", "payload": {"steps": 1, "seconds": 0.06}})
+    tid = tid.json()["task_id"]
+    deadline = time.time() + 10
+    while srv.get(f"/tasks/{tid}").json()["status"] != "completed" and time.time() < deadline:
+        time.sleep(0.05)
+    fams = families(srv.metrics())
+    h = fams["roost_job_run_seconds"]
+    assert h.type == "histogram"
+    count = [s.value for s in h.samples
+             if s.name == "roost_job_run_seconds_count" and s.labels["type"] == "sleep"]
+    assert count == [1], h.samples
+    le = {s.labels["le"]: s.value for s in h.samples
+          if s.name == "roost_job_run_seconds_bucket" and s.labels["type"] == "sleep"}
+    assert le["0.05"] == 0 and le["0.1"] == 1, le  # it slept 60 ms
+    loops = {s.labels["loop"]: s.value for s in fams["roost_loop_connections"].samples}
+    assert set(loops) == {"0", "1"} and sum(loops.values()) >= 1, loops  # this scrape's own
