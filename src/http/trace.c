@@ -1,7 +1,7 @@
 /* W3C Trace Context for every request: a valid `traceparent` header is taken (its trace id kept,
  * its span id the parent), anything else starts a new trace; each request gets its own span id.
  * Ids come from a per-thread xoshiro256** generator seeded from libcrypto's RAND_bytes, so
- * the hot path makes no system call. Not the export of spans (obs in the app) nor the logs. */
+ * the hot path makes no system call. Not the export of spans (core/otlp.c) nor the logs. */
 #include "http/http.h"
 
 #include <errno.h>
