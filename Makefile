@@ -36,7 +36,7 @@ deps:
 
 # $(1) = output folder, $(2) = compiler, $(3) = flags
 define variant
-$(1)/obj/src/app/pages.o: $(wildcard web/*.html)
+$(1)/obj/src/app/pages.o: $(wildcard web/*.html) $(wildcard node_modules/uplot/dist/uPlot.*)
 $(1)/obj/%.o: %.c
 	@mkdir -p $$(dir $$@)
 	@echo "  CC    $$@"

@@ -11,6 +11,7 @@ PKGS=(
     postgresql sqlite3 python3-fastapi python3-sqlalchemy python3-aiosqlite python3-asyncpg
     python3-uvicorn wrk chromium
     python3-celery python3-redis redis-server
+    python3-prometheus-client
 )
 # Node.js runs the browser tests (playwright-core drives Debian's chromium). The machine image
 # may ship its own node and npm, which conflict with Debian's: install them only when absent.
@@ -31,7 +32,7 @@ fi
 
 # playwright-core (pinned in package.json) for the browser tests, once.
 cd "$(dirname "$0")/.."
-if [ ! -d node_modules/playwright-core ]; then
-    echo "deps: npm install (playwright-core)" >&2
+if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/uplot ]; then
+    echo "deps: npm install (playwright-core, uplot)" >&2
     npm install --no-audit --no-fund --silent
 fi

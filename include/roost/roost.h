@@ -121,6 +121,15 @@ typedef struct {
     roost_strlist_t mounts; /* --static 'URL_PREFIX=DIR', repeatable */
     int max_open;           /* --static-max-open: files open at once for answers, 503 above */
 } roost_files_config_t;
+/* Observability (src/obs): per-route metrics, traces, the access and slow logs. */
+typedef struct {
+    int metrics;               /* --metrics: per-route series on /metrics, default on */
+    int tracing;               /* --tracing: W3C trace context on every request, default on */
+    const char *log_format;    /* --log-format: "common" or "json" for --access-log */
+    int slow_ms;               /* --slow-ms: log requests slower than this, 0 = off */
+    size_t log_buffer;         /* --log-buffer: bytes of log lines waiting for the writer */
+    const char *otlp_endpoint; /* --otlp-endpoint: OTLP/HTTP JSON traces URL, "" = off */
+} roost_obs_config_t;
 
 typedef struct {
     roost_net_config_t net;
@@ -133,6 +142,7 @@ typedef struct {
     roost_cache_config_t cache;
     roost_mw_config_t mw;
     roost_files_config_t files;
+    roost_obs_config_t obs;
 } roost_config_t;
 
 /* Fills cfg with the defaults above. */
@@ -321,6 +331,10 @@ int roost_use(roost_server_t *srv, const roost_middleware_t *mw);
  * access-log line per request on stderr. */
 extern const roost_middleware_t roost_mw_timing;
 extern const roost_middleware_t roost_mw_access_log;
+/* The access log (--access-log, --log-format common|json) and the slow-request log
+ * (--slow-ms): one middleware writing through a buffered writer thread; does nothing when both
+ * are off. Register it early, so that its times include the later middleware. 0 or -errno. */
+int roost_use_logs(roost_server_t *srv);
 
 /* The response cache (src/mw/cache.c), one per server, shared by every loop, bounded by
  * --cache-max-bytes (least recently used out first). A route opts in with the middleware
@@ -417,6 +431,48 @@ roost_server_t *roost_req_server(const roost_req_t *req);
  * IPv4) into out (NUL-ended). -ENOTCONN (out "") when the connection has none. */
 int roost_req_client_addr(const roost_req_t *req, char *out, size_t size);
 const char *roost_req_route(const roost_req_t *req); /* "GET /users/{id}", or NULL */
+/* ---- observability: W3C trace context (--tracing, on by default) ---- */
+const char *roost_req_trace_id(const roost_req_t *req);       /* 32 hex digits, or NULL */
+const char *roost_req_span_id(const roost_req_t *req);        /* this request's span */
+const char *roost_req_parent_span_id(const roost_req_t *req); /* the caller's, or NULL */
+/* "00-<trace>-<span>-<flags>" naming this request's span as the parent; -ENOENT untraced. */
+int roost_req_traceparent(const roost_req_t *req, char out[56]);
+/* A traceparent header value: 0 and its parts, or -EINVAL. */
+int roost_traceparent_parse(const char *v, size_t len, char trace_id[33], char parent[17],
+                            uint8_t *flags);
+void roost_trace_new_id(char out[33]);
+void roost_span_new_id(char out[17]);
+uint64_t roost_res_bytes(const roost_req_t *req); /* response body bytes sent so far */
+/* The trace this thread works for (set around handlers, resumes and job runs; NULL, NULL
+ * clears it): roost_log lines end " trace_id=...", jobs submitted and room messages published
+ * here carry it. The pointers must outlive the work. */
+void roost_trace_enter(const char *trace_id, const char *span_id);
+const char *roost_trace_current(void);      /* 32 hex digits, or NULL */
+const char *roost_trace_current_span(void); /* the span to parent under, or NULL */
+/* The current trace began in this request (no traceparent came): logs and jobs carry it, room
+ * frames do not (an id no subscriber knows). Cleared by the next roost_trace_enter. */
+void roost_trace_mark_local(void);
+int roost_trace_is_shared(void); /* a trace is current and not marked local */
+
+/* A finished span for the OTLP exporter (--otlp-endpoint). roost_span_emit copies it into a
+ * bounded queue and returns: a background thread sends batches as OTLP/HTTP JSON; a full queue
+ * drops the span and counts it (roost_otlp_spans_dropped_total). A no-op without an exporter. */
+enum { ROOST_SPAN_INTERNAL = 1, ROOST_SPAN_SERVER = 2, ROOST_SPAN_CLIENT = 3 };
+typedef struct {
+    const char *name;
+    const char *trace_id, *span_id, *parent_span_id; /* hex; parent NULL or "" for a root */
+    int kind;
+    uint64_t start_ns, end_ns; /* unix nanoseconds */
+    int error;
+    struct {
+        const char *key, *value;
+    } attrs[4]; /* string attributes; key NULL ends them */
+} roost_span_t;
+void roost_span_emit(const roost_span_t *span);
+int roost_span_enabled(void); /* an exporter runs: worth timing a span */
+/* Starts the process's exporter thread (once; the first URL wins). 0 or -errno. */
+int roost_otlp_start(const char *url);
+void roost_otlp_stop(void);
 /* Memory that lives as long as the request. */
 void *roost_req_alloc(roost_req_t *req, size_t size);
 /* The same, zeroed; NULL after answering 500 "Out of memory" (the handler just returns). */
@@ -694,6 +750,9 @@ typedef struct roost_counter roost_counter_t;
  * lock-free from any thread. */
 roost_counter_t *roost_counter(roost_server_t *srv, const char *name, const char *labels,
                                const char *help);
+/* A gauge: a counter rendered as "# TYPE gauge", moved with roost_counter_add(+n / -n). */
+roost_counter_t *roost_gauge(roost_server_t *srv, const char *name, const char *labels,
+                             const char *help);
 void roost_counter_add(roost_counter_t *c, long n);
 long roost_counter_get(const roost_counter_t *c);
 /* Every counter and gauge in Prometheus text format; the caller frees the string. */

@@ -40,6 +40,9 @@ int app_routes_limited(roost_server_t *srv);
 int app_routes_pages(roost_server_t *srv);
 
 /* Registers every route of a table, each with ud; -EINVAL when any fails. */
+/* GET /metrics/stream: metric snapshots once a second for the dashboard (metrics_stream.c). */
+int app_routes_metrics_stream(roost_server_t *srv);
+
 int app_register(roost_server_t *srv, const roost_route_opts_t *routes, size_t n, void *ud);
 #define APP_COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -295,6 +295,25 @@ static json_t *noop_job(roost_job_t *job, const json_t *p, void *ud)
     return json_object();
 }
 
+/* ---- announce: publishes {"text": ...} to a room from the job, in the submitting request's
+ * trace (the frame carries its trace_id) ---- */
+
+static json_t *announce_job(roost_job_t *job, const json_t *p, void *ud)
+{
+    const char *room = json_string_value(json_object_get(p, "room"));
+    json_t *text = json_object_get(p, "text");
+    if (!room || !text) {
+        roost_job_fail(job, "announce needs {\"room\": string, \"text\": any}");
+        return NULL;
+    }
+    long long id = roost_room_publish(ud, room, "announce", json_pack("{s:O}", "text", text), NULL);
+    if (id < 0) {
+        roost_job_fail(job, "cannot publish to %s", room);
+        return NULL;
+    }
+    return json_pack("{s:I}", "id", (json_int_t)id);
+}
+
 int app_job_types(roost_server_t *srv, const app_config_t *cfg)
 {
     /* sleep, hash and email: the one validator, over their payload schemas */
@@ -307,5 +326,7 @@ int app_job_types(roost_server_t *srv, const app_config_t *cfg)
     rc |= roost_job_type(srv, "email", email_job, &email_o);
     rc |= roost_job_type(srv, "exec", exec_job, &exec_o);
     rc |= roost_job_type(srv, "noop", noop_job, NULL);
+    roost_job_opts_t announce_o = {.ud = srv};
+    rc |= roost_job_type(srv, "announce", announce_job, &announce_o);
     return rc < 0 ? -EINVAL : 0;
 }

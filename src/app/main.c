@@ -30,8 +30,7 @@ int main(int argc, char **argv)
         return 1;
     }
     /* The first two middleware: every later one's time and answer are in what they report. */
-    if (roost_use(srv, &roost_mw_timing) < 0 ||
-        (cfg.http.access_log && roost_use(srv, &roost_mw_access_log) < 0)) {
+    if (roost_use(srv, &roost_mw_timing) < 0 || roost_use_logs(srv) < 0) {
         fprintf(stderr, "roost: cannot register the middleware\n");
         return 1;
     }
@@ -46,7 +45,8 @@ int main(int argc, char **argv)
     if (app_routes_data(srv) < 0 || app_routes_basic(srv, &app) < 0 || app_routes_rooms(srv) < 0 ||
         app_routes_jobs(srv) < 0 || app_job_types(srv, &app) < 0 || app_routes_pages(srv) < 0 ||
         app_routes_fetch(srv) < 0 || app_job_http(srv) < 0 || app_routes_cache(srv, &app) < 0 ||
-        app_routes_limited(srv) < 0 || roost_static_init(srv) < 0) {
+        app_routes_limited(srv) < 0 || roost_static_init(srv) < 0 ||
+        app_routes_metrics_stream(srv) < 0) {
         fprintf(stderr, "roost: cannot register the routes\n");
         return 1;
     }
@@ -54,7 +54,11 @@ int main(int argc, char **argv)
         if (roost_job_schedule(srv, app.schedule.v[i]) < 0)
             fprintf(stderr, "roost: --schedule '%s': expected 'TYPE every 60s {json payload}'\n",
                     app.schedule.v[i]);
+    if (cfg.obs.otlp_endpoint && *cfg.obs.otlp_endpoint &&
+        roost_otlp_start(cfg.obs.otlp_endpoint) < 0)
+        fprintf(stderr, "roost: --otlp-endpoint: cannot start the exporter\n");
     rc = roost_run(srv);
+    roost_otlp_stop(); /* sends the spans still queued */
     roost_server_free(srv);
     return rc < 0 ? 1 : 0;
 }

@@ -84,7 +84,9 @@ static void proxy(roost_req_t *req, void *ud)
     char tpbuf[128] = "";
     if (tp.ptr && tp.len < sizeof tpbuf)
         memcpy(tpbuf, tp.ptr, tp.len);
-    roost_fetch_opts_t o = {.upstream = name.ptr, .url = path, .traceparent = tpbuf};
+    /* none: roost_fetch passes the request's own trace on */
+    roost_fetch_opts_t o = {
+        .upstream = name.ptr, .url = path, .traceparent = tpbuf[0] ? tpbuf : NULL};
     if (roost_fetch(req, &o, proxy_done, NULL) < 0)
         roost_respond_error(req, 500, "Cannot start the upstream call");
     free(path);

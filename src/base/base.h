@@ -78,7 +78,8 @@ char *str_put_uint(char *p, uint64_t v);
 /* ---- time ---- */
 uint64_t time_now_ns(void); /* CLOCK_MONOTONIC */
 uint64_t time_now_ms(void);
-double time_wall(void); /* seconds since the epoch */
+double time_wall(void);      /* seconds since the epoch */
+uint64_t time_wall_ns(void); /* nanoseconds since the epoch */
 /* Writes an IMF-fixdate (RFC 9110 §5.6.7) for `t` into out (30 bytes incl. NUL). */
 void time_http_date(char out[30], int64_t t);
 
@@ -100,12 +101,24 @@ void *strmap_del(strmap_t *m, const char *key);            /* the value removed,
 void strmap_each(const strmap_t *m, void (*fn)(const char *key, void *value, void *ud), void *ud);
 void strmap_free(strmap_t *m, void (*free_value)(void *));
 
+/* ---- logq: a bounded buffer of log lines and the thread that writes it (logq.c) ---- */
+typedef struct logq logq_t;
+logq_t *logq_new(int fd, size_t cap);
+/* Appends a whole line; -ENOBUFS (the line dropped and counted) when the buffer is full. */
+int logq_write(logq_t *q, const char *line, size_t n);
+long logq_dropped(const logq_t *q);
+long logq_lines(const logq_t *q);
+void logq_free(logq_t *q); /* writes what is buffered first */
+
 /* ---- counters: a registry of named atomics, rendered as Prometheus text ---- */
 typedef struct counters counters_t;
 counters_t *counters_new(void);
 void counters_free(counters_t *c);
 roost_counter_t *counters_get(counters_t *c, const char *name, const char *labels,
                               const char *help);
+/* The same, rendered as a gauge when gauge is set (added to with +1 and -1). */
+roost_counter_t *counters_get_kind(counters_t *c, const char *name, const char *labels,
+                                   const char *help, int gauge);
 /* Appends every counter as "# HELP/# TYPE" + "name{labels} value" lines. */
 void counters_render(counters_t *c, sbuf_t *out);
 

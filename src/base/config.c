@@ -147,6 +147,16 @@ static const opt_t files_opts[] = {
      "files open at once for static answers (503 above)"},
 };
 
+static const opt_t obs_opts[] = {
+    {"metrics", BOOL, OFF(obs.metrics), 0, 1, "per-route request series on /metrics"},
+    {"tracing", BOOL, OFF(obs.tracing), 0, 1, "W3C trace context on every request"},
+    {"log-format", STR, OFF(obs.log_format), 0, 0, "access log lines: common or json"},
+    {"slow-ms", INT, OFF(obs.slow_ms), 0, 86400000, "log requests slower than this (0: off)"},
+    {"log-buffer", SIZE, OFF(obs.log_buffer), 4096, 1ull << 30,
+     "bytes of log lines waiting for the writer; more are dropped"},
+    {"otlp-endpoint", STR, OFF(obs.otlp_endpoint), 0, 0, "send spans as OTLP/HTTP JSON here"},
+};
+
 static const section_t sections[] = {
     {"net", net_opts, ARRAY_LEN(net_opts)},
     {"http", http_opts, ARRAY_LEN(http_opts)},
@@ -158,6 +168,7 @@ static const section_t sections[] = {
     {"cache", cache_opts, ARRAY_LEN(cache_opts)},
     {"mw", mw_opts, ARRAY_LEN(mw_opts)},
     {"static files", files_opts, ARRAY_LEN(files_opts)},
+    {"obs", obs_opts, ARRAY_LEN(obs_opts)},
 };
 
 void roost_config_init(roost_config_t *cfg)
@@ -214,6 +225,19 @@ void roost_config_init(roost_config_t *cfg)
         .cors_max_age = 3600,
     };
     cfg->files = (roost_files_config_t){.max_open = 1024};
+    cfg->obs = (roost_obs_config_t){.metrics = 1,
+                                    .tracing = 1,
+                                    .log_format = "common",
+                                    .log_buffer = 1 << 20,
+                                    .otlp_endpoint = ""};
+}
+
+/* "on", "off", "true", "false", "1" or "0": a bool flag's value given as the next argument. */
+static int is_bool_word(const char *v)
+{
+    char padded[16];
+    return strlen(v) < 8 && snprintf(padded, sizeof padded, " %s ", v) > 0 &&
+           strstr(" on off true false 1 0 ", padded) != NULL;
 }
 
 /* One flag, wherever its value lives: the library's table or an embedder's. */
@@ -422,6 +446,8 @@ int roost_config_parse_with(roost_config_t *cfg, const char *section, const roos
                 return -EINVAL;
             }
             value = argv[++i];
+        } else if (!value && i + 1 < argc && is_bool_word(argv[i + 1])) {
+            value = argv[++i]; /* "--metrics off" as well as "--metrics=off" */
         }
         if (set_flag(&f, value, "flag") < 0)
             return -EINVAL;

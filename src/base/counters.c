@@ -21,6 +21,7 @@ struct __attribute__((aligned(64))) roost_counter {
     char *name;
     char *labels;
     char *help;
+    int gauge; /* rendered as a gauge: it goes up and down (+1/-1 adds) */
 };
 
 struct counters {
@@ -60,6 +61,12 @@ static int same(const char *a, const char *b)
 
 roost_counter_t *counters_get(counters_t *c, const char *name, const char *labels, const char *help)
 {
+    return counters_get_kind(c, name, labels, help, 0);
+}
+
+roost_counter_t *counters_get_kind(counters_t *c, const char *name, const char *labels,
+                                   const char *help, int gauge)
+{
     pthread_mutex_lock(&c->lock);
     struct roost_counter *k;
     for (k = c->head; k; k = k->next)
@@ -70,6 +77,7 @@ roost_counter_t *counters_get(counters_t *c, const char *name, const char *label
         k->name = strdup(name);
         k->labels = strdup(labels ? labels : "");
         k->help = strdup(help ? help : name);
+        k->gauge = gauge;
         /* Appended in order so that one metric's label sets stay together when rendered. */
         if (c->tail)
             c->tail->next = k;
@@ -92,7 +100,8 @@ void counters_render(counters_t *c, sbuf_t *out)
             seen = strcmp(j->name, k->name) == 0;
         if (seen)
             continue;
-        sbuf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", k->name, k->help, k->name);
+        sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", k->name, k->help, k->name,
+                    k->gauge ? "gauge" : "counter");
         for (struct roost_counter *j = k; j; j = j->next) {
             if (strcmp(j->name, k->name) != 0)
                 continue;

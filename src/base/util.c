@@ -66,6 +66,13 @@ double time_wall(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+uint64_t time_wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 void time_http_date(char out[30], int64_t t)
 {
     static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
@@ -82,6 +89,38 @@ void time_http_date(char out[30], int64_t t)
     out[29] = '\0';
 }
 
+/* The trace this thread works for now (a request's handler, a job's run): error logs, jobs
+ * submitted and frames published here carry it. Pointers into the caller's storage. */
+static _Thread_local const char *cur_trace, *cur_span;
+static _Thread_local int cur_local;
+
+void roost_trace_enter(const char *trace_id, const char *span_id)
+{
+    cur_trace = trace_id && trace_id[0] ? trace_id : NULL;
+    cur_span = cur_trace ? span_id : NULL;
+    cur_local = 0;
+}
+
+void roost_trace_mark_local(void)
+{
+    cur_local = 1;
+}
+
+int roost_trace_is_shared(void)
+{
+    return cur_trace && !cur_local;
+}
+
+const char *roost_trace_current(void)
+{
+    return cur_trace;
+}
+
+const char *roost_trace_current_span(void)
+{
+    return cur_span;
+}
+
 void log_vwrite(const char *level, const char *fmt, va_list ap)
 {
     struct timespec ts;
@@ -96,6 +135,8 @@ void log_vwrite(const char *level, const char *fmt, va_list ap)
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
     if (len > sizeof line - 2)
         len = sizeof line - 2;
+    if (cur_trace && len + 50 < sizeof line - 2) /* " trace_id=" + 32 hex */
+        len += (size_t)snprintf(line + len, sizeof line - len, " trace_id=%s", cur_trace);
     line[len++] = '\n';
     /* One write(2) per line keeps lines from different threads whole. */
     fwrite(line, 1, len, stderr);

@@ -60,6 +60,11 @@ typedef struct {
     void *ud;
 } core_service_t;
 
+/* Appends the process_* gauges from /proc/self (process.c). */
+void core_process_metrics(sbuf_t *out);
+/* Appends the span exporter's counters, once it ran (otlp.c). */
+void core_otlp_metrics(sbuf_t *out);
+
 /* Before roost_run, from the main thread. -ENOMEM. */
 int core_service_add(roost_server_t *srv, const core_service_t *svc);
 void core_services_start(roost_server_t *srv);

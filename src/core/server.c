@@ -46,6 +46,12 @@ roost_counter_t *roost_counter(roost_server_t *srv, const char *name, const char
     return counters_get(srv->counters, name, labels, help);
 }
 
+roost_counter_t *roost_gauge(roost_server_t *srv, const char *name, const char *labels,
+                             const char *help)
+{
+    return counters_get_kind(srv->counters, name, labels, help, 1);
+}
+
 char *roost_metrics_text(roost_server_t *srv)
 {
     sbuf_t out = {0};
@@ -72,9 +78,20 @@ char *roost_metrics_text(roost_server_t *srv)
             "roost_worker_threads_retired_total %ld\n",
             st.queued, st.threads, st.busy, st.idle, st.started, st.retired);
     }
+    net_group_t *g = srv->group;
+    if (g) {
+        sbuf_printf(&out, "# HELP roost_loop_connections Connections open, by event loop\n"
+                          "# TYPE roost_loop_connections gauge\n");
+        for (int i = 0; i < net_group_nloops(g); i++)
+            sbuf_printf(
+                &out, "roost_loop_connections{loop=\"%d\"} %ld\n", i,
+                atomic_load_explicit(&net_group_loop(g, i)->nconns_seen, memory_order_relaxed));
+    }
     for (int i = 0; i < srv->nservices; i++)
         if (srv->services[i].metrics)
             srv->services[i].metrics(srv->services[i].ud, &out);
+    core_otlp_metrics(&out);
+    core_process_metrics(&out);
     return out.p;
 }
 

@@ -23,6 +23,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 
+#include "base/base.h"
 #include "roost/roost.h"
 
 /* The public handles are these structs: roost_db_t is a db_t, roost_dbconn_t a db_conn_t. */
@@ -144,6 +145,9 @@ struct roost_db {
     int closing;
     /* counters for /metrics */
     _Atomic long n_connects, n_connect_errors, n_broken, n_timeouts;
+#define DB_QUERY_NLE 10
+    /* Query time (db_tx.c): per bucket of db_query_le, not cumulative; the last is +Inf. */
+    _Atomic long q_n[DB_QUERY_NLE + 1], q_ns;
     _Atomic long long last_warn_ms; /* rate of "cannot connect" log lines */
 
     /* SQLite: one writer at a time in this process. Writers queue on a mutex instead of
@@ -190,6 +194,9 @@ int db_rollback_to(db_conn_t *c, const char *name);
 
 /* Prepared statement k with n parameters; rows with db_next and the column accessors. */
 int db_query(db_conn_t *c, int k, int n, const db_param_t *p);
+/* The query-time histogram's bounds, in seconds, and its text (db_tx.c). */
+extern const double db_query_le[DB_QUERY_NLE];
+void db_query_metrics(db_t *db, sbuf_t *out);
 int db_next(db_conn_t *c);
 
 /* Applies migrations[version..] in one transaction, recording the version in table

@@ -108,6 +108,7 @@ static void db_service_metrics(void *ud, sbuf_t *out)
                 "roost_db_pool_events_total{engine=\"%s\",event=\"timeout\"} %ld\n",
                 e, atomic_load(&db->n_connects), e, atomic_load(&db->n_connect_errors), e,
                 atomic_load(&db->n_broken), e, atomic_load(&db->n_timeouts));
+    db_query_metrics(db, out);
 }
 
 roost_db_t *roost_db_open(roost_server_t *srv, const roost_db_schema_t *schema)

@@ -7,11 +7,62 @@
 #include <stdio.h>
 #include <string.h>
 
+const double db_query_le[DB_QUERY_NLE] = {0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5};
+
+/* Timed into the histogram; a span of the trace this thread works for, when spans go out. */
 int db_query(db_conn_t *c, int k, int n, const db_param_t *p)
 {
     if (k < 0 || k >= c->db->nsql || n < 0 || n > DB_MAX_PARAMS)
         return db_fail(c, -EINVAL, "no statement %d with %d parameters", k, n);
-    return c->db->ops->query(c, k, n, p);
+    db_t *db = c->db;
+    uint64_t t0 = time_now_ns();
+    int rc = db->ops->query(c, k, n, p);
+    uint64_t ns = time_now_ns() - t0;
+    int b = 0;
+    while (b < DB_QUERY_NLE && (double)ns > db_query_le[b] * 1e9)
+        b++;
+    atomic_fetch_add_explicit(&db->q_n[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&db->q_ns, (long)ns, memory_order_relaxed);
+    const char *trace = roost_trace_current();
+    if (trace && roost_span_enabled()) {
+        char span[17];
+        uint64_t end = time_wall_ns();
+        roost_span_new_id(span);
+        roost_span_t sp = {.name = "db query",
+                           .trace_id = trace,
+                           .span_id = span,
+                           .parent_span_id = roost_trace_current_span(),
+                           .kind = ROOST_SPAN_CLIENT,
+                           .start_ns = end - ns,
+                           .end_ns = end,
+                           .error = rc < 0,
+                           .attrs = {{"db.system", db->ops->name}}};
+        roost_span_emit(&sp);
+    }
+    return rc;
+}
+
+void db_query_metrics(db_t *db, sbuf_t *out)
+{
+    const char *e = db->ops->name;
+    sbuf_printf(out, "# HELP roost_db_query_duration_seconds Time of a statement's execution\n"
+                     "# TYPE roost_db_query_duration_seconds histogram\n");
+    long cum = 0;
+    for (int i = 0; i <= DB_QUERY_NLE; i++) {
+        cum += atomic_load_explicit(&db->q_n[i], memory_order_relaxed);
+        if (i < DB_QUERY_NLE)
+            sbuf_printf(out,
+                        "roost_db_query_duration_seconds_bucket{engine=\"%s\",le=\"%g\"} %ld\n", e,
+                        db_query_le[i], cum);
+        else
+            sbuf_printf(out,
+                        "roost_db_query_duration_seconds_bucket{engine=\"%s\",le=\"+Inf\"} %ld\n",
+                        e, cum);
+    }
+    sbuf_printf(out,
+                "roost_db_query_duration_seconds_sum{engine=\"%s\"} %.9f\n"
+                "roost_db_query_duration_seconds_count{engine=\"%s\"} %ld\n",
+                e, (double)atomic_load(&db->q_ns) / 1e9, e, cum);
 }
 
 int db_next(db_conn_t *c)

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -195,6 +196,7 @@ struct batch {
     roost_fetch_done_fn done_one;
     roost_fetch_all_fn done_all;
     void *arg;
+    uint64_t start_ns; /* wall: the client spans' start (one for the batch) */
     /* a blocking handler waits on its worker for the whole batch */
     int blocking, complete;
     pthread_mutex_t lock;
@@ -211,6 +213,23 @@ static char *copy_str(char **dst, const char *s)
     char *r = *dst;
     *dst += n;
     return r;
+}
+
+/* The caller's traceparent, else one naming a new span of the request's trace (or the trace
+ * this thread works for, in a job), so the upstream's spans join the request's trace. */
+static const char *pass_trace(roost_req_t *req, const roost_fetch_opts_t *o, char tp[56])
+{
+    if (o->traceparent && *o->traceparent)
+        return o->traceparent;
+    const char *trace = req ? roost_req_trace_id(req) : NULL;
+    if (!trace)
+        trace = roost_trace_current();
+    if (!trace)
+        return NULL;
+    char span[17];
+    roost_span_new_id(span);
+    snprintf(tp, 56, "00-%s-%s-01", trace, span);
+    return tp;
 }
 
 static int spec_copy(call_spec_t *d, const roost_fetch_opts_t *o)
@@ -269,6 +288,7 @@ static batch_t *batch_new(roost_req_t *req, const roost_fetch_opts_t *calls, siz
     if (!b)
         return NULL;
     b->req = req;
+    b->start_ns = time_wall_ns();
     b->n = n;
     b->concurrency = concurrency && concurrency < n ? concurrency : n;
     b->specs = calloc(n, sizeof *b->specs);
@@ -280,7 +300,10 @@ static batch_t *batch_new(roost_req_t *req, const roost_fetch_opts_t *calls, siz
     }
     for (size_t i = 0; i < n; i++) {
         b->slots[i].b = b;
-        if (spec_copy(&b->specs[i], &calls[i]) < 0) {
+        char tp[56];
+        roost_fetch_opts_t o = calls[i];
+        o.traceparent = pass_trace(req, &calls[i], tp);
+        if (spec_copy(&b->specs[i], &o) < 0) {
             batch_free(b);
             return NULL;
         }
@@ -288,10 +311,40 @@ static batch_t *batch_new(roost_req_t *req, const roost_fetch_opts_t *calls, siz
     return b;
 }
 
+/* Each call as a client span of the trace it passed on (its traceparent names the span). */
+static void client_spans(batch_t *b)
+{
+    uint64_t end = time_wall_ns();
+    for (size_t i = 0; i < b->n; i++) {
+        const roost_fetch_opts_t *o = &b->specs[i].opts;
+        char trace[33], span[17], status[8];
+        uint8_t flags;
+        if (!o->traceparent ||
+            roost_traceparent_parse(o->traceparent, strlen(o->traceparent), trace, span, &flags))
+            continue;
+        const roost_fetch_result_t *r = &b->results[i].res;
+        snprintf(status, sizeof status, "%d", r->status);
+        roost_span_t sp = {.name = "upstream call",
+                           .trace_id = trace,
+                           .span_id = span,
+                           .parent_span_id = b->req ? roost_req_span_id(b->req) : NULL,
+                           .kind = ROOST_SPAN_CLIENT,
+                           .start_ns = b->start_ns,
+                           .end_ns = end,
+                           .error = r->error != ROOST_FETCH_OK,
+                           .attrs = {{"upstream", o->upstream ? o->upstream : "url"},
+                                     {"url.path", o->url ? o->url : ""},
+                                     {"http.response.status_code", status}}};
+        roost_span_emit(&sp);
+    }
+}
+
 /* The batch is complete: a loop handler's callback answers on the loop; a blocking handler's
  * worker is woken and calls it there. */
 static void deliver(batch_t *b)
 {
+    if (roost_span_enabled())
+        client_spans(b);
     if (b->done_one) {
         b->done_one(b->req, &b->results[0].res, b->arg);
         return;

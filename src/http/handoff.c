@@ -18,7 +18,9 @@ static void run_loop_fn(roost_req_t *req, roost_resume_fn fn, void *arg)
 {
     net_loop_t *loop = req->loop;
     atomic_store(&loop->running, req->route ? req->route->name : NULL);
+    http_trace_enter(req);
     fn(req, arg);
+    roost_trace_enter(NULL, NULL);
     atomic_store(&loop->running, NULL);
 }
 
@@ -178,7 +180,9 @@ static void worker_run(tpool_work_t *work)
 {
     roost_req_t *req = CONTAINER_OF(work, roost_req_t, work);
     (void)atomic_load_explicit(&req->phase, memory_order_acquire);
+    http_trace_enter(req);
     req->route->fn(req, req->route->ud);
+    roost_trace_enter(NULL, NULL);
     if (!req->status)
         roost_respond_error(req, 500, "The handler did not respond");
     req->msg.fn = on_worker_done;

@@ -109,6 +109,13 @@ struct roost_req {
     roost_str_t path;  /* decoded, normalized (arena) */
     roost_str_t query; /* raw, after '?' */
     const route_t *route;
+    /* ---- observability (loop): trace context (trace.c) and what went out ---- */
+    uint64_t res_bytes;   /* response body bytes, whole or streamed */
+    char trace_id[33];    /* 32 lowercase hex, "" when tracing is off */
+    char span_id[17];     /* this request's span */
+    char parent_span[17]; /* the caller's span from traceparent, or "" */
+    uint8_t trace_flags;
+    uint8_t trace_local;      /* no valid traceparent came: the trace began here */
     struct http_valid *valid; /* what the route's schemas validated (schema.c), or NULL */
     http_param_t params[HTTP_MAX_PARAMS];
     int nparams;
@@ -221,6 +228,7 @@ struct route {
     int nparams;
     char *param_names[HTTP_MAX_PARAMS];
     uint8_t param_types[HTTP_MAX_PARAMS];
+    int id; /* 1.. in registration order: the index of its metrics (metrics.c); 0 is unmatched */
 };
 
 router_t *router_new(void);
@@ -328,9 +336,25 @@ typedef struct http_server {
     roost_counter_t *c_requests, *c_bad_request;
     roost_counter_t *c_limits[HTTP_NLIMITS];
     roost_counter_t *c_tasks_ok, *c_tasks_failed;
+    struct http_metrics *metrics; /* per-route series (metrics.c), NULL with --metrics off */
 } http_server_t;
 core_slot_t http_slot(void);
 http_server_t *http_server(roost_server_t *srv);
+
+/* ---- per-route metrics (metrics.c) and trace context (trace.c) ---- */
+struct http_metrics *http_metrics_new(void);
+void http_metrics_free(struct http_metrics *m);
+/* Records a finished request: an array index and a few relaxed adds on this thread's shard. */
+void http_metrics_record(struct http_metrics *m, const roost_req_t *req);
+void http_metrics_render(struct http_metrics *m, const router_t *r, sbuf_t *out);
+const route_t *router_route(const router_t *r, int id);
+int router_count(const router_t *r);
+/* Takes the traceparent header when valid, else starts a trace; a new span either way. */
+void http_trace_start(roost_req_t *req);
+/* This thread works for req's trace now (roost_trace_enter, marked local when it began here). */
+void http_trace_enter(const roost_req_t *req);
+/* The request's server span, to the exporter when one runs. */
+void http_trace_end(roost_req_t *req);
 
 void http_count_limit(roost_server_t *srv, const char *limit);
 /* Hands a request's background tasks to the worker pool (and takes them off the request). */

@@ -116,6 +116,7 @@ static int sink(roost_req_t *req, const void *p, size_t n, int last)
     if (http_req_phase(req) != HTTP_REQ_STREAMING)
         return n ? sbuf_append(&req->res_tmp, p, n) : 0;
     sbuf_t *b = &req->res_body;
+    req->res_bytes += n;
     int chunked = req->http_minor == 1;
     if (n && chunked && sbuf_printf(b, "%zx\r\n", n) < 0)
         return -ENOMEM;

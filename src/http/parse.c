@@ -525,6 +525,9 @@ void http_req_reset(roost_req_t *req)
     req->body.len = req->res_body.len = req->res_headers.len = 0;
     req->path = req->query = str_make(NULL, 0);
     req->route = NULL;
+    req->res_bytes = 0;
+    req->trace_id[0] = req->span_id[0] = req->parent_span[0] = '\0';
+    req->trace_flags = 0;
     req->nparams = 0;
     req->status = 0;
     req->res_type = NULL;

@@ -139,6 +139,8 @@ void http_dispatch(roost_req_t *req)
     http_server_t *hs = req->hs;
     http_req_set_phase(req, HTTP_REQ_ON_LOOP);
     roost_counter_add(hs->c_requests, 1);
+    if (req->srv->cfg.obs.tracing)
+        http_trace_start(req);
     roost_str_t target = http_req_target(req);
     const char *q = memchr(target.ptr, '?', target.len);
     if (q)
@@ -187,4 +189,9 @@ void http_dispatch(roost_req_t *req)
     }
     if (http_route_validate(req) == 0)
         http_run_handler(req);
+}
+
+uint64_t roost_res_bytes(const roost_req_t *req)
+{
+    return req->res_bytes;
 }

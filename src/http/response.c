@@ -132,6 +132,7 @@ void http_serialize(roost_req_t *req, const char *date, sbuf_t *out)
     p = PUT_LIT(p, "\r\n");
     if (send_body && req->res_body.len)
         p = put(p, req->res_body.p, req->res_body.len);
+    req->res_bytes += send_body ? req->res_body.len : 0;
     out->len = (size_t)(p - out->p);
 }
 

@@ -26,6 +26,8 @@ typedef struct node {
 
 struct router {
     node_t root;
+    route_t **by_id; /* by_id[id - 1]: routes never move (each method_route_t is its own block) */
+    int nroutes, cap;
 };
 
 router_t *router_new(void)
@@ -68,6 +70,7 @@ void router_free(router_t *r)
     if (!r)
         return;
     free_node(&r->root);
+    free(r->by_id);
     free(r);
 }
 
@@ -149,6 +152,14 @@ int router_add_ex(router_t *r, const roost_route_opts_t *opts)
             err = -EEXIST;
             goto fail;
         }
+    if (r->nroutes == r->cap) {
+        int cap = r->cap ? r->cap * 2 : 32;
+        route_t **by = realloc(r->by_id, (size_t)cap * sizeof *by);
+        if (!by)
+            goto nomem;
+        r->by_id = by;
+        r->cap = cap;
+    }
     method_route_t *m = calloc(1, sizeof *m);
     if (!m)
         goto nomem;
@@ -169,9 +180,11 @@ int router_add_ex(router_t *r, const roost_route_opts_t *opts)
     route.opts = *opts;
     route.opts.method = m->method;
     route.opts.path = route.path;
+    route.id = r->nroutes + 1;
     m->route = route;
     m->next = n->routes;
     n->routes = m;
+    r->by_id[r->nroutes++] = &m->route;
     return 0;
 
     /* The nodes made so far stay in the trie, without routes: they never match. */
@@ -191,6 +204,16 @@ int roost_route_ex(roost_server_t *srv, const roost_route_opts_t *opts)
     if (!opts || !opts->handler)
         return -EINVAL;
     return router_add_ex(http_server(srv)->router, opts);
+}
+
+const route_t *router_route(const router_t *r, int id)
+{
+    return id >= 1 && id <= r->nroutes ? r->by_id[id - 1] : NULL;
+}
+
+int router_count(const router_t *r)
+{
+    return r->nroutes;
 }
 
 static void each_node(const node_t *n, void (*fn)(const route_t *, void *), void *ud)

@@ -12,6 +12,7 @@ static void http_server_free(void *ctx)
 {
     http_server_t *hs = ctx;
     router_free(hs->router);
+    http_metrics_free(hs->metrics);
     free(hs->mw);
     free(hs->chain);
     free(hs);
@@ -34,6 +35,12 @@ http_server_t *http_server(roost_server_t *srv)
     return core_server_ctx(srv, http_slot());
 }
 
+static void http_metrics_service(void *ud, sbuf_t *out)
+{
+    http_server_t *hs = ud;
+    http_metrics_render(hs->metrics, hs->router, out);
+}
+
 roost_server_t *roost_server_new(const roost_config_t *cfg)
 {
     roost_server_t *srv = core_server_new(cfg);
@@ -51,7 +58,17 @@ roost_server_t *roost_server_new(const roost_config_t *cfg)
     core_server_ctx_set(srv, http_slot(), hs);
     core_server_protocol(srv, &http_proto, http_session_accept);
     counters_t *k = srv->counters;
-    hs->c_requests = counters_get(k, "roost_http_requests_total", NULL, "HTTP requests routed");
+    /* With --metrics off, one unlabelled total stands in for the per-route series. */
+    if (cfg->obs.metrics) {
+        hs->metrics = http_metrics_new();
+        core_service_t svc = {.name = "http", .metrics = http_metrics_service, .ud = hs};
+        if (!hs->metrics || core_service_add(srv, &svc) < 0) {
+            roost_server_free(srv);
+            return NULL;
+        }
+    } else {
+        hs->c_requests = counters_get(k, "roost_http_requests_total", NULL, "HTTP requests routed");
+    }
     for (int i = 0; i < HTTP_NLIMITS; i++) {
         char labels[64];
         snprintf(labels, sizeof labels, "limit=\"%s\"", http_limit_names[i]);

@@ -19,6 +19,7 @@ static hub_member_t *member_of(const roost_ws_t *ws)
 typedef struct {
     net_msg_t msg;
     room_t *room; /* rooms live as long as the hub */
+    hub_t *hub;
     rbuf_t *frame;
     uint64_t seq;
     char to[]; /* "" for everyone */
@@ -29,12 +30,14 @@ static void deliver(net_loop_t *loop, net_msg_t *msg)
     delivery_t *d = CONTAINER_OF(msg, delivery_t, msg);
     if (loop) {
         hub_member_t *m = d->room->local[loop->index], *next;
+        long sent = 0;
         for (; m; m = next) {
             next = m->next; /* sending may close m's connection, which unlinks m */
             if (m->join_seq >= d->seq || (d->to[0] && strcmp(m->user, d->to) != 0))
                 continue;
-            ws_send_shared(m->ws, d->frame);
+            sent += ws_send_shared(m->ws, d->frame) == 0;
         }
+        roost_counter_add(d->hub->c_deliveries, sent);
     }
     rbuf_unref(d->frame);
     free(d);
@@ -54,6 +57,7 @@ void hub_post(hub_t *hub, room_t *r, rbuf_t *frame, uint64_t seq, const char *to
             continue;
         d->msg.fn = deliver;
         d->room = r;
+        d->hub = hub;
         d->frame = rbuf_ref(frame);
         d->seq = seq;
         memcpy(d->to, to ? to : "", tolen + 1);
@@ -74,6 +78,11 @@ long long roost_room_publish(roost_server_t *srv, const char *name, const char *
         json_decref(fields);
         return errno == ENOSPC ? -ENOSPC : -ENOMEM;
     }
+    /* Published while handling a traced request or running its job: the frame names that
+     * trace, so one id links the request, the job and what the room's members receive. */
+    const char *trace = roost_trace_is_shared() ? roost_trace_current() : NULL;
+    if (trace && (fields || (fields = json_object())) && !json_object_get(fields, "trace_id"))
+        json_object_set_new(fields, "trace_id", json_string(trace));
     pthread_mutex_lock(&r->lock);
     uint64_t id = r->last_id + 1;
     rbuf_t *frame = hub_frame(r, type, fields, id);
@@ -175,6 +184,7 @@ int roost_room_join(roost_ws_t *ws, const char *name, const char *user, long lon
 
     pthread_mutex_lock(&r->lock);
     r->online++;
+    roost_counter_add(hub->c_members, 1);
     r->local_n[m->loop]++;
     users_add(r, user, 1);
     hub_notice(hub, r, 1, user, loop);
@@ -222,6 +232,7 @@ static void leave(roost_ws_t *ws, void *arg)
     hub_t *hub = hub_get(ws->srv);
     pthread_mutex_lock(&r->lock);
     r->online--;
+    roost_counter_add(hub->c_members, -1);
     r->local_n[m->loop]--;
     users_add(r, m->user, -1);
     hub_notice(hub, r, 0, m->user, ws->conn->loop);

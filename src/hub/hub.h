@@ -59,6 +59,8 @@ typedef struct hub {
     char epoch[17];
     long max_rooms;
     _Atomic long nrooms;
+    /* On /metrics: rooms made, members joined (gauges), frames handed to members. */
+    roost_counter_t *c_rooms, *c_members, *c_deliveries;
     struct {
         pthread_mutex_t lock;
         strmap_t rooms;

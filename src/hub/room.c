@@ -52,6 +52,11 @@ static void *hub_new(roost_server_t *srv)
         snprintf(hub->epoch + 2 * i, 3, "%02x", rnd[i]);
     for (int i = 0; i < HUB_SHARDS; i++)
         pthread_mutex_init(&hub->shards[i].lock, NULL);
+    hub->c_rooms = roost_gauge(srv, "roost_rooms", NULL, "Rooms (never freed; --max-rooms)");
+    hub->c_members =
+        roost_gauge(srv, "roost_room_members", NULL, "WebSocket connections joined to a room");
+    hub->c_deliveries = roost_counter(srv, "roost_room_deliveries_total", NULL,
+                                      "Room frames handed to members (the fan-out)");
     return hub;
 }
 
@@ -121,6 +126,8 @@ room_t *hub_room(hub_t *hub, const char *name, int create)
                 room_free(r);
                 r = NULL;
             }
+            if (r)
+                roost_counter_add(hub->c_rooms, 1);
         }
         if (!r) {
             atomic_fetch_sub(&hub->nrooms, 1);

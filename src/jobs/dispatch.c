@@ -153,6 +153,8 @@ static void finish_attempt(jobs_t *j, batch_t *b, roost_job_t *job)
     const job_row_t *r = &job->row;
     int attempts = r->attempts + 1;
     roost_counter_add(j->c_run_ms, (long)(now - job->started_ms));
+    if (job->type)
+        jobs_type_ran(job->type, now - job->started_ms);
     if (atomic_exchange(&job->progress_dirty, 0)) /* its last report, not yet written */
         job_store_progress(&b->c, r->id, atomic_load(&job->current), atomic_load(&job->total));
     job_status_t status;

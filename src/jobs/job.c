@@ -26,9 +26,28 @@ void jobs_run_on_worker(jobs_t *jobs, roost_job_t *job)
     job->payload = json_loads(job->row.payload, 0, NULL);
     if (!job->payload)
         job->payload = json_object(); /* stored by roost_job_submit: always an object */
+    /* The job runs in the submitting request's trace, under a span of its own. */
+    char span[17] = "";
+    uint64_t t0 = time_wall_ns();
+    if (job->row.trace_id)
+        roost_span_new_id(span);
+    roost_trace_enter(job->row.trace_id, span);
     json_t *result = job->type->fn(job, job->payload, job->type->opts.ud);
-    if (result != ROOST_JOB_PENDING)
-        roost_job_finish(job, result);
+    roost_trace_enter(NULL, NULL);
+    if (result == ROOST_JOB_PENDING)
+        return; /* roost_job_finish ends it, elsewhere: job may already be gone */
+    if (job->row.trace_id && roost_span_enabled()) {
+        roost_span_t sp = {.name = "job run",
+                           .trace_id = job->row.trace_id,
+                           .span_id = span,
+                           .kind = ROOST_SPAN_INTERNAL,
+                           .start_ns = t0,
+                           .end_ns = time_wall_ns(),
+                           .error = job->error != NULL,
+                           .attrs = {{"job.type", job->row.type}}};
+        roost_span_emit(&sp);
+    }
+    roost_job_finish(job, result);
 }
 
 const int roost_job_pending_marker = 1;

@@ -98,11 +98,16 @@ struct jobs {
         *c_run_ms, *c_commits;
 };
 
+#define JOB_RUN_NLE 10 /* the run-time histogram's bounds (service.c) */
 typedef struct job_type {
     roost_job_fn fn;
     roost_job_opts_t opts;
+    /* Run time of its attempts, on /metrics: per bucket (not cumulative; the last is +Inf). */
+    _Atomic long run_n[JOB_RUN_NLE + 1], run_ms;
     char name[];
 } job_type_t;
+/* service.c: counts one attempt's run time in its type's histogram. */
+void jobs_type_ran(job_type_t *t, int64_t ms);
 
 struct roost_job {
     jobs_t *jobs;

@@ -92,9 +92,45 @@ static void jobs_stop(void *ud)
     free(j);
 }
 
+static const double run_le[JOB_RUN_NLE] = {0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300};
+
+void jobs_type_ran(job_type_t *t, int64_t ms)
+{
+    int b = 0;
+    while (b < JOB_RUN_NLE && (double)ms > run_le[b] * 1000)
+        b++;
+    atomic_fetch_add_explicit(&t->run_n[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&t->run_ms, (long)ms, memory_order_relaxed);
+}
+
+static void type_histogram(const char *name, void *value, void *ud)
+{
+    job_type_t *t = value;
+    sbuf_t *out = ud;
+    if (strpbrk(name, "\"\\\n"))
+        return; /* not fit for a label value unescaped; no real type is named so */
+    long cum = 0;
+    for (int i = 0; i <= JOB_RUN_NLE; i++) {
+        cum += atomic_load_explicit(&t->run_n[i], memory_order_relaxed);
+        if (i < JOB_RUN_NLE)
+            sbuf_printf(out, "roost_job_run_seconds_bucket{type=\"%s\",le=\"%g\"} %ld\n", name,
+                        run_le[i], cum);
+        else
+            sbuf_printf(out, "roost_job_run_seconds_bucket{type=\"%s\",le=\"+Inf\"} %ld\n", name,
+                        cum);
+    }
+    sbuf_printf(out,
+                "roost_job_run_seconds_sum{type=\"%s\"} %.3f\n"
+                "roost_job_run_seconds_count{type=\"%s\"} %ld\n",
+                name, (double)atomic_load(&t->run_ms) / 1000, name, cum);
+}
+
 static void jobs_metrics(void *ud, sbuf_t *out)
 {
     jobs_t *j = ud;
+    sbuf_printf(out, "# HELP roost_job_run_seconds Run time of job attempts, by type\n"
+                     "# TYPE roost_job_run_seconds histogram\n");
+    strmap_each(&j->types, type_histogram, out);
     job_conn_t c;
     long counts[5];
     if (!j->store || job_store_acquire(j->store, &c) < 0)

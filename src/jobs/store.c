@@ -14,7 +14,8 @@
 
 #define COLS                                                                                       \
     "id, type, payload, status, priority, attempts, max_retries, timeout_s, run_at, created, "     \
-    "started, completed, cur, total, result, error, cancel_requested, idem_key"
+    "started, completed, cur, total, result, error, cancel_requested, idem_key, "                  \
+    "trace_id"
 
 enum {
     Q_INSERT,
@@ -41,9 +42,10 @@ enum {
 /* timeout_s is REAL and bound as text ('%.17g'): the column's affinity stores it as a number,
  * and the engine interface needs no floating-point parameter for one column. */
 static const char *const sql[Q_COUNT] = {
-    [Q_INSERT] = "INSERT INTO tasks (type, payload, status, priority, max_retries, timeout_s, "
-                 "run_at, created, idem_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
-                 "RETURNING id",
+    [Q_INSERT] =
+        "INSERT INTO tasks (type, payload, status, priority, max_retries, timeout_s, "
+        "run_at, created, idem_key, trace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+        "RETURNING id",
     [Q_BY_KEY] = "SELECT " COLS " FROM tasks WHERE idem_key = $1",
     /* A select, then one update per row: an UPDATE ... WHERE id IN (SELECT ...) RETURNING
      * builds a temporary table per call, which cost a third of the dispatcher's time. */
@@ -106,6 +108,9 @@ const char *const job_store_migrations[] = {
     "CREATE INDEX tasks_due ON tasks (run_at) WHERE status = 0;"
     "CREATE INDEX tasks_by_status ON tasks (status, id);"
     "CREATE UNIQUE INDEX tasks_idem_key ON tasks (idem_key) WHERE idem_key IS NOT NULL;",
+    /* 3: the W3C trace id of the request that submitted the job (NULL: none), so the job's
+     * logs, upstream calls and frames join that trace. */
+    "ALTER TABLE tasks ADD COLUMN trace_id TEXT;",
 };
 _Static_assert(ARRAY_LEN(job_store_migrations) == JOB_STORE_NMIGRATIONS, "a migration's count");
 
@@ -258,6 +263,7 @@ static void read_row(db_conn_t *c, job_row_t *r)
     r->error = col_text(c, 15);
     r->cancel_requested = (int)col(c, 16);
     r->idem_key = col_text(c, 17);
+    r->trace_id = col_text(c, 18);
 }
 
 /* Reads up to max rows of the statement just run; returns how many, or < 0. */
@@ -306,11 +312,12 @@ int job_store_insert(job_conn_t *s, job_row_t *r)
         r->status = JOB_PENDING;
     char timeout[32];
     snprintf(timeout, sizeof timeout, "%.17g", r->timeout_s);
-    db_param_t p[9] = {p_text(r->type),     p_text(r->payload),    p_int(r->status),
-                       p_int(r->priority),  p_int(r->max_retries), p_text(timeout),
-                       p_int(r->run_at_ms), p_int(r->created_ms),  p_text(r->idem_key)};
+    db_param_t p[10] = {p_text(r->type),     p_text(r->payload),    p_int(r->status),
+                        p_int(r->priority),  p_int(r->max_retries), p_text(timeout),
+                        p_int(r->run_at_ms), p_int(r->created_ms),  p_text(r->idem_key),
+                        p_text(r->trace_id)};
     int64_t id = 0;
-    int rc = first_int(s, Q_INSERT, 9, p, &id);
+    int rc = first_int(s, Q_INSERT, 10, p, &id);
     if (rc < 0)
         return rc;
     r->id = id;

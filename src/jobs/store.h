@@ -46,6 +46,7 @@ typedef struct {
     char *error;
     int cancel_requested;
     char *idem_key;
+    char *trace_id; /* the submitting request's trace, or NULL */
 } job_row_t;
 
 void job_row_clear(job_row_t *r);
@@ -57,7 +58,7 @@ json_t *job_row_json_with(const job_row_t *r, json_t *payload);
 
 /* The jobs schema's migrations, in order (db_migrate's table jobs_schema): exported so that a
  * test can build a database of an older version. */
-#define JOB_STORE_NMIGRATIONS 2
+#define JOB_STORE_NMIGRATIONS 3
 extern const char *const job_store_migrations[JOB_STORE_NMIGRATIONS];
 
 /* The schema is added to the pool of the server's own SQLite file (db_share_local): one set of

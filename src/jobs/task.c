@@ -34,6 +34,7 @@ void job_row_clear(job_row_t *r)
     free(r->result);
     free(r->error);
     free(r->idem_key);
+    free(r->trace_id);
     memset(r, 0, sizeof *r);
 }
 
@@ -68,14 +69,17 @@ json_t *job_row_json_with(const job_row_t *r, json_t *payload)
                          : (r->status == JOB_COMPLETED ? 100.0 : 0.0);
     if (percent > 100)
         percent = 100;
-    return json_pack("{s:I,s:s,s:o,s:s,s:i,s:{s:I,s:I,s:f},s:i,s:i,s:o,s:o,s:o,s:o,s:o,s:s?,s:b}",
-                     "task_id", (json_int_t)r->id, "type", r->type ? r->type : "", "payload",
-                     payload ? payload : json_or_null(r->payload), "status",
-                     job_status_name(r->status), "priority", r->priority, "progress", "current",
-                     (json_int_t)r->progress_current, "total", (json_int_t)r->progress_total,
-                     "percent", percent, "attempts", r->attempts, "max_retries", r->max_retries,
-                     "created_at", iso_time(r->created_ms), "started_at", iso_time(r->started_ms),
-                     "completed_at", iso_time(r->completed_ms), "run_at", iso_time(r->run_at_ms),
-                     "result", json_or_null(r->result), "error", r->error, "cancel_requested",
-                     r->cancel_requested);
+    json_t *t = json_pack(
+        "{s:I,s:s,s:o,s:s,s:i,s:{s:I,s:I,s:f},s:i,s:i,s:o,s:o,s:o,s:o,s:o,s:s?,s:b}", "task_id",
+        (json_int_t)r->id, "type", r->type ? r->type : "", "payload",
+        payload ? payload : json_or_null(r->payload), "status", job_status_name(r->status),
+        "priority", r->priority, "progress", "current", (json_int_t)r->progress_current, "total",
+        (json_int_t)r->progress_total, "percent", percent, "attempts", r->attempts, "max_retries",
+        r->max_retries, "created_at", iso_time(r->created_ms), "started_at",
+        iso_time(r->started_ms), "completed_at", iso_time(r->completed_ms), "run_at",
+        iso_time(r->run_at_ms), "result", json_or_null(r->result), "error", r->error,
+        "cancel_requested", r->cancel_requested);
+    if (t)
+        json_object_set_new(t, "trace_id", r->trace_id ? json_string(r->trace_id) : json_null());
+    return t;
 }

@@ -113,6 +113,7 @@ static void adopt(net_loop_t *loop, net_conn_t *c)
         loop->conns->prev = c;
     loop->conns = c;
     loop->nconns++;
+    atomic_store_explicit(&loop->nconns_seen, loop->nconns, memory_order_relaxed);
     net_group_opts(loop->group)->on_accept(c);
 }
 

@@ -166,6 +166,7 @@ static void maybe_finish(net_loop_t *loop)
 void net_loop_conn_gone(net_loop_t *loop)
 {
     loop->nconns--;
+    atomic_store_explicit(&loop->nconns_seen, loop->nconns, memory_order_relaxed);
     maybe_finish(loop);
 }
 

@@ -185,6 +185,7 @@ struct net_loop {
     wheel_t wheel;
     net_conn_t *conns; /* every live connection on this loop */
     long nconns;
+    _Atomic long nconns_seen; /* nconns, for /metrics from another thread */
     int draining;
     int listening;
     char *rbuf; /* the loop's read buffer, shared by its connections */

@@ -6,15 +6,47 @@
 #include "ws/conn.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define CLOSE_WAIT_MS 2000 /* after our close frame, how long the peer has to take it */
 
 /* The ws layer's part of the server: one counter, made on first use. */
+static const int close_codes[WS_NCLOSE] = {1000, 1001, 1002, 1003, 1005,
+                                           1006, 1007, 1008, 1009, 1011};
+
 static void *ws_server_new(roost_server_t *srv)
 {
-    return calloc(1, sizeof(_Atomic long));
+    ws_stats_t *st = calloc(1, sizeof *st);
+    if (!st)
+        return NULL;
+    st->conns = roost_gauge(srv, "roost_ws_connections", NULL, "WebSocket connections open");
+    st->msgs_in = roost_counter(srv, "roost_ws_messages_total", "direction=\"in\"",
+                                "WebSocket messages received and sent");
+    st->msgs_out = roost_counter(srv, "roost_ws_messages_total", "direction=\"out\"",
+                                 "WebSocket messages received and sent");
+    st->bytes_in = roost_counter(srv, "roost_ws_bytes_total", "direction=\"in\"",
+                                 "WebSocket payload bytes received and sent");
+    st->bytes_out = roost_counter(srv, "roost_ws_bytes_total", "direction=\"out\"",
+                                  "WebSocket payload bytes received and sent");
+    st->slow = roost_counter(srv, "roost_ws_slow_consumer_closes_total", NULL,
+                             "WebSockets closed (1008) for a backlog over --ws-max-backlog");
+    for (int i = 0; i <= WS_NCLOSE; i++) {
+        char labels[32];
+        if (i < WS_NCLOSE)
+            snprintf(labels, sizeof labels, "code=\"%d\"", close_codes[i]);
+        else
+            snprintf(labels, sizeof labels, "code=\"other\"");
+        st->closes[i] = roost_counter(srv, "roost_ws_closes_total", labels,
+                                      "WebSocket connections ended, by close code");
+    }
+    return st;
+}
+
+ws_stats_t *ws_stats(roost_server_t *srv)
+{
+    return (ws_stats_t *)ws_open_count(srv);
 }
 
 static const core_slot_ops_t ws_slot_ops = {
@@ -102,6 +134,7 @@ static int over_backlog(roost_ws_t *ws, size_t more)
     if (behind == 0 || behind + more <= cfg->ws.max_backlog)
         return 0;
     http_count_limit(ws->srv, "ws_backlog");
+    roost_counter_add(ws->st->slow, 1);
     net_conn_drop_queued(ws->conn);
     close_with(ws, WS_CLOSE_POLICY, "too slow: backlog over the limit");
     return 1;
@@ -113,6 +146,8 @@ int ws_send_shared(roost_ws_t *ws, rbuf_t *frame)
         return -EPIPE;
     if (over_backlog(ws, frame->len))
         return -ENOBUFS;
+    roost_counter_add(ws->st->msgs_out, 1);
+    roost_counter_add(ws->st->bytes_out, (long)frame->len);
     return net_conn_queue_rbuf(ws->conn, frame, 0, frame->len);
 }
 
@@ -122,6 +157,8 @@ int roost_ws_send(roost_ws_t *ws, int binary, const void *data, size_t len)
         return -EPIPE;
     if (over_backlog(ws, len + WS_HEADER_MAX))
         return -ENOBUFS;
+    roost_counter_add(ws->st->msgs_out, 1);
+    roost_counter_add(ws->st->bytes_out, (long)len);
     unsigned op = binary ? WS_OP_BINARY : WS_OP_TEXT;
     uint8_t small[1024];
     if (len + WS_HEADER_MAX <= sizeof small) {
@@ -189,6 +226,8 @@ static int on_message(void *ud, unsigned opcode, const uint8_t *data, size_t len
         close_with(ws, WS_CLOSE_POLICY, "too many messages");
         return -ECANCELED;
     }
+    roost_counter_add(ws->st->msgs_in, 1);
+    roost_counter_add(ws->st->bytes_in, (long)len);
     net_conn_t *c = ws->conn; /* held by on_read's ref; ws is gone if the handler closed c */
     if (ws->h->on_message)
         ws->h->on_message(ws, opcode == WS_OP_BINARY, (const char *)data, len, ws->ud);
@@ -278,6 +317,11 @@ static void on_close(net_conn_t *c)
     if (ws->open && ws->h->on_close)
         ws->h->on_close(ws, ws->close_code, ws->ud);
     ws_reader_free(&ws->reader);
+    int k = 0;
+    while (k < WS_NCLOSE && close_codes[k] != ws->close_code)
+        k++;
+    roost_counter_add(ws->st->closes[k], 1);
+    roost_counter_add(ws->st->conns, -1);
     atomic_fetch_sub(ws_open_count(ws->srv), 1);
     free(ws);
 }
@@ -295,6 +339,8 @@ void ws_attach(net_conn_t *c, void *arg)
     roost_ws_t *ws = arg;
     const roost_config_t *cfg = roost_server_config(ws->srv);
     ws->conn = c;
+    ws->st = ws_stats(ws->srv);
+    roost_counter_add(ws->st->conns, 1);
     ws->close_code = WS_CLOSE_ABNORMAL;
     ws->tokens = 2.0 * cfg->ws.max_rate;
     ws->tokens_at = net_loop_now(c->loop);

@@ -26,6 +26,7 @@ struct roost_ws {
      * room): called once when the connection ends, before on_close; arg is that layer's. */
     void (*detach)(roost_ws_t *ws, void *arg);
     void *detach_arg;
+    struct ws_stats *st; /* the server's, from ws_attach on */
 };
 
 /* On the connection's loop: sets (fn NULL: clears) the hook called when it ends. */
@@ -33,6 +34,15 @@ void ws_set_detach(roost_ws_t *ws, void (*fn)(roost_ws_t *ws, void *arg), void *
 /* The server's count of open WebSockets (for --max-connections), in the ws layer's slot; NULL
  * when out of memory. */
 _Atomic long *ws_open_count(roost_server_t *srv);
+
+/* The layer's counters on /metrics, in the same slot (open first, for ws_open_count). */
+#define WS_NCLOSE 10 /* close codes counted by name; others are code="other" */
+typedef struct ws_stats {
+    _Atomic long open;
+    roost_counter_t *conns, *msgs_in, *msgs_out, *bytes_in, *bytes_out, *slow;
+    roost_counter_t *closes[WS_NCLOSE + 1];
+} ws_stats_t;
+ws_stats_t *ws_stats(roost_server_t *srv);
 
 extern const net_proto_t ws_proto;
 

@@ -34,3 +34,18 @@ def test_jobs_progress_cancel_and_rooms_in_a_browser(start_server):
         ["node", str(REPO / "tests/e2e/browser/dashboard.test.js"), f"http://127.0.0.1:{srv.port}"],
         cwd=REPO, capture_output=True, text=True, timeout=100)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.deadline(120)
+def test_live_charts_draw_and_move_under_load(start_server, tmp_path):
+    """uPlot charts fed by /metrics/stream: see tests/e2e/browser/metrics_charts.test.js. The
+    screenshot goes to $ROOST_DASHBOARD_PNG when set (the lead's copy), else to tmp_path."""
+    import os
+    srv = start_server("--threads", "2", "--job-workers", "2")
+    shot = os.environ.get("ROOST_DASHBOARD_PNG") or str(tmp_path / "dashboard.png")
+    proc = subprocess.run(
+        ["node", str(REPO / "tests/e2e/browser/metrics_charts.test.js"),
+         f"http://127.0.0.1:{srv.port}", shot],
+        cwd=REPO, capture_output=True, text=True, timeout=100)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert Path(shot).stat().st_size > 10000

@@ -1,0 +1,324 @@
+/* Per-route request metrics: roost_http_requests_total{route,method,status} and histograms of
+ * duration, request and response body size, labelled by the route template ("unmatched" for
+ * every request no route took, so scanners cannot grow the series). Recording is an array index
+ * by route id and a few relaxed adds on the calling thread's shard: no lock, no hashing; a
+ * scrape sums the shards. Not the named counters (base/counters.c) nor the process gauges. */
+#include "http/http.h"
+
+#include <llhttp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SHARDS     16
+#define ROUTES_MAX 1024 /* ids above this are counted in roost_http_metrics_routes_over_total */
+#define NMETH      10   /* DELETE GET HEAD POST PUT CONNECT OPTIONS TRACE PATCH, other */
+#define NSTATUS    8    /* distinct status codes kept per route and method */
+
+static const double dur_le[] = {0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
+                                0.5,   0.75, 1,     2.5,  5,     7.5, 10};
+#define NDUR (sizeof dur_le / sizeof dur_le[0])
+static const double size_le[] = {0, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304};
+#define NSIZE (sizeof size_le / sizeof size_le[0])
+
+typedef struct {
+    atomic_long n[NSIZE + 1]; /* per bucket, not cumulative; the last is +Inf */
+    atomic_long sum;
+} hist_t;
+
+typedef struct {
+    atomic_int code[NSTATUS]; /* 0: free; claimed with a compare-and-swap */
+    atomic_long count[NSTATUS];
+    atomic_long other; /* a ninth distinct code and beyond */
+    atomic_long dur[NDUR + 1];
+    atomic_long dur_ns;
+    hist_t req, res;
+} cell_t;
+
+typedef struct __attribute__((aligned(64))) {
+    _Atomic(cell_t *) *cells; /* [(ROUTES_MAX + 1) * NMETH], made on first use */
+} shard_t;
+
+struct http_metrics {
+    shard_t shards[SHARDS];
+    atomic_long over, status_over;
+};
+
+struct http_metrics *http_metrics_new(void)
+{
+    return calloc(1, sizeof(struct http_metrics));
+}
+
+void http_metrics_free(struct http_metrics *m)
+{
+    if (!m)
+        return;
+    for (int s = 0; s < SHARDS; s++) {
+        _Atomic(cell_t *) *cells = atomic_load(&m->shards[s].cells);
+        for (int i = 0; cells && i < (ROUTES_MAX + 1) * NMETH; i++)
+            free(atomic_load(&cells[i]));
+        free(cells);
+    }
+    free(m);
+}
+
+/* The first SHARDS threads that record own a shard each: their adds are a plain load and store
+ * (one writer; a scrape reads whole longs). Later threads share, with locked adds. */
+static atomic_uint next_shard;
+static _Thread_local unsigned my_shard = ~0u;
+static _Thread_local int my_own;
+
+static int method_index(unsigned m)
+{
+    if (m <= HTTP_TRACE)
+        return (int)m;
+    return m == HTTP_PATCH ? 8 : 9;
+}
+
+static const char *method_label(int i)
+{
+    if (i == 9)
+        return "other";
+    return llhttp_method_name(i == 8 ? HTTP_PATCH : (llhttp_method_t)i);
+}
+
+/* A slot array or cell, made once; two threads on one shard may race: the loser frees its own. */
+static void *claim(void *_Atomic *slot, size_t size)
+{
+    void *p = atomic_load_explicit(slot, memory_order_acquire);
+    if (p)
+        return p;
+    void *mine = calloc(1, size), *none = NULL;
+    if (!mine)
+        return NULL;
+    if (atomic_compare_exchange_strong(slot, &none, mine))
+        return mine;
+    free(mine);
+    return none;
+}
+
+static void add(atomic_long *a, long n)
+{
+    if (my_own)
+        atomic_store_explicit(a, atomic_load_explicit(a, memory_order_relaxed) + n,
+                              memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(a, n, memory_order_relaxed);
+}
+
+static void hist_add(hist_t *h, uint64_t v)
+{
+    size_t i = 0;
+    while (i < NSIZE && (double)v > size_le[i])
+        i++;
+    add(&h->n[i], 1);
+    add(&h->sum, (long)v);
+}
+
+void http_metrics_record(struct http_metrics *m, const roost_req_t *req)
+{
+    int id = req->route ? req->route->id : 0;
+    if (id > ROUTES_MAX) {
+        atomic_fetch_add(&m->over, 1); /* shared by every shard */
+        return;
+    }
+    if (my_shard == ~0u) {
+        unsigned n = atomic_fetch_add(&next_shard, 1);
+        my_shard = n % SHARDS;
+        my_own = n < SHARDS;
+    }
+    shard_t *sh = &m->shards[my_shard];
+    _Atomic(cell_t *) *cells =
+        claim((void *_Atomic *)&sh->cells, sizeof(cell_t *) * (ROUTES_MAX + 1) * NMETH);
+    if (!cells)
+        return;
+    cell_t *c =
+        claim((void *_Atomic *)&cells[id * NMETH + method_index(req->method)], sizeof(cell_t));
+    if (!c)
+        return;
+    int status = req->status, i;
+    for (i = 0; i < NSTATUS; i++) {
+        int code = atomic_load_explicit(&c->code[i], memory_order_relaxed), none = 0;
+        if (code == status)
+            break;
+        if (!code && (atomic_compare_exchange_strong(&c->code[i], &none, status) || none == status))
+            break;
+    }
+    if (i < NSTATUS) {
+        add(&c->count[i], 1);
+    } else {
+        add(&c->other, 1);
+        atomic_fetch_add(&m->status_over, 1); /* shared by every shard */
+    }
+    uint64_t ns = time_now_ns() - req->start_ns;
+    size_t b = 0;
+    while (b < NDUR && (double)ns > dur_le[b] * 1e9)
+        b++;
+    add(&c->dur[b], 1);
+    add(&c->dur_ns, (long)ns);
+    hist_add(&c->req, req->body.len);
+    hist_add(&c->res, req->res_bytes);
+}
+
+/* ---- the scrape ---- */
+
+typedef struct {
+    long codes[NSTATUS * SHARDS];
+    long counts[NSTATUS * SHARDS];
+    int ncodes;
+    long other;
+    long dur[NDUR + 1], dur_ns;
+    long req[NSIZE + 1], req_sum, res[NSIZE + 1], res_sum;
+    int seen;
+} sum_t;
+
+static long get(atomic_long *a)
+{
+    return atomic_load_explicit(a, memory_order_relaxed);
+}
+
+static void sum_cell(sum_t *s, cell_t *c)
+{
+    s->seen = 1;
+    for (int i = 0; i < NSTATUS; i++) {
+        int code = atomic_load_explicit(&c->code[i], memory_order_relaxed);
+        if (!code)
+            break;
+        int k = 0;
+        while (k < s->ncodes && s->codes[k] != code)
+            k++;
+        if (k == s->ncodes)
+            s->codes[s->ncodes++] = code;
+        s->counts[k] += get(&c->count[i]);
+    }
+    s->other += get(&c->other);
+    for (size_t i = 0; i <= NDUR; i++)
+        s->dur[i] += get(&c->dur[i]);
+    s->dur_ns += get(&c->dur_ns);
+    for (size_t i = 0; i <= NSIZE; i++) {
+        s->req[i] += get(&c->req.n[i]);
+        s->res[i] += get(&c->res.n[i]);
+    }
+    s->req_sum += get(&c->req.sum);
+    s->res_sum += get(&c->res.sum);
+}
+
+/* A label value as the text format wants it: backslash, quote and newline escaped. */
+static void put_label(sbuf_t *out, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            sbuf_printf(out, "\\%c", *v);
+        else if (*v == '\n')
+            sbuf_append(out, "\\n", 2);
+        else
+            sbuf_append(out, v, 1);
+    }
+}
+
+static void put_labels(sbuf_t *out, const char *route, int meth)
+{
+    sbuf_append(out, "route=\"", 7);
+    put_label(out, route);
+    sbuf_printf(out, "\",method=\"%s\"", method_label(meth));
+}
+
+static void put_hist(sbuf_t *out, const char *name, const char *route, int meth, const long *n,
+                     const double *le, size_t nle, double sum)
+{
+    long cum = 0;
+    for (size_t i = 0; i <= nle; i++) {
+        cum += n[i];
+        sbuf_printf(out, "%s_bucket{", name);
+        put_labels(out, route, meth);
+        if (i < nle)
+            sbuf_printf(out, ",le=\"%g\"} %ld\n", le[i], cum);
+        else
+            sbuf_printf(out, ",le=\"+Inf\"} %ld\n", cum);
+    }
+    sbuf_printf(out, "%s_sum{", name);
+    put_labels(out, route, meth);
+    sbuf_printf(out, "} %.9g\n%s_count{", sum, name);
+    put_labels(out, route, meth);
+    sbuf_printf(out, "} %ld\n", cum);
+}
+
+enum { FAM_TOTAL, FAM_DUR, FAM_REQ, FAM_RES, NFAM };
+
+static const char *const fam_head[NFAM] = {
+    "# HELP roost_http_requests_total HTTP requests answered, by route template, method and "
+    "status\n# TYPE roost_http_requests_total counter\n",
+    "# HELP roost_http_request_duration_seconds Time from a request's first byte to its last "
+    "answer byte\n# TYPE roost_http_request_duration_seconds histogram\n",
+    "# HELP roost_http_request_size_bytes Request body bytes\n"
+    "# TYPE roost_http_request_size_bytes histogram\n",
+    "# HELP roost_http_response_size_bytes Response body bytes\n"
+    "# TYPE roost_http_response_size_bytes histogram\n",
+};
+
+static void render_one(int fam, const sum_t *s, const char *route, int meth, sbuf_t *out)
+{
+    switch (fam) {
+    case FAM_TOTAL:
+        for (int k = 0; k < s->ncodes; k++) {
+            sbuf_append(out, "roost_http_requests_total{", 26);
+            put_labels(out, route, meth);
+            sbuf_printf(out, ",status=\"%ld\"} %ld\n", s->codes[k], s->counts[k]);
+        }
+        if (s->other) {
+            sbuf_append(out, "roost_http_requests_total{", 26);
+            put_labels(out, route, meth);
+            sbuf_printf(out, ",status=\"other\"} %ld\n", s->other);
+        }
+        break;
+    case FAM_DUR:
+        put_hist(out, "roost_http_request_duration_seconds", route, meth, s->dur, dur_le, NDUR,
+                 (double)s->dur_ns / 1e9);
+        break;
+    case FAM_REQ:
+        put_hist(out, "roost_http_request_size_bytes", route, meth, s->req, size_le, NSIZE,
+                 (double)s->req_sum);
+        break;
+    default:
+        put_hist(out, "roost_http_response_size_bytes", route, meth, s->res, size_le, NSIZE,
+                 (double)s->res_sum);
+    }
+}
+
+void http_metrics_render(struct http_metrics *m, const router_t *r, sbuf_t *out)
+{
+    int nroutes = router_count(r);
+    if (nroutes > ROUTES_MAX)
+        nroutes = ROUTES_MAX;
+    /* Sum once per (route, method), then write each family whole: the text format wants a
+     * family's samples together. */
+    sum_t *sums = calloc((size_t)(nroutes + 1) * NMETH, sizeof *sums);
+    if (!sums)
+        return;
+    for (int sh = 0; sh < SHARDS; sh++) {
+        _Atomic(cell_t *) *cells = atomic_load_explicit(&m->shards[sh].cells, memory_order_acquire);
+        for (int i = 0; cells && i < (nroutes + 1) * NMETH; i++) {
+            cell_t *c = atomic_load_explicit(&cells[i], memory_order_acquire);
+            if (c)
+                sum_cell(&sums[i], c);
+        }
+    }
+    for (int fam = 0; fam < NFAM; fam++) {
+        sbuf_append(out, fam_head[fam], strlen(fam_head[fam]));
+        for (int i = 0; i < (nroutes + 1) * NMETH; i++) {
+            if (!sums[i].seen)
+                continue;
+            const route_t *rt = router_route(r, i / NMETH);
+            render_one(fam, &sums[i], rt ? rt->path : "unmatched", i % NMETH, out);
+        }
+    }
+    free(sums);
+    sbuf_printf(out,
+                "# HELP roost_http_metrics_routes_over_total Requests of routes past the %d "
+                "with series\n# TYPE roost_http_metrics_routes_over_total counter\n"
+                "roost_http_metrics_routes_over_total %ld\n"
+                "# HELP roost_http_metrics_status_over_total Requests whose status was past the "
+                "%d kept per route, counted as status=\"other\"\n"
+                "# TYPE roost_http_metrics_status_over_total counter\n"
+                "roost_http_metrics_status_over_total %ld\n",
+                ROUTES_MAX, get(&m->over), NSTATUS, get(&m->status_over));
+}

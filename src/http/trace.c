@@ -1,0 +1,165 @@
+/* W3C Trace Context for every request: a valid `traceparent` header is taken (its trace id kept,
+ * its span id the parent), anything else starts a new trace; each request gets its own span id.
+ * Ids come from a per-thread xoshiro256** generator seeded from libcrypto's RAND_bytes, so
+ * the hot path makes no system call. Not the export of spans (core/otlp.c) nor the logs. */
+#include "http/http.h"
+
+#include <errno.h>
+#include <llhttp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <string.h>
+
+static _Thread_local uint64_t rng[4];
+static _Thread_local int rng_ready;
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t next64(void)
+{
+    if (!rng_ready) {
+        if (RAND_bytes((unsigned char *)rng, sizeof rng) != 1 || !(rng[0] | rng[1] | rng[2]))
+            rng[0] = time_now_ns() | 1, rng[1] = (uint64_t)(uintptr_t)&rng_ready;
+        rng_ready = 1;
+    }
+    uint64_t r = rotl(rng[1] * 5, 7) * 9, t = rng[1] << 17;
+    rng[2] ^= rng[0];
+    rng[3] ^= rng[1];
+    rng[1] ^= rng[2];
+    rng[0] ^= rng[3];
+    rng[2] ^= t;
+    rng[3] = rotl(rng[3], 45);
+    return r;
+}
+
+static void hex64(char *out, uint64_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--, v >>= 4)
+        out[i] = digits[v & 15];
+}
+
+/* Fills out (n hex digits + NUL) with a random, non-zero id. */
+static void random_id(char *out, int n)
+{
+    uint64_t a;
+    do
+        a = next64();
+    while (!a);
+    hex64(out, a);
+    if (n == 32)
+        hex64(out + 16, next64());
+    out[n] = '\0';
+}
+
+static int lower_hex(const char *p, size_t n, int nonzero)
+{
+    int any = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return 0;
+        any |= c != '0';
+    }
+    return any || !nonzero;
+}
+
+int roost_traceparent_parse(const char *v, size_t len, char trace_id[33], char parent[17],
+                            uint8_t *flags)
+{
+    /* version "-" trace-id "-" parent-id "-" flags; version ff is invalid; a later version may
+     * append "-..." fields, version 00 may not (W3C Trace Context §3.2). */
+    if (!v || len < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-')
+        return -EINVAL;
+    if (!lower_hex(v, 2, 0) || !memcmp(v, "ff", 2) || !lower_hex(v + 3, 32, 1) ||
+        !lower_hex(v + 36, 16, 1) || !lower_hex(v + 53, 2, 0))
+        return -EINVAL;
+    if (len > 55 && (!memcmp(v, "00", 2) || v[55] != '-'))
+        return -EINVAL;
+    memcpy(trace_id, v + 3, 32);
+    trace_id[32] = '\0';
+    memcpy(parent, v + 36, 16);
+    parent[16] = '\0';
+    unsigned f = 0;
+    sscanf(v + 53, "%2x", &f);
+    *flags = (uint8_t)f;
+    return 0;
+}
+
+void roost_trace_new_id(char out[33])
+{
+    random_id(out, 32);
+}
+
+void roost_span_new_id(char out[17])
+{
+    random_id(out, 16);
+}
+
+void http_trace_start(roost_req_t *req)
+{
+    roost_str_t tp = roost_req_header(req, "traceparent");
+    if (roost_traceparent_parse(tp.ptr, tp.len, req->trace_id, req->parent_span,
+                                &req->trace_flags) < 0) {
+        req->trace_local = 1;
+        random_id(req->trace_id, 32);
+        req->parent_span[0] = '\0';
+        req->trace_flags = 1; /* sampled: every request is recorded */
+    } else
+        req->trace_local = 0;
+    random_id(req->span_id, 16);
+}
+
+void http_trace_enter(const roost_req_t *req)
+{
+    roost_trace_enter(req->trace_id, req->span_id);
+    if (req->trace_local)
+        roost_trace_mark_local();
+}
+
+const char *roost_req_trace_id(const roost_req_t *req)
+{
+    return req->trace_id[0] ? req->trace_id : NULL;
+}
+
+const char *roost_req_span_id(const roost_req_t *req)
+{
+    return req->span_id[0] ? req->span_id : NULL;
+}
+
+const char *roost_req_parent_span_id(const roost_req_t *req)
+{
+    return req->parent_span[0] ? req->parent_span : NULL;
+}
+
+int roost_req_traceparent(const roost_req_t *req, char out[56])
+{
+    if (!req->trace_id[0])
+        return -ENOENT;
+    snprintf(out, 56, "00-%s-%s-%02x", req->trace_id, req->span_id, req->trace_flags);
+    return 0;
+}
+
+void http_trace_end(roost_req_t *req)
+{
+    char status[8];
+    uint64_t now = time_now_ns(), wall = time_wall_ns();
+    snprintf(status, sizeof status, "%d", req->status);
+    roost_span_t sp = {
+        .name = req->route ? req->route->name : "unmatched",
+        .trace_id = req->trace_id,
+        .span_id = req->span_id,
+        .parent_span_id = req->parent_span,
+        .kind = ROOST_SPAN_SERVER,
+        .start_ns = wall - (now - req->start_ns),
+        .end_ns = wall,
+        .error = req->status >= 500,
+        .attrs = {{"http.route", req->route ? req->route->path : "unmatched"},
+                  {"http.request.method", llhttp_method_name((llhttp_method_t)req->method)},
+                  {"http.response.status_code", status}},
+    };
+    roost_span_emit(&sp);
+}
