@@ -30,6 +30,8 @@ void app_log_after_response(roost_req_t *req, const char *file, const char *fmt,
 int app_routes_data(roost_server_t *srv);
 /* /proxy/{upstream}/{path:path}, /aggregate: upstream calls on the loop */
 int app_routes_fetch(roost_server_t *srv);
+/* /large-data, /download-large-file: the big answers (gzip, streaming with backpressure) */
+int app_routes_stream(roost_server_t *srv);
 /* GET / (the chat page), compiled in from web/ */
 int app_routes_pages(roost_server_t *srv);
 

@@ -63,6 +63,8 @@ static const opt_t http_opts[] = {
      "idle keep-alive connections closed after this"},
     {"write-timeout-s", SECS, OFF(http.write_timeout_s), 0.05, 3600,
      "a client that reads nothing for this long is dropped"},
+    {"stream-max-unsent", SIZE, OFF(http.stream_max_unsent), 1024, 1ull << 30,
+     "bytes of a streamed answer waiting for a slow client before its producer pauses"},
     {"access-log", BOOL, OFF(http.access_log), 0, 1, "one stderr line per request"},
 };
 
@@ -116,11 +118,18 @@ static const opt_t data_opts[] = {
      "wait this long for a database connection, then answer 503"},
 };
 
+static const opt_t gzip_opts[] = {
+    {"gzip", BOOL, OFF(gzip.on), 0, 1, "gzip answers when the client accepts it (on|off)"},
+    {"gzip-min-bytes", SIZE, OFF(gzip.min_bytes), 0, 1ull << 32,
+     "whole bodies below this go uncompressed"},
+    {"gzip-level", INT, OFF(gzip.level), 1, 9, "compression level, 1 fastest .. 9 smallest"},
+};
+
 static const section_t sections[] = {
     {"net", net_opts, ARRAY_LEN(net_opts)},       {"http", http_opts, ARRAY_LEN(http_opts)},
     {"ws", ws_opts, ARRAY_LEN(ws_opts)},          {"fetch", fetch_opts, ARRAY_LEN(fetch_opts)},
     {"rooms", rooms_opts, ARRAY_LEN(rooms_opts)}, {"jobs", jobs_opts, ARRAY_LEN(jobs_opts)},
-    {"data", data_opts, ARRAY_LEN(data_opts)},
+    {"data", data_opts, ARRAY_LEN(data_opts)},    {"gzip", gzip_opts, ARRAY_LEN(gzip_opts)},
 };
 
 void roost_config_init(roost_config_t *cfg)
@@ -148,6 +157,7 @@ void roost_config_init(roost_config_t *cfg)
         .body_timeout_s = 10,
         .keepalive_timeout_s = 60,
         .write_timeout_s = 60,
+        .stream_max_unsent = 256 * 1024,
     };
     cfg->ws = (roost_ws_config_t){
         .max_connections = 100000,
@@ -167,6 +177,7 @@ void roost_config_init(roost_config_t *cfg)
         .pool_overflow = 10,
         .pool_timeout_s = 30,
     };
+    cfg->gzip = (roost_gzip_config_t){.on = 1, .min_bytes = 1000, .level = 6};
 }
 
 /* One flag, wherever its value lives: the library's table or an embedder's. */

@@ -466,6 +466,9 @@ static void on_timeout(net_conn_t *c)
 
 static void on_drained(net_conn_t *c)
 {
+    http_session_t *s = c->ud;
+    if (s && s->head && s->head->streamed)
+        http_stream_drained(s->head);
     arm_after_flush(c->ud);
 }
 

@@ -1,5 +1,6 @@
-/* Streamed responses: roost_stream_begin/write/end on the loop, each piece through the on_body
- * filters into the request's out bytes (chunked on HTTP/1.1, close-delimited on 1.0), and the
+/* Streamed responses: roost_stream_begin/write/end/abort on the loop, each piece through the
+ * on_body filters into the request's out bytes (chunked on HTTP/1.1, close-delimited on 1.0);
+ * backpressure (a write refused while too much is unsent, a drain callback to go on); and the
  * session's side, http_stream_out, that writes a stream's head once and then its pieces when
  * the stream is at the head of the pipeline. Not whole responses (response.c). */
 #include "http/http.h"
@@ -33,6 +34,13 @@ int roost_stream_write(roost_req_t *req, const void *data, size_t len)
         return -EPIPE;
     if (!len)
         return 0;
+    /* The cheap bound first; the exact count (which starts a write) only when it is over. */
+    size_t max = req->srv->cfg.http.stream_max_unsent;
+    if (req->res_body.len + req->conn->wq_bytes > max &&
+        req->res_body.len + net_conn_unsent(req->conn) > max) {
+        roost_counter_add(http_server(req->srv)->c_stream_paused, 1);
+        return -EAGAIN;
+    }
     int rc = http_mw_stream(req, data, len, 0);
     if (rc < 0)
         return rc;
@@ -49,6 +57,40 @@ void roost_stream_end(roost_req_t *req)
                   req->route ? req->route->name : "?");
     http_req_set_phase(req, HTTP_REQ_RESPONDED);
     http_req_responded(req);
+}
+
+void roost_stream_abort(roost_req_t *req)
+{
+    if (!req->streamed || http_req_phase(req) != HTTP_REQ_STREAMING)
+        return;
+    req->close_after = 1; /* no last chunk: the client must not take the body for whole */
+    http_req_set_phase(req, HTTP_REQ_RESPONDED);
+    http_req_responded(req);
+}
+
+int roost_stream_on_drain(roost_req_t *req, roost_resume_fn fn, void *arg)
+{
+    if (!req->streamed || http_req_phase(req) != HTTP_REQ_STREAMING)
+        return -EINVAL;
+    if (req->drain_fn)
+        return -EBUSY;
+    roost_req_wait(req);
+    req->drain_fn = fn;
+    req->drain_arg = arg;
+    /* Nothing left to wait for (the backlog went between the write and now): go on at once. */
+    if (roost_req_gone(req) || req->res_body.len + net_conn_unsent(req->conn) == 0)
+        http_stream_drained(req);
+    return 0;
+}
+
+void http_stream_drained(roost_req_t *req)
+{
+    roost_resume_fn fn = req->drain_fn;
+    if (!fn)
+        return;
+    req->drain_fn = NULL;
+    /* Through the loop's queue, not from here: the writer or the session is on the stack. */
+    roost_req_resume(req, fn, req->drain_arg);
 }
 
 int http_stream_out(roost_req_t *req, net_conn_t *c, sbuf_t *scratch, const char *date)
