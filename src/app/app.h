@@ -31,7 +31,7 @@ int app_routes_data(roost_server_t *srv);
 /* /proxy/{upstream}/{path:path}, /aggregate: upstream calls on the loop */
 int app_routes_fetch(roost_server_t *srv);
 /* /large-data, /download-large-file: the big answers (gzip, streaming with backpressure) */
-int app_routes_stream(roost_server_t *srv);
+int app_routes_stream(roost_server_t *srv, const app_config_t *cfg);
 /* GET / (the chat page), compiled in from web/ */
 int app_routes_pages(roost_server_t *srv);
 

@@ -44,7 +44,7 @@ int main(int argc, char **argv)
      * after it) stops before the database it might use. */
     if (app_routes_data(srv) < 0 || app_routes_basic(srv, &app) < 0 || app_routes_rooms(srv) < 0 ||
         app_routes_jobs(srv) < 0 || app_job_types(srv, &app) < 0 || app_routes_pages(srv) < 0 ||
-        app_routes_fetch(srv) < 0 || app_routes_stream(srv) < 0) {
+        app_routes_fetch(srv) < 0 || app_routes_stream(srv, &app) < 0) {
         fprintf(stderr, "roost: cannot register the routes\n");
         return 1;
     }

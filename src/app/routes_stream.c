@@ -103,14 +103,50 @@ static void download(roost_req_t *req, void *ud)
 }
 
 /* An integer query parameter from 0 to hi, d when absent. */
-#define UINT_FIELD(n, d, hi)                                                                     \
-    {.name = n, .type = ROOST_T_INT, .has_default = 1, .def.i = d, .has_ge = 1, .ge = 0,         \
-     .has_le = 1, .le = hi}
+#define UINT_FIELD(n, d, hi)                                                                       \
+    {                                                                                              \
+        .name = n, .type = ROOST_T_INT, .has_default = 1, .def.i = d, .has_ge = 1, .ge = 0,        \
+        .has_le = 1, .le = hi                                                                      \
+    }
 static const roost_field_t download_fields[] = {
     UINT_FIELD("lines", 1000, 100000000),
     UINT_FIELD("line_delay_ms", 0, 10000),
 };
 static const roost_schema_t download_schema = {.fields = download_fields, .nfields = 2};
+
+/* Test-only: a body of `bytes` text bytes with the status, type and Content-Encoding asked for,
+ * for the answers gzip must leave alone (304, 206, an encoded body, an image). */
+static void debug_body(roost_req_t *req, void *ud)
+{
+    long long n = roost_req_query_int(req, "bytes");
+    const char *enc = roost_req_query_str(req, "encoding");
+    char *b = roost_req_alloc(req, (size_t)n + 1);
+    if (!b) {
+        roost_respond_error(req, 503, "Out of memory");
+        return;
+    }
+    for (long long i = 0; i < n; i++)
+        b[i] = (char)('a' + i % 7);
+    if (enc && *enc)
+        roost_res_header(req, "Content-Encoding", enc);
+    roost_respond(req, (int)roost_req_query_int(req, "status"), roost_req_query_str(req, "type"), b,
+                  (size_t)n);
+}
+
+static const roost_field_t debug_fields[] = {
+    UINT_FIELD("bytes", 4000, 1000000),
+    {.name = "status",
+     .type = ROOST_T_INT,
+     .has_default = 1,
+     .def.i = 200,
+     .has_ge = 1,
+     .ge = 200,
+     .has_le = 1,
+     .le = 599},
+    {.name = "type", .type = ROOST_T_STR, .has_default = 1, .def.s = "text/plain"},
+    {.name = "encoding", .type = ROOST_T_STR, .has_default = 1, .def.s = ""},
+};
+static const roost_schema_t debug_schema = {.fields = debug_fields, .nfields = 4};
 
 static const char *const tags_stream[] = {"streaming", NULL};
 
@@ -121,7 +157,15 @@ static const roost_route_opts_t routes[] = {
      .tags = tags_stream, .query = &download_schema},
 };
 
-int app_routes_stream(roost_server_t *srv)
+static const roost_route_opts_t debug_routes[] = {
+    {"GET", "/debug/body", debug_body, .summary = "A body with a chosen status, type, encoding",
+     .tags = tags_stream, .query = &debug_schema},
+};
+
+int app_routes_stream(roost_server_t *srv, const app_config_t *cfg)
 {
-    return app_register(srv, routes, APP_COUNT_OF(routes), NULL);
+    int rc = app_register(srv, routes, APP_COUNT_OF(routes), NULL);
+    if (rc == 0 && cfg->debug_routes)
+        rc = app_register(srv, debug_routes, APP_COUNT_OF(debug_routes), NULL);
+    return rc;
 }

@@ -380,6 +380,10 @@ int roost_config_parse_with(roost_config_t *cfg, const char *section, const roos
             return -EINVAL;
         }
         const char *value = eq ? eq + 1 : NULL;
+        /* A switch may be followed by its state: `--gzip off` as well as `--gzip=off`. */
+        if (!value && f.kind == ROOST_FLAG_BOOL && i + 1 < argc &&
+            (!strcmp(argv[i + 1], "on") || !strcmp(argv[i + 1], "off")))
+            value = argv[++i];
         if (!value && f.kind != ROOST_FLAG_BOOL) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "roost: --%s needs a value\n", f.name);

@@ -162,9 +162,15 @@ static int gz_type_ok(const char *type)
         return 0;
     static const char *const prefixes[] = {"image/", "video/", "audio/", "font/woff"};
     static const char *const exact[] = {
-        "application/zip",        "application/gzip",         "application/x-gzip",
-        "application/zstd",       "application/x-xz",         "application/x-bzip2",
-        "application/x-7z-compressed", "application/x-rar-compressed", "application/pdf",
+        "application/zip",
+        "application/gzip",
+        "application/x-gzip",
+        "application/zstd",
+        "application/x-xz",
+        "application/x-bzip2",
+        "application/x-7z-compressed",
+        "application/x-rar-compressed",
+        "application/pdf",
         "application/octet-stream",
     };
     size_t n = strcspn(type, "; \t");
@@ -261,8 +267,8 @@ static int gz_stream(gz_ctx_t *g, gz_state_t *st, const void *p, size_t n, int l
     if (!g->z) {
         g->z = calloc(1, sizeof *g->z);
         /* windowBits 15 + 16: a gzip wrapper; memLevel 8 is zlib's default. */
-        if (!g->z || deflateInit2(g->z, st->level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
-                         Z_OK) {
+        if (!g->z ||
+            deflateInit2(g->z, st->level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
             free(g->z);
             g->z = NULL;
             return -ENOMEM;
