@@ -35,9 +35,10 @@ int roost_stream_write(roost_req_t *req, const void *data, size_t len)
     if (!len)
         return 0;
     /* The cheap bound first; the exact count (which starts a write) only when it is over. */
-    size_t max = req->srv->cfg.http.stream_max_unsent;
-    if (req->res_body.len + req->conn->wq_bytes > max &&
-        req->res_body.len + net_conn_unsent(req->conn) > max) {
+    size_t max = req->srv->cfg.http.stream_max_unsent, ahead = req->res_body.len;
+    if (ahead + net_conn_pending(req->conn) > max &&
+        ahead + net_conn_pending(req->conn) - req->conn->wq_bytes + net_conn_unsent(req->conn) >
+            max) {
         roost_counter_add(http_server(req->srv)->c_stream_paused, 1);
         return -EAGAIN;
     }
@@ -68,6 +69,20 @@ void roost_stream_abort(roost_req_t *req)
     http_req_responded(req);
 }
 
+/* A pending drain callback may go on when the backlog is down to half the limit. Bytes gathered
+ * during on_data do not count: they reach the socket when on_data returns, before the callback
+ * (posted to the loop) runs. Without this check, a backlog the kernel took at once would never
+ * make the queue go from full to empty, and the producer would wait forever. */
+static void stream_maybe_drained(roost_req_t *req)
+{
+    if (!req->drain_fn)
+        return;
+    if (roost_req_gone(req) ||
+        (req->stream_head && req->res_body.len + net_conn_unsent(req->conn) <=
+                                 req->srv->cfg.http.stream_max_unsent / 2))
+        http_stream_drained(req);
+}
+
 int roost_stream_on_drain(roost_req_t *req, roost_resume_fn fn, void *arg)
 {
     if (!req->streamed || http_req_phase(req) != HTTP_REQ_STREAMING)
@@ -77,9 +92,7 @@ int roost_stream_on_drain(roost_req_t *req, roost_resume_fn fn, void *arg)
     roost_req_wait(req);
     req->drain_fn = fn;
     req->drain_arg = arg;
-    /* Nothing left to wait for (the backlog went between the write and now): go on at once. */
-    if (roost_req_gone(req) || req->res_body.len + net_conn_unsent(req->conn) == 0)
-        http_stream_drained(req);
+    stream_maybe_drained(req);
     return 0;
 }
 
@@ -105,6 +118,7 @@ int http_stream_out(roost_req_t *req, net_conn_t *c, sbuf_t *scratch, const char
         net_conn_write(c, req->res_body.p, req->res_body.len);
         req->res_body.len = 0;
     }
+    stream_maybe_drained(req);
     if (http_req_phase(req) != HTTP_REQ_RESPONDED)
         return 0;
     http_req_set_phase(req, HTTP_REQ_WRITTEN);
