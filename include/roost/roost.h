@@ -60,6 +60,7 @@ typedef struct {
     double keepalive_timeout_s; /* --keepalive-timeout-s: idle keep-alive closed after this */
     double write_timeout_s;     /* --write-timeout-s: a client that reads nothing is dropped */
     size_t stream_max_unsent;   /* --stream-max-unsent: a stream's backlog before -EAGAIN */
+    double sse_heartbeat_s;     /* --sse-heartbeat-s: a comment line on idle event streams */
     int access_log;             /* --access-log: one stderr line per request */
 } roost_http_config_t;
 
@@ -396,6 +397,18 @@ void roost_stream_end(roost_req_t *req);
 /* Ends a stream that cannot be finished (a producer's error): the connection is closed
  * without the last chunk, so the client sees a truncated body, not a complete one. */
 void roost_stream_abort(roost_req_t *req);
+
+/* Server-sent events on a stream. roost_sse_start begins it: 200 text/event-stream,
+ * Cache-Control: no-cache, "retry: retry_ms" when > 0 (the client's reconnection delay), and a
+ * comment line every heartbeat_s seconds when > 0 while the stream is open (proxies keep it;
+ * clients ignore it). roost_sse_event writes one whole event: "id:" and "event:" when not NULL,
+ * one "data:" line per line of data; returns as roost_stream_write (-EAGAIN: nothing was
+ * written). End with roost_stream_end. Loop. */
+int roost_sse_start(roost_req_t *req, long retry_ms, double heartbeat_s);
+int roost_sse_event(roost_req_t *req, const char *id, const char *event, const char *data);
+/* The Last-Event-ID a reconnecting client sent (the id of the last event it got), or an empty
+ * string: where the handler resumes. */
+roost_str_t roost_sse_last_id(const roost_req_t *req);
 
 /* ---- answering from elsewhere ---- */
 /* A handler that answers later, from another thread or callback, first calls roost_req_wait on

@@ -65,6 +65,8 @@ static const opt_t http_opts[] = {
      "a client that reads nothing for this long is dropped"},
     {"stream-max-unsent", SIZE, OFF(http.stream_max_unsent), 1024, 1ull << 30,
      "bytes of a streamed answer waiting for a slow client before its producer pauses"},
+    {"sse-heartbeat-s", SECS, OFF(http.sse_heartbeat_s), 0, 86400,
+     "a comment line this often on an event stream, for proxies (0: none)"},
     {"access-log", BOOL, OFF(http.access_log), 0, 1, "one stderr line per request"},
 };
 
@@ -158,6 +160,7 @@ void roost_config_init(roost_config_t *cfg)
         .keepalive_timeout_s = 60,
         .write_timeout_s = 60,
         .stream_max_unsent = 256 * 1024,
+        .sse_heartbeat_s = 15,
     };
     cfg->ws = (roost_ws_config_t){
         .max_connections = 100000,

@@ -99,6 +99,7 @@ struct roost_req {
      * client left (it holds a wait on the request until then). */
     roost_resume_fn drain_fn;
     void *drain_arg;
+    struct http_sse *sse;                  /* loop: an event stream's heartbeat timer (sse.c) */
     struct http_after *after, *after_tail; /* owner: roost_after_response tasks */
     int hosts;
     /* A 101 answer: once it is written, the connection is handed to attach(conn, arg); if it
@@ -275,6 +276,9 @@ void http_req_gone(roost_req_t *req);
 int http_stream_out(roost_req_t *req, net_conn_t *c, sbuf_t *scratch, const char *date);
 /* The connection's queue emptied, or the client left: resumes a pending drain callback. */
 void http_stream_drained(roost_req_t *req);
+/* ---- sse.c ---- */
+/* Stops an event stream's heartbeats (its end, or the client left). */
+void http_sse_stop(roost_req_t *req);
 
 /* ---- middleware.c: the chain ---- */
 /* Sets up req's chain: global[0..nglobal) then route (NULL-terminated, may be NULL), each with

@@ -53,6 +53,7 @@ void roost_stream_end(roost_req_t *req)
 {
     if (!req->streamed || http_req_phase(req) != HTTP_REQ_STREAMING)
         return;
+    http_sse_stop(req);
     if (http_mw_stream(req, NULL, 0, 1) < 0)
         log_error("%s: a stream's end was lost (out of memory)",
                   req->route ? req->route->name : "?");
@@ -64,6 +65,7 @@ void roost_stream_abort(roost_req_t *req)
 {
     if (!req->streamed || http_req_phase(req) != HTTP_REQ_STREAMING)
         return;
+    http_sse_stop(req);
     req->close_after = 1; /* no last chunk: the client must not take the body for whole */
     http_req_set_phase(req, HTTP_REQ_RESPONDED);
     http_req_responded(req);

@@ -198,3 +198,31 @@ def test_counters_show_compressed_and_skipped_answers(shared_servers):
         assert delta("roost_gzip_skipped_total", reason="small") >= 1
         assert delta("roost_gzip_bytes_in_total") >= 1_000_000
         assert 0 < delta("roost_gzip_bytes_out_total") < 100_000
+
+
+@pytest.mark.deadline(40)
+def test_sse_is_compressed_and_each_event_inflates_when_sent(server):
+    body = json.dumps({"type": "sleep", "payload": {"steps": 3, "seconds": 0.5}}).encode()
+    resp = server.request("POST", "/tasks", {"Content-Type": "application/json"}, body)
+    tid = resp.json()["task_id"]
+    with RawConnection(server.port, timeout=15) as conn:
+        conn.send(f"GET /tasks/{tid}/events HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n")
+        start = time.monotonic()
+        deadline = start + 15
+        head = conn._read_until(b"\r\n\r\n", deadline).decode().lower()
+        assert "content-encoding: gzip" in head and "text/event-stream" in head
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        text, first_event_at = b"", None
+        while True:
+            size = int(conn._read_until(b"\r\n", deadline).strip(), 16)
+            if size == 0:
+                break
+            text += inflater.decompress(conn._read_exact(size + 2, deadline)[:-2])
+            if first_event_at is None and b"event: task" in text:
+                first_event_at = time.monotonic() - start
+        total = time.monotonic() - start
+    assert inflater.eof  # the gzip member is complete
+    events = [b for b in text.decode().split("\n\n") if "event: task" in b]
+    assert len(events) >= 3
+    assert '"status":"completed"' in events[-1]
+    assert total > 1.2 and first_event_at < total / 2

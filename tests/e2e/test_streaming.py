@@ -1,13 +1,16 @@
 """Streamed answers: /download-large-file's lines and headers, lines that arrive while later ones
 are not made yet, backpressure (a client that reads nothing keeps the server's memory bounded and
-the producer paused; it resumes when the client reads; a client that leaves ends the producer)."""
+the producer paused; it resumes when the client reads; a client that leaves ends the producer),
+and server-sent events: fields, retry, heartbeats, Last-Event-ID."""
 
+import http.client
+import json
 import socket
 import time
 
 import pytest
 
-from conftest import RawConnection, metric_sum
+from conftest import RawConnection, http_get, http_request, metric_sum
 
 
 def rss_kib(srv):
@@ -93,8 +96,11 @@ def test_a_client_that_leaves_ends_the_producer(shared_servers):
         srv.assert_healthy()
         # Left clients' producers are gone: a full download is as fast as ever.
         start = time.monotonic()
-        resp = srv.get("/download-large-file?lines=20000", timeout=20)
-        assert resp.body.count(b"\n") == 20000
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=20)
+        conn.request("GET", "/download-large-file?lines=20000")
+        body = conn.getresponse().read()
+        conn.close()
+        assert body.count(b"\n") == 20000
         assert time.monotonic() - start < 10
 
 
@@ -105,3 +111,61 @@ def test_http_1_0_gets_a_close_delimited_stream(server):
     head, body = raw.split(b"\r\n\r\n", 1)
     assert b"chunked" not in head.lower()
     assert body.count(b"\n") == 3 and body.startswith(b"Line 0: ")
+
+
+# --------------------------------------------------------------------------------------------
+# Server-sent events (the jobs' /tasks/{id}/events, on roost_sse_*)
+
+
+def start_job(port, steps, seconds):
+    body = json.dumps({"type": "sleep", "payload": {"steps": steps, "seconds": seconds}})
+    resp = http_request(port, "POST", "/tasks", {"Content-Type": "application/json"}, body.encode())
+    assert resp.status == 201, resp
+    return resp.json()["task_id"]
+
+
+def read_sse(port, target, headers=None, timeout=15):
+    """(head response, raw event-stream text) of a stream read to its end."""
+    with RawConnection(port, timeout=timeout) as conn:
+        resp = conn.request("GET", target, headers=headers, timeout=timeout)
+    return resp, resp.body.decode()
+
+
+def blocks(raw):
+    out = []
+    for block in raw.split("\n\n"):
+        if block.strip():
+            out.append([line.partition(":")[::2] for line in block.split("\n")])
+    return out
+
+
+@pytest.mark.deadline(40)
+def test_sse_fields_retry_and_heartbeats(shared_servers):
+    with shared_servers.use("--sse-heartbeat-s", "0.1") as srv:
+        tid = start_job(srv.port, 4, 0.25)
+        resp, raw = read_sse(srv.port, f"/tasks/{tid}/events")
+        assert resp.status == 200
+        assert resp.header("Content-Type").startswith("text/event-stream")
+        assert resp.header("Cache-Control") == "no-cache"
+        bl = blocks(raw)
+        assert bl[0] == [("retry", " 3000")], bl[0]
+        assert any(b[0][0] == "" and b[0][1].strip() == "ping" for b in bl), "a heartbeat comment"
+        events = [dict((k, v[1:]) for k, v in b) for b in bl if b[0][0] == "id"]
+        assert all(e["event"] == "task" for e in events)
+        ids = [int(e["id"]) for e in events]
+        assert ids == list(range(1, len(ids) + 1))
+        assert json.loads(events[-1]["data"])["status"] == "completed"
+
+
+@pytest.mark.deadline(30)
+def test_sse_resume_from_last_event_id(server):
+    tid = start_job(server.port, 1, 0)
+    wait_done = time.monotonic() + 10
+    while time.monotonic() < wait_done:
+        if http_get(server.port, f"/tasks/{tid}").json()["status"] == "completed":
+            break
+        time.sleep(0.05)
+    _, raw = read_sse(server.port, f"/tasks/{tid}/events", headers={"Last-Event-ID": "41"})
+    events = [dict((k, v[1:]) for k, v in b) for b in blocks(raw) if b[0][0] == "id"]
+    assert [e["id"] for e in events] == ["42"]
+    assert json.loads(events[0]["data"])["status"] == "completed"
