@@ -204,15 +204,16 @@ static void gz_headers(roost_req_t *req, void *ctx, void *ud)
     gz_ctx_t *g = ctx;
     gz_state_t *st = ud;
     int s = req->status;
+    /* Cheapest first: most answers of a busy API are small. */
+    if (!req->streamed && req->res_body.len < st->min_bytes) {
+        roost_counter_add(st->c[C_SMALL], 1);
+        return;
+    }
     if (req->method == HTTP_HEAD || s < 200 || s == 204 || s == 206 || s == 304 ||
         encoded_already(req))
         return;
     if (!gz_type_ok(req->res_type)) {
         roost_counter_add(st->c[C_TYPE], 1);
-        return;
-    }
-    if (!req->streamed && req->res_body.len < st->min_bytes) {
-        roost_counter_add(st->c[C_SMALL], 1);
         return;
     }
     /* From here the answer depends on Accept-Encoding: caches must know (RFC 9110 §12.5.5). */
