@@ -382,7 +382,8 @@ void roost_defer(roost_req_t *req, uint64_t ms, roost_timer_fn fn, void *arg);
 
 /* ---- streamed responses (chunked): server-sent events, long downloads; on the loop ---- */
 typedef void (*roost_resume_fn)(roost_req_t *req, void *arg); /* see roost_req_resume */
-/* Sends the head now (Transfer-Encoding: chunked; HTTP/1.0 gets a close-delimited body). */
+/* Sends the head now (Transfer-Encoding: chunked; HTTP/1.0 gets a close-delimited body). For
+ * HEAD the stream is then over: writes return -EINVAL and end/abort do nothing. */
 int roost_stream_begin(roost_req_t *req, int status, const char *content_type);
 /* Copies data into the stream. Backpressure: -EAGAIN, taking nothing, while more than
  * --stream-max-unsent bytes wait to be sent (the client reads slower than the producer makes);

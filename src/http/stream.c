@@ -21,7 +21,10 @@ int roost_stream_begin(roost_req_t *req, int status, const char *content_type)
     if (!req->mw)
         http_mw_chain(req, http_server(req->srv)->mw, http_server(req->srv)->nmw, NULL);
     http_mw_headers(req);
-    http_req_set_phase(req, HTTP_REQ_STREAMING);
+    /* HEAD (and a bodyless status) gets the head only: the stream is over at once, and writes
+     * fail (-EINVAL), so that the producer stops instead of making bytes nobody may send. */
+    int bodyless = req->method == HTTP_HEAD || status < 200 || status == 204 || status == 304;
+    http_req_set_phase(req, bodyless ? HTTP_REQ_RESPONDED : HTTP_REQ_STREAMING);
     http_req_responded(req);
     return 0;
 }

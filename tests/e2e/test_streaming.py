@@ -169,3 +169,13 @@ def test_sse_resume_from_last_event_id(server):
     events = [dict((k, v[1:]) for k, v in b) for b in blocks(raw) if b[0][0] == "id"]
     assert [e["id"] for e in events] == ["42"]
     assert json.loads(events[0]["data"])["status"] == "completed"
+
+
+def test_head_of_a_stream_gets_the_head_only(server):
+    with RawConnection(server.port, timeout=10) as conn:
+        head = conn.request("HEAD", "/download-large-file?lines=100000")
+        assert head.status == 200 and head.body == b""
+        assert head.header("Content-Disposition") == "attachment; filename=large.txt"
+        # The next answer on the connection starts right after the head: no body came between.
+        after = conn.request("GET", "/healthz")
+        assert after.status == 200 and after.json() == {"status": "ok"}
