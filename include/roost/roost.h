@@ -59,6 +59,8 @@ typedef struct {
     double body_timeout_s;      /* --body-timeout-s: 408 when the body is slower */
     double keepalive_timeout_s; /* --keepalive-timeout-s: idle keep-alive closed after this */
     double write_timeout_s;     /* --write-timeout-s: a client that reads nothing is dropped */
+    size_t stream_max_unsent;   /* --stream-max-unsent: a stream's backlog before -EAGAIN */
+    double sse_heartbeat_s;     /* --sse-heartbeat-s: a comment line on idle event streams */
     int access_log;             /* --access-log: one stderr line per request */
 } roost_http_config_t;
 
@@ -132,6 +134,12 @@ typedef struct {
 } roost_obs_config_t;
 
 typedef struct {
+    int on;           /* --gzip on|off: the gzip middleware on every route, default on */
+    size_t min_bytes; /* --gzip-min-bytes: smaller whole bodies go plain, default 1000 */
+    int level;        /* --gzip-level: 1 (fastest) .. 9 (smallest), default 6 */
+} roost_gzip_config_t;
+
+typedef struct {
     roost_net_config_t net;
     roost_http_config_t http;
     roost_ws_config_t ws;
@@ -143,6 +151,7 @@ typedef struct {
     roost_mw_config_t mw;
     roost_files_config_t files;
     roost_obs_config_t obs;
+    roost_gzip_config_t gzip;
 } roost_config_t;
 
 /* Fills cfg with the defaults above. */
@@ -393,6 +402,11 @@ int roost_static(roost_server_t *srv, const char *url_prefix, const char *dir);
 /* Before roost_run: roost_static for each --static 'URL_PREFIX=DIR' (-EINVAL, logged, for one
  * that is malformed). */
 int roost_static_init(roost_server_t *srv);
+/* gzip on every answer the client accepts it for (src/mw/gzip.c), with cfg.gzip's level and
+ * minimum: whole bodies of at least min_bytes, streams of a compressible type always (a sync
+ * flush per write). Register it after the other middleware, so that it compresses what they
+ * emit. Before roost_run; -ENOMEM. */
+int roost_use_gzip(roost_server_t *srv);
 
 /* Binds, starts the loops and the pool, and runs until SIGTERM or SIGINT; then stops
  * accepting, lets in-flight requests finish within drain_s, and returns 0. */
@@ -515,10 +529,35 @@ typedef void (*roost_timer_fn)(roost_req_t *req, void *arg);
 void roost_defer(roost_req_t *req, uint64_t ms, roost_timer_fn fn, void *arg);
 
 /* ---- streamed responses (chunked): server-sent events, long downloads; on the loop ---- */
-/* Sends the head now (Transfer-Encoding: chunked; HTTP/1.0 gets a close-delimited body). */
+typedef void (*roost_resume_fn)(roost_req_t *req, void *arg); /* see roost_req_resume */
+/* Sends the head now (Transfer-Encoding: chunked; HTTP/1.0 gets a close-delimited body). For
+ * HEAD the stream is then over: writes return -EINVAL and end/abort do nothing. */
 int roost_stream_begin(roost_req_t *req, int status, const char *content_type);
+/* Copies data into the stream. Backpressure: -EAGAIN, taking nothing, while more than
+ * --stream-max-unsent bytes wait to be sent (the client reads slower than the producer makes);
+ * then call roost_stream_on_drain and write again from its callback. -EPIPE once the client
+ * left, -EINVAL when the request does not stream. */
 int roost_stream_write(roost_req_t *req, const void *data, size_t len);
+/* Runs fn(req, arg) on the loop once everything queued is written, or once the client left
+ * (roost_req_gone(req) is then true: free arg, end nothing). The request stays valid until fn
+ * has run. One at a time (-EBUSY); -EINVAL when not streaming. Loop. */
+int roost_stream_on_drain(roost_req_t *req, roost_resume_fn fn, void *arg);
 void roost_stream_end(roost_req_t *req);
+/* Ends a stream that cannot be finished (a producer's error): the connection is closed
+ * without the last chunk, so the client sees a truncated body, not a complete one. */
+void roost_stream_abort(roost_req_t *req);
+
+/* Server-sent events on a stream. roost_sse_start begins it: 200 text/event-stream,
+ * Cache-Control: no-cache, "retry: retry_ms" when > 0 (the client's reconnection delay), and a
+ * comment line every heartbeat_s seconds when > 0 while the stream is open (proxies keep it;
+ * clients ignore it). roost_sse_event writes one whole event: "id:" and "event:" when not NULL,
+ * one "data:" line per line of data; returns as roost_stream_write (-EAGAIN: nothing was
+ * written). End with roost_stream_end. Loop. */
+int roost_sse_start(roost_req_t *req, long retry_ms, double heartbeat_s);
+int roost_sse_event(roost_req_t *req, const char *id, const char *event, const char *data);
+/* The Last-Event-ID a reconnecting client sent (the id of the last event it got), or an empty
+ * string: where the handler resumes. */
+roost_str_t roost_sse_last_id(const roost_req_t *req);
 
 /* ---- answering from elsewhere ---- */
 /* A handler that answers later, from another thread or callback, first calls roost_req_wait on
@@ -530,7 +569,6 @@ int roost_req_wait(roost_req_t *req);
 /* From any thread, on a waiting request: runs fn(req, arg) on the request's loop, in the order
  * the calls were made, then ends one wait. When the last wait ends and nothing was answered,
  * the answer is 500 (an open stream is ended). fn may call roost_req_wait to wait again. */
-typedef void (*roost_resume_fn)(roost_req_t *req, void *arg);
 void roost_req_resume(roost_req_t *req, roost_resume_fn fn, void *arg);
 /* On the loop: the client has gone, anything sent now is dropped. */
 int roost_req_gone(const roost_req_t *req);

@@ -36,6 +36,8 @@ int app_routes_fetch(roost_server_t *srv);
 int app_routes_cache(roost_server_t *srv, const app_config_t *cfg);
 /* GET /api/limited: the seed's rate-limited endpoint */
 int app_routes_limited(roost_server_t *srv);
+/* /large-data, /download-large-file: the big answers (gzip, streaming with backpressure) */
+int app_routes_stream(roost_server_t *srv, const app_config_t *cfg);
 /* GET / (the chat page), compiled in from web/ */
 int app_routes_pages(roost_server_t *srv);
 

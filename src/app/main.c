@@ -40,13 +40,18 @@ int main(int argc, char **argv)
         roost_server_free(srv);
         return 2;
     }
+    /* Last: it compresses what every other filter emitted. */
+    if (cfg.gzip.on && roost_use_gzip(srv) < 0) {
+        fprintf(stderr, "roost: cannot register the gzip middleware\n");
+        return 1;
+    }
     /* The data layer first: services stop in reverse order, so the job queue (registered
      * after it) stops before the database it might use. */
     if (app_routes_data(srv) < 0 || app_routes_basic(srv, &app) < 0 || app_routes_rooms(srv) < 0 ||
         app_routes_jobs(srv) < 0 || app_job_types(srv, &app) < 0 || app_routes_pages(srv) < 0 ||
         app_routes_fetch(srv) < 0 || app_job_http(srv) < 0 || app_routes_cache(srv, &app) < 0 ||
         app_routes_limited(srv) < 0 || roost_static_init(srv) < 0 ||
-        app_routes_metrics_stream(srv) < 0) {
+        app_routes_metrics_stream(srv) < 0 || app_routes_stream(srv, &app) < 0) {
         fprintf(stderr, "roost: cannot register the routes\n");
         return 1;
     }

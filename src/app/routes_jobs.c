@@ -167,6 +167,8 @@ static void cancel_task(roost_req_t *req, void *ud)
 
 /* ---- server-sent events: one event per change of a task ---- */
 
+#define SSE_RETRY_MS 3000 /* the client's reconnection delay */
+
 /* The watcher (the queue's thread) keeps one wait on the request for itself and takes one more
  * for each event it resumes the request with; its last resume frees the state on the loop,
  * after every event it posted (resumes run in the order they were made). */
@@ -198,16 +200,19 @@ static void sse_deliver(roost_req_t *req, void *arg)
             s->ended = 1;
         } else {
             if (!s->started) {
-                roost_res_header(req, "Cache-Control", "no-cache");
-                roost_stream_begin(req, 200, "text/event-stream");
+                const roost_config_t *cfg = roost_server_config(roost_req_server(req));
+                roost_sse_start(req, SSE_RETRY_MS, cfg->http.sse_heartbeat_s);
                 s->started = 1;
             }
-            char head[64];
-            int n = snprintf(head, sizeof head, "event: task\nid: %ld\ndata: ", ++s->seq);
-            roost_stream_write(req, head, (size_t)n);
-            roost_stream_write(req, e->text, strlen(e->text));
-            roost_stream_write(req, "\n\n", 2);
-            if (e->final) {
+            char id[24];
+            snprintf(id, sizeof id, "%ld", ++s->seq);
+            /* Each event is the task's whole state: one refused under backpressure is replaced
+             * by the next. A final one refused ends the stream unfinished; the client reconnects
+             * (Last-Event-ID) and gets the final state as its first event. */
+            if (roost_sse_event(req, id, "task", e->text) < 0 && e->final) {
+                roost_stream_abort(req);
+                s->ended = 1;
+            } else if (e->final) {
                 roost_stream_end(req);
                 s->ended = 1;
             }
@@ -256,6 +261,17 @@ static void task_events(roost_req_t *req, void *ud)
         return;
     }
     s->req = req;
+    /* A reconnecting client's ids go on from its last one. */
+    roost_str_t last = roost_sse_last_id(req);
+    if (last.len && last.len < 20) {
+        char buf[24];
+        memcpy(buf, last.ptr, last.len);
+        buf[last.len] = 0;
+        char *end;
+        long v = strtol(buf, &end, 10);
+        if (!*end && v > 0)
+            s->seq = v;
+    }
     roost_req_wait(req);
     if (roost_job_watch(roost_req_server(req), roost_req_param_int(req, "id"), sse_watch, s) < 0) {
         roost_respond_error(req, 503, "Out of memory");

@@ -63,6 +63,10 @@ static const opt_t http_opts[] = {
      "idle keep-alive connections closed after this"},
     {"write-timeout-s", SECS, OFF(http.write_timeout_s), 0.05, 3600,
      "a client that reads nothing for this long is dropped"},
+    {"stream-max-unsent", SIZE, OFF(http.stream_max_unsent), 1024, 1ull << 30,
+     "bytes of a streamed answer waiting for a slow client before its producer pauses"},
+    {"sse-heartbeat-s", SECS, OFF(http.sse_heartbeat_s), 0, 86400,
+     "a comment line this often on an event stream, for proxies (0: none)"},
     {"access-log", BOOL, OFF(http.access_log), 0, 1, "one stderr line per request"},
 };
 
@@ -157,6 +161,13 @@ static const opt_t obs_opts[] = {
     {"otlp-endpoint", STR, OFF(obs.otlp_endpoint), 0, 0, "send spans as OTLP/HTTP JSON here"},
 };
 
+static const opt_t gzip_opts[] = {
+    {"gzip", BOOL, OFF(gzip.on), 0, 1, "gzip answers when the client accepts it (on|off)"},
+    {"gzip-min-bytes", SIZE, OFF(gzip.min_bytes), 0, 1ull << 32,
+     "whole bodies below this go uncompressed"},
+    {"gzip-level", INT, OFF(gzip.level), 1, 9, "compression level, 1 fastest .. 9 smallest"},
+};
+
 static const section_t sections[] = {
     {"net", net_opts, ARRAY_LEN(net_opts)},
     {"http", http_opts, ARRAY_LEN(http_opts)},
@@ -169,6 +180,7 @@ static const section_t sections[] = {
     {"mw", mw_opts, ARRAY_LEN(mw_opts)},
     {"static files", files_opts, ARRAY_LEN(files_opts)},
     {"obs", obs_opts, ARRAY_LEN(obs_opts)},
+    {"gzip", gzip_opts, ARRAY_LEN(gzip_opts)},
 };
 
 void roost_config_init(roost_config_t *cfg)
@@ -196,6 +208,8 @@ void roost_config_init(roost_config_t *cfg)
         .body_timeout_s = 10,
         .keepalive_timeout_s = 60,
         .write_timeout_s = 60,
+        .stream_max_unsent = 256 * 1024,
+        .sse_heartbeat_s = 15,
     };
     cfg->ws = (roost_ws_config_t){
         .max_connections = 100000,
@@ -230,6 +244,7 @@ void roost_config_init(roost_config_t *cfg)
                                     .log_format = "common",
                                     .log_buffer = 1 << 20,
                                     .otlp_endpoint = ""};
+    cfg->gzip = (roost_gzip_config_t){.on = 1, .min_bytes = 1000, .level = 6};
 }
 
 /* "on", "off", "true", "false", "1" or "0": a bool flag's value given as the next argument. */

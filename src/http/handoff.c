@@ -133,6 +133,8 @@ static void on_defer_fire(uv_timer_t *t)
 
 void http_req_gone(roost_req_t *req)
 {
+    http_stream_drained(req); /* a producer waiting for room learns that the client left */
+    http_sse_stop(req);
     if (req->defer)
         uv_timer_start(&req->defer->timer, on_defer_fire, 0, 0);
     void (*fn)(roost_req_t *, void *) = req->on_gone;

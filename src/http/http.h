@@ -91,11 +91,16 @@ struct roost_req {
     uint8_t method; /* llhttp_method_t */
     uint8_t http_major, http_minor;
     uint8_t keep_alive, expect_continue;
-    uint8_t continue_sent;                 /* loop */
-    uint8_t in_field;                      /* parser inside a header name */
-    uint8_t close_after;                   /* loop: the connection ends after this answer */
-    uint8_t streamed;                      /* loop: roost_stream_begin made this answer a stream */
-    uint8_t stream_head;                   /* loop: a stream's head has been written */
+    uint8_t continue_sent; /* loop */
+    uint8_t in_field;      /* parser inside a header name */
+    uint8_t close_after;   /* loop: the connection ends after this answer */
+    uint8_t streamed;      /* loop: roost_stream_begin made this answer a stream */
+    uint8_t stream_head;   /* loop: a stream's head has been written */
+    /* Loop: roost_stream_on_drain's callback, resumed once the backlog is written or the
+     * client left (it holds a wait on the request until then). */
+    roost_resume_fn drain_fn;
+    void *drain_arg;
+    struct http_sse *sse;                  /* loop: an event stream's heartbeat timer (sse.c) */
     struct http_after *after, *after_tail; /* owner: roost_after_response tasks */
     int hosts;
     /* A 101 answer: once it is written, the connection is handed to attach(conn, arg); if it
@@ -301,6 +306,11 @@ void http_req_gone(roost_req_t *req);
 /* ---- stream.c: the loop writes a stream's head once, then its pieces ---- */
 /* Writes what a streamed response has ready; returns 1 once its last byte is written. */
 int http_stream_out(roost_req_t *req, net_conn_t *c, sbuf_t *scratch, const char *date);
+/* The connection's queue emptied, or the client left: resumes a pending drain callback. */
+void http_stream_drained(roost_req_t *req);
+/* ---- sse.c ---- */
+/* Stops an event stream's heartbeats (its end, or the client left). */
+void http_sse_stop(roost_req_t *req);
 
 /* ---- middleware.c: the chain ---- */
 /* Sets up req's chain: the global middleware of hs, then route (NULL-terminated, may be NULL),
@@ -336,7 +346,8 @@ typedef struct http_server {
     roost_counter_t *c_requests, *c_bad_request;
     roost_counter_t *c_limits[HTTP_NLIMITS];
     roost_counter_t *c_tasks_ok, *c_tasks_failed;
-    struct http_metrics *metrics; /* per-route series (metrics.c), NULL with --metrics off */
+    struct http_metrics *metrics;     /* per-route series (metrics.c), NULL with --metrics off */
+    roost_counter_t *c_stream_paused; /* roost_stream_write answered -EAGAIN */
 } http_server_t;
 core_slot_t http_slot(void);
 http_server_t *http_server(roost_server_t *srv);

@@ -510,6 +510,9 @@ void http_req_reset(roost_req_t *req)
     atomic_store(&req->waits, 0);
     req->defer = NULL;
     req->on_gone = NULL;
+    req->drain_fn = NULL;
+    http_sse_stop(req);
+    req->drain_arg = NULL;
     req->on_responded = NULL;
     req->mw = NULL;
     req->nmw = 0;

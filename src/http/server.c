@@ -75,6 +75,8 @@ roost_server_t *roost_server_new(const roost_config_t *cfg)
         hs->c_limits[i] = counters_get(k, "roost_limit_hits_total", labels,
                                        "Requests or connections refused by a limit");
     }
+    hs->c_stream_paused = counters_get(k, "roost_stream_paused_total", NULL,
+                                       "stream writes refused (-EAGAIN) while the client lags");
     hs->c_bad_request = counters_get(k, "roost_http_bad_requests_total", NULL,
                                      "Requests refused as malformed (400, 505)");
     hs->c_tasks_ok = counters_get(k, "roost_background_tasks_total", "result=\"ok\"",

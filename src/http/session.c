@@ -32,6 +32,9 @@ struct http_session {
     unsigned shutdown : 1; /* the server is draining */
     unsigned in_feed : 1;
     unsigned closed : 1; /* the connection closed during a feed: free afterwards */
+    /* flush() is on the stack: a write that fails closes the connection synchronously, and
+     * on_close must not free the session under it. */
+    unsigned in_flush : 1;
     unsigned resume_queued : 1;
     unsigned upgraded : 1;        /* the connection now speaks another protocol */
     unsigned upgrade_pending : 1; /* a 101 waits its turn: read nothing more as HTTP */
@@ -52,7 +55,7 @@ struct http_loop {
 
 #define FREE_REQS_PER_LOOP 1024
 
-static void flush(http_session_t *s);
+static int flush(http_session_t *s);
 static void feed(http_session_t *s, const char *data, size_t len);
 static void session_free(http_session_t *s);
 static void session_responded(roost_req_t *req);
@@ -405,7 +408,7 @@ static void upgrade(http_session_t *s, roost_req_t *req)
     session_free(s);
 }
 
-static void flush(http_session_t *s)
+static void flush_pipeline(http_session_t *s)
 {
     roost_req_t *req;
     while ((req = s->head) && !s->conn->closing) {
@@ -413,8 +416,11 @@ static void flush(http_session_t *s)
         if (req->streamed && (phase == HTTP_REQ_STREAMING || phase == HTTP_REQ_RESPONDED)) {
             if (s->shutdown || !req->keep_alive || req->http_minor == 0)
                 req->close_after = 1;
-            if (!http_stream_out(req, s->conn, &loop_state(s->conn->loop)->out,
-                                 s->conn->loop->date))
+            int done =
+                http_stream_out(req, s->conn, &loop_state(s->conn->loop)->out, s->conn->loop->date);
+            if (s->closed)
+                return; /* the write failed: on_close let go of the pipeline */
+            if (!done)
                 break;
         } else if (phase != HTTP_REQ_RESPONDED) {
             if (req->expect_continue && !req->continue_sent && s->phase == PHASE_BODY &&
@@ -426,6 +432,8 @@ static void flush(http_session_t *s)
             break;
         } else {
             write_response(s, req);
+            if (s->closed)
+                return;
         }
         s->head = req->next;
         if (!s->head)
@@ -461,13 +469,31 @@ static void flush(http_session_t *s)
     }
 }
 
+/* Writes what the pipeline has ready. Returns 1 when the connection closed meanwhile and the
+ * session is freed (unless a feed, which frees it, is on the stack). */
+static int flush(http_session_t *s)
+{
+    int outer = !s->in_flush;
+    s->in_flush = 1;
+    flush_pipeline(s);
+    if (!outer)
+        return 0;
+    s->in_flush = 0;
+    if (s->closed && !s->in_feed) {
+        session_free(s);
+        return 1;
+    }
+    return s->closed;
+}
+
 /* req->on_responded: an answer, or a stream's piece, may go out now. */
 static void session_responded(roost_req_t *req)
 {
     http_session_t *s = req->sess;
     if (!s)
         return;
-    flush(s);
+    if (flush(s))
+        return;
     if (!s->in_feed && !s->conn->closing)
         arm_after_flush(s);
 }
@@ -499,6 +525,9 @@ static void on_timeout(net_conn_t *c)
 
 static void on_drained(net_conn_t *c)
 {
+    http_session_t *s = c->ud;
+    if (s && s->head && s->head->streamed)
+        http_stream_drained(s->head);
     arm_after_flush(c->ud);
 }
 
@@ -524,8 +553,8 @@ static void on_close(net_conn_t *c)
                 break;
             }
     }
-    if (s->in_feed)
-        s->closed = 1; /* feed() is on the stack: on_data frees it */
+    if (s->in_feed || s->in_flush)
+        s->closed = 1; /* feed() or flush() is on the stack: it frees the session */
     else
         session_free(s);
 }

@@ -450,6 +450,11 @@ size_t net_conn_unsent(net_conn_t *c)
     return waiting + uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
 }
 
+size_t net_conn_pending(const net_conn_t *c)
+{
+    return c->wq_bytes + (c->loop->cork_conn == c ? c->loop->cork.len : 0);
+}
+
 size_t net_conn_queued_behind_head(const net_conn_t *c)
 {
     return c->wq_head ? c->wq_bytes - c->wq_head->len : 0;

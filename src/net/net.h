@@ -129,6 +129,9 @@ size_t net_conn_unsent(net_conn_t *c);
 /* The same, less the slice at the head of the queue (the one being written): what waits
  * behind it. Can undercount by the part of that slice already sent, never overcount. */
 size_t net_conn_unsent_behind_head(net_conn_t *c);
+/* Bytes written and not handed to the kernel yet, those gathered during on_data included,
+ * without starting a write: what a producer has put ahead of a slow reader. */
+size_t net_conn_pending(const net_conn_t *c);
 /* Queued bytes behind the head slice, without starting a write (an upper bound of the above). */
 size_t net_conn_queued_behind_head(const net_conn_t *c);
 /* Drops queued bytes that are not already being written (a slow consumer being closed). */

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# gzip side by side in one run: GET /large-data (10,000 items, 1.2 MB of JSON) with
+# Accept-Encoding: gzip from roost (libdeflate per request, --gzip-level 6 and 1), nginx `gzip on`
+# serving the same bytes as a static file (gzip_comp_level 1, nginx's default, and 6), and FastAPI
+# with GZipMiddleware(minimum_size=1000); then the filter's cost on /json (27 bytes, below the
+# minimum: not compressed) as roost --gzip on vs --gzip off, alternated three times. One server at a
+# time, each with 2 threads / workers; wrk -t1 for WRK_SECONDS after a 2 s warm-up.
+#   bash bench/mw/gzip.sh           WRK_SECONDS=5 ROOST_BIN=build/roost
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOST_BIN=${ROOST_BIN:-build/roost}
+SECS=${WRK_SECONDS:-10}
+PY=/usr/bin/python3
+ulimit -n "$(ulimit -Hn)"
+tmp=$(mktemp -d)
+chmod 755 "$tmp"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+free_port() { $PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; return 1; }
+# req/s of wrk on url with conns connections, after a 2 s warm-up
+load() { # url conns [header]
+    local h=()
+    [ $# -ge 3 ] && h=(-H "$3")
+    wrk -t1 -c"$2" -d2s --timeout 30s "${h[@]}" "$1" >/dev/null 2>&1
+    wrk -t1 -c"$2" -d"${SECS}s" --timeout 30s "${h[@]}" "$1" |
+        awk '/Requests\/sec/ {printf "%.1f", $2}'
+}
+gz_bytes() { curl -s -H 'Accept-Encoding: gzip' "$1" | wc -c; }
+
+start_roost() { # args...
+    port=$(free_port)
+    "$ROOST_BIN" --port "$port" --threads 2 --data-dir "$tmp/data" "$@" >"$tmp/roost.log" 2>&1 &
+    spid=$!
+    pids+=($spid)
+    wait_http "http://127.0.0.1:$port/healthz"
+}
+stop() { kill "$spid"; wait "$spid" 2>/dev/null || true; sleep 1; }
+
+GZ='Accept-Encoding: gzip'
+echo "| /large-data, Accept-Encoding: gzip, 16 connections | level | gzip bytes | req/s |"
+echo "|---|---:|---:|---:|"
+declare -A rps
+for lvl in 6 1; do
+    start_roost --gzip-level "$lvl"
+    url="http://127.0.0.1:$port/large-data"
+    curl -s "$url" >"$tmp/large.json" # the same bytes for nginx
+    rps[roost$lvl]=$(load "$url" 16 "$GZ")
+    echo "| roost (libdeflate) | $lvl | $(gz_bytes "$url") | ${rps[roost$lvl]} |"
+    stop
+done
+
+mkdir -p "$tmp/www"
+cp "$tmp/large.json" "$tmp/www/large-data"
+for lvl in 1 6; do
+    port=$(free_port)
+    cat >"$tmp/nginx.conf" <<NGX
+worker_processes 2;
+pid $tmp/nginx.pid;
+error_log $tmp/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $tmp/cb; proxy_temp_path $tmp/px; fastcgi_temp_path $tmp/fc;
+    uwsgi_temp_path $tmp/uw; scgi_temp_path $tmp/sc;
+    server {
+        listen 127.0.0.1:$port;
+        root $tmp/www;
+        default_type application/json;
+        gzip on;
+        gzip_types application/json;
+        gzip_min_length 1000;
+        gzip_comp_level $lvl;
+    }
+}
+NGX
+    nginx -p "$tmp" -c "$tmp/nginx.conf" -g 'daemon off;' 2>>"$tmp/nginx-error.log" &
+    spid=$!
+    pids+=($spid)
+    wait_http "http://127.0.0.1:$port/large-data"
+    url="http://127.0.0.1:$port/large-data"
+    rps[nginx$lvl]=$(load "$url" 16 "$GZ")
+    echo "| nginx gzip on (static file) | $lvl | $(gz_bytes "$url") | ${rps[nginx$lvl]} |"
+    stop
+done
+
+port=$(free_port)
+$PY -m uvicorn --app-dir bench/mw fastapi_gzip:app --port "$port" --workers 2 \
+    --log-level warning --no-access-log >"$tmp/fastapi.log" 2>&1 &
+spid=$!
+pids+=($spid)
+wait_http "http://127.0.0.1:$port/json"
+url="http://127.0.0.1:$port/large-data"
+rps[fastapi]=$(load "$url" 16 "$GZ")
+echo "| FastAPI GZipMiddleware (2 workers) | 9 | $(gz_bytes "$url") | ${rps[fastapi]} |"
+stop
+
+echo
+echo "roost level 6 / nginx level 1: $($PY -c "print(f'{${rps[roost6]}/${rps[nginx1]}:.2f}x')");" \
+    "roost level 1 / nginx level 1: $($PY -c "print(f'{${rps[roost1]}/${rps[nginx1]}:.2f}x')");" \
+    "roost level 6 / nginx level 6: $($PY -c "print(f'{${rps[roost6]}/${rps[nginx6]}:.2f}x')");" \
+    "roost level 6 / FastAPI: $($PY -c "print(f'{${rps[roost6]}/max(${rps[fastapi]},0.1):.0f}x')")"
+echo
+echo "| /json, 64 connections | run 1 req/s | run 2 req/s | run 3 req/s | mean |"
+echo "|---|---:|---:|---:|---:|"
+declare -A js
+for run in 1 2 3; do
+    for mode in on off; do
+        start_roost --gzip "$mode"
+        js[$mode$run]=$(load "http://127.0.0.1:$port/json" 64 "$GZ")
+        stop
+    done
+done
+for mode in off on; do
+    echo "| roost --gzip $mode | ${js[${mode}1]} | ${js[${mode}2]} | ${js[${mode}3]} |" \
+        "$($PY -c "print(round((${js[${mode}1]} + ${js[${mode}2]} + ${js[${mode}3]}) / 3))") |"
+done
+$PY -c "on=${js[on1]}+${js[on2]}+${js[on3]}; off=${js[off1]}+${js[off2]}+${js[off3]}; print(f'filter cost on /json: {(1-on/off)*100:+.1f}% of req/s (negative: on was faster, i.e. noise)')"
