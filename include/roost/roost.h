@@ -43,7 +43,25 @@ typedef struct {
     int threads;      /* --threads: loops, default one per core */
     int stall_ms;     /* --stall-ms: loop stall reported above this, default 100 */
     double drain_s;   /* --drain-s: in-flight work finishes within this on SIGTERM */
+    /* Per client address, 0 (off) by default since many clients may share one address (NAT):
+     * above them a new connection is answered 503 and closed (docs/security.md). */
+    int max_conns_per_ip;    /* --max-conns-per-ip: open connections */
+    int new_conns_per_ip_s;  /* --new-conns-per-ip-s: new connections a second, bursts of 2x */
+    const char *trusted_ips; /* --trusted-ips: comma-separated CIDRs exempt from both */
 } roost_net_config_t;
+
+typedef struct {
+    const char *cert; /* --tls-cert: PEM certificate, its chain after it; with key: TLS on */
+    const char *key;  /* --tls-key: PEM private key */
+    int port;         /* --tls-port: TLS here beside plain HTTP on --port; 0: TLS on --port */
+    double handshake_timeout_s; /* --tls-handshake-timeout-s, default 10 */
+} roost_tls_config_t;
+
+typedef struct {
+    roost_strlist_t api_keys;    /* --api-key (repeatable): keys for the write routes */
+    const char *api_keys_file;   /* --api-keys-file: one key a line */
+    const char *ws_token_secret; /* --ws-token-secret: /ws/{room}/{user} needs an HS256 JWT */
+} roost_auth_config_t;
 
 typedef struct {
     int workers;                /* --workers: most worker threads for blocking handlers, 256 */
@@ -105,6 +123,8 @@ typedef struct {
     roost_rooms_config_t rooms;
     roost_jobs_config_t jobs;
     roost_data_config_t data;
+    roost_tls_config_t tls;
+    roost_auth_config_t auth;
 } roost_config_t;
 
 /* Fills cfg with the defaults above. */

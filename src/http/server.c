@@ -49,6 +49,9 @@ roost_server_t *roost_server_new(const roost_config_t *cfg)
     }
     core_server_ctx_set(srv, http_slot(), hs);
     core_server_protocol(srv, &http_proto, http_session_accept);
+    srv->busy_reply = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                      "Content-Length: 33\r\nConnection: close\r\n\r\n"
+                      "{\"detail\":\"Too many connections\"}";
     counters_t *k = srv->counters;
     hs->c_requests = counters_get(k, "roost_http_requests_total", NULL, "HTTP requests routed");
     for (int i = 0; i < HTTP_NLIMITS; i++) {
