@@ -313,6 +313,18 @@ int roost_use(roost_server_t *srv, const roost_middleware_t *mw);
 extern const roost_middleware_t roost_mw_timing;
 extern const roost_middleware_t roost_mw_access_log;
 
+/* Security (src/mw/auth.c, ws_token.c; docs/security.md). With --api-key or --api-keys-file,
+ * requests for the listed routes (as roost_req_route names them: "POST /broadcast") need
+ * Authorization: Bearer KEY or X-API-Key: KEY, else 401 {"detail":"Not authenticated"} with
+ * WWW-Authenticate: Bearer. routes is NULL-terminated and static. Without a key configured it
+ * does nothing. Before roost_run; 0, or -errno (the keys file cannot be read). */
+int roost_require_api_key(roost_server_t *srv, const char *const *routes);
+/* With --ws-token-secret: 0 when the request's ?token= is an HS256 JWT signed with the secret
+ * whose sub is user, exp not passed and rooms claim (if any) lists room; else answers 401 (no
+ * token, bad signature, not HS256, expired) or 403 (another user or room) and returns -EACCES.
+ * Without a secret: 0. On the loop, in a handler before roost_ws_upgrade. */
+int roost_ws_token_check(roost_req_t *req, const char *room, const char *user);
+
 /* Binds, starts the loops and the pool, and runs until SIGTERM or SIGINT; then stops
  * accepting, lets in-flight requests finish within drain_s, and returns 0. */
 int roost_run(roost_server_t *srv);

@@ -71,6 +71,9 @@ static inline roost_str_t str_make(const char *p, size_t len)
 }
 int str_eq_nocase(roost_str_t a, const char *b);        /* b NUL-terminated */
 int str_has_token(roost_str_t list, const char *token); /* comma list, case-insensitive */
+/* Unpadded base64url (RFC 4648 §5) into out; the decoded length, or -EINVAL for a character
+ * outside the alphabet, a bad length, or more than cap bytes. */
+int b64url_decode(const char *in, size_t n, unsigned char *out, size_t cap);
 
 /* ---- time ---- */
 uint64_t time_now_ns(void); /* CLOCK_MONOTONIC */

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BUCKETS 4096
-#define STRIPES 64 /* bucket i is guarded by lock i % STRIPES */
+#define BUCKETS     4096
+#define STRIPES     64 /* bucket i is guarded by lock i % STRIPES */
 #define TRUSTED_MAX 64
 
 typedef struct ip_entry {
