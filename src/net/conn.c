@@ -465,9 +465,32 @@ static void on_flush_check(uv_check_t *h)
         net_conn_t *next = c->dirty_next;
         c->dirty_next = NULL;
         c->dirty = 0;
+        if (UNLIKELY(c->tls_rx)) { /* resumed with decrypted input waiting */
+            c->tls_rx = 0;
+            if (!c->closing && !c->paused) {
+                net_tls_on_read(c, NULL, 0);
+                finish_close_if_done(c);
+            }
+        }
         flush_queue(c);
         net_conn_unref(c);
         c = next;
+    }
+}
+
+/* Puts c on the loop's list for the end-of-iteration pass (flush, TLS input). */
+static void mark_dirty(net_conn_t *c)
+{
+    net_loop_t *loop = c->loop;
+    if (c->dirty)
+        return;
+    c->dirty = 1;
+    net_conn_ref(c); /* the flush list's */
+    c->dirty_next = loop->dirty;
+    loop->dirty = c;
+    if (!uv_is_active((uv_handle_t *)&loop->flush_check)) {
+        loop->flush_check.data = loop;
+        uv_check_start(&loop->flush_check, on_flush_check);
     }
 }
 
@@ -492,16 +515,9 @@ int net_conn_queue_rbuf(net_conn_t *c, rbuf_t *b, size_t off, size_t len)
      * end-of-iteration flush sends with everything else encrypted meanwhile. */
     int rc = UNLIKELY(c->tls) ? net_tls_write(c, b->data + off, len)
                               : enqueue(c, rbuf_ref(b), b->data + off, len);
-    if (rc < 0 || c->dirty)
+    if (rc < 0)
         return rc;
-    c->dirty = 1;
-    net_conn_ref(c); /* the flush list's */
-    c->dirty_next = loop->dirty;
-    loop->dirty = c;
-    if (!uv_is_active((uv_handle_t *)&loop->flush_check)) {
-        loop->flush_check.data = loop;
-        uv_check_start(&loop->flush_check, on_flush_check);
-    }
+    mark_dirty(c);
     return 0;
 }
 
@@ -560,6 +576,12 @@ void net_conn_resume(net_conn_t *c)
     if (!c->reading && !c->closing && !c->close_after_write && !c->lingering) {
         c->reading = 1;
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+    /* Over TLS, records read before the pause may hold more requests: not from here (the
+     * protocol is calling us), at the end of this iteration. */
+    if (UNLIKELY(c->tls) && !c->closing && net_tls_has_input(c)) {
+        c->tls_rx = 1;
+        mark_dirty(c);
     }
 }
 

@@ -94,6 +94,7 @@ struct net_conn {
     unsigned shutdown_told : 1; /* the drain called its proto's on_shutdown */
     unsigned refused : 1;       /* over a per-address limit: answered busy_reply, then closed */
     unsigned ip_held : 1;       /* counted in the group's per-address table until closed */
+    unsigned tls_rx : 1;        /* decrypted input waits for the end-of-iteration pass */
     net_tls_t *tls;             /* NULL on a plain connection (tls.c) */
     unsigned char ip[16];       /* the peer's address, IPv4 mapped into IPv6 */
     net_conn_t *dirty_next;
@@ -234,7 +235,11 @@ void net_tls_ctx_free(net_tls_ctx_t *t);
 /* For conn.c. */
 int net_tls_conn_start(net_conn_t *c, net_tls_ctx_t *t);
 void net_tls_conn_free(net_conn_t *c);
+/* Feeds ciphertext (len may be 0: only what the SSL already holds) and delivers plaintext
+ * while the protocol has not paused the connection. */
 void net_tls_on_read(net_conn_t *c, const char *data, size_t len);
+/* Input the SSL holds that was not delivered (the connection was paused meanwhile). */
+int net_tls_has_input(const net_conn_t *c);
 int net_tls_write(net_conn_t *c, const void *data, size_t len);
 int net_tls_push(net_conn_t *c, int now);
 size_t net_tls_pending(const net_conn_t *c);

@@ -250,6 +250,12 @@ int net_tls_write(net_conn_t *c, const void *data, size_t len)
     return 0;
 }
 
+int net_tls_has_input(const net_conn_t *c)
+{
+    return c->tls && !c->tls->handshaking &&
+           (SSL_pending(c->tls->ssl) > 0 || BIO_ctrl_pending(c->tls->in) > 0);
+}
+
 void net_tls_close_notify(net_conn_t *c)
 {
     if (!c->tls || c->tls->handshaking)
@@ -287,7 +293,7 @@ static int handshake(net_conn_t *c)
 void net_tls_on_read(net_conn_t *c, const char *data, size_t len)
 {
     net_tls_t *s = c->tls;
-    if (BIO_write(s->in, data, (int)len) != (int)len) {
+    if (len && BIO_write(s->in, data, (int)len) != (int)len) {
         net_conn_close(c);
         return;
     }
@@ -306,7 +312,9 @@ void net_tls_on_read(net_conn_t *c, const char *data, size_t len)
     }
     /* The loop's read buffer is free again (the bytes are in the BIO): plaintext goes there. */
     net_loop_t *loop = c->loop;
-    while (c->tls && !c->closing && !c->close_after_write) {
+    /* A paused protocol (a full pipeline) takes no more: what stays in the SSL is delivered
+     * after net_conn_resume (conn.c's tls_rx). */
+    while (c->tls && !c->closing && !c->close_after_write && !c->paused) {
         int n = SSL_read(c->tls->ssl, loop->rbuf, (int)loop->rbuf_size);
         if (n > 0) {
             net_conn_deliver(c, loop->rbuf, (size_t)n);

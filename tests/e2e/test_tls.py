@@ -107,6 +107,16 @@ def test_keep_alive_and_pipelining_over_tls(beside, pki):
         assert c.read_response().json() == {"message": "Hello, World!"}
 
 
+def test_a_pipeline_deeper_than_max_pipeline_over_tls(beside, pki):
+    """Records read before the pipeline filled hold more requests: they are answered once the
+    connection resumes, without waiting for more bytes from the client."""
+    with tls_conn(beside.tls_port, client_ctx(pki), timeout=20) as c:
+        c.send(build_request("GET", "/plaintext") * 300)  # --max-pipeline is 64
+        for _ in range(300):
+            resp = c.read_response(timeout=20)
+            assert resp.status == 200 and resp.body == b"Hello, World!"
+
+
 def test_alpn_selects_http11(beside, pki):
     ctx = client_ctx(pki)
     ctx.set_alpn_protocols(["h2", "http/1.1"])
