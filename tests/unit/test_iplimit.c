@@ -41,14 +41,24 @@ TEST(iplimit_is_off_when_both_limits_are_zero)
     CHECK_EQ_INT(err, 0);
 }
 
-TEST(iplimit_counts_open_connections_per_address_and_releases_them)
+/* A table with one of the two limits; both count into *hits (of the registry *k). */
+static net_iplimit_t *limit_with(int max_conns, int new_per_s, counters_t **k,
+                                 roost_counter_t **hits)
 {
-    counters_t *k = counters_new();
-    roost_counter_t *hits = counters_get(k, "hits", NULL, NULL);
-    net_iplimit_opts_t o = {.max_conns = 2, .c_conns = hits};
+    *k = counters_new();
+    *hits = counters_get(*k, "hits", NULL, NULL);
+    net_iplimit_opts_t o = {max_conns, new_per_s, NULL, *hits, *hits};
     int err;
     net_iplimit_t *l = net_iplimit_new(&o, &err);
     CHECK(l != NULL);
+    return l;
+}
+
+TEST(iplimit_counts_open_connections_per_address_and_releases_them)
+{
+    counters_t *k;
+    roost_counter_t *hits;
+    net_iplimit_t *l = limit_with(2, 0, &k, &hits);
     unsigned char a[16], b[16];
     v4(a, 192, 0, 2, 1);
     v4(b, 192, 0, 2, 2);
@@ -68,11 +78,9 @@ TEST(iplimit_counts_open_connections_per_address_and_releases_them)
 
 TEST(iplimit_new_connections_burst_twice_the_rate_then_refill)
 {
-    counters_t *k = counters_new();
-    roost_counter_t *hits = counters_get(k, "hits", NULL, NULL);
-    net_iplimit_opts_t o = {.new_per_s = 5, .c_rate = hits};
-    int err;
-    net_iplimit_t *l = net_iplimit_new(&o, &err);
+    counters_t *k;
+    roost_counter_t *hits;
+    net_iplimit_t *l = limit_with(0, 5, &k, &hits);
     unsigned char a[16];
     v4(a, 198, 51, 100, 7);
     for (int i = 0; i < 10; i++) {
