@@ -207,7 +207,11 @@ static void on_drain_msg(net_loop_t *loop, net_msg_t *msg)
     net_conn_t *c = loop->conns;
     while (c) {
         net_conn_t *next = c->next;
-        if (!c->shutdown_told && !c->closing && c->proto && c->proto->on_shutdown) {
+        if (!c->proto && !c->closing) {
+            /* No protocol yet (a TLS handshake, a refused client): nothing in flight to finish,
+             * and its close touches no other connection. */
+            net_conn_close(c);
+        } else if (!c->shutdown_told && !c->closing && c->proto && c->proto->on_shutdown) {
             c->shutdown_told = 1;
             if (next)
                 net_conn_ref(next);

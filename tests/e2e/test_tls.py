@@ -287,3 +287,18 @@ def test_sighup_reloads_the_certificate_for_new_connections(start_server, pki, t
     assert old.read_response().status == 200
     old.close()
     assert metric_sum(srv.metrics(), "roost_tls_reloads_total") == 1
+
+
+def test_sigterm_does_not_wait_for_a_pending_handshake(start_server, pki):
+    """A connection still in its handshake has nothing in flight: draining closes it at once
+    instead of waiting for --tls-handshake-timeout-s (or --drain-s)."""
+    port = free_port()
+    srv = start_server(*tls_flags(pki, "--tls-port", port, "--tls-handshake-timeout-s", "30",
+                                  "--drain-s", "20"))
+    with RawConnection(port) as silent:
+        silent.send(b"\x16\x03\x01")  # the first bytes of a ClientHello, and no more
+        time.sleep(0.3)
+        start = time.monotonic()
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(10) == 0
+        assert time.monotonic() - start < 5
