@@ -302,3 +302,32 @@ def test_sigterm_does_not_wait_for_a_pending_handshake(start_server, pki):
         srv.signal(signal.SIGTERM)
         assert srv.wait_exit(10) == 0
         assert time.monotonic() - start < 5
+
+
+def test_a_refused_tls_client_gets_the_503_over_tls(start_server, pki):
+    """Over a per-address limit the answer comes after the handshake, encrypted, then the
+    connection closes; the client's held connection is not disturbed."""
+    port = free_port()
+    srv = start_server(*tls_flags(pki, "--tls-port", port, "--max-conns-per-ip", "1",
+                                  "--trusted-ips", "127.0.0.1"))
+
+    def from_127_0_0_2():
+        raw = RawConnection.__new__(RawConnection)
+        raw.timeout = 5
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.bind(("127.0.0.2", 0))
+        s.connect(("127.0.0.1", port))
+        raw.sock = client_ctx(pki).wrap_socket(s, server_hostname="localhost")
+        raw.buf, raw.eof, raw.reset = b"", False, False
+        return raw
+
+    with from_127_0_0_2() as held:
+        held.send(build_request("GET", "/healthz"))
+        assert held.read_response().status == 200
+        with from_127_0_0_2() as extra:
+            resp = extra.read_response()
+            assert resp.status == 503 and resp.json() == {"detail": "Too many connections"}
+        held.send(build_request("GET", "/healthz"))
+        assert held.read_response().status == 200
+    assert metric_sum(srv.metrics(), "roost_limit_hits_total", limit="conns_per_ip") == 1
