@@ -68,6 +68,7 @@ static void out_method_init(void)
 }
 
 static const unsigned char alpn_http11[] = "\x08http/1.1";
+#define SENT_KEEP_MAX (64 * 1024)
 
 /* ALPN (RFC 7301): roost speaks HTTP/1.1 only, so that is the one protocol it selects; a client
  * offering none of it is answered without ALPN rather than refused, like nginx. */
@@ -229,7 +230,12 @@ int net_tls_push(net_conn_t *c, int now)
     if (!n)
         return 0;
     s->sent.len = 0; /* send_raw copies what the socket does not take at once */
-    return net_conn_send_raw(c, s->sent.p, n, now);
+    int rc = net_conn_send_raw(c, s->sent.p, n, now);
+    /* One big message (a 1 MiB echo) must not leave its size allocated for the connection's
+     * life; 64 KiB covers the usual bursts. */
+    if (c->tls && s->sent.cap > SENT_KEEP_MAX)
+        sbuf_free(&s->sent);
+    return rc;
 }
 
 int net_tls_write(net_conn_t *c, const void *data, size_t len)
