@@ -4,7 +4,6 @@
  * A connection's memory outlives its socket while anything (a worker) still holds a ref. */
 #include "net/net.h"
 
-#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,21 +139,6 @@ static void adopt(net_loop_t *loop, net_conn_t *c)
     loop->nconns++;
 }
 
-/* The peer's address as 16 bytes, IPv4 mapped (::ffff:a.b.c.d), for the per-address table. */
-static void peer_ip(net_conn_t *c)
-{
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0)
-        return;
-    if (ss.ss_family == AF_INET6) {
-        memcpy(c->ip, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
-    } else if (ss.ss_family == AF_INET) {
-        c->ip[10] = c->ip[11] = 0xff;
-        memcpy(c->ip + 12, &((struct sockaddr_in *)&ss)->sin_addr, 4);
-    }
-}
-
 void net_conn_accept(net_loop_t *loop, uv_stream_t *server, int tls)
 {
     const net_group_opts_t *o = net_group_opts(loop->group);
@@ -168,7 +152,7 @@ void net_conn_accept(net_loop_t *loop, uv_stream_t *server, int tls)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     if (o->iplimit) {
-        peer_ip(c);
+        net_conn_peer_ip(c);
         int rc = net_iplimit_take(o->iplimit, c->ip, uv_now(&loop->uv));
         c->refused = rc < 0;
         c->ip_held = rc == 1;

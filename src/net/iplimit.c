@@ -69,6 +69,20 @@ int net_cidr_parse(const char *s, size_t len, unsigned char addr[16], int *bits)
     return -EINVAL;
 }
 
+void net_conn_peer_ip(net_conn_t *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0)
+        return;
+    if (ss.ss_family == AF_INET6) {
+        memcpy(c->ip, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+    } else if (ss.ss_family == AF_INET) {
+        c->ip[10] = c->ip[11] = 0xff;
+        memcpy(c->ip + 12, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    }
+}
+
 static int in_prefix(const unsigned char ip[16], const unsigned char net[16], int bits)
 {
     int full = bits / 8, rest = bits % 8;

@@ -266,6 +266,8 @@ void net_iplimit_free(net_iplimit_t *l);
  * 1 when held (the caller releases it), 0 when exempt. Any loop thread. */
 int net_iplimit_take(net_iplimit_t *l, const unsigned char ip[16], uint64_t now_ms);
 void net_iplimit_release(net_iplimit_t *l, const unsigned char ip[16]);
+/* Sets c->ip: the peer's address, IPv4 mapped (::ffff:a.b.c.d). */
+void net_conn_peer_ip(net_conn_t *c);
 /* Parses "a.b.c.d/n" or "x::y/n" (no "/n": one address) into a v4-mapped address and a prefix
  * length over 128 bits. For the flag's check and tests. */
 int net_cidr_parse(const char *s, size_t len, unsigned char addr[16], int *bits);
