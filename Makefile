@@ -11,7 +11,7 @@ LLHTTP_INC := /usr/share/include/llhttp
 WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 PG_INC   := $(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
 BASEFLAGS := -std=gnu11 -D_GNU_SOURCE -pthread -Iinclude -Isrc -I$(LLHTTP_INC) -I$(PG_INC) -MMD -MP
-LIBS     := -luv -lcurl -ljansson -lcrypto -lsqlite3 -lpq -ldeflate -lz -lpthread -lm
+LIBS     := -luv -lcurl -ljansson -lssl -lcrypto -lsqlite3 -lpq -ldeflate -lz -lpthread -lm
 
 LIB_SRC  := $(sort $(wildcard src/base/*.c src/net/*.c src/core/*.c src/http/*.c src/mw/*.c \
                                src/ws/*.c src/hub/*.c src/jobs/*.c src/db/*.c src/fetch/*.c))

@@ -43,7 +43,25 @@ typedef struct {
     int threads;      /* --threads: loops, default one per core */
     int stall_ms;     /* --stall-ms: loop stall reported above this, default 100 */
     double drain_s;   /* --drain-s: in-flight work finishes within this on SIGTERM */
+    /* Per client address, 0 (off) by default since many clients may share one address (NAT):
+     * above them a new connection is answered 503 and closed (docs/security.md). */
+    int max_conns_per_ip;    /* --max-conns-per-ip: open connections */
+    int new_conns_per_ip_s;  /* --new-conns-per-ip-s: new connections a second, bursts of 2x */
+    const char *trusted_ips; /* --trusted-ips: comma-separated CIDRs exempt from both */
 } roost_net_config_t;
+
+typedef struct {
+    const char *cert; /* --tls-cert: PEM certificate, its chain after it; with key: TLS on */
+    const char *key;  /* --tls-key: PEM private key */
+    int port;         /* --tls-port: TLS here beside plain HTTP on --port; 0: TLS on --port */
+    double handshake_timeout_s; /* --tls-handshake-timeout-s, default 10 */
+} roost_tls_config_t;
+
+typedef struct {
+    roost_strlist_t api_keys;    /* --api-key (repeatable): keys for the write routes */
+    const char *api_keys_file;   /* --api-keys-file: one key a line */
+    const char *ws_token_secret; /* --ws-token-secret: /ws/{room}/{user} needs an HS256 JWT */
+} roost_auth_config_t;
 
 typedef struct {
     int workers;                /* --workers: most worker threads for blocking handlers, 256 */
@@ -152,6 +170,8 @@ typedef struct {
     roost_files_config_t files;
     roost_obs_config_t obs;
     roost_gzip_config_t gzip;
+    roost_tls_config_t tls;
+    roost_auth_config_t auth;
 } roost_config_t;
 
 /* Fills cfg with the defaults above. */
@@ -407,6 +427,18 @@ int roost_static_init(roost_server_t *srv);
  * flush per write). Register it after the other middleware, so that it compresses what they
  * emit. Before roost_run; -ENOMEM. */
 int roost_use_gzip(roost_server_t *srv);
+
+/* Security (src/mw/auth.c, ws_token.c; docs/security.md). With --api-key or --api-keys-file,
+ * requests for the listed routes (as roost_req_route names them: "POST /broadcast") need
+ * Authorization: Bearer KEY or X-API-Key: KEY, else 401 {"detail":"Not authenticated"} with
+ * WWW-Authenticate: Bearer. routes is NULL-terminated and static. Without a key configured it
+ * does nothing. Before roost_run; 0, or -errno (the keys file cannot be read). */
+int roost_require_api_key(roost_server_t *srv, const char *const *routes);
+/* With --ws-token-secret: 0 when the request's ?token= is an HS256 JWT signed with the secret
+ * whose sub is user, exp not passed and rooms claim (if any) lists room; else answers 401 (no
+ * token, bad signature, not HS256, expired) or 403 (another user or room) and returns -EACCES.
+ * Without a secret: 0. On the loop, in a handler before roost_ws_upgrade. */
+int roost_ws_token_check(roost_req_t *req, const char *room, const char *user);
 
 /* Binds, starts the loops and the pool, and runs until SIGTERM or SIGINT; then stops
  * accepting, lets in-flight requests finish within drain_s, and returns 0. */

@@ -55,6 +55,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "roost: cannot register the routes\n");
         return 1;
     }
+    /* The routes that change state, and the dashboard's data, need a key when keys are set;
+     * GET /healthz and the pages never do. */
+    static const char *const keyed[] = {
+        "POST /broadcast",
+        "POST /tasks",
+        "POST /tasks/{id:int}/cancel",
+        "GET /tasks",
+        "GET /tasks/{id:int}",
+        "GET /tasks/{id:int}/events",
+        "GET /rooms",
+        NULL,
+    };
+    if (roost_require_api_key(srv, keyed) < 0) {
+        fprintf(stderr, "roost: cannot load the API keys\n");
+        return 1;
+    }
     for (int i = 0; i < app.schedule.n; i++)
         if (roost_job_schedule(srv, app.schedule.v[i]) < 0)
             fprintf(stderr, "roost: --schedule '%s': expected 'TYPE every 60s {json payload}'\n",

@@ -120,6 +120,8 @@ static void ws_chat(roost_req_t *req, void *ud)
 {
     roost_str_t room = roost_req_param(req, "room"), user = roost_req_param(req, "user");
     const char *epoch = roost_req_query_str(req, "epoch"); /* the schema bounds its length */
+    if (roost_ws_token_check(req, room.ptr, user.ptr) < 0)
+        return; /* 401 or 403 answered, before any upgrade */
     json_t *errors = json_array();
     if (!valid_room(room))
         json_array_append_new(errors, name_error("path", "room", room));
@@ -248,8 +250,12 @@ static const roost_field_t chat_query_fields[] = {
      .type = ROOST_T_STR,
      .max_len = sizeof(((chat_t *)0)->epoch) - 1,
      .description = "the epoch of the welcome frame the client saw last"},
+    {.name = "token",
+     .type = ROOST_T_STR,
+     .max_len = 4000,
+     .description = "with --ws-token-secret: an HS256 JWT whose sub is the user"},
 };
-static const roost_schema_t chat_query = {.fields = chat_query_fields, .nfields = 2};
+static const roost_schema_t chat_query = {.fields = chat_query_fields, .nfields = 3};
 static const roost_field_t room_fields[] = {
     {.name = "room", .type = ROOST_T_STR, .required = 1, .min_len = 1},
     {.name = "user", .type = ROOST_T_STR, .required = 1, .min_len = 1},

@@ -74,6 +74,9 @@ int str_has_token(roost_str_t list, const char *token); /* comma list, case-inse
 /* Writes v in decimal at p (no NUL) and returns the end: for hot paths where printf's cost
  * shows (3% of a /json profile for X-Process-Time, more for the rate limit's fields). */
 char *str_put_uint(char *p, uint64_t v);
+/* Unpadded base64url (RFC 4648 §5) into out; the decoded length, or -EINVAL for a character
+ * outside the alphabet, a bad length, or more than cap bytes. */
+int b64url_decode(const char *in, size_t n, unsigned char *out, size_t cap);
 
 /* ---- time ---- */
 uint64_t time_now_ns(void); /* CLOCK_MONOTONIC */

@@ -39,6 +39,29 @@ static const opt_t net_opts[] = {
     {"threads", INT, OFF(net.threads), 1, 256, "loop threads, one per core unless set"},
     {"stall-ms", INT, OFF(net.stall_ms), 1, 600000, "report a loop stalled longer than this"},
     {"drain-s", SECS, OFF(net.drain_s), 0, 3600, "on SIGTERM, in-flight work finishes within this"},
+    {"max-conns-per-ip", INT, OFF(net.max_conns_per_ip), 0, 10000000,
+     "open connections per client address, 503 and close above (0: no limit)"},
+    {"new-conns-per-ip-s", INT, OFF(net.new_conns_per_ip_s), 0, 10000000,
+     "new connections a second per client address, bursts of twice that (0: no limit)"},
+    {"trusted-ips", STR, OFF(net.trusted_ips), 0, 0,
+     "comma-separated CIDRs (IPv4, IPv6) exempt from the per-address limits"},
+};
+
+static const opt_t tls_opts[] = {
+    {"tls-cert", STR, OFF(tls.cert), 0, 0, "PEM certificate (chain after it): serve TLS"},
+    {"tls-key", STR, OFF(tls.key), 0, 0, "PEM private key of --tls-cert"},
+    {"tls-port", INT, OFF(tls.port), 0, 65535,
+     "serve TLS on this port beside plain HTTP on --port (0: TLS on --port)"},
+    {"tls-handshake-timeout-s", SECS, OFF(tls.handshake_timeout_s), 0.05, 3600,
+     "a TLS handshake must end within this (closed)"},
+};
+
+static const opt_t auth_opts[] = {
+    {"api-key", LIST, OFF(auth.api_keys), 0, 0,
+     "a key for POST /broadcast, /tasks and the dashboard's data (repeatable; 401 without)"},
+    {"api-keys-file", STR, OFF(auth.api_keys_file), 0, 0, "file of API keys, one a line"},
+    {"ws-token-secret", STR, OFF(auth.ws_token_secret), 0, 0,
+     "/ws/{room}/{user} needs ?token= an HS256 JWT signed with this (401/403 else)"},
 };
 
 static const opt_t http_opts[] = {
@@ -181,6 +204,8 @@ static const section_t sections[] = {
     {"static files", files_opts, ARRAY_LEN(files_opts)},
     {"obs", obs_opts, ARRAY_LEN(obs_opts)},
     {"gzip", gzip_opts, ARRAY_LEN(gzip_opts)},
+    {"tls", tls_opts, ARRAY_LEN(tls_opts)},
+    {"auth", auth_opts, ARRAY_LEN(auth_opts)},
 };
 
 void roost_config_init(roost_config_t *cfg)
@@ -193,7 +218,10 @@ void roost_config_init(roost_config_t *cfg)
         .threads = cores > 0 ? (int)cores : 1,
         .stall_ms = 100,
         .drain_s = 10,
+        .trusted_ips = "",
     };
+    cfg->tls = (roost_tls_config_t){.cert = "", .key = "", .handshake_timeout_s = 10};
+    cfg->auth = (roost_auth_config_t){.api_keys_file = "", .ws_token_secret = ""};
     cfg->http = (roost_http_config_t){
         .workers = 256,
         .workers_min = 8,

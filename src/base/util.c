@@ -1,7 +1,10 @@
-/* Small helpers that every layer needs: case-insensitive slices, clocks, the HTTP date, and
- * the one log line format ("<UTC time> <level> <message>", one line an event, on stderr). */
+/* Small helpers that every layer needs: case-insensitive slices, base64url, clocks, the HTTP
+ * date, and the one log line format ("<UTC time> <level> <message>", one line an event, on
+ * stderr). */
 #include "base/base.h"
 
+#include <errno.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -45,6 +48,33 @@ int str_has_token(roost_str_t list, const char *token)
             return 1;
     }
     return 0;
+}
+
+int b64url_decode(const char *in, size_t n, unsigned char *out, size_t cap)
+{
+    if (n % 4 == 1)
+        return -EINVAL;
+    size_t len = 0;
+    /* A quartet at a time through EVP_DecodeBlock: no allocation, the last one padded. */
+    for (size_t i = 0; i < n; i += 4) {
+        unsigned char quad[4] = {'=', '=', '=', '='}, raw[3];
+        size_t k = n - i < 4 ? n - i : 4;
+        for (size_t j = 0; j < k; j++) {
+            char ch = in[i + j];
+            if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                  (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
+                return -EINVAL;
+            quad[j] = (unsigned char)(ch == '-' ? '+' : ch == '_' ? '/' : ch);
+        }
+        if (EVP_DecodeBlock(raw, quad, 4) != 3)
+            return -EINVAL;
+        size_t got = k == 4 ? 3 : k - 1; /* 2 characters are 1 byte, 3 are 2 */
+        if (len + got > cap)
+            return -EINVAL;
+        memcpy(out + len, raw, got);
+        len += got;
+    }
+    return (int)len;
 }
 
 uint64_t time_now_ns(void)

@@ -82,6 +82,9 @@ struct roost_server {
     /* What accepted connections speak, set by the protocol layer (http). */
     const net_proto_t *proto;
     void (*on_accept)(net_conn_t *c);
+    const char *busy_reply; /* the protocol's answer to a connection over a per-address limit */
+    net_tls_ctx_t *tls;     /* with --tls-cert, while running; reloaded on SIGHUP */
+    net_iplimit_t *iplimit; /* with --max-conns-per-ip or --new-conns-per-ip-s, while running */
     core_service_t *services;
     int nservices, services_cap;
     _Atomic(void *) ctx[CORE_SLOTS_MAX]; /* per-layer server contexts, by slot */

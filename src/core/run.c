@@ -11,7 +11,7 @@
 
 typedef struct {
     roost_server_t *srv;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     uv_timer_t poll, deadline;
     int draining, forced;
 } runner_t;
@@ -46,6 +46,15 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_timer_start(&r->deadline, on_deadline, (uint64_t)(r->srv->cfg.net.drain_s * 1000), 0);
 }
 
+/* SIGHUP: new connections get the certificate on disk now; old ones keep theirs. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    runner_t *r = h->data;
+    (void)signum;
+    if (r->srv->tls)
+        net_tls_ctx_reload(r->srv->tls);
+}
+
 static void on_poll(uv_timer_t *t)
 {
     runner_t *r = t->data;
@@ -53,13 +62,58 @@ static void on_poll(uv_timer_t *t)
         return;
     uv_close((uv_handle_t *)&r->sigterm, NULL);
     uv_close((uv_handle_t *)&r->sigint, NULL);
+    uv_close((uv_handle_t *)&r->sighup, NULL);
     uv_close((uv_handle_t *)&r->poll, NULL);
     uv_close((uv_handle_t *)&r->deadline, NULL);
+}
+
+/* TLS and the per-address limits, when their flags ask for them. */
+static int open_security(roost_server_t *srv)
+{
+    const roost_config_t *cfg = &srv->cfg;
+    counters_t *k = srv->counters;
+    if (cfg->tls.cert && *cfg->tls.cert) {
+        const char *h = "TLS handshakes";
+        net_tls_counters_t tk = {
+            .handshakes = counters_get(k, "roost_tls_handshakes_total", "result=\"ok\"", h),
+            .failed = counters_get(k, "roost_tls_handshakes_total", "result=\"failed\"", h),
+            .timeouts = counters_get(k, "roost_tls_handshakes_total", "result=\"timeout\"", h),
+            .reloads =
+                counters_get(k, "roost_tls_reloads_total", NULL, "Certificate reloads (SIGHUP)"),
+        };
+        const char *key = cfg->tls.key && *cfg->tls.key ? cfg->tls.key : cfg->tls.cert;
+        if (!(srv->tls = net_tls_ctx_new(cfg->tls.cert, key, &tk)))
+            return -EINVAL;
+    }
+    const char *h = "Requests or connections refused by a limit";
+    net_iplimit_opts_t lo = {
+        .max_conns = cfg->net.max_conns_per_ip,
+        .new_per_s = cfg->net.new_conns_per_ip_s,
+        .trusted = cfg->net.trusted_ips,
+        .c_conns = counters_get(k, "roost_limit_hits_total", "limit=\"conns_per_ip\"", h),
+        .c_rate = counters_get(k, "roost_limit_hits_total", "limit=\"new_conns_per_ip\"", h),
+    };
+    int err;
+    srv->iplimit = net_iplimit_new(&lo, &err);
+    return err;
+}
+
+static void close_security(roost_server_t *srv)
+{
+    net_tls_ctx_free(srv->tls);
+    srv->tls = NULL;
+    net_iplimit_free(srv->iplimit);
+    srv->iplimit = NULL;
 }
 
 static int open_group(roost_server_t *srv)
 {
     const roost_config_t *cfg = &srv->cfg;
+    int rc = open_security(srv);
+    if (rc < 0) {
+        close_security(srv);
+        return rc;
+    }
     net_group_opts_t opts = {
         .host = cfg->net.host,
         .port = cfg->net.port,
@@ -70,14 +124,22 @@ static int open_group(roost_server_t *srv)
         .on_loop_start = core_loops_init,
         .on_loop_end = core_loops_end,
         .ud = srv,
+        .tls = srv->tls,
+        .tls_port = cfg->tls.port,
+        .tls_handshake_timeout_s = cfg->tls.handshake_timeout_s,
+        .iplimit = srv->iplimit,
+        .busy_reply = srv->busy_reply,
     };
     srv->group = net_group_new(&opts);
-    if (!srv->group)
+    if (!srv->group) {
+        close_security(srv);
         return -ENOMEM;
-    int rc = net_group_listen(srv->group);
+    }
+    rc = net_group_listen(srv->group);
     if (rc < 0) {
         net_group_join_free(srv->group);
         srv->group = NULL;
+        close_security(srv);
     }
     return rc;
 }
@@ -115,11 +177,13 @@ int roost_run(roost_server_t *srv)
     runner_t r = {.srv = srv};
     uv_signal_init(&main_loop, &r.sigterm);
     uv_signal_init(&main_loop, &r.sigint);
+    uv_signal_init(&main_loop, &r.sighup);
     uv_timer_init(&main_loop, &r.poll);
     uv_timer_init(&main_loop, &r.deadline);
-    r.sigterm.data = r.sigint.data = r.poll.data = r.deadline.data = &r;
+    r.sigterm.data = r.sigint.data = r.sighup.data = r.poll.data = r.deadline.data = &r;
     uv_signal_start(&r.sigterm, on_signal, SIGTERM);
     uv_signal_start(&r.sigint, on_signal, SIGINT);
+    uv_signal_start(&r.sighup, on_sighup, SIGHUP);
     uv_timer_start(&r.poll, on_poll, 50, 50);
 
     core_services_start(srv);
@@ -128,13 +192,17 @@ int roost_run(roost_server_t *srv)
         log_error("cannot start the loops");
         exit(1);
     }
-    log_info("roost listening on http://%s:%d (%d loops, %d to %d workers)", cfg->net.host,
-             cfg->net.port, cfg->net.threads, po.min, cfg->http.workers);
+    log_info("roost listening on %s://%s:%d (%d loops, %d to %d workers)",
+             srv->tls && !cfg->tls.port ? "https" : "http", cfg->net.host, cfg->net.port,
+             cfg->net.threads, po.min, cfg->http.workers);
+    if (srv->tls && cfg->tls.port)
+        log_info("roost listening on https://%s:%d", cfg->net.host, cfg->tls.port);
     uv_run(&main_loop, UV_RUN_DEFAULT);
     uv_loop_close(&main_loop);
     watchdog_stop(wd);
     net_group_join_free(srv->group);
     srv->group = NULL;
+    close_security(srv);
     core_services_stop(srv);
     tpool_stop(srv->pool);
     srv->pool = NULL;

@@ -20,25 +20,10 @@ void roost_cursor_encode(char tag, long long id, char out[ROOST_CURSOR_MAX])
 
 long long roost_cursor_decode(char tag, roost_str_t s)
 {
-    char b64[48];
     unsigned char raw[48];
-    if (!s.ptr || s.len == 0 || s.len > 40 || s.len % 4 == 1)
+    if (!s.ptr || s.len == 0 || s.len > 40)
         return -1;
-    size_t n = 0;
-    for (; n < s.len; n++) {
-        char ch = s.ptr[n];
-        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-              ch == '-' || ch == '_'))
-            return -1;
-        b64[n] = ch == '-' ? '+' : ch == '_' ? '/' : ch;
-    }
-    size_t pad = (4 - n % 4) % 4;
-    for (size_t i = 0; i < pad; i++)
-        b64[n++] = '=';
-    int len = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)n);
-    if (len < 0)
-        return -1;
-    len -= (int)pad; /* EVP_DecodeBlock counts the padding as NUL bytes */
+    int len = b64url_decode(s.ptr, s.len, raw, sizeof raw);
     if (len < 2 || raw[0] != (unsigned char)tag)
         return -1;
     long long id = 0;

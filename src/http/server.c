@@ -57,6 +57,9 @@ roost_server_t *roost_server_new(const roost_config_t *cfg)
     }
     core_server_ctx_set(srv, http_slot(), hs);
     core_server_protocol(srv, &http_proto, http_session_accept);
+    srv->busy_reply = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                      "Content-Length: 33\r\nConnection: close\r\n\r\n"
+                      "{\"detail\":\"Too many connections\"}";
     counters_t *k = srv->counters;
     /* With --metrics off, one unlabelled total stands in for the per-route series. */
     if (cfg->obs.metrics) {

@@ -57,6 +57,8 @@ static void linger_close(net_conn_t *c)
         net_conn_close(c);
         return;
     }
+    if (UNLIKELY(c->tls))
+        net_tls_close_notify(c); /* queued before the FIN, which waits for the writes */
     c->lingering = 1;
     req->data = c;
     net_conn_ref(c);
@@ -79,10 +81,23 @@ static void finish_close_if_done(net_conn_t *c)
         linger_close(c);
 }
 
+void net_conn_deliver(net_conn_t *c, char *data, size_t len)
+{
+    net_loop_t *loop = c->loop;
+    loop->cork_conn = c;
+    c->proto->on_data(c, data, len);
+    loop->cork_conn = NULL;
+    if (loop->cork.len) {
+        size_t clen = loop->cork.len;
+        loop->cork.len = 0;
+        if (!c->closing)
+            net_conn_write(c, loop->cork.p, clen);
+    }
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     net_conn_t *c = (net_conn_t *)s;
-    net_loop_t *loop = c->loop;
     if (n < 0) {
         net_conn_close(c);
         return;
@@ -90,20 +105,30 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (n == 0)
         return;
     net_conn_ref(c);
-    loop->cork_conn = c;
-    c->proto->on_data(c, buf->base, (size_t)n);
-    loop->cork_conn = NULL;
-    if (loop->cork.len) {
-        size_t len = loop->cork.len;
-        loop->cork.len = 0;
-        if (!c->closing)
-            net_conn_write(c, loop->cork.p, len);
-    }
+    if (UNLIKELY(c->tls))
+        net_tls_on_read(c, buf->base, (size_t)n);
+    else
+        net_conn_deliver(c, buf->base, (size_t)n);
     finish_close_if_done(c);
     net_conn_unref(c);
 }
 
-/* A new connection joins its loop (holding the socket's reference) and meets its protocol. */
+/* The connection is ready for its protocol (at accept, or once its TLS handshake is done): a
+ * connection over a per-address limit gets the protocol's busy answer instead. */
+void net_conn_secured(net_conn_t *c)
+{
+    const net_group_opts_t *o = net_group_opts(c->loop->group);
+    wheel_disarm(&c->timer);
+    if (c->refused) {
+        if (o->busy_reply)
+            net_conn_write(c, o->busy_reply, strlen(o->busy_reply));
+        net_conn_close_after_write(c);
+        return;
+    }
+    o->on_accept(c);
+}
+
+/* A new connection joins its loop (holding the socket's reference). */
 static void adopt(net_loop_t *loop, net_conn_t *c)
 {
     c->loop = loop;
@@ -114,11 +139,11 @@ static void adopt(net_loop_t *loop, net_conn_t *c)
     loop->conns = c;
     loop->nconns++;
     atomic_store_explicit(&loop->nconns_seen, loop->nconns, memory_order_relaxed);
-    net_group_opts(loop->group)->on_accept(c);
 }
 
-void net_conn_accept(net_loop_t *loop, uv_stream_t *server)
+void net_conn_accept(net_loop_t *loop, uv_stream_t *server, int tls)
 {
+    const net_group_opts_t *o = net_group_opts(loop->group);
     net_conn_t *c = calloc(1, sizeof *c);
     if (!c)
         return;
@@ -128,8 +153,25 @@ void net_conn_accept(net_loop_t *loop, uv_stream_t *server)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    if (o->iplimit) {
+        net_conn_peer_ip(c);
+        int rc = net_iplimit_take(o->iplimit, c->ip, uv_now(&loop->uv));
+        c->refused = rc < 0;
+        c->ip_held = rc == 1;
+    }
     adopt(loop, c);
-    if (c->closing)
+    if (tls) {
+        if (net_tls_conn_start(c, o->tls) < 0) {
+            net_conn_close(c);
+            return;
+        }
+        /* Until the handshake ends the connection has no protocol; this timer is its only one. */
+        wheel_arm(&loop->wheel, &c->timer,
+                  uv_now(&loop->uv) + (uint64_t)(o->tls_handshake_timeout_s * 1000));
+    } else {
+        net_conn_secured(c);
+    }
+    if (c->closing || c->close_after_write)
         return;
     c->reading = 1;
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -146,6 +188,7 @@ net_conn_t *net_conn_fake(net_loop_t *loop,
     c->fake_write = fake_write;
     c->fake_ud = ud;
     adopt(loop, c);
+    net_conn_secured(c);
     return c;
 }
 
@@ -180,6 +223,7 @@ static void on_closed(uv_handle_t *h)
 {
     net_conn_t *c = (net_conn_t *)h;
     free_queue(c);
+    net_tls_conn_free(c);
     net_conn_unref(c);
 }
 
@@ -199,6 +243,10 @@ void net_conn_close(net_conn_t *c)
     c->closing = 1;
     wheel_disarm(&c->timer);
     unlink_conn(c);
+    if (c->ip_held) {
+        c->ip_held = 0;
+        net_iplimit_release(net_group_opts(c->loop->group)->iplimit, c->ip);
+    }
     if (c->loop->cork_conn == c)
         c->loop->cork.len = 0;
     if (c->proto && c->proto->on_close)
@@ -250,7 +298,7 @@ void net_conn_wrote(net_conn_t *c)
         finish_close_if_done(c);
         return;
     }
-    if (c->proto->on_drained)
+    if (c->proto && c->proto->on_drained)
         c->proto->on_drained(c);
 }
 
@@ -268,6 +316,8 @@ void net_conn_file_sent(net_conn_t *c)
 
 static void flush_queue(net_conn_t *c)
 {
+    if (UNLIKELY(c->tls) && !c->closing)
+        net_tls_push(c, 0); /* what was encrypted this iteration joins the queue */
     if (c->wsegs_inflight || c->file_busy || !c->wq_head || c->closing)
         return;
     if (c->wq_head->file) {
@@ -316,6 +366,11 @@ static int enqueue(net_conn_t *c, rbuf_t *b, const char *ptr, size_t len)
 /* Tries the socket first; returns how many bytes went out, or a negative code (closed). */
 static ssize_t try_now(net_conn_t *c, const char *data, size_t len)
 {
+    if (UNLIKELY(c->tls)) { /* encrypted now: the ciphertext is what gets queued */
+        if (net_tls_write(c, data, len) < 0 || net_tls_push(c, 1) < 0)
+            return -EPIPE;
+        return (ssize_t)len;
+    }
     if (c->wq_head)
         return 0;
     if (c->fake_write) {
@@ -331,6 +386,37 @@ static ssize_t try_now(net_conn_t *c, const char *data, size_t len)
         return n;
     }
     return n;
+}
+
+int net_conn_send_raw(net_conn_t *c, const char *data, size_t len, int now)
+{
+    if (c->closing)
+        return -EPIPE;
+    size_t n = 0;
+    if (now && !c->wq_head) {
+        if (c->fake_write) {
+            c->fake_write(c, data, len, c->fake_ud);
+            return 0;
+        }
+        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+        int rc = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (rc < 0 && rc != UV_EAGAIN) {
+            net_conn_close(c);
+            return rc;
+        }
+        n = rc > 0 ? (size_t)rc : 0;
+        if (n == len)
+            return 0;
+    }
+    rbuf_t *b = rbuf_from(data + n, len - n);
+    if (!b) {
+        net_conn_close(c);
+        return -ENOMEM;
+    }
+    int rc = enqueue(c, b, b->data, b->len);
+    if (now && rc == 0)
+        flush_queue(c);
+    return rc;
 }
 
 int net_conn_write(net_conn_t *c, const void *data, size_t len)
@@ -390,9 +476,32 @@ static void on_flush_check(uv_check_t *h)
         net_conn_t *next = c->dirty_next;
         c->dirty_next = NULL;
         c->dirty = 0;
+        if (UNLIKELY(c->tls_rx)) { /* resumed with decrypted input waiting */
+            c->tls_rx = 0;
+            if (!c->closing && !c->paused) {
+                net_tls_on_read(c, NULL, 0);
+                finish_close_if_done(c);
+            }
+        }
         flush_queue(c);
         net_conn_unref(c);
         c = next;
+    }
+}
+
+/* Puts c on the loop's list for the end-of-iteration pass (flush, TLS input). */
+static void mark_dirty(net_conn_t *c)
+{
+    net_loop_t *loop = c->loop;
+    if (c->dirty)
+        return;
+    c->dirty = 1;
+    net_conn_ref(c); /* the flush list's */
+    c->dirty_next = loop->dirty;
+    loop->dirty = c;
+    if (!uv_is_active((uv_handle_t *)&loop->flush_check)) {
+        loop->flush_check.data = loop;
+        uv_check_start(&loop->flush_check, on_flush_check);
     }
 }
 
@@ -404,21 +513,22 @@ int net_conn_queue_rbuf(net_conn_t *c, rbuf_t *b, size_t off, size_t len)
     if (loop->cork_conn == c && loop->cork.len) { /* keep order with gathered writes */
         size_t clen = loop->cork.len;
         loop->cork.len = 0;
-        rbuf_t *cb = rbuf_from(loop->cork.p, clen);
-        if (!cb || enqueue(c, cb, cb->data, clen) < 0)
-            return -ENOMEM;
+        if (UNLIKELY(c->tls)) {
+            if (net_tls_write(c, loop->cork.p, clen) < 0)
+                return -EPIPE;
+        } else {
+            rbuf_t *cb = rbuf_from(loop->cork.p, clen);
+            if (!cb || enqueue(c, cb, cb->data, clen) < 0)
+                return -ENOMEM;
+        }
     }
-    int rc = enqueue(c, rbuf_ref(b), b->data + off, len);
-    if (rc < 0 || c->dirty)
+    /* Over TLS the slice is encrypted now into the connection's output buffer, which the
+     * end-of-iteration flush sends with everything else encrypted meanwhile. */
+    int rc = UNLIKELY(c->tls) ? net_tls_write(c, b->data + off, len)
+                              : enqueue(c, rbuf_ref(b), b->data + off, len);
+    if (rc < 0)
         return rc;
-    c->dirty = 1;
-    net_conn_ref(c); /* the flush list's */
-    c->dirty_next = loop->dirty;
-    loop->dirty = c;
-    if (!uv_is_active((uv_handle_t *)&loop->flush_check)) {
-        loop->flush_check.data = loop;
-        uv_check_start(&loop->flush_check, on_flush_check);
-    }
+    mark_dirty(c);
     return 0;
 }
 
@@ -446,7 +556,7 @@ int net_conn_queue_file(net_conn_t *c, net_file_t *f, size_t len)
 size_t net_conn_unsent(net_conn_t *c)
 {
     flush_queue(c); /* libuv writes at once what the socket takes */
-    size_t waiting = c->wq_bytes - c->inflight_bytes;
+    size_t waiting = c->wq_bytes - c->inflight_bytes + net_tls_pending(c);
     return waiting + uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
 }
 
@@ -457,7 +567,7 @@ size_t net_conn_pending(const net_conn_t *c)
 
 size_t net_conn_queued_behind_head(const net_conn_t *c)
 {
-    return c->wq_head ? c->wq_bytes - c->wq_head->len : 0;
+    return (c->wq_head ? c->wq_bytes - c->wq_head->len : 0) + net_tls_pending(c);
 }
 
 size_t net_conn_unsent_behind_head(net_conn_t *c)
@@ -469,6 +579,8 @@ size_t net_conn_unsent_behind_head(net_conn_t *c)
 
 void net_conn_drop_queued(net_conn_t *c)
 {
+    if (c->tls)
+        return; /* ciphertext cannot lose a record in the middle of the stream */
     net_wseg_t **p = &c->wq_head, *keep_tail = NULL;
     for (unsigned i = 0; i < c->wsegs_inflight + c->file_busy && *p; i++) {
         keep_tail = *p;
@@ -504,6 +616,12 @@ void net_conn_resume(net_conn_t *c)
         c->reading = 1;
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     }
+    /* Over TLS, records read before the pause may hold more requests: not from here (the
+     * protocol is calling us), at the end of this iteration. */
+    if (UNLIKELY(c->tls) && !c->closing && net_tls_has_input(c)) {
+        c->tls_rx = 1;
+        mark_dirty(c);
+    }
 }
 
 void net_conn_deadline(net_conn_t *c, uint64_t deadline_ms)
@@ -518,6 +636,8 @@ void net_conn_expire(wheel_node_t *n, void *ud)
     (void)ud;
     if (c->lingering)
         net_conn_close(c);
-    else if (!c->closing && c->proto->on_timeout)
+    else if (net_tls_handshaking(c) && !c->closing)
+        net_tls_expire(c);
+    else if (!c->closing && c->proto && c->proto->on_timeout)
         c->proto->on_timeout(c);
 }

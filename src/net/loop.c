@@ -23,7 +23,7 @@ struct net_group {
 };
 
 /* Defined in conn.c */
-void net_conn_accept(net_loop_t *loop, uv_stream_t *server);
+void net_conn_accept(net_loop_t *loop, uv_stream_t *server, int tls);
 void net_conn_expire(wheel_node_t *n, void *ud);
 
 uint64_t net_loop_now(const net_loop_t *loop)
@@ -91,7 +91,12 @@ static void on_tick(uv_timer_t *t)
 
 /* ---- listening ---- */
 
-static int open_listener(net_loop_t *loop, const char *host, int port)
+static void on_handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static int open_listener(net_loop_t *loop, uv_tcp_t *listener, const char *host, int port)
 {
     struct sockaddr_storage ss;
     int rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
@@ -113,13 +118,16 @@ static int open_listener(net_loop_t *loop, const char *host, int port)
         close(fd);
         return rc;
     }
-    uv_tcp_init(&loop->uv, &loop->listener);
-    loop->listener.data = loop;
-    if ((rc = uv_tcp_open(&loop->listener, fd)) < 0) {
+    uv_tcp_init(&loop->uv, listener);
+    listener->data = loop;
+    if ((rc = uv_tcp_open(listener, fd)) < 0) {
         close(fd);
         return rc;
     }
-    loop->listening = 1;
+    if (listener == &loop->listener)
+        loop->listening = 1;
+    else
+        loop->tls_listening = 1;
     return 0;
 }
 
@@ -128,15 +136,32 @@ static void on_connection(uv_stream_t *server, int status)
     net_loop_t *loop = server->data;
     if (status < 0 || loop->draining)
         return;
-    net_conn_accept(loop, server);
+    /* --port speaks TLS when a certificate is given and no --tls-port is. */
+    const net_group_opts_t *o = &loop->group->opts;
+    net_conn_accept(loop, server, o->tls && !o->tls_port);
+}
+
+static void on_tls_connection(uv_stream_t *server, int status)
+{
+    net_loop_t *loop = server->data;
+    if (status < 0 || loop->draining)
+        return;
+    net_conn_accept(loop, server, 1);
+}
+
+static void close_listeners(net_loop_t *loop)
+{
+    if (loop->listening) {
+        loop->listening = 0;
+        uv_close((uv_handle_t *)&loop->listener, on_handle_closed);
+    }
+    if (loop->tls_listening) {
+        loop->tls_listening = 0;
+        uv_close((uv_handle_t *)&loop->tls_listener, on_handle_closed);
+    }
 }
 
 /* ---- draining ---- */
-
-static void on_handle_closed(uv_handle_t *h)
-{
-    (void)h;
-}
 
 static void maybe_finish(net_loop_t *loop)
 {
@@ -176,17 +201,18 @@ static void on_drain_msg(net_loop_t *loop, net_msg_t *msg)
     if (!loop || loop->draining)
         return;
     loop->draining = 1;
-    if (loop->listening) {
-        loop->listening = 0;
-        uv_close((uv_handle_t *)&loop->listener, on_handle_closed);
-    }
+    close_listeners(loop);
     /* A shutdown call may close other connections too (a room's goodbye meets a reset
      * socket), which unlinks them: when the saved next is one, the walk starts again from the
      * head, and each connection's flag makes sure it is told once. */
     net_conn_t *c = loop->conns;
     while (c) {
         net_conn_t *next = c->next;
-        if (!c->shutdown_told && !c->closing && c->proto && c->proto->on_shutdown) {
+        if (!c->proto && !c->closing) {
+            /* No protocol yet (a TLS handshake, a refused client): nothing in flight to finish,
+             * and its close touches no other connection. */
+            net_conn_close(c);
+        } else if (!c->shutdown_told && !c->closing && c->proto && c->proto->on_shutdown) {
             c->shutdown_told = 1;
             if (next)
                 net_conn_ref(next);
@@ -298,10 +324,19 @@ net_group_t *net_group_new(const net_group_opts_t *opts)
 int net_group_listen(net_group_t *g)
 {
     for (int i = 0; i < g->nloops; i++) {
-        int rc = open_listener(&g->loops[i], g->opts.host, g->opts.port);
+        int rc = open_listener(&g->loops[i], &g->loops[i].listener, g->opts.host, g->opts.port);
         if (rc < 0) {
             log_error("cannot listen on %s:%d: %s", g->opts.host, g->opts.port, uv_strerror(rc));
             return rc;
+        }
+        if (g->opts.tls && g->opts.tls_port) {
+            net_loop_t *loop = &g->loops[i];
+            rc = open_listener(loop, &loop->tls_listener, g->opts.host, g->opts.tls_port);
+            if (rc < 0) {
+                log_error("cannot listen on %s:%d: %s", g->opts.host, g->opts.tls_port,
+                          uv_strerror(rc));
+                return rc;
+            }
         }
     }
     return 0;
@@ -312,6 +347,8 @@ int net_group_start(net_group_t *g)
     for (int i = 0; i < g->nloops; i++) {
         net_loop_t *loop = &g->loops[i];
         int rc = uv_listen((uv_stream_t *)&loop->listener, 4096, on_connection);
+        if (rc == 0 && loop->tls_listening)
+            rc = uv_listen((uv_stream_t *)&loop->tls_listener, 4096, on_tls_connection);
         if (rc < 0) {
             log_error("listen: %s", uv_strerror(rc));
             return rc;
@@ -357,8 +394,7 @@ void net_group_join_free(net_group_t *g)
         net_loop_t *loop = &g->loops[i];
         if (loop->thread)
             pthread_join(loop->thread, NULL);
-        if (loop->listening) /* never started */
-            uv_close((uv_handle_t *)&loop->listener, on_handle_closed);
+        close_listeners(loop); /* a loop that never started */
         if (!loop->inbox_closed) {
             uv_close((uv_handle_t *)&loop->inbox_async, on_handle_closed);
             uv_close((uv_handle_t *)&loop->tick, on_handle_closed);

@@ -69,6 +69,9 @@ typedef struct net_proto {
 
 typedef struct net_wseg net_wseg_t;
 typedef struct net_file net_file_t;
+typedef struct net_tls net_tls_t;
+typedef struct net_tls_ctx net_tls_ctx_t;
+typedef struct net_iplimit net_iplimit_t;
 
 struct net_conn {
     uv_tcp_t tcp; /* first: the handle is the connection */
@@ -92,6 +95,11 @@ struct net_conn {
     unsigned dirty : 1;         /* queued writes wait for the loop's end-of-iteration flush */
     unsigned shutdown_told : 1; /* the drain called its proto's on_shutdown */
     unsigned file_busy : 1;     /* the head of the queue is a file being sent (sendfile.c) */
+    unsigned refused : 1;       /* over a per-address limit: answered busy_reply, then closed */
+    unsigned ip_held : 1;       /* counted in the group's per-address table until closed */
+    unsigned tls_rx : 1;        /* decrypted input waits for the end-of-iteration pass */
+    net_tls_t *tls;             /* NULL on a plain connection (tls.c) */
+    unsigned char ip[16];       /* the peer's address, IPv4 mapped into IPv6 */
     net_conn_t *dirty_next;
     /* Tests only (net_conn_fake): where the bytes go instead of a socket. */
     void (*fake_write)(net_conn_t *c, const void *data, size_t len, void *ud);
@@ -172,6 +180,15 @@ typedef struct {
     void (*on_loop_start)(net_loop_t *loop);
     void (*on_loop_end)(net_loop_t *loop);
     void *ud; /* the group's owner (the server) */
+    /* TLS (tls.c): with tls set, --port speaks TLS unless tls_port is set, which then listens
+     * for TLS beside the plain port. NULL: plain only, and no TLS cost on any path. */
+    net_tls_ctx_t *tls;
+    int tls_port;
+    double tls_handshake_timeout_s;
+    /* Per-address limits (iplimit.c); NULL: none. A refused connection gets busy_reply (the
+     * protocol's "too many connections" answer) and is closed. */
+    net_iplimit_t *iplimit;
+    const char *busy_reply;
 } net_group_opts_t;
 
 struct net_loop {
@@ -180,6 +197,8 @@ struct net_loop {
     net_group_t *group;
     pthread_t thread;
     uv_tcp_t listener;
+    uv_tcp_t tls_listener; /* --tls-port's, beside the plain one */
+    int tls_listening;
     uv_timer_t tick;
     uv_async_t inbox_async;
     pthread_mutex_t inbox_lock;
@@ -222,6 +241,60 @@ const net_group_opts_t *net_group_opts(const net_group_t *g);
 void net_group_join_free(net_group_t *g);
 /* Loop threads not yet ended. */
 int net_group_running(net_group_t *g);
+
+/* ---- TLS (tls.c): a layer between the socket and the protocol, on the loop thread ----
+ * Ciphertext read from the socket goes into the connection's memory BIO and plaintext comes out
+ * into the loop's read buffer for the protocol's on_data; what the protocol writes is encrypted
+ * into the connection's output BIO, which the write path sends as its slices. The protocol's
+ * on_accept runs once the handshake is done. The SSL_CTX is OpenSSL-refcounted: a reload
+ * (SIGHUP) makes a new one for new connections while old connections keep theirs. */
+typedef struct {
+    roost_counter_t *handshakes, *failed, *timeouts, *reloads;
+} net_tls_counters_t;
+/* Loads cert (PEM, chain after the leaf) and key; logs and returns NULL on failure. Main. */
+net_tls_ctx_t *net_tls_ctx_new(const char *cert, const char *key, const net_tls_counters_t *k);
+/* Loads the files again; on failure logs and keeps the current context. Any thread. */
+int net_tls_ctx_reload(net_tls_ctx_t *t);
+void net_tls_ctx_free(net_tls_ctx_t *t);
+/* For conn.c. */
+int net_tls_conn_start(net_conn_t *c, net_tls_ctx_t *t);
+void net_tls_conn_free(net_conn_t *c);
+/* Feeds ciphertext (len may be 0: only what the SSL already holds) and delivers plaintext
+ * while the protocol has not paused the connection. */
+void net_tls_on_read(net_conn_t *c, const char *data, size_t len);
+/* Input the SSL holds that was not delivered (the connection was paused meanwhile). */
+int net_tls_has_input(const net_conn_t *c);
+int net_tls_write(net_conn_t *c, const void *data, size_t len);
+int net_tls_push(net_conn_t *c, int now);
+size_t net_tls_pending(const net_conn_t *c);
+void net_tls_close_notify(net_conn_t *c);
+void net_tls_expire(net_conn_t *c);
+int net_tls_handshaking(const net_conn_t *c);
+/* conn.c, for tls.c: hands plaintext to the protocol (corked), and the handshake's end. */
+void net_conn_deliver(net_conn_t *c, char *data, size_t len);
+void net_conn_secured(net_conn_t *c);
+/* conn.c, for tls.c: sends ciphertext, trying the socket first when now is set. */
+int net_conn_send_raw(net_conn_t *c, const char *data, size_t len, int now);
+
+/* ---- per-address connection limits (iplimit.c), shared by the loops, striped locks ---- */
+typedef struct {
+    int max_conns;       /* open connections per address; 0: no limit */
+    int new_per_s;       /* new connections a second, bursts of twice that; 0: no limit */
+    const char *trusted; /* comma-separated CIDRs (IPv4, IPv6) never limited */
+    roost_counter_t *c_conns, *c_rate;
+} net_iplimit_opts_t;
+/* NULL with *err set when trusted does not parse, or when both limits are 0 (err 0). */
+net_iplimit_t *net_iplimit_new(const net_iplimit_opts_t *o, int *err);
+void net_iplimit_free(net_iplimit_t *l);
+/* Counts a new connection from ip (16 bytes, v4-mapped); -EBUSY (counted) when over a limit,
+ * 1 when held (the caller releases it), 0 when exempt. Any loop thread. */
+int net_iplimit_take(net_iplimit_t *l, const unsigned char ip[16], uint64_t now_ms);
+void net_iplimit_release(net_iplimit_t *l, const unsigned char ip[16]);
+/* Sets c->ip: the peer's address, IPv4 mapped (::ffff:a.b.c.d). */
+void net_conn_peer_ip(net_conn_t *c);
+/* Parses "a.b.c.d/n" or "x::y/n" (no "/n": one address) into a v4-mapped address and a prefix
+ * length over 128 bits. For the flag's check and tests. */
+int net_cidr_parse(const char *s, size_t len, unsigned char addr[16], int *bits);
 
 /* ---- stall watchdog ---- */
 typedef struct watchdog watchdog_t;
