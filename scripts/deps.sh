@@ -11,6 +11,7 @@ PKGS=(
     postgresql sqlite3 python3-fastapi python3-sqlalchemy python3-aiosqlite python3-asyncpg
     python3-uvicorn wrk chromium
     python3-celery python3-redis redis-server
+    libvips-dev libvips-tools ffmpeg
 )
 # Node.js runs the browser tests (playwright-core drives Debian's chromium). The machine image
 # may ship its own node and npm, which conflict with Debian's: install them only when absent.
