@@ -12,7 +12,7 @@
 
 #define BULK_MAX 1000
 
-const char *const app_encode_presets[] = {"ultrafast", "superfast", "veryfast", "faster", "fast",
+const char *const app_encode_presets[] = {"ultrafast", "superfast", "veryfast", "faster",   "fast",
                                           "medium",    "slow",      "slower",   "veryslow", NULL};
 
 /* A relative path without ".." segments, so that it stays under --data-dir. */
@@ -33,10 +33,10 @@ static void check_rel_path(const json_t *v, const json_t *loc, json_t *errors)
 {
     if (!safe_rel_path(json_string_value(v)))
         json_array_append_new(
-            errors, roost_error_item("value_error", json_copy((json_t *)loc),
-                                     json_incref((json_t *)v),
-                                     json_pack("{s:s}", "error", "must stay under --data-dir"),
-                                     "Value error, the path must stay under --data-dir"));
+            errors,
+            roost_error_item("value_error", json_copy((json_t *)loc), json_incref((json_t *)v),
+                             json_pack("{s:s}", "error", "must stay under --data-dir"),
+                             "Value error, the path must stay under --data-dir"));
 }
 
 /* ---- process-image ---- */
@@ -51,11 +51,15 @@ static const roost_field_t op_fields[] = {
 static const roost_schema_t op_schema = {.fields = op_fields, .nfields = APP_COUNT_OF(op_fields)};
 static const roost_field_t op_item = {.type = ROOST_T_OBJ, .object = &op_schema};
 static const roost_field_t image_fields[] = {
-    {.name = "image_path", .type = ROOST_T_STR, .required = 1, .max_len = 255,
+    {.name = "image_path",
+     .type = ROOST_T_STR,
+     .required = 1,
+     .max_len = 255,
      .check = check_rel_path},
     {.name = "operations", .type = ROOST_T_ARR, .required = 1, .max_len = 20, .items = &op_item},
 };
-const roost_schema_t app_image_schema = {.fields = image_fields, .nfields = APP_COUNT_OF(image_fields)};
+const roost_schema_t app_image_schema = {.fields = image_fields,
+                                         .nfields = APP_COUNT_OF(image_fields)};
 
 static void image_validate(const json_t *p, json_t *errors, void *ud)
 {
@@ -117,8 +121,8 @@ static json_t *image_job(roost_job_t *job, const json_t *p, void *ud)
             g_object_unref(img);
         return NULL;
     }
-    json_t *res = json_pack("{s:s,s:i,s:i}", "output_path", out_rel, "width", img->Xsize,
-                            "height", img->Ysize);
+    json_t *res = json_pack("{s:s,s:i,s:i}", "output_path", out_rel, "width", img->Xsize, "height",
+                            img->Ysize);
     g_object_unref(img);
     return res;
 }
@@ -127,11 +131,16 @@ static json_t *image_job(roost_job_t *job, const json_t *p, void *ud)
 
 static const roost_field_t email_item = {.type = ROOST_T_STR, .min_len = 3, .max_len = 254};
 static const roost_field_t bulk_fields[] = {
-    {.name = "emails", .type = ROOST_T_ARR, .required = 1, .min_len = 1, .max_len = BULK_MAX,
+    {.name = "emails",
+     .type = ROOST_T_ARR,
+     .required = 1,
+     .min_len = 1,
+     .max_len = BULK_MAX,
      .items = &email_item},
     {.name = "template", .type = ROOST_T_STR, .required = 1, .max_len = 10000},
 };
-const roost_schema_t app_bulk_schema = {.fields = bulk_fields, .nfields = APP_COUNT_OF(bulk_fields)};
+const roost_schema_t app_bulk_schema = {.fields = bulk_fields,
+                                        .nfields = APP_COUNT_OF(bulk_fields)};
 
 static void bulk_validate(const json_t *p, json_t *errors, void *ud)
 {
@@ -217,6 +226,7 @@ int app_job_media(roost_server_t *srv, const app_config_t *cfg)
         roost_log("error", "libvips: %s", vips_error_buffer());
         return -EIO;
     }
+    vips_concurrency_set(1); /* one thread per job: the job workers are the parallelism */
     const roost_job_opts_t image_o = {image_validate, NULL}, bulk_o = {bulk_validate, (void *)cfg};
     int rc = roost_job_type(srv, "process-image", image_job, &image_o);
     if (rc == 0)

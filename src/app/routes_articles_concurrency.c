@@ -135,7 +135,11 @@ static void bad_example(roost_req_t *req, void *ud)
 }
 
 static const roost_field_t mixed_params[] = {
-    {.name = "item_id", .type = ROOST_T_INT, .has_ge = 1, .ge = 0, .has_le = 1,
+    {.name = "item_id",
+     .type = ROOST_T_INT,
+     .has_ge = 1,
+     .ge = 0,
+     .has_le = 1,
      .le = MIXED_MAX_ITEM},
 };
 static const roost_schema_t mixed_schema = {.fields = mixed_params, .nfields = 1};

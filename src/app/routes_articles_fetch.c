@@ -61,9 +61,9 @@ static void gathered(roost_req_t *req, const roost_fetch_result_t *rs, size_t n,
             ok++;
             json_array_append_new(results, body_json(&rs[i]));
         } else {
-            json_array_append_new(results,
-                                  json_pack("{s:s,s:s}", "error", roost_fetch_error_name(rs[i].error),
-                                            "detail", rs[i].error_text));
+            json_array_append_new(results, json_pack("{s:s,s:s}", "error",
+                                                     roost_fetch_error_name(rs[i].error), "detail",
+                                                     rs[i].error_text));
         }
     }
     roost_respond_json(req, 200,
@@ -79,11 +79,10 @@ static void all_or_nothing(roost_req_t *req, const roost_fetch_result_t *rs, siz
             char detail[256];
             snprintf(detail, sizeof detail, "Task %zu failed: %s", i,
                      rs[i].error == ROOST_FETCH_OK ? "upstream answered an error"
-                                                    : roost_fetch_error_name(rs[i].error));
-            roost_respond_error(req, rs[i].error == ROOST_FETCH_OK
-                                         ? 502
-                                         : roost_fetch_error_status(rs[i].error),
-                                detail);
+                                                   : roost_fetch_error_name(rs[i].error));
+            roost_respond_error(
+                req, rs[i].error == ROOST_FETCH_OK ? 502 : roost_fetch_error_status(rs[i].error),
+                detail);
             return;
         }
     json_t *results = json_array();
@@ -124,11 +123,11 @@ static void starts_with_slash(const json_t *v, const json_t *loc, json_t *errors
 {
     const char *p = json_string_value(v);
     if (p && p[0] != '/')
-        json_array_append_new(errors, roost_error_item("value_error", json_copy((json_t *)loc),
-                                                       json_incref((json_t *)v),
-                                                       json_pack("{s:s}", "error",
-                                                                 "must start with /"),
-                                                       "Value error, must start with /"));
+        json_array_append_new(errors,
+                              roost_error_item("value_error", json_copy((json_t *)loc),
+                                               json_incref((json_t *)v),
+                                               json_pack("{s:s}", "error", "must start with /"),
+                                               "Value error, must start with /"));
 }
 
 static const roost_field_t path_fields[] = {
@@ -149,8 +148,8 @@ static const roost_route_opts_t routes[] = {
      .summary = "One call to the default upstream, on the loop"},
     {"GET", "/concurrent-fetch", concurrent_fetch, .tags = tags_up, .query = &path_schema,
      .summary = "asyncio.gather of three calls"},
-    {"GET", "/concurrent-with-limit", concurrent_with_limit, .tags = tags_up,
-     .query = &path_schema, .summary = "100 calls, at most 10 at once"},
+    {"GET", "/concurrent-with-limit", concurrent_with_limit, .tags = tags_up, .query = &path_schema,
+     .summary = "100 calls, at most 10 at once"},
     {"GET", "/task-group", task_group, .tags = tags_up, .query = &path_schema,
      .summary = "Three calls, all or nothing"},
 };

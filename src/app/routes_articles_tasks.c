@@ -71,8 +71,7 @@ static void send_notification_sync(roost_req_t *req, void *ud)
 
 static void process_data(roost_req_t *req, void *ud)
 {
-    app_log_after_response(req, "processed.log", "processed %s",
-                           roost_req_query_str(req, "data"));
+    app_log_after_response(req, "processed.log", "processed %s", roost_req_query_str(req, "data"));
     roost_respond_json(req, 200, json_pack("{s:s}", "message", "Processing started"));
 }
 
@@ -203,9 +202,14 @@ static const roost_field_t notify_q[] = {
 };
 static const roost_field_t data_q[] = {{.name = "data", .type = ROOST_T_STR, .required = 1}};
 static const roost_field_t search_q[] = {{.name = "q", .type = ROOST_T_STR, .required = 1}};
-static const roost_field_t duration_q[] = {{.name = "duration", .type = ROOST_T_INT,
-                                            .has_default = 1, .def.i = 5, .has_ge = 1, .ge = 1,
-                                            .has_le = 1, .le = 600}};
+static const roost_field_t duration_q[] = {{.name = "duration",
+                                            .type = ROOST_T_INT,
+                                            .has_default = 1,
+                                            .def.i = 5,
+                                            .has_ge = 1,
+                                            .ge = 1,
+                                            .has_le = 1,
+                                            .le = 600}};
 static const roost_schema_t register_schema = {.fields = register_q, .nfields = 2},
                             notify_schema = {.fields = notify_q, .nfields = 2},
                             data_schema = {.fields = data_q, .nfields = 1},
@@ -215,7 +219,10 @@ static const roost_schema_t register_schema = {.fields = register_q, .nfields = 
 static const roost_field_t encode_f[] = {
     {.name = "input_path", .type = ROOST_T_STR, .required = 1, .min_len = 1, .max_len = 255},
     {.name = "output_path", .type = ROOST_T_STR, .required = 1, .min_len = 1, .max_len = 255},
-    {.name = "preset", .type = ROOST_T_STR, .has_default = 1, .def.s = "medium",
+    {.name = "preset",
+     .type = ROOST_T_STR,
+     .has_default = 1,
+     .def.s = "medium",
      .enum_values = app_encode_presets},
 };
 static const roost_schema_t encode_schema = {.fields = encode_f, .nfields = 3};
