@@ -31,7 +31,9 @@ def upstream():
 
 @pytest.fixture
 def srv(shared_servers, upstream):
-    flags = ("--threads", "2", "--stall-ms", "200", "--ws-text-ping-s", "1",
+    # --stall-ms 500: the machine the suite runs on may be shared (load 10+ on 2 cores), which
+    # pauses whole processes for 200-400 ms; a handler blocking a loop for 1 s is still caught
+    flags = ("--threads", "2", "--stall-ms", "500", "--ws-text-ping-s", "1",
              "--upstream", f"api=http://127.0.0.1:{upstream} max_conns=20")
     with shared_servers.use(*flags) as s:
         yield s
