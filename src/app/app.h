@@ -42,7 +42,6 @@ int app_routes_articles_system(roost_server_t *srv);
 int app_routes_articles_fetch(roost_server_t *srv);
 int app_routes_articles_tasks(roost_server_t *srv, const app_config_t *cfg);
 int app_routes_articles_ws(roost_server_t *srv, const app_config_t *cfg);
-int app_routes_articles_data(roost_server_t *srv); /* opens its own schema, "articles" */
 /* process-image (libvips) and bulk-email job types */
 int app_job_media(roost_server_t *srv, const app_config_t *cfg);
 extern const roost_schema_t app_image_schema, app_bulk_schema; /* their payloads */
