@@ -686,6 +686,19 @@ const char *roost_fetch_upstream(roost_server_t *srv, int i);
 typedef int (*roost_task_fn)(void *arg);
 void roost_after_response(roost_req_t *req, roost_task_fn fn, void *arg, void (*free_fn)(void *));
 
+/* ---- work off the loop for a ROOST_LOOP handler (src/http/offload.c, readfile.c) ---- */
+/* On the loop: runs fn(arg) on a worker (a CPU step), then done(req, arg) on the request's loop,
+ * which answers (FastAPI's run_in_threadpool). Returns 0; -EBUSY after answering 503 when the
+ * worker queue is full, -ENOMEM or -EINVAL when nothing was started (then done is not called
+ * and the caller frees arg; after -EBUSY it must not answer). */
+int roost_req_offload(roost_req_t *req, roost_task_fn fn, roost_resume_fn done, void *arg);
+/* On the loop: reads the whole file at path (at most max bytes, else -EFBIG) with libuv's file
+ * API, never blocking the loop, then done(req, rc, data, len, arg) on the loop: rc 0 or -errno
+ * (-ENOENT when absent); data is NUL-ended and valid during the call. Returns 0, or < 0 when
+ * nothing was started (done is not called). */
+typedef void (*roost_file_fn)(roost_req_t *req, int rc, const char *data, size_t len, void *arg);
+int roost_read_file(roost_req_t *req, const char *path, size_t max, roost_file_fn done, void *arg);
+
 /* ---- WebSockets (RFC 6455) ---- */
 typedef struct roost_ws roost_ws_t;
 typedef struct {
@@ -710,6 +723,13 @@ int roost_ws_send_json(roost_ws_t *ws, json_t *msg);
 /* Starts the close handshake with this code and reason. */
 void roost_ws_close(roost_ws_t *ws, int code, const char *reason);
 roost_server_t *roost_ws_server(const roost_ws_t *ws);
+
+/* On the connection's loop: calls fn(ws, arg) there every ms milliseconds until
+ * roost_ws_timer_stop (call it in on_close at the latest). NULL when out of memory or ms is 0. */
+typedef struct roost_ws_timer roost_ws_timer_t;
+typedef void (*roost_ws_timer_fn)(roost_ws_t *ws, void *arg);
+roost_ws_timer_t *roost_ws_every(roost_ws_t *ws, uint64_t ms, roost_ws_timer_fn fn, void *arg);
+void roost_ws_timer_stop(roost_ws_timer_t *t);
 
 /* ---- rooms: membership on the loops, fan-out of one shared frame per message ---- */
 /* On the connection's loop: joins ws to room as user, sends it the welcome frame and, when

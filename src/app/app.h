@@ -12,6 +12,7 @@ typedef struct {
     roost_strlist_t exec;     /* --exec 'name=/path/cmd args', repeatable */
     roost_strlist_t schedule; /* --schedule 'TYPE every 60s {payload}', repeatable */
     int debug_routes;         /* --debug-routes: test-only routes (a loop that blocks) */
+    double ws_text_ping_s;    /* --ws-text-ping-s: the articles' "__ping__" text heartbeat */
 } app_config_t;
 
 /* /healthz, /plaintext, /json, /items, /slow-async, /slow-sync, /metrics, /debug/... */
@@ -40,6 +41,28 @@ int app_routes_limited(roost_server_t *srv);
 int app_routes_stream(roost_server_t *srv, const app_config_t *cfg);
 /* GET / (the chat page), compiled in from web/ */
 int app_routes_pages(roost_server_t *srv);
+
+/* The FastAPI articles' examples at their own paths (routes_articles_*.c, job_media.c) */
+int app_routes_articles_concurrency(roost_server_t *srv, const app_config_t *cfg);
+int app_routes_articles_system(roost_server_t *srv);
+int app_routes_articles_fetch(roost_server_t *srv);
+int app_routes_articles_tasks(roost_server_t *srv, const app_config_t *cfg);
+int app_routes_articles_ws(roost_server_t *srv, const app_config_t *cfg);
+/* process-image (libvips) and bulk-email job types */
+int app_job_media(roost_server_t *srv, const app_config_t *cfg);
+extern const roost_schema_t app_image_schema, app_bulk_schema; /* their payloads */
+extern const char *const app_encode_presets[];                 /* x264's, NULL-terminated */
+/* The exec type's args for ffmpeg from an /encode body; NULL when a path leaves --data-dir. */
+json_t *app_encode_args(const char *data_dir, const json_t *body);
+/* The exec type feeds a command's output here: ffmpeg's -progress lines become job progress. */
+typedef struct {
+    char line[256];
+    size_t len;
+    long long total_ms; /* the input's duration, from ffmpeg's log */
+} app_exec_progress_t;
+void app_exec_progress(roost_job_t *job, app_exec_progress_t *st, const char *p, size_t n);
+/* The data routes' database (after app_routes_data) */
+roost_db_t *app_data_db(void);
 
 /* Registers every route of a table, each with ud; -EINVAL when any fails. */
 /* GET /metrics/stream: metric snapshots once a second for the dashboard (metrics_stream.c). */

@@ -233,6 +233,7 @@ static json_t *exec_job(roost_job_t *job, const json_t *p, void *ud)
     free(line);
     char *buf = malloc(EXEC_MAX_OUTPUT + 1);
     size_t len = 0;
+    app_exec_progress_t prog = {.len = 0}; /* ffmpeg -progress lines, when it is ffmpeg */
     int status = 0, exited = 0, eof = 0;
     while (!exited) {
         if (roost_job_stopped(job)) {
@@ -244,6 +245,8 @@ static json_t *exec_job(roost_job_t *job, const json_t *p, void *ud)
         if (!eof && poll(&pfd, 1, 20) > 0) {
             char tmp[4096];
             ssize_t n = read(out[0], tmp, sizeof tmp);
+            if (n > 0)
+                app_exec_progress(job, &prog, tmp, (size_t)n);
             if (n <= 0)
                 eof = 1;
             else if (buf && len < EXEC_MAX_OUTPUT) {

@@ -9,7 +9,7 @@ int main(int argc, char **argv)
 {
     roost_config_t cfg;
     roost_config_init(&cfg);
-    app_config_t app = {.email_delay_s = 1}; /* the defaults --help shows */
+    app_config_t app = {.email_delay_s = 1, .ws_text_ping_s = 30}; /* the defaults --help shows */
     const roost_flag_t flags[] = {
         {"email-delay-s", ROOST_FLAG_SECS, &app.email_delay_s, 0, 60,
          "delay of the email job type"},
@@ -19,6 +19,8 @@ int main(int argc, char **argv)
          "'TYPE every 60s {payload}': enqueue a job once per period (repeatable)"},
         {"debug-routes", ROOST_FLAG_BOOL, &app.debug_routes, 0, 1,
          "test-only routes (GET /debug/block blocks its loop)"},
+        {"ws-text-ping-s", ROOST_FLAG_SECS, &app.ws_text_ping_s, 0, 3600,
+         "/ws/{client_id}: a \"__ping__\" text this often (0: none)"},
     };
     int rc =
         roost_config_parse_with(&cfg, "app", flags, sizeof flags / sizeof flags[0], argc, argv);
@@ -51,7 +53,11 @@ int main(int argc, char **argv)
         app_routes_jobs(srv) < 0 || app_job_types(srv, &app) < 0 || app_routes_pages(srv) < 0 ||
         app_routes_fetch(srv) < 0 || app_job_http(srv) < 0 || app_routes_cache(srv, &app) < 0 ||
         app_routes_limited(srv) < 0 || roost_static_init(srv) < 0 ||
-        app_routes_metrics_stream(srv) < 0 || app_routes_stream(srv, &app) < 0) {
+        app_routes_metrics_stream(srv) < 0 || app_routes_stream(srv, &app) < 0 ||
+        /* the FastAPI articles' examples at their own paths */
+        app_routes_articles_concurrency(srv, &app) < 0 || app_routes_articles_system(srv) < 0 ||
+        app_routes_articles_fetch(srv) < 0 || app_routes_articles_tasks(srv, &app) < 0 ||
+        app_routes_articles_ws(srv, &app) < 0 || app_job_media(srv, &app) < 0) {
         fprintf(stderr, "roost: cannot register the routes\n");
         return 1;
     }

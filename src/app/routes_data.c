@@ -586,13 +586,24 @@ static const roost_route_opts_t routes[] = {
      .body = &data_account_schema, .status = 201},
     {"GET", "/accounts/{id:int}", get_account, .summary = "An account", .tags = tags_accounts},
     {"GET", "/db/pool", pool_status, .summary = "The connection pool", .tags = tags_accounts},
+    /* the articles' path for the same answer */
+    {"GET", "/db-pool-status", pool_status, .summary = "The connection pool (as /db/pool)",
+     .tags = tags_accounts},
 };
+
+static roost_db_t *data_db; /* set once before roost_run, for the articles' /register */
+
+roost_db_t *app_data_db(void)
+{
+    return data_db;
+}
 
 int app_routes_data(roost_server_t *srv)
 {
     roost_db_t *db = roost_db_open(srv, &data_schema);
     if (!db)
         return -EIO;
+    data_db = db;
     int rc = app_register(srv, routes, DATA_COUNT_OF(routes), db);
     if (rc == 0)
         rc = app_routes_cache_data(srv, db);

@@ -290,6 +290,11 @@ static const roost_route_opts_t routes[] = {
      .summary = "Run operations in one transaction, a savepoint each", .body = &batch_schema},
     {"POST", "/users/batch", bulk_users, .flags = ROOST_BLOCKING, .tags = tags_tx,
      .summary = "Create users, all or none", .body = &bulk_schema, .status = 201},
+    /* the articles' paths for the same handlers */
+    {"POST", "/batch-operation", batch, .flags = ROOST_BLOCKING, .tags = tags_tx,
+     .summary = "As /batch: a savepoint per item", .body = &batch_schema},
+    {"POST", "/batch-insert", bulk_users, .flags = ROOST_BLOCKING, .tags = tags_tx,
+     .summary = "As /users/batch: one multi-row insert", .body = &bulk_schema, .status = 201},
 };
 
 int app_routes_data_tx(roost_server_t *srv, roost_db_t *db)
