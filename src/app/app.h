@@ -63,6 +63,8 @@ typedef struct {
 void app_exec_progress(roost_job_t *job, app_exec_progress_t *st, const char *p, size_t n);
 /* The data routes' database (after app_routes_data) */
 roost_db_t *app_data_db(void);
+/* GET /items?cursor=&limit=: the articles' cursor pages, on the data layer */
+int app_routes_articles_data(roost_server_t *srv);
 
 /* Registers every route of a table, each with ud; -EINVAL when any fails. */
 /* GET /metrics/stream: metric snapshots once a second for the dashboard (metrics_stream.c). */

@@ -57,7 +57,8 @@ int main(int argc, char **argv)
         /* the FastAPI articles' examples at their own paths */
         app_routes_articles_concurrency(srv, &app) < 0 || app_routes_articles_system(srv) < 0 ||
         app_routes_articles_fetch(srv) < 0 || app_routes_articles_tasks(srv, &app) < 0 ||
-        app_routes_articles_ws(srv, &app) < 0 || app_job_media(srv, &app) < 0) {
+        app_routes_articles_ws(srv, &app) < 0 || app_job_media(srv, &app) < 0 ||
+        app_routes_articles_data(srv) < 0) {
         fprintf(stderr, "roost: cannot register the routes\n");
         return 1;
     }

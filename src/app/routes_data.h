@@ -20,6 +20,7 @@ enum {
     S_ACCOUNT_GET,
     S_ACCOUNT_LOCK,
     S_ACCOUNT_ADD,
+    S_ITEM_PAGE, /* the articles' cursor pages (routes_articles_data.c) */
     S_COUNT
 };
 

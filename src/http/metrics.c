@@ -35,7 +35,7 @@ typedef struct {
 } cell_t;
 
 typedef struct __attribute__((aligned(64))) {
-    _Atomic(cell_t *) *cells; /* [(ROUTES_MAX + 1) * NMETH], made on first use */
+    _Atomic(_Atomic(cell_t *) *) cells; /* [(ROUTES_MAX + 1) * NMETH], made on first use */
 } shard_t;
 
 struct http_metrics {

@@ -173,3 +173,17 @@ def test_batch_operation_and_batch_insert_and_pool_status(srv):
     assert p.status == 200 and set(p.json()) == set(srv.get("/db/pool").json())
     assert {"size", "checked_in", "checked_out", "overflow"} <= set(p.json())
 
+
+
+def test_items_cursor_pages_walk_the_items_table(srv):
+    first = srv.get("/items?limit=30")
+    assert first.status == 200, first
+    page = first.json()
+    assert len(page["items"]) == 30 and page["has_more"] is True
+    assert set(page["items"][0]) == {"id", "name", "price"}
+    seen = [i["id"] for i in page["items"]]
+    while page["next_cursor"]:
+        page = srv.get(f"/items?limit=30&cursor={page['next_cursor']}").json()
+        seen += [i["id"] for i in page["items"]]
+    assert len(seen) == 100 and seen == sorted(set(seen))
+    assert srv.get("/items?cursor=garbage").status == 422
