@@ -46,7 +46,7 @@ PYEOF
 
 port=$(bench_free_port)
 "$ROOST_BIN" --port "$port" --data-dir "$tmp/data" \
-    --upstream "up=http://127.0.0.1:$up_port max_conns=20000 max_queue=20000 timeout_ms=60000" \
+    --upstream "up=http://127.0.0.1:$up_port max_conns=20000 max_queue=20000 connect_timeout_ms=60000 timeout_ms=120000" \
     >"$tmp/roost.log" 2>&1 &
 rpid=$!
 bench_track "$rpid"
