@@ -12,18 +12,9 @@ ROOST_BIN=${ROOST_BIN:-build/roost}
 SECS=${WRK_SECONDS:-10}
 PY=/usr/bin/python3
 ulimit -n "$(ulimit -Hn)"
-tmp=$(mktemp -d)
-chmod 755 "$tmp"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-free_port() { $PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; return 1; }
+source bench/common.sh
+tmp=$bench_tmp
+chmod 755 "$tmp" # nginx's workers read the file there
 # req/s of wrk on url with conns connections, after a 2 s warm-up
 load() { # url conns [header]
     local h=()
@@ -35,11 +26,11 @@ load() { # url conns [header]
 gz_bytes() { curl -s -H 'Accept-Encoding: gzip' "$1" | wc -c; }
 
 start_roost() { # args...
-    port=$(free_port)
+    port=$(bench_free_port)
     "$ROOST_BIN" --port "$port" --threads 2 --data-dir "$tmp/data" "$@" >"$tmp/roost.log" 2>&1 &
     spid=$!
-    pids+=($spid)
-    wait_http "http://127.0.0.1:$port/healthz"
+    bench_track $spid
+    bench_wait_http "http://127.0.0.1:$port/healthz"
 }
 stop() { kill "$spid"; wait "$spid" 2>/dev/null || true; sleep 1; }
 
@@ -59,7 +50,7 @@ done
 mkdir -p "$tmp/www"
 cp "$tmp/large.json" "$tmp/www/large-data"
 for lvl in 1 6; do
-    port=$(free_port)
+    port=$(bench_free_port)
     cat >"$tmp/nginx.conf" <<NGX
 worker_processes 2;
 pid $tmp/nginx.pid;
@@ -83,20 +74,20 @@ http {
 NGX
     nginx -p "$tmp" -c "$tmp/nginx.conf" -g 'daemon off;' 2>>"$tmp/nginx-error.log" &
     spid=$!
-    pids+=($spid)
-    wait_http "http://127.0.0.1:$port/large-data"
+    bench_track $spid
+    bench_wait_http "http://127.0.0.1:$port/large-data"
     url="http://127.0.0.1:$port/large-data"
     rps[nginx$lvl]=$(load "$url" 16 "$GZ")
     echo "| nginx gzip on (static file) | $lvl | $(gz_bytes "$url") | ${rps[nginx$lvl]} |"
     stop
 done
 
-port=$(free_port)
+port=$(bench_free_port)
 $PY -m uvicorn --app-dir bench/mw fastapi_gzip:app --port "$port" --workers 2 \
     --log-level warning --no-access-log >"$tmp/fastapi.log" 2>&1 &
 spid=$!
-pids+=($spid)
-wait_http "http://127.0.0.1:$port/json"
+bench_track $spid
+bench_wait_http "http://127.0.0.1:$port/json"
 url="http://127.0.0.1:$port/large-data"
 rps[fastapi]=$(load "$url" 16 "$GZ")
 echo "| FastAPI GZipMiddleware (2 workers) | 9 | $(gz_bytes "$url") | ${rps[fastapi]} |"

@@ -14,7 +14,8 @@ ROOST_BIN=${ROOST_BIN:-build/roost}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-8s}
 THREADS=${THREADS:-2}
-source bench/lib.sh
+source bench/common.sh
+tmp=$bench_tmp
 
 cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 # run URL PID: prints "req/s cpu_us_per_request"
@@ -30,12 +31,12 @@ run() {
 start() { # name, flags...
     local name=$1 port
     shift
-    port=$(free_port)
+    port=$(bench_free_port)
     "$ROOST_BIN" --port "$port" --threads "$THREADS" --data-dir "$tmp/$name" "$@" \
         >"$tmp/$name.log" 2>&1 &
-    pids+=($!)
+    bench_track $!
     eval "pid_$name=$!"
-    wait_http "http://127.0.0.1:$port/healthz"
+    bench_wait_http "http://127.0.0.1:$port/healthz"
     eval "port_$name=$port"
 }
 
@@ -67,7 +68,7 @@ echo "CPU cost: the rate-limited server's CPU time per request over the plain on
 ir_per_request() { # name, flags...
     local name=$1 port vpid n
     shift
-    port=$(free_port)
+    port=$(bench_free_port)
     valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$name" "$ROOST_BIN" --port "$port" \
         --threads 1 --data-dir "$tmp/cg-$name" "$@" >"$tmp/cg-$name.log" 2>&1 &
     vpid=$!

@@ -31,6 +31,8 @@ void app_log_after_response(roost_req_t *req, const char *file, const char *fmt,
 int app_routes_data(roost_server_t *srv);
 /* The http job type: a webhook with retries, its call on a loop */
 int app_job_http(roost_server_t *srv);
+/* A schema check: a path sent to an upstream must start with '/' (value_error otherwise). */
+void app_check_absolute_path(const json_t *v, const json_t *loc, json_t *errors);
 /* /proxy/{upstream}/{path:path}, /aggregate: upstream calls on the loop */
 int app_routes_fetch(roost_server_t *srv);
 /* /expensive-query and, with --debug-routes, /debug/cache/...: the response cache */

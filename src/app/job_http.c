@@ -15,15 +15,6 @@
 
 static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", NULL};
 
-static void path_is_absolute(const json_t *v, const json_t *loc, json_t *errors)
-{
-    const char *p = json_string_value(v);
-    if (p && p[0] != '/')
-        json_array_append_new(errors, roost_error_item("value_error", json_copy((json_t *)loc),
-                                                       json_incref((json_t *)v), NULL,
-                                                       "Value error, must start with /"));
-}
-
 static const roost_field_t http_fields[] = {
     {.name = "upstream", .type = ROOST_T_STR, .required = 1, .min_len = 1},
     {.name = "method",
@@ -35,7 +26,7 @@ static const roost_field_t http_fields[] = {
      .type = ROOST_T_STR,
      .has_default = 1,
      .def.s = "/",
-     .check = path_is_absolute},
+     .check = app_check_absolute_path},
     {.name = "headers", .type = ROOST_T_OBJ, .nullable = 1},
     {.name = "body", .type = ROOST_T_ANY, .nullable = 1},
 };

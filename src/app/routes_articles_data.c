@@ -8,9 +8,9 @@
 #include "app/app.h"
 #include "app/routes_data.h"
 
-#define PAGE_DEFAULT  20
-#define PAGE_MAX      100
-#define ITEM_CURSOR   'i'
+#define PAGE_DEFAULT 20
+#define PAGE_MAX     100
+#define ITEM_CURSOR  'i'
 
 typedef struct {
     long long limit;
@@ -62,8 +62,7 @@ static void list_items(roost_req_t *req, void *ud)
                        roost_req_query_int(req, "cursor"), p->limit + 1);
 }
 
-static const roost_field_t page_fields[] = {
-    ROOST_PAGE_FIELDS(ITEM_CURSOR, PAGE_DEFAULT, PAGE_MAX)};
+static const roost_field_t page_fields[] = {ROOST_PAGE_FIELDS(ITEM_CURSOR, PAGE_DEFAULT, PAGE_MAX)};
 static const roost_schema_t page_schema = {.fields = page_fields, .nfields = 2};
 static const char *const tags_items[] = {"articles: database", NULL};
 static const roost_route_opts_t routes[] = {

@@ -119,23 +119,12 @@ static void task_group(roost_req_t *req, void *ud)
     many(req, GATHER_CALLS, 0, all_or_nothing);
 }
 
-static void starts_with_slash(const json_t *v, const json_t *loc, json_t *errors)
-{
-    const char *p = json_string_value(v);
-    if (p && p[0] != '/')
-        json_array_append_new(errors,
-                              roost_error_item("value_error", json_copy((json_t *)loc),
-                                               json_incref((json_t *)v),
-                                               json_pack("{s:s}", "error", "must start with /"),
-                                               "Value error, must start with /"));
-}
-
 static const roost_field_t path_fields[] = {
     {.name = "path",
      .type = ROOST_T_STR,
      .has_default = 1,
      .def.s = "/json",
-     .check = starts_with_slash,
+     .check = app_check_absolute_path,
      .description = "asked of the default upstream"},
 };
 static const roost_schema_t path_schema = {.fields = path_fields, .nfields = 1};

@@ -113,8 +113,7 @@ static void aggregate_done(roost_req_t *req, const roost_fetch_result_t *rs, siz
     roost_respond_json(req, 200, json_pack("{s:o}", "results", results));
 }
 
-/* Fields "path" (the path and query asked of every upstream) then "concurrency". */
-static void path_starts_with_slash(const json_t *v, const json_t *loc, json_t *errors)
+void app_check_absolute_path(const json_t *v, const json_t *loc, json_t *errors)
 {
     const char *p = json_string_value(v);
     if (p && p[0] != '/')
@@ -130,7 +129,7 @@ static const roost_field_t aggregate_fields[] = {
      .type = ROOST_T_STR,
      .has_default = 1,
      .def.s = "/",
-     .check = path_starts_with_slash,
+     .check = app_check_absolute_path,
      .description = "asked of every upstream, query included"},
     {.name = "concurrency",
      .type = ROOST_T_INT,
@@ -184,7 +183,7 @@ static const roost_field_t external_fields[] = {
      .type = ROOST_T_STR,
      .has_default = 1,
      .def.s = "/",
-     .check = path_starts_with_slash},
+     .check = app_check_absolute_path},
 };
 static const roost_schema_t external_schema = {.fields = external_fields,
                                                .nfields = APP_COUNT_OF(external_fields)};
