@@ -151,20 +151,31 @@ static void sampler_start(void *ud)
     s->started = pthread_create(&s->thread, NULL, sampler_main, s) == 0;
 }
 
-static void sampler_drain(void *ud)
+/* Ends the sampler thread and waits for it. */
+static void sampler_halt(sampler_t *s)
 {
-    atomic_store(&((sampler_t *)ud)->draining, 1); /* streams end at their next tick */
-}
-
-static void sampler_stop(void *ud)
-{
-    sampler_t *s = ud;
     pthread_mutex_lock(&s->lock);
     s->stop = 1;
     pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->lock);
     if (s->started)
         pthread_join(s->thread, NULL);
+    s->started = 0;
+}
+
+/* At SIGTERM: streams end at their next tick, and the sampler ends now, before the server tears
+ * down the loops, the pool and the services it reads (ThreadSanitizer saw it read them during
+ * the stop). */
+static void sampler_drain(void *ud)
+{
+    atomic_store(&((sampler_t *)ud)->draining, 1);
+    sampler_halt(ud);
+}
+
+static void sampler_stop(void *ud)
+{
+    sampler_t *s = ud;
+    sampler_halt(s);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
     free(s);
