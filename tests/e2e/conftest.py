@@ -17,6 +17,7 @@ import resource
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -696,3 +697,20 @@ def run_roost(tmp_path):
         return Completed(p.returncode, out, err, cmd)
 
     return run
+
+
+# --------------------------------------------------------------------------------------------
+# A real upstream for the upstream-call tests (tests/e2e/upstream.py), one per test module.
+
+UPSTREAM = Path(__file__).with_name("upstream.py")
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(UPSTREAM), str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    assert proc.stdout.readline().strip() == b"ready"
+    yield port
+    proc.kill()
+    proc.wait()

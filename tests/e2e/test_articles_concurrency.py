@@ -3,30 +3,14 @@ paths: each answers the article's request with the article's shape, and no loop 
 they run (the watchdog's counter stays 0), except on /bad-example, which exists to show one."""
 
 import concurrent.futures
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from conftest import http_get, metric_sum
 from wsclient import WsConn
 
-UPSTREAM = Path(__file__).with_name("upstream.py")
 STALL = "roost_loop_stalls_total"
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    from conftest import free_port
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(UPSTREAM), str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
-    assert proc.stdout.readline().strip() == b"ready"
-    yield port
-    proc.kill()
-    proc.wait()
 
 
 @pytest.fixture

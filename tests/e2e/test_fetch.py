@@ -4,29 +4,11 @@ timeouts, the bounded pool and wait queue, keep-alive reuse, a stale connection 
 retries, the circuit breaker, size limits, trace context, metrics, and a loop that never stalls."""
 
 import concurrent.futures
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from conftest import RawConnection, free_port, http_get, metric_sum
-
-UPSTREAM = Path(__file__).with_name("upstream.py")
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(UPSTREAM), str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
-    assert proc.stdout.readline().strip() == b"ready"
-    yield port
-    proc.kill()
-    proc.wait()
-
 
 def down_port():
     """A port nobody listens on."""
