@@ -12,6 +12,7 @@ PKGS=(
     python3-uvicorn wrk chromium
     python3-celery python3-redis redis-server
     python3-prometheus-client
+    python3-jsonschema
     libvips-dev libvips-tools ffmpeg
 )
 # Node.js runs the browser tests (playwright-core drives Debian's chromium). The machine image

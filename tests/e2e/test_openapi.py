@@ -125,6 +125,57 @@ def test_post_items_body_response_and_422_come_from_its_schemas(plain):
     assert seconds["schema"]["default"] == 3
 
 
+def validator(doc, schema):
+    """A JSON Schema 2020-12 validator for schema, resolving $ref against the document."""
+    jsonschema = pytest.importorskip("jsonschema")  # python3-jsonschema, scripts/deps.sh
+    return jsonschema.Draft202012Validator(dict(schema, components=doc["components"]))
+
+
+def test_answers_match_the_documented_response_schemas(plain):
+    doc = document(plain)
+    json_body = {"Content-Type": "application/json"}
+    # Routes with parameters or a body get a sample request; the others a plain one.
+    samples = {
+        "POST /items": ("/items", {"name": "lamp", "price": 10, "tax": 1}),
+        "POST /broadcast": ("/broadcast", {"room": "docs", "message": "hi"}),
+        "GET /rooms/{room}/count": ("/rooms/docs/count", None),
+        "GET /rooms/{room}/users": ("/rooms/docs/users", None),
+        "POST /tasks": ("/tasks", {"type": "noop"}),
+    }
+    checked = []
+    task_id = None
+    for path, method, op in operations(doc):
+        route = op["x-roost-route"]
+        code, answer = next((c, r) for c, r in op["responses"].items() if c.startswith("2"))
+        if "content" not in answer:
+            continue
+        if route in samples:
+            target, body = samples[route]
+        elif method == "get" and "{" not in path:
+            target, body = path, None
+        else:
+            continue
+        resp = http_request(plain.port, method.upper(), target,
+                            headers=json_body if body is not None else None,
+                            body=json.dumps(body).encode() if body is not None else None)
+        assert resp.status == int(code), (route, resp)
+        schema = answer["content"]["application/json"]["schema"]
+        errors = [e.message for e in validator(doc, schema).iter_errors(resp.json())]
+        assert not errors, (route, errors, resp.json())
+        checked.append(route)
+        if route == "POST /tasks":
+            task_id = resp.json()["task_id"]
+    assert len(checked) >= 7, checked
+    task = doc["paths"]["/tasks/{id}"]["get"]["responses"]["200"]["content"]["application/json"]
+    resp = http_get(plain.port, f"/tasks/{task_id}")
+    assert not list(validator(doc, task["schema"]).iter_errors(resp.json()))
+    # And a 422 is an HTTPValidationError.
+    bad = http_request(plain.port, "POST", "/items", headers=json_body, body=b'{"price": "x"}')
+    assert bad.status == 422
+    ref = {"$ref": "#/components/schemas/HTTPValidationError"}
+    assert not [e.message for e in validator(doc, ref).iter_errors(bad.json())]
+
+
 def test_no_security_schemes_without_api_keys(plain):
     doc = document(plain)
     assert "securitySchemes" not in doc["components"]
