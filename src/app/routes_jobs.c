@@ -355,14 +355,14 @@ static const char *const tags_tasks[] = {"tasks", NULL};
 static const char *const task_states[] = {"pending", "running",   "completed",
                                           "failed",  "cancelled", NULL};
 static const roost_field_t progress_fields[] = {
-    {.name = "current", .type = ROOST_T_INT, .required = 1},
-    {.name = "total", .type = ROOST_T_INT, .required = 1},
-    {.name = "percent", .type = ROOST_T_NUM, .required = 1},
+    {.name = "current", .type = ROOST_T_INT, .required = 1, .description = "steps done"},
+    {.name = "total", .type = ROOST_T_INT, .required = 1, .description = "0: not known"},
+    {.name = "percent", .type = ROOST_T_NUM, .required = 1, .description = "0 to 100"},
 };
 static const roost_schema_t progress_schema = {.fields = progress_fields, .nfields = 3};
 static const roost_field_t task_out_fields[] = {
     {.name = "task_id", .type = ROOST_T_INT, .required = 1},
-    {.name = "type", .type = ROOST_T_STR, .required = 1},
+    {.name = "type", .type = ROOST_T_STR, .required = 1, .description = "the job type"},
     {.name = "payload", .type = ROOST_T_ANY, .required = 1},
     {.name = "status", .type = ROOST_T_STR, .required = 1, .enum_values = task_states},
     {.name = "priority", .type = ROOST_T_INT, .required = 1},
