@@ -221,7 +221,7 @@ static json_t *json_content(json_t *schema)
     return json_pack("{s:{s:o}}", "application/json", "schema", schema);
 }
 
-static json_t *responses(const http_server_t *hs, const route_t *rt, int secured)
+static json_t *responses(const route_t *rt, int secured)
 {
     json_t *r = json_object();
     char code[8];
@@ -274,7 +274,7 @@ static json_t *operation(const http_server_t *hs, const route_t *rt, const char 
             op, "requestBody",
             json_pack("{s:b,s:o}", "required", 1, "content", json_content(object_schema(o->body))));
     int secured = is_secured(hs, rt);
-    json_object_set_new(op, "responses", responses(hs, rt, secured));
+    json_object_set_new(op, "responses", responses(rt, secured));
     if (secured) /* either scheme will do */
         json_object_set_new(op, "security", json_pack("[{s:[]},{s:[]}]", "bearer", "apiKey"));
     else if (hs->nsecured) /* said outright: this one needs no key */
@@ -285,17 +285,21 @@ static json_t *operation(const http_server_t *hs, const route_t *rt, const char 
 }
 
 /* FastAPI's error components, with the input and ctx members pydantic 2 adds. */
+static const char validation_schemas[] =
+    "{\"ValidationError\": {\"title\": \"ValidationError\", \"type\": \"object\","
+    "  \"required\": [\"loc\", \"msg\", \"type\"],"
+    "  \"properties\": {"
+    "    \"loc\": {\"type\": \"array\","
+    "            \"items\": {\"anyOf\": [{\"type\": \"string\"}, {\"type\": \"integer\"}]}},"
+    "    \"msg\": {\"type\": \"string\"}, \"type\": {\"type\": \"string\"},"
+    "    \"input\": {}, \"ctx\": {\"type\": \"object\"}}},"
+    " \"HTTPValidationError\": {\"title\": \"HTTPValidationError\", \"type\": \"object\","
+    "  \"properties\": {\"detail\": {\"type\": \"array\","
+    "    \"items\": {\"$ref\": \"#/components/schemas/ValidationError\"}}}}}";
+
 static json_t *components(const http_server_t *hs)
 {
-    json_t *schemas = json_pack(
-        "{s:{s:s,s:s,s:[s,s,s],s:{s:{s:s,s:{s:[{s:s},{s:s}]}},s:{s:s},s:{s:s},s:{},s:{s:s}}},"
-        "s:{s:s,s:s,s:{s:{s:s,s:{s:s}}}}}",
-        "ValidationError", "title", "ValidationError", "type", "object", "required", "loc", "msg",
-        "type", "properties", "loc", "type", "array", "items", "anyOf", "type", "string", "type",
-        "integer", "msg", "type", "string", "type", "type", "string", "input", "ctx", "type",
-        "object", "HTTPValidationError", "title", "HTTPValidationError", "type", "object",
-        "properties", "detail", "type", "array", "items", "$ref",
-        "#/components/schemas/ValidationError");
+    json_t *schemas = json_loads(validation_schemas, 0, NULL);
     json_t *c = json_pack("{s:o}", "schemas", schemas);
     if (hs->nsecured) /* RFC 6750 bearer, or the same key in X-API-Key (src/mw/auth.c) */
         json_object_set_new(c, "securitySchemes",
