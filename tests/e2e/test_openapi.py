@@ -71,6 +71,19 @@ def test_document_is_openapi_31_and_lists_every_registered_route(plain):
     assert {t["name"] for t in doc["tags"]} >= {"basic", "rooms", "tasks", "docs"}
 
 
+def test_library_routes_are_documented_too(start_server, tmp_path):
+    """A --static mount is a route the library registers: it is listed like the app's."""
+    (tmp_path / "www").mkdir()
+    srv = start_server("--threads", "2", "--debug-routes", "--static", f"/files={tmp_path / 'www'}")
+    doc = document(srv)
+    op = doc["paths"]["/files/{path}"]["get"]
+    assert op["x-roost-route"] == "GET /files/{path:path}"
+    assert op["tags"] == ["static files"] and op["summary"]
+    assert op["parameters"][0]["schema"] == {"type": "string"}
+    documented = sorted(op["x-roost-route"] for _, _, op in operations(doc))
+    assert documented == sorted(routes_listed(srv))
+
+
 def test_path_parameters_are_typed_from_the_template(plain):
     doc = document(plain)
     typed = 0
