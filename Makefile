@@ -41,6 +41,7 @@ deps:
 # $(1) = output folder, $(2) = compiler, $(3) = flags
 define variant
 $(1)/obj/src/app/pages.o: $(wildcard web/*.html) $(wildcard node_modules/uplot/dist/uPlot.*)
+$(1)/obj/src/app/routes_docs.o: web/docs.html $(wildcard node_modules/swagger-ui-dist/swagger-ui*)
 $(1)/obj/%.o: %.c
 	@mkdir -p $$(dir $$@)
 	@echo "  CC    $$@"

@@ -12,6 +12,7 @@ PKGS=(
     python3-uvicorn wrk chromium
     python3-celery python3-redis redis-server
     python3-prometheus-client
+    python3-jsonschema
     libvips-dev libvips-tools ffmpeg
 )
 # Node.js runs the browser tests (playwright-core drives Debian's chromium). The machine image
@@ -31,9 +32,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# playwright-core (pinned in package.json) for the browser tests, once.
+# playwright-core (pinned in package.json) for the browser tests, once; uplot and
+# swagger-ui-dist are compiled into the binary; @redocly/cli lints the OpenAPI document.
 cd "$(dirname "$0")/.."
-if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/uplot ]; then
-    echo "deps: npm install (playwright-core, uplot)" >&2
+if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/uplot ] ||
+    [ ! -d node_modules/swagger-ui-dist ] || [ ! -d node_modules/@redocly/cli ]; then
+    echo "deps: npm install (playwright-core, uplot, swagger-ui-dist, @redocly/cli)" >&2
     npm install --no-audit --no-fund --silent
 fi

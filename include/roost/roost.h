@@ -325,6 +325,17 @@ typedef struct {
 /* Registers a route with all its options before roost_run; errors as roost_route. */
 int roost_route_ex(roost_server_t *srv, const roost_route_opts_t *opts);
 
+/* ---- the route table as a document (src/http/openapi.c) ---- */
+/* The OpenAPI 3.1 document of every route (paths, typed parameters, the schemas, 422 and 401
+ * answers, tags, summaries, the API-key schemes on the routes roost_require_api_key guards).
+ * Made on the first call, which must come after the last route was registered (a request
+ * once roost_run runs), and kept: the text is the server's, valid until roost_server_free;
+ * *len (may be NULL) gets its length. NULL on out of memory. Any thread. */
+const char *roost_openapi_json(roost_server_t *srv, size_t *len);
+/* Every route, "METHOD /template\n" in registration order (the caller frees). NULL: no
+ * memory. Any thread once roost_run runs. */
+char *roost_routes_text(roost_server_t *srv);
+
 /* Middleware. A request passes, in this order: every on_request hook (the first that answers, a
  * 401, 429 or 304, or that parks the request with roost_req_wait for a roost_req_resume to
  * answer, ends the phase: later on_request hooks and the handler do not run), the

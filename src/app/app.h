@@ -43,6 +43,8 @@ int app_routes_limited(roost_server_t *srv);
 int app_routes_stream(roost_server_t *srv, const app_config_t *cfg);
 /* GET / (the chat page), compiled in from web/ */
 int app_routes_pages(roost_server_t *srv);
+/* GET /openapi.json, /docs (Swagger UI, compiled in) and, with --debug-routes, /debug/routes */
+int app_routes_docs(roost_server_t *srv, const app_config_t *cfg);
 
 /* The FastAPI articles' examples at their own paths (routes_articles_*.c, job_media.c) */
 int app_routes_articles_concurrency(roost_server_t *srv, const app_config_t *cfg);
@@ -74,5 +76,13 @@ int app_routes_metrics_stream(roost_server_t *srv);
 
 int app_register(roost_server_t *srv, const roost_route_opts_t *routes, size_t n, void *ud);
 #define APP_COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A file compiled into the binary with the assembler's .incbin (path from the top folder, and
+ * a Makefile dependency line for the object that embeds it): sym[] to sym_end[], followed by
+ * a NUL. */
+#define APP_EMBED(sym, path)                                                                       \
+    __asm__(".section .rodata\n.global " #sym "\n" #sym ":\n.incbin \"" path "\"\n"                \
+            ".global " #sym "_end\n" #sym "_end:\n.byte 0\n.previous\n");                          \
+    extern const char sym[], sym##_end[]
 
 #endif

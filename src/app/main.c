@@ -58,7 +58,7 @@ int main(int argc, char **argv)
         app_routes_articles_concurrency(srv, &app) < 0 || app_routes_articles_system(srv) < 0 ||
         app_routes_articles_fetch(srv) < 0 || app_routes_articles_tasks(srv, &app) < 0 ||
         app_routes_articles_ws(srv, &app) < 0 || app_job_media(srv, &app) < 0 ||
-        app_routes_articles_data(srv) < 0) {
+        app_routes_articles_data(srv) < 0 || app_routes_docs(srv, &app) < 0) {
         fprintf(stderr, "roost: cannot register the routes\n");
         return 1;
     }

@@ -4,17 +4,12 @@
 
 #include "app/app.h"
 
-#define EMBED(sym, path)                                                                           \
-    __asm__(".section .rodata\n.global " #sym "\n" #sym ":\n.incbin \"" path "\"\n"                \
-            ".global " #sym "_end\n" #sym "_end:\n.byte 0\n.previous\n");                          \
-    extern const char sym[], sym##_end[]
-
-EMBED(page_index, "web/index.html");
-EMBED(page_dashboard, "web/dashboard.html");
+APP_EMBED(page_index, "web/index.html");
+APP_EMBED(page_dashboard, "web/dashboard.html");
 /* uPlot for the dashboard's charts, from node_modules (npm, package.json) at build time: never
  * committed, and nothing loaded from elsewhere at run time. */
-EMBED(uplot_js, "node_modules/uplot/dist/uPlot.iife.min.js");
-EMBED(uplot_css, "node_modules/uplot/dist/uPlot.min.css");
+APP_EMBED(uplot_js, "node_modules/uplot/dist/uPlot.iife.min.js");
+APP_EMBED(uplot_css, "node_modules/uplot/dist/uPlot.min.css");
 
 static void serve(roost_req_t *req, const char *start, const char *end)
 {

@@ -120,10 +120,20 @@ static void debug_block(roost_req_t *req, void *ud)
 
 static const char *const tags_basic[] = {"basic", NULL};
 
+/* The JSON answers, for the OpenAPI document. */
+static const roost_field_t status_fields[] = {
+    {.name = "status", .type = ROOST_T_STR, .required = 1}};
+static const roost_field_t message_fields[] = {
+    {.name = "message", .type = ROOST_T_STR, .required = 1}};
+static const roost_schema_t status_out = {.fields = status_fields, .nfields = 1},
+                            message_out = {.fields = message_fields, .nfields = 1};
+
 static const roost_route_opts_t routes[] = {
-    {"GET", "/healthz", healthz, .summary = "Health check", .tags = tags_basic},
+    {"GET", "/healthz", healthz, .summary = "Health check", .tags = tags_basic,
+     .response = &status_out},
     {"GET", "/plaintext", plaintext, .summary = "Hello, World! as text", .tags = tags_basic},
-    {"GET", "/json", json_hello, .summary = "Hello, World! as JSON", .tags = tags_basic},
+    {"GET", "/json", json_hello, .summary = "Hello, World! as JSON", .tags = tags_basic,
+     .response = &message_out},
     {"POST", "/items", create_item, .summary = "Create an item (FastAPI's first example)",
      .tags = tags_basic, .body = &item_schema, .response = &item_out_schema},
     {"GET", "/slow-async", slow_async, .summary = "Wait on a loop timer", .tags = tags_basic,

@@ -350,13 +350,43 @@ static void send_notification(roost_req_t *req, void *ud)
 }
 
 static const char *const tags_tasks[] = {"tasks", NULL};
+
+/* A task as the queue answers it (job_row_json), for the OpenAPI document. */
+static const char *const task_states[] = {"pending", "running",   "completed",
+                                          "failed",  "cancelled", NULL};
+static const roost_field_t progress_fields[] = {
+    {.name = "current", .type = ROOST_T_INT, .required = 1, .description = "steps done"},
+    {.name = "total", .type = ROOST_T_INT, .required = 1, .description = "0: not known"},
+    {.name = "percent", .type = ROOST_T_NUM, .required = 1, .description = "0 to 100"},
+};
+static const roost_schema_t progress_schema = {.fields = progress_fields, .nfields = 3};
+static const roost_field_t task_out_fields[] = {
+    {.name = "task_id", .type = ROOST_T_INT, .required = 1},
+    {.name = "type", .type = ROOST_T_STR, .required = 1, .description = "the job type"},
+    {.name = "payload", .type = ROOST_T_ANY, .required = 1},
+    {.name = "status", .type = ROOST_T_STR, .required = 1, .enum_values = task_states},
+    {.name = "priority", .type = ROOST_T_INT, .required = 1},
+    {.name = "progress", .type = ROOST_T_OBJ, .required = 1, .object = &progress_schema},
+    {.name = "attempts", .type = ROOST_T_INT, .required = 1},
+    {.name = "max_retries", .type = ROOST_T_INT, .required = 1},
+    {.name = "created_at", .type = ROOST_T_STR, .required = 1, .nullable = 1},
+    {.name = "started_at", .type = ROOST_T_STR, .required = 1, .nullable = 1},
+    {.name = "completed_at", .type = ROOST_T_STR, .required = 1, .nullable = 1},
+    {.name = "run_at", .type = ROOST_T_STR, .required = 1, .nullable = 1},
+    {.name = "result", .type = ROOST_T_ANY, .required = 1},
+    {.name = "error", .type = ROOST_T_STR, .required = 1, .nullable = 1},
+    {.name = "cancel_requested", .type = ROOST_T_BOOL, .required = 1},
+    {.name = "trace_id", .type = ROOST_T_STR, .nullable = 1},
+};
+static const roost_schema_t task_out = {.fields = task_out_fields,
+                                        .nfields = COUNT_OF(task_out_fields)};
 static const roost_route_opts_t routes[] = {
     {"POST", "/tasks", create_task, .summary = "Submit a task", .tags = tags_tasks,
-     .body = &task_schema, .status = 201},
+     .body = &task_schema, .status = 201, .response = &task_out},
     {"GET", "/tasks", list_tasks, .flags = ROOST_BLOCKING, .summary = "List tasks, newest first",
      .tags = tags_tasks, .query = &list_schema},
     {"GET", "/tasks/{id:int}", get_task, .flags = ROOST_BLOCKING, .summary = "A task",
-     .tags = tags_tasks},
+     .tags = tags_tasks, .response = &task_out},
     {"POST", "/tasks/{id:int}/cancel", cancel_task, .summary = "Cancel a task", .tags = tags_tasks},
     {"GET", "/tasks/{id:int}/events", task_events, .summary = "A task's progress (SSE)",
      .tags = tags_tasks},

@@ -264,17 +264,40 @@ static const roost_schema_t room_path = {.fields = room_fields, .nfields = 1},
                             chat_path = {.fields = room_fields, .nfields = 2};
 static const char *const tags_rooms[] = {"rooms", NULL};
 
+/* The answers, for the OpenAPI document. */
+static const roost_field_t sent_fields[] = {
+    {.name = "sent_to", .type = ROOST_T_STR, .required = 1},
+    {.name = "online", .type = ROOST_T_INT, .required = 1, .description = "members reached"},
+    {.name = "id", .type = ROOST_T_INT, .required = 1, .description = "the message's id"},
+};
+static const roost_field_t user_item = {.type = ROOST_T_STR};
+static const roost_field_t count_fields[] = {
+    {.name = "room", .type = ROOST_T_STR, .required = 1},
+    {.name = "online", .type = ROOST_T_INT, .required = 1},
+    {.name = "users", .type = ROOST_T_ARR, .required = 1, .items = &user_item},
+};
+static const roost_schema_t count_item = {.fields = count_fields, .nfields = 2};
+static const roost_field_t list_item = {.type = ROOST_T_OBJ, .object = &count_item};
+static const roost_field_t list_fields[] = {
+    {.name = "rooms", .type = ROOST_T_ARR, .required = 1, .items = &list_item},
+};
+static const roost_schema_t sent_out = {.fields = sent_fields, .nfields = 3},
+                            count_out = {.fields = count_fields, .nfields = 2},
+                            users_out = {.fields = count_fields, .nfields = 3},
+                            list_out = {.fields = list_fields, .nfields = 1};
+
 static const roost_route_opts_t routes[] = {
     {"GET", "/ws/{room}/{user}", ws_chat, .summary = "Join a chat room (WebSocket)",
      .tags = tags_rooms, .path_params = &chat_path, .query = &chat_query},
     {"GET", "/echo", ws_echo, .summary = "WebSocket echo", .tags = tags_rooms},
     {"POST", "/broadcast", broadcast, .summary = "Publish to a room", .tags = tags_rooms,
-     .body = &broadcast_schema},
-    {"GET", "/rooms", rooms, .summary = "Rooms and their counts", .tags = tags_rooms},
+     .body = &broadcast_schema, .response = &sent_out},
+    {"GET", "/rooms", rooms, .summary = "Rooms and their counts", .tags = tags_rooms,
+     .response = &list_out},
     {"GET", "/rooms/{room}/count", room_count, .summary = "How many are in a room",
-     .tags = tags_rooms, .path_params = &room_path},
+     .tags = tags_rooms, .path_params = &room_path, .response = &count_out},
     {"GET", "/rooms/{room}/users", room_users, .summary = "Who is in a room", .tags = tags_rooms,
-     .path_params = &room_path},
+     .path_params = &room_path, .response = &users_out},
 };
 
 int app_routes_rooms(roost_server_t *srv)

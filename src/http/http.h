@@ -348,6 +348,11 @@ typedef struct http_server {
     roost_counter_t *c_tasks_ok, *c_tasks_failed;
     struct http_metrics *metrics;     /* per-route series (metrics.c), NULL with --metrics off */
     roost_counter_t *c_stream_paused; /* roost_stream_write answered -EAGAIN */
+    /* openapi.c: the route lists that need an API key (static, the application's), and the
+     * document, made on its first request */
+    const char *const **secured;
+    int nsecured;
+    char *openapi;
 } http_server_t;
 core_slot_t http_slot(void);
 http_server_t *http_server(roost_server_t *srv);
@@ -368,6 +373,11 @@ void http_trace_enter(const roost_req_t *req);
 void http_trace_end(roost_req_t *req);
 
 void http_count_limit(roost_server_t *srv, const char *limit);
+
+/* ---- openapi.c ---- */
+/* The auth middleware's routes (NULL-terminated, static) get the API-key security schemes in
+ * the OpenAPI document. Before roost_run; 0 or -ENOMEM. */
+int http_openapi_secure(roost_server_t *srv, const char *const *routes);
 /* Hands a request's background tasks to the worker pool (and takes them off the request). */
 void http_after_submit(roost_req_t *req);
 

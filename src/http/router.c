@@ -224,6 +224,8 @@ static void each_node(const node_t *n, void (*fn)(const route_t *, void *), void
         each_node(c, fn, ud);
     if (n->param)
         each_node(n->param, fn, ud);
+    if (n->rest) /* the {name:path} routes */
+        each_node(n->rest, fn, ud);
 }
 
 void router_each(const router_t *r, void (*fn)(const route_t *route, void *ud), void *ud)

@@ -15,6 +15,8 @@ static void http_server_free(void *ctx)
     http_metrics_free(hs->metrics);
     free(hs->mw);
     free(hs->chain);
+    free(hs->secured);
+    free(hs->openapi);
     free(hs);
 }
 

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "core/core.h"
+#include "http/http.h"
 
 #define KEYS_MAX 1024
 
@@ -132,7 +133,7 @@ int roost_require_api_key(roost_server_t *srv, const char *const *routes)
         rc = -EINVAL;
     }
     roost_middleware_t mw = {.name = "api_key", .on_request = api_key_request, .ud = k};
-    if (rc < 0 || (rc = roost_use(srv, &mw)) < 0) {
+    if (rc < 0 || (rc = http_openapi_secure(srv, routes)) < 0 || (rc = roost_use(srv, &mw)) < 0) {
         keyset_free(k);
         return rc;
     }

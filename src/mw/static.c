@@ -475,6 +475,8 @@ static void static_handler(roost_req_t *req, void *ud)
 
 /* ---- registration ---- */
 
+static const char *const static_tags[] = {"static files", NULL};
+
 int roost_static(roost_server_t *srv, const char *url_prefix, const char *dir)
 {
     static_srv_t *ss = static_srv(srv);
@@ -505,6 +507,7 @@ int roost_static(roost_server_t *srv, const char *url_prefix, const char *dir)
                                      .handler = static_handler,
                                      .ud = m,
                                      .summary = "Static files",
+                                     .tags = static_tags,
                                  });
     if (rc < 0) {
         mount_free(m);

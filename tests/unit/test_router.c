@@ -418,5 +418,8 @@ TEST(router_path_parameter_takes_the_rest_of_the_path)
     rt = match(r, "GET", "/proxy/api/status", p, &np, allow); /* a literal still wins */
     CHECK(rt && rt->ud == (void *)8);
     CHECK(match(r, "GET", "/proxy/api", p, &np, allow) == NULL);
+    int seen[2] = {0, 0};
+    router_each(r, count_route, seen); /* the walk reaches the {rest:path} route too */
+    CHECK_EQ_INT(seen[0], 2);
     router_free(r);
 }
