@@ -156,7 +156,7 @@ layers:
 	@bash scripts/check-layers.sh
 
 test: deps layers
-	$(MAKE) build/roost build/unit_tests asan fuzz
+	$(MAKE) build/roost build/unit_tests asan fuzz shared
 	bash tests/run.sh
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
