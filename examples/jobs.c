@@ -1,8 +1,10 @@
 /* jobs.c: a job type of one's own on libroost's durable queue (SQLite in --data-dir). "count"
  * counts to payload.steps, a step every payload.ms, reporting its progress. POST /jobs
- * {"steps": 5} submits one (201 and the task), GET /jobs/{id} reads it and GET /jobs/{id}/events
+ * {"steps": 5} submits one (201 and the task; an Idempotency-Key header makes a retry of the
+ * POST give the same job), GET /jobs/{id} reads it and GET /jobs/{id}/events
  * streams its progress as server-sent events until it is done. Run: ./jobs --port 8000 */
 #include <roost/roost.h>
+#include <string.h>
 
 /* On a job worker thread. Stops early when told (cancelled, timed out, the server stops). */
 static json_t *count_job(roost_job_t *job, const json_t *payload, void *ud)
@@ -18,6 +20,11 @@ static json_t *count_job(roost_job_t *job, const json_t *payload, void *ud)
 static void submit(roost_req_t *req, void *ud)
 {
     roost_job_spec_t spec = {.type = "count", .payload = roost_req_json_body(req)};
+    roost_str_t key = roost_req_header(req, "idempotency-key"); /* a retried POST: one job */
+    char *k = key.ptr ? roost_req_new(req, key.len + 1) : NULL;
+    if (key.ptr && !k)
+        return; /* answered 500 */
+    spec.idempotency_key = k ? memcpy(k, key.ptr, key.len) : NULL;
     roost_job_submit_answer(req, &spec); /* 201 and the task, once it is stored */
 }
 

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from conftest import UPSTREAM, ConnectionClosed, RawConnection, free_port, http_get, post_json
+from conftest import (UPSTREAM, ConnectionClosed, RawConnection, free_port, http_get,
+                      http_request, post_json)
 from installtree import REPO_ROOT, install_tree  # noqa: F401 (fixture)
 from wsclient import WsConn, assert_presence, unique
 
@@ -161,6 +162,20 @@ def test_jobs_submitted_job_streams_its_progress_then_its_end(jobs):
     assert last["progress"]["percent"] == 100
     got = http_get(jobs.port, f"/jobs/{task['task_id']}").json()
     assert got["status"] == "completed" and got["result"] == {"counted": 4}
+
+
+def test_jobs_retried_post_with_its_idempotency_key_gives_the_same_job(jobs):
+    key = unique("key")
+    first = http_request(jobs.port, "POST", "/jobs", {"Content-Type": "application/json",
+                         "Idempotency-Key": key}, json.dumps({"steps": 1, "ms": 0}))
+    again = http_request(jobs.port, "POST", "/jobs", {"Content-Type": "application/json",
+                         "Idempotency-Key": key}, json.dumps({"steps": 1, "ms": 0}))
+    assert (first.status, again.status) == (201, 201), (first, again)
+    assert again.json()["task_id"] == first.json()["task_id"]
+    assert first.header("Idempotent-Replayed") is None
+    assert again.header("Idempotent-Replayed") == "true"
+    other = post_json(jobs.port, "/jobs", {"steps": 1, "ms": 0})
+    assert other.json()["task_id"] != first.json()["task_id"]
 
 
 def test_jobs_payload_is_checked_before_anything_is_queued(jobs):
