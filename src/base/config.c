@@ -357,6 +357,7 @@ static void usage(FILE *out, const char *prog, const char *section, const roost_
         usage_line(out, &f, defs[i]);
     }
     fprintf(out, "\n  --%-22s %s\n", "help", "print this and exit");
+    fprintf(out, "  --%-22s %s\n", "version", "print \"roost X.Y.Z\" and exit");
 }
 
 static int set_flag(const flag_t *f, const char *value, const char *from)
@@ -469,6 +470,10 @@ int roost_config_parse_with(roost_config_t *cfg, const char *section, const roos
         const char *arg = argv[i];
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
             usage(stdout, argv[0], section, extra, nextra, defs);
+            return 1;
+        }
+        if (!strcmp(arg, "--version")) {
+            printf("roost %s\n", roost_version());
             return 1;
         }
         if (strncmp(arg, "--", 2) != 0) {
