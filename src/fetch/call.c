@@ -144,6 +144,7 @@ static int build_easy(fetch_call_t *c, const roost_fetch_opts_t *o)
     curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     if (c->up) {
+        fetch_upstream_count_sockets(c->up, e);
         long ka = atomic_load(&c->up->keepalive_ms);
         if (ka > 0)
             curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, ka >= 1000 ? ka / 1000 : 1L);

@@ -38,6 +38,7 @@ typedef struct fetch_upstream {
     atomic_long lat[FETCH_LAT_BUCKETS + 1]; /* per bucket (not cumulative); the last is +Inf */
     atomic_long lat_sum_us;
     atomic_long active, waiting; /* gauges */
+    atomic_long conns;           /* sockets open to it, kept-alive ones included (gauge) */
 } fetch_upstream_t;
 
 typedef struct fetch_loop fetch_loop_t;
@@ -56,6 +57,9 @@ fetch_upstream_t *fetch_upstream_find(fetch_t *f, const char *name, size_t len);
  * the one probe of a half-open circuit. */
 int fetch_breaker_enter(fetch_upstream_t *u, uint64_t now_ms, int *probe);
 void fetch_breaker_result(fetch_upstream_t *u, int ok, int probe, uint64_t now_ms);
+/* Makes easy's sockets to u counted in u->conns (curl's open and close socket callbacks), so
+ * that /metrics can tell the kept-alive idle connections: open ones less calls holding one. */
+void fetch_upstream_count_sockets(fetch_upstream_t *u, CURL *easy);
 /* Counts a finished call. */
 void fetch_upstream_count(fetch_upstream_t *u, roost_fetch_error_t e, double seconds);
 /* Appends the upstreams' gauges and latency histograms in Prometheus text. */

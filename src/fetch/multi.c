@@ -33,6 +33,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
 {
     fetch_sock_t *s = h->data;
     fetch_loop_t *fl = s->fl;
+    net_loop_event(fl->loop);
     int flags = 0;
     if (status < 0)
         flags = CURL_CSELECT_ERR;
@@ -86,6 +87,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 static void on_timer(uv_timer_t *t)
 {
     fetch_loop_t *fl = t->data;
+    net_loop_event(fl->loop);
     curl_multi_socket_action(fl->multi, CURL_SOCKET_TIMEOUT, 0, &fl->running);
     check_done(fl);
 }
