@@ -46,6 +46,7 @@ typedef struct fetch {
     roost_server_t *srv;
     int nloops;
     int nupstreams;
+    atomic_long out_of_fds; /* calls put back in their queue for want of a descriptor */
     fetch_upstream_t up[FETCH_MAX_UPSTREAMS];
 } fetch_t;
 
@@ -57,9 +58,6 @@ fetch_upstream_t *fetch_upstream_find(fetch_t *f, const char *name, size_t len);
  * the one probe of a half-open circuit. */
 int fetch_breaker_enter(fetch_upstream_t *u, uint64_t now_ms, int *probe);
 void fetch_breaker_result(fetch_upstream_t *u, int ok, int probe, uint64_t now_ms);
-/* Makes easy's sockets to u counted in u->conns (curl's open and close socket callbacks), so
- * that /metrics can tell the kept-alive idle connections: open ones less calls holding one. */
-void fetch_upstream_count_sockets(fetch_upstream_t *u, CURL *easy);
 /* Counts a finished call. */
 void fetch_upstream_count(fetch_upstream_t *u, roost_fetch_error_t e, double seconds);
 /* Appends the upstreams' gauges and latency histograms in Prometheus text. */
@@ -76,13 +74,27 @@ struct fetch_loop {
     int running;
     /* per upstream on this loop: calls running and calls waiting (oldest first) */
     struct fetch_lane {
+        fetch_upstream_t *up;
         int active, max_active;
         int nwaiting, max_waiting;
         fetch_call_t *wait_head, *wait_tail;
+        int conns;             /* sockets open to the upstream from this loop (call.c) */
+        int fd_cap;            /* > 0: out of file descriptors, run at most this many calls */
+        uint64_t fd_cap_at_ms; /* when it was set: lifted a second later, to try again */
     } lanes[FETCH_MAX_UPSTREAMS];
     fetch_call_t *calls; /* every call on this loop, for shutdown */
     unsigned closing : 1;
 };
+
+/* ---- conns.c: sockets to an upstream, counted per lane ---- */
+typedef struct fetch_conn_ctx {
+    struct fetch_lane *lane;
+    int out_of_fds; /* set when curl could not open a socket: EMFILE or ENFILE */
+} fetch_conn_ctx_t;
+/* Has curl open and close easy's sockets through conns.c (ctx must live as long as easy). */
+void fetch_conns_track(fetch_conn_ctx_t *ctx, CURL *easy);
+/* 1 when every connection of the lane is held by another call: a call must open a new one. */
+int fetch_conns_none_idle(const struct fetch_lane *l);
 
 fetch_loop_t *fetch_loop_new(fetch_t *f, net_loop_t *loop);
 /* On the loop thread when it ends: fails what is left (cancelled), frees after the handles

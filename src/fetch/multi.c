@@ -125,6 +125,7 @@ fetch_loop_t *fetch_loop_new(fetch_t *f, net_loop_t *loop)
     for (int i = 0; i < f->nupstreams; i++) {
         fetch_upstream_t *u = &f->up[i];
         struct fetch_lane *l = &fl->lanes[i];
+        l->up = u;
         l->max_active = (u->max_conns + f->nloops - 1) / f->nloops;
         l->max_waiting = (u->max_queue + f->nloops - 1) / f->nloops;
         cache += l->max_active;

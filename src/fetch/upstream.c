@@ -8,8 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 static const double lat_bounds[FETCH_LAT_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1,
                                                      0.25,  0.5,  1,     2.5,  10};
@@ -174,32 +172,6 @@ void fetch_breaker_result(fetch_upstream_t *u, int ok, int probe, uint64_t now_m
         atomic_store(&u->probing, 0);
 }
 
-/* curl opens and closes every socket of a connection to u through these two, whichever easy
- * handle the connection serves later (curl keeps the callbacks and u with the connection). */
-static curl_socket_t on_open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
-{
-    (void)purpose;
-    int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-    if (fd < 0)
-        return CURL_SOCKET_BAD;
-    atomic_fetch_add_explicit(&((fetch_upstream_t *)ud)->conns, 1, memory_order_relaxed);
-    return fd;
-}
-
-static int on_close_socket(void *ud, curl_socket_t fd)
-{
-    atomic_fetch_sub_explicit(&((fetch_upstream_t *)ud)->conns, 1, memory_order_relaxed);
-    return close(fd);
-}
-
-void fetch_upstream_count_sockets(fetch_upstream_t *u, CURL *easy)
-{
-    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
-    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, u);
-    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
-    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, u);
-}
-
 void fetch_upstream_count(fetch_upstream_t *u, roost_fetch_error_t e, double seconds)
 {
     atomic_fetch_add_explicit(&u->calls[e], 1, memory_order_relaxed);
@@ -239,6 +211,12 @@ void fetch_metrics(fetch_t *f, sbuf_t *out)
                  "Upstream calls holding a connection", offsetof(fetch_upstream_t, active));
     per_upstream(f, out, "roost_upstream_waiting_calls", "gauge",
                  "Upstream calls waiting for a connection", offsetof(fetch_upstream_t, waiting));
+    sbuf_printf(out,
+                "# HELP roost_upstream_out_of_fds_total Upstream calls that found no free file "
+                "descriptor and waited in their queue\n"
+                "# TYPE roost_upstream_out_of_fds_total counter\nroost_upstream_out_of_fds_total "
+                "%ld\n",
+                atomic_load(&f->out_of_fds));
     per_upstream(f, out, "roost_upstream_connections", "gauge",
                  "Connections open to the upstream, in use or kept alive",
                  offsetof(fetch_upstream_t, conns));
