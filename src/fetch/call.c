@@ -12,6 +12,8 @@
 struct fetch_call {
     fetch_call_t *prev, *next; /* the loop's calls */
     fetch_call_t *wait_next;   /* the lane's queue */
+    fetch_call_t *done_next;   /* the loop's list of calls curl finished (fl->done) */
+    CURLcode done_rc;
     fetch_loop_t *fl;
     fetch_upstream_t *up; /* NULL: a whole URL from the embedder, no lane */
     int lane;
@@ -26,7 +28,7 @@ struct fetch_call {
     int attempts, probe;
     fetch_conn_ctx_t conn; /* its sockets, counted in its lane (conns.c) */
     unsigned idempotent : 1, waiting : 1, active : 1, in_multi : 1, got_bytes : 1, too_large : 1,
-        first_byte_late : 1, done : 1;
+        first_byte_late : 1, done : 1, curl_done : 1;
     uv_timer_t timer; /* first byte, retry backoff, or an error delivered after start returns */
     sbuf_t head;      /* the final response's header lines */
     rbuf_t *resp;     /* its body */
@@ -371,6 +373,13 @@ static void on_call_closed(uv_handle_t *h)
 
 static void call_free(fetch_call_t *c)
 {
+    if (c->curl_done) { /* finished by curl, then ended otherwise (cancelled) first */
+        fetch_call_t **p = &c->fl->done;
+        while (*p && *p != c)
+            p = &(*p)->done_next;
+        if (*p)
+            *p = c->done_next;
+    }
     if (c->prev)
         c->prev->next = c->next;
     else if (c->fl->calls == c)
@@ -450,6 +459,25 @@ static roost_fetch_error_t classify(fetch_call_t *c, CURLcode rc, const char **t
         return ROOST_FETCH_INVALID;
     default:
         return ROOST_FETCH_RESET;
+    }
+}
+
+void fetch_call_curl_done(fetch_call_t *c, CURLcode rc)
+{
+    c->curl_done = 1;
+    c->done_rc = rc;
+    c->done_next = c->fl->done;
+    c->fl->done = c;
+}
+
+void fetch_calls_run_done(fetch_loop_t *fl)
+{
+    fetch_call_t *c;
+    while ((c = fl->done)) { /* the list may change under each call's completion */
+        fl->done = c->done_next;
+        c->curl_done = 0;
+        curl_multi_remove_handle(fl->multi, c->easy);
+        fetch_call_attempt_done(c, c->done_rc);
     }
 }
 

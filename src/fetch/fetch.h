@@ -83,6 +83,7 @@ struct fetch_loop {
         uint64_t fd_cap_at_ms; /* when it was set: lifted a second later, to try again */
     } lanes[FETCH_MAX_UPSTREAMS];
     fetch_call_t *calls; /* every call on this loop, for shutdown */
+    fetch_call_t *done;  /* calls curl has finished, not handled yet (check_done) */
     unsigned closing : 1;
 };
 
@@ -123,6 +124,10 @@ fetch_call_t *fetch_call_start(fetch_loop_t *fl, const roost_fetch_opts_t *opts,
 void fetch_call_cancel(fetch_call_t *c);
 /* multi.c calls this when curl is done with the call's current attempt. */
 void fetch_call_attempt_done(fetch_call_t *c, CURLcode rc);
+/* multi.c: curl reported c's attempt done with rc; fetch_calls_run_done handles it later. */
+void fetch_call_curl_done(fetch_call_t *c, CURLcode rc);
+/* Takes the calls off curl's multi handle and handles each (fetch_call_attempt_done). */
+void fetch_calls_run_done(fetch_loop_t *fl);
 /* Fails every call of the loop (shutdown). */
 void fetch_calls_abort(fetch_loop_t *fl);
 

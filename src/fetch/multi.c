@@ -13,6 +13,9 @@ typedef struct {
     fetch_loop_t *fl;
 } fetch_sock_t;
 
+/* Every finished transfer's message is read first, and only then are the handles removed:
+ * curl_multi_remove_handle walks the messages still queued, so removing each as it is read
+ * cost O(n) per call when thousands of answers arrived in one iteration (O(n^2) in all). */
 static void check_done(fetch_loop_t *fl)
 {
     CURLMsg *m;
@@ -20,13 +23,11 @@ static void check_done(fetch_loop_t *fl)
     while ((m = curl_multi_info_read(fl->multi, &left))) {
         if (m->msg != CURLMSG_DONE)
             continue;
-        CURL *easy = m->easy_handle;
-        CURLcode rc = m->data.result;
         fetch_call_t *c = NULL;
-        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&c);
-        curl_multi_remove_handle(fl->multi, easy);
-        fetch_call_attempt_done(c, rc);
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+        fetch_call_curl_done(c, m->data.result);
     }
+    fetch_calls_run_done(fl);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events)
