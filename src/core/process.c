@@ -4,6 +4,7 @@
 #include "core/core.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -43,6 +44,24 @@ static double boot_time(void)
     return bt;
 }
 
+/* Linux 6.2 and later give the count as the size of /proc/self/fd, without a walk of every
+ * descriptor (the dashboard samples once a second, and a server with 20,000 connections spent
+ * a few percent of its CPU listing them); older kernels say 0 there: count the entries. */
+static long open_fds(void)
+{
+    struct stat st;
+    if (stat("/proc/self/fd", &st) == 0 && st.st_size > 0)
+        return (long)st.st_size;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    long fds = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        fds += e->d_name[0] != '.';
+    closedir(d);
+    return fds - 1; /* less the one opendir holds */
+}
+
 void core_process_metrics(sbuf_t *out)
 {
     long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
@@ -73,15 +92,10 @@ void core_process_metrics(sbuf_t *out)
                         rss_pages * page);
         fclose(f);
     }
-    DIR *d = opendir("/proc/self/fd");
-    if (d) {
-        long fds = 0;
-        for (struct dirent *e; (e = readdir(d));)
-            fds += e->d_name[0] != '.';
-        closedir(d);
+    long fds = open_fds();
+    if (fds >= 0)
         sbuf_printf(out,
                     "# HELP process_open_fds Number of open file descriptors.\n"
                     "# TYPE process_open_fds gauge\nprocess_open_fds %ld\n",
-                    fds - 1); /* less the one opendir holds */
-    }
+                    fds);
 }
