@@ -1,9 +1,10 @@
 /* The standard process_* gauges Prometheus clients export, read from /proc/self at scrape time:
- * CPU seconds, resident memory, open file descriptors, start time. Linux only; a value that
- * cannot be read is left out. Not the server's own counters (server.c). */
+ * CPU seconds, resident and virtual memory, open and most file descriptors, start time. Linux
+ * only; a value that cannot be read is left out. Not the server's own counters (server.c). */
 #include "core/core.h"
 
 #include <dirent.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
@@ -81,17 +82,27 @@ void core_process_metrics(sbuf_t *out)
                         "process_start_time_seconds %.2f\n",
                         bt + (double)start / (double)tick);
     }
-    long rss_pages = 0;
+    long vm_pages = 0, rss_pages = 0;
     FILE *f = fopen("/proc/self/statm", "r");
     if (f) {
-        if (fscanf(f, "%*d %ld", &rss_pages) == 1)
+        if (fscanf(f, "%ld %ld", &vm_pages, &rss_pages) == 2)
             sbuf_printf(out,
                         "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
                         "# TYPE process_resident_memory_bytes gauge\n"
-                        "process_resident_memory_bytes %ld\n",
-                        rss_pages * page);
+                        "process_resident_memory_bytes %ld\n"
+                        "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"
+                        "# TYPE process_virtual_memory_bytes gauge\n"
+                        "process_virtual_memory_bytes %ld\n",
+                        rss_pages * page, vm_pages * page);
         fclose(f);
     }
+    /* The limit that caps connections (a proxied call holds two descriptors). */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY)
+        sbuf_printf(out,
+                    "# HELP process_max_fds Maximum number of open file descriptors.\n"
+                    "# TYPE process_max_fds gauge\nprocess_max_fds %llu\n",
+                    (unsigned long long)nofile.rlim_cur);
     long fds = open_fds();
     if (fds >= 0)
         sbuf_printf(out,
