@@ -58,17 +58,20 @@ def test_events_per_iteration_reflects_the_last_second(start_server):
 
 
 def test_a_stall_is_counted_on_the_loop_that_stalled(start_server):
-    srv = start_server(*FLAGS)
-    assert srv.get("/debug/block?ms=400", timeout=10.0).status == 200
+    # --stall-ms 250 and an 800 ms block: the shared test machine pauses whole processes for up
+    # to ~400 ms at times, which may count a short stall anywhere, never 800 ms on both loops.
+    srv = start_server("--threads", "2", "--debug-routes", "--stall-ms", "250")
+    assert srv.get("/debug/block?ms=800", timeout=10.0).status == 200
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:  # the seconds are added when the stall has ended
         text = srv.metrics()
-        if metric_sum(text, "roost_loop_stall_seconds_total") > 0:
+        if metric_sum(text, "roost_loop_stall_seconds_total") >= 0.5:
             break
         time.sleep(0.1)
     stalls = per_loop(text, "roost_loop_stalls_total")
     seconds = per_loop(text, "roost_loop_stall_seconds_total")
-    assert sorted(stalls.values()) == [0, 1], stalls  # one loop stalled, the other did not
-    stalled = next(k for k, v in stalls.items() if v == 1)
-    assert 0.2 <= seconds[stalled] <= 2.0, seconds
-    assert seconds[str(1 - int(stalled))] == 0, seconds
+    blocked = [loop for loop, s in seconds.items() if s >= 0.5]
+    assert len(blocked) == 1, seconds  # the blocked loop, and only it, lost the 800 ms
+    assert stalls[blocked[0]] >= 1 and seconds[blocked[0]] <= 2.0, (stalls, seconds)
+    other = str(1 - int(blocked[0]))
+    assert seconds[other] < 0.5, seconds

@@ -25,9 +25,10 @@ def test_idle_connections_are_the_kept_alive_ones(start_server, upstream):
     accepted0 = http_get(upstream, "/stats").json()["connections"]
     # Five calls at once need five connections; each is kept alive once its call ends.
     with concurrent.futures.ThreadPoolExecutor(max_workers=5) as ex:
-        futs = [ex.submit(http_get, srv.port, "/proxy/api/sleep?ms=500", 10) for _ in range(5)]
-        time.sleep(0.25)
-        during = gauges(srv, "api")
+        futs = [ex.submit(http_get, srv.port, "/proxy/api/sleep?ms=1500", 10) for _ in range(5)]
+        deadline = time.monotonic() + 1.0
+        while (during := gauges(srv, "api")) != (5, 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert all(f.result().status == 200 for f in futs)
     assert during == (5, 0), during  # all five open and busy
     assert gauges(srv, "api") == (5, 5)
