@@ -2,7 +2,7 @@
   /trap     async def + requests.get   (blocks the event loop: calls run one at a time)
   /threads  def + requests.get         (Starlette's thread pool: 40 at a time)
   /httpx    async def + one shared httpx.AsyncClient (the cure the articles give)
-UPSTREAM is the base URL; every call asks it for /sleep?ms=3000."""
+UPSTREAM is the base URL; every call asks it for UPSTREAM_PATH (default /sleep?ms=3000)."""
 
 import os
 
@@ -11,7 +11,7 @@ import requests
 from fastapi import FastAPI
 
 UPSTREAM = os.environ["UPSTREAM"]
-PATH = "/sleep?ms=3000"
+PATH = os.environ.get("UPSTREAM_PATH", "/sleep?ms=3000")
 app = FastAPI()
 client = None
 

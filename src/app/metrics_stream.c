@@ -94,7 +94,7 @@ static void sample(sampler_t *s)
         now.buckets[i] = metric_sum(text, "roost_http_request_duration_seconds_bucket", f);
     }
     now.stalls = metric_sum(text, "roost_loop_stalls_total", NULL);
-    now.stall_ms = metric_sum(text, "roost_loop_stall_milliseconds_total", NULL);
+    now.stall_ms = 1000 * metric_sum(text, "roost_loop_stall_seconds_total", NULL);
     now.deliveries = metric_sum(text, "roost_room_deliveries_total", NULL);
     now.jobs_done = metric_sum(text, "roost_job_events_total", "event=\"completed\"") +
                     metric_sum(text, "roost_job_events_total", "event=\"failed\"");

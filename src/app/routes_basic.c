@@ -118,6 +118,25 @@ static void debug_block(roost_req_t *req, void *ud)
     roost_respond_json(req, 200, json_pack("{s:i}", "blocked_ms", (json_int_t)ms));
 }
 
+/* An error logged while serving: the line carries the request's trace id (test only). */
+static void log_error_answer(roost_req_t *req, const char *where)
+{
+    roost_log("error", "debug: an error while serving \"%s\"", where);
+    roost_respond_json(req, 500, json_pack("{s:s}", "detail", "logged"));
+}
+
+static void debug_log_error(roost_req_t *req, void *ud)
+{
+    (void)ud;
+    log_error_answer(req, "a loop handler");
+}
+
+static void debug_log_error_sync(roost_req_t *req, void *ud)
+{
+    (void)ud;
+    log_error_answer(req, "a blocking handler");
+}
+
 static const char *const tags_basic[] = {"basic", NULL};
 
 /* The JSON answers, for the OpenAPI document. */
@@ -159,6 +178,10 @@ static const roost_schema_t block_schema = {.fields = block_fields, .nfields = 1
 static const roost_route_opts_t debug_routes[] = {
     {"GET", "/debug/block", debug_block, .summary = "Block a loop (test only)", .tags = tags_basic,
      .query = &block_schema},
+    {"GET", "/debug/log-error", debug_log_error, .summary = "Log an error (test only)",
+     .tags = tags_basic},
+    {"GET", "/debug/log-error-sync", debug_log_error_sync, .flags = ROOST_BLOCKING,
+     .summary = "Log an error from a worker (test only)", .tags = tags_basic},
 };
 
 int app_register(roost_server_t *srv, const roost_route_opts_t *table, size_t n, void *ud)

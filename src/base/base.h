@@ -88,6 +88,8 @@ void time_http_date(char out[30], int64_t t);
 
 /* ---- logging ---- */
 void log_vwrite(const char *level, const char *fmt, va_list ap);
+/* 1: every line a JSON object {time, level, msg, trace_id} (--log-format json); 0: text. */
+void log_set_json(int on);
 #define log_info(...)  roost_log("info", __VA_ARGS__)
 #define log_warn(...)  roost_log("warn", __VA_ARGS__)
 #define log_error(...) roost_log("error", __VA_ARGS__)

@@ -177,7 +177,7 @@ static const opt_t files_opts[] = {
 static const opt_t obs_opts[] = {
     {"metrics", BOOL, OFF(obs.metrics), 0, 1, "per-route request series on /metrics"},
     {"tracing", BOOL, OFF(obs.tracing), 0, 1, "W3C trace context on every request"},
-    {"log-format", STR, OFF(obs.log_format), 0, 0, "access log lines: common or json"},
+    {"log-format", STR, OFF(obs.log_format), 0, 0, "log lines (access and error): common or json"},
     {"slow-ms", INT, OFF(obs.slow_ms), 0, 86400000, "log requests slower than this (0: off)"},
     {"log-buffer", SIZE, OFF(obs.log_buffer), 4096, 1ull << 30,
      "bytes of log lines waiting for the writer; more are dropped"},

@@ -1,10 +1,11 @@
 /* Small helpers that every layer needs: case-insensitive slices, base64url, clocks, the HTTP
- * date, and the one log line format ("<UTC time> <level> <message>", one line an event, on
- * stderr). */
+ * date, and the one log line format ("<UTC time> <level> <message>", or a JSON object with
+ * --log-format json; one line an event, on stderr). */
 #include "base/base.h"
 
 #include <errno.h>
 #include <openssl/evp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -151,22 +152,56 @@ const char *roost_trace_current_span(void)
     return cur_span;
 }
 
+/* --log-format json: every log line is one JSON object, as the access log's are. */
+static atomic_int log_json;
+
+void log_set_json(int on)
+{
+    atomic_store_explicit(&log_json, on, memory_order_relaxed);
+}
+
+/* Appends s as the inside of a JSON string: quotes, backslashes and control bytes escaped. */
+static size_t json_escape_into(char *out, size_t size, const char *s)
+{
+    size_t n = 0;
+    for (; *s && n + 7 < size; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            out[n++] = '\\';
+            out[n++] = (char)ch;
+        } else if (ch < 0x20)
+            n += (size_t)snprintf(out + n, size - n, "\\u%04x", ch);
+        else
+            out[n++] = (char)ch;
+    }
+    return n;
+}
+
 void log_vwrite(const char *level, const char *fmt, va_list ap)
 {
     struct timespec ts;
     struct tm tm;
-    char line[1024];
+    char when[96], msg[900], line[1024 + 200]; /* when: room for any int fields */
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000, level);
-    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t len;
+    if (atomic_load_explicit(&log_json, memory_order_relaxed)) {
+        len = (size_t)snprintf(line, sizeof line, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"",
+                               when, level);
+        len += json_escape_into(line + len, sizeof line - len - 60, msg);
+        len += (size_t)snprintf(line + len, sizeof line - len, "\",\"trace_id\":%s%s%s}",
+                                cur_trace ? "\"" : "", cur_trace ? cur_trace : "null",
+                                cur_trace ? "\"" : "");
+    } else {
+        len = (size_t)snprintf(line, sizeof line, "%s %s %s", when, level, msg);
+        if (cur_trace) /* " trace_id=" + 32 hex: always fits after a 900-byte message */
+            len += (size_t)snprintf(line + len, sizeof line - len, " trace_id=%s", cur_trace);
+    }
     if (len > sizeof line - 2)
         len = sizeof line - 2;
-    if (cur_trace && len + 50 < sizeof line - 2) /* " trace_id=" + 32 hex */
-        len += (size_t)snprintf(line + len, sizeof line - len, " trace_id=%s", cur_trace);
     line[len++] = '\n';
     /* One write(2) per line keeps lines from different threads whole. */
     fwrite(line, 1, len, stderr);

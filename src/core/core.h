@@ -62,6 +62,8 @@ typedef struct {
 
 /* Appends the process_* gauges from /proc/self (process.c). */
 void core_process_metrics(sbuf_t *out);
+/* Per-loop families: connections, events, iterations, stalls (loop_metrics.c). */
+void core_loop_metrics(roost_server_t *srv, sbuf_t *out);
 /* Appends the span exporter's counters, once it ran (otlp.c). */
 void core_otlp_metrics(sbuf_t *out);
 
@@ -78,7 +80,6 @@ struct roost_server {
     counters_t *counters;
     net_group_t *group; /* while running */
     tpool_t *pool;      /* the HTTP workers (blocking handlers, background tasks), while running */
-    roost_counter_t *c_stalls, *c_stall_ms;
     /* What accepted connections speak, set by the protocol layer (http). */
     const net_proto_t *proto;
     void (*on_accept)(net_conn_t *c);

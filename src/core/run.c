@@ -187,7 +187,7 @@ int roost_run(roost_server_t *srv)
     uv_timer_start(&r.poll, on_poll, 50, 50);
 
     core_services_start(srv);
-    watchdog_t *wd = watchdog_start(srv->group, cfg->net.stall_ms, srv->c_stalls, srv->c_stall_ms);
+    watchdog_t *wd = watchdog_start(srv->group, cfg->net.stall_ms);
     if ((rc = net_group_start(srv->group)) < 0) {
         log_error("cannot start the loops");
         exit(1);

@@ -4,6 +4,7 @@
 #include "core/core.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 roost_server_t *core_server_new(const roost_config_t *cfg)
 {
@@ -11,15 +12,12 @@ roost_server_t *core_server_new(const roost_config_t *cfg)
     if (!srv)
         return NULL;
     srv->cfg = *cfg;
+    log_set_json(cfg->obs.log_format && !strcmp(cfg->obs.log_format, "json"));
     srv->counters = counters_new();
     if (!srv->counters) {
         free(srv);
         return NULL;
     }
-    srv->c_stalls = counters_get(srv->counters, "roost_loop_stalls_total", NULL,
-                                 "Loop stalls longer than --stall-ms");
-    srv->c_stall_ms = counters_get(srv->counters, "roost_loop_stall_milliseconds_total", NULL,
-                                   "Time loops spent stalled");
     return srv;
 }
 
@@ -78,15 +76,7 @@ char *roost_metrics_text(roost_server_t *srv)
             "roost_worker_threads_retired_total %ld\n",
             st.queued, st.threads, st.busy, st.idle, st.started, st.retired);
     }
-    net_group_t *g = srv->group;
-    if (g) {
-        sbuf_printf(&out, "# HELP roost_loop_connections Connections open, by event loop\n"
-                          "# TYPE roost_loop_connections gauge\n");
-        for (int i = 0; i < net_group_nloops(g); i++)
-            sbuf_printf(
-                &out, "roost_loop_connections{loop=\"%d\"} %ld\n", i,
-                atomic_load_explicit(&net_group_loop(g, i)->nconns_seen, memory_order_relaxed));
-    }
+    core_loop_metrics(srv, &out);
     for (int i = 0; i < srv->nservices; i++)
         if (srv->services[i].metrics)
             srv->services[i].metrics(srv->services[i].ud, &out);

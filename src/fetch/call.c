@@ -12,6 +12,8 @@
 struct fetch_call {
     fetch_call_t *prev, *next; /* the loop's calls */
     fetch_call_t *wait_next;   /* the lane's queue */
+    fetch_call_t *done_next;   /* the loop's list of calls curl finished (fl->done) */
+    CURLcode done_rc;
     fetch_loop_t *fl;
     fetch_upstream_t *up; /* NULL: a whole URL from the embedder, no lane */
     int lane;
@@ -24,8 +26,9 @@ struct fetch_call {
     size_t max_response;
     uint64_t start_ns;
     int attempts, probe;
+    fetch_conn_ctx_t conn; /* its sockets, counted in its lane (conns.c) */
     unsigned idempotent : 1, waiting : 1, active : 1, in_multi : 1, got_bytes : 1, too_large : 1,
-        first_byte_late : 1, done : 1;
+        first_byte_late : 1, done : 1, curl_done : 1;
     uv_timer_t timer; /* first byte, retry backoff, or an error delivered after start returns */
     sbuf_t head;      /* the final response's header lines */
     rbuf_t *resp;     /* its body */
@@ -53,7 +56,14 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
         return 0; /* curl stops with CURLE_WRITE_ERROR */
     }
     if (!b || have + len > b->cap) {
-        size_t cap = b ? b->cap * 2 : 16384;
+        /* The first buffer is the announced length when there is one (most answers are small,
+         * and thousands of calls may hold theirs at once), else 4 KiB, doubled as it fills. */
+        curl_off_t announced = -1;
+        if (!b)
+            curl_easy_getinfo(c->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
+        size_t cap = b                                                       ? b->cap * 2
+                     : announced > 0 && (size_t)announced <= c->max_response ? (size_t)announced
+                                                                             : 4096;
         while (cap < have + len)
             cap *= 2;
         rbuf_t *nb = rbuf_new(cap);
@@ -143,7 +153,12 @@ static int build_easy(fetch_call_t *c, const roost_fetch_opts_t *o)
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    /* curl's default 16 KiB receive buffer per call is most of a call's memory when
+     * thousands wait at once; 4 KiB still takes a typical JSON answer in one read. */
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
     if (c->up) {
+        c->conn.lane = &c->fl->lanes[c->lane];
+        fetch_conns_track(&c->conn, e);
         long ka = atomic_load(&c->up->keepalive_ms);
         if (ka > 0)
             curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, ka >= 1000 ? ka / 1000 : 1L);
@@ -236,6 +251,11 @@ static void start_attempt(fetch_call_t *c)
     c->head.len = 0;
     rbuf_unref(c->resp);
     c->resp = NULL;
+    c->conn.out_of_fds = 0;
+    /* Idempotent calls reuse a kept-alive connection; when none can be idle, say so, so that
+     * curl does not search its cache of busy ones (non-idempotent calls always go fresh). */
+    if (c->up && c->idempotent)
+        curl_easy_setopt(c->easy, CURLOPT_FRESH_CONNECT, (long)fetch_conns_none_idle(lane_of(c)));
     if (fetch_multi_add(c->fl, c->easy) < 0) {
         fail_soon(c, ROOST_FETCH_RESET, "cannot add the call to the loop");
         return;
@@ -245,10 +265,20 @@ static void start_attempt(fetch_call_t *c)
         uv_timer_start(&c->timer, on_first_byte_late, (uint64_t)c->first_byte_ms, 0);
 }
 
+/* How many calls may run now: max_active, or fewer for a second after the process ran out of
+ * file descriptors (then as many as were running: each call that ends lets one waiting call
+ * reuse its kept-alive connection, which needs no new descriptor). */
+static int lane_room(fetch_loop_t *fl, struct fetch_lane *l)
+{
+    if (l->fd_cap && (!l->active || net_loop_now(fl->loop) - l->fd_cap_at_ms >= 1000))
+        l->fd_cap = 0;
+    return l->fd_cap ? l->fd_cap : l->max_active;
+}
+
 static void lane_run_next(fetch_loop_t *fl, int lane)
 {
     struct fetch_lane *l = &fl->lanes[lane];
-    while (l->wait_head && l->active < l->max_active && !fl->closing) {
+    while (l->wait_head && l->active < lane_room(fl, l) && !fl->closing) {
         fetch_call_t *c = l->wait_head;
         l->wait_head = c->wait_next;
         if (!l->wait_head)
@@ -261,6 +291,49 @@ static void lane_run_next(fetch_loop_t *fl, int lane)
         atomic_fetch_add(&c->up->active, 1);
         start_attempt(c);
     }
+}
+
+static void lane_wait(struct fetch_lane *l, fetch_call_t *c, int at_head)
+{
+    c->waiting = 1;
+    if (at_head || !l->wait_head) { /* first in line (an empty queue's head is its tail too) */
+        c->wait_next = l->wait_head;
+        l->wait_head = c;
+        l->wait_tail = l->wait_tail ? l->wait_tail : c;
+    } else { /* last in line */
+        c->wait_next = NULL;
+        l->wait_tail->wait_next = c;
+        l->wait_tail = c;
+    }
+    l->nwaiting++;
+    atomic_fetch_add(&c->up->waiting, 1);
+}
+
+/* A call that could not open a socket for want of a file descriptor has not failed: it goes
+ * back to the head of its lane's queue, and the lane runs no more calls than it has now until
+ * one ends (and at most a second). With no call left to end, it tries again in 100 ms. */
+static void lane_out_of_fds(fetch_call_t *c)
+{
+    struct fetch_lane *l = lane_of(c);
+    c->attempts--; /* not an attempt of the upstream */
+    c->active = 0;
+    l->active--;
+    atomic_fetch_sub(&c->up->active, 1);
+    atomic_fetch_add(&c->fl->fetch->out_of_fds, 1);
+    if (!l->active) {
+        c->active = 1;
+        l->active++;
+        atomic_fetch_add(&c->up->active, 1);
+        uv_timer_start(&c->timer, on_retry, 100, 0);
+        return;
+    }
+    if (!l->fd_cap)
+        log_warn("upstream %s: out of file descriptors with %d calls running on this loop; "
+                 "the others wait",
+                 c->up->name, l->active);
+    l->fd_cap = l->active;
+    l->fd_cap_at_ms = net_loop_now(c->fl->loop);
+    lane_wait(l, c, 1);
 }
 
 static void lane_leave(fetch_call_t *c)
@@ -300,6 +373,13 @@ static void on_call_closed(uv_handle_t *h)
 
 static void call_free(fetch_call_t *c)
 {
+    if (c->curl_done) { /* finished by curl, then ended otherwise (cancelled) first */
+        fetch_call_t **p = &c->fl->done;
+        while (*p && *p != c)
+            p = &(*p)->done_next;
+        if (*p)
+            *p = c->done_next;
+    }
     if (c->prev)
         c->prev->next = c->next;
     else if (c->fl->calls == c)
@@ -382,10 +462,33 @@ static roost_fetch_error_t classify(fetch_call_t *c, CURLcode rc, const char **t
     }
 }
 
+void fetch_call_curl_done(fetch_call_t *c, CURLcode rc)
+{
+    c->curl_done = 1;
+    c->done_rc = rc;
+    c->done_next = c->fl->done;
+    c->fl->done = c;
+}
+
+void fetch_calls_run_done(fetch_loop_t *fl)
+{
+    fetch_call_t *c;
+    while ((c = fl->done)) { /* the list may change under each call's completion */
+        fl->done = c->done_next;
+        c->curl_done = 0;
+        curl_multi_remove_handle(fl->multi, c->easy);
+        fetch_call_attempt_done(c, c->done_rc);
+    }
+}
+
 void fetch_call_attempt_done(fetch_call_t *c, CURLcode rc)
 {
     c->in_multi = 0;
     uv_timer_stop(&c->timer);
+    if (rc == CURLE_COULDNT_CONNECT && c->conn.out_of_fds && c->up && !c->fl->closing) {
+        lane_out_of_fds(c);
+        return;
+    }
     if (rc == CURLE_OK) {
         long status = 0;
         curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -479,20 +582,14 @@ fetch_call_t *fetch_call_start(fetch_loop_t *fl, const roost_fetch_opts_t *o, fe
         return c;
     }
     struct fetch_lane *l = lane_of(c);
-    if (l->active < l->max_active) {
+    lane_run_next(fl, c->lane); /* a lifted descriptor limit may have left room */
+    if (l->active < lane_room(fl, l) && !l->wait_head) {
         c->active = 1;
         l->active++;
         atomic_fetch_add(&c->up->active, 1);
         start_attempt(c);
     } else if (l->nwaiting < l->max_waiting) {
-        c->waiting = 1;
-        if (l->wait_tail)
-            l->wait_tail->wait_next = c;
-        else
-            l->wait_head = c;
-        l->wait_tail = c;
-        l->nwaiting++;
-        atomic_fetch_add(&c->up->waiting, 1);
+        lane_wait(l, c, 0);
     } else {
         if (c->probe) { /* the probe never went: let another call probe */
             atomic_store(&c->up->probing, 0);

@@ -38,6 +38,7 @@ typedef struct fetch_upstream {
     atomic_long lat[FETCH_LAT_BUCKETS + 1]; /* per bucket (not cumulative); the last is +Inf */
     atomic_long lat_sum_us;
     atomic_long active, waiting; /* gauges */
+    atomic_long conns;           /* sockets open to it, kept-alive ones included (gauge) */
 } fetch_upstream_t;
 
 typedef struct fetch_loop fetch_loop_t;
@@ -45,6 +46,7 @@ typedef struct fetch {
     roost_server_t *srv;
     int nloops;
     int nupstreams;
+    atomic_long out_of_fds; /* calls put back in their queue for want of a descriptor */
     fetch_upstream_t up[FETCH_MAX_UPSTREAMS];
 } fetch_t;
 
@@ -72,13 +74,28 @@ struct fetch_loop {
     int running;
     /* per upstream on this loop: calls running and calls waiting (oldest first) */
     struct fetch_lane {
+        fetch_upstream_t *up;
         int active, max_active;
         int nwaiting, max_waiting;
         fetch_call_t *wait_head, *wait_tail;
+        int conns;             /* sockets open to the upstream from this loop (call.c) */
+        int fd_cap;            /* > 0: out of file descriptors, run at most this many calls */
+        uint64_t fd_cap_at_ms; /* when it was set: lifted a second later, to try again */
     } lanes[FETCH_MAX_UPSTREAMS];
     fetch_call_t *calls; /* every call on this loop, for shutdown */
+    fetch_call_t *done;  /* calls curl has finished, not handled yet (check_done) */
     unsigned closing : 1;
 };
+
+/* ---- conns.c: sockets to an upstream, counted per lane ---- */
+typedef struct fetch_conn_ctx {
+    struct fetch_lane *lane;
+    int out_of_fds; /* set when curl could not open a socket: EMFILE or ENFILE */
+} fetch_conn_ctx_t;
+/* Has curl open and close easy's sockets through conns.c (ctx must live as long as easy). */
+void fetch_conns_track(fetch_conn_ctx_t *ctx, CURL *easy);
+/* 1 when every connection of the lane is held by another call: a call must open a new one. */
+int fetch_conns_none_idle(const struct fetch_lane *l);
 
 fetch_loop_t *fetch_loop_new(fetch_t *f, net_loop_t *loop);
 /* On the loop thread when it ends: fails what is left (cancelled), frees after the handles
@@ -107,6 +124,10 @@ fetch_call_t *fetch_call_start(fetch_loop_t *fl, const roost_fetch_opts_t *opts,
 void fetch_call_cancel(fetch_call_t *c);
 /* multi.c calls this when curl is done with the call's current attempt. */
 void fetch_call_attempt_done(fetch_call_t *c, CURLcode rc);
+/* multi.c: curl reported c's attempt done with rc; fetch_calls_run_done handles it later. */
+void fetch_call_curl_done(fetch_call_t *c, CURLcode rc);
+/* Takes the calls off curl's multi handle and handles each (fetch_call_attempt_done). */
+void fetch_calls_run_done(fetch_loop_t *fl);
 /* Fails every call of the loop (shutdown). */
 void fetch_calls_abort(fetch_loop_t *fl);
 

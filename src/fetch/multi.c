@@ -13,6 +13,9 @@ typedef struct {
     fetch_loop_t *fl;
 } fetch_sock_t;
 
+/* Every finished transfer's message is read first, and only then are the handles removed:
+ * curl_multi_remove_handle walks the messages still queued, so removing each as it is read
+ * cost O(n) per call when thousands of answers arrived in one iteration (O(n^2) in all). */
 static void check_done(fetch_loop_t *fl)
 {
     CURLMsg *m;
@@ -20,19 +23,18 @@ static void check_done(fetch_loop_t *fl)
     while ((m = curl_multi_info_read(fl->multi, &left))) {
         if (m->msg != CURLMSG_DONE)
             continue;
-        CURL *easy = m->easy_handle;
-        CURLcode rc = m->data.result;
         fetch_call_t *c = NULL;
-        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&c);
-        curl_multi_remove_handle(fl->multi, easy);
-        fetch_call_attempt_done(c, rc);
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+        fetch_call_curl_done(c, m->data.result);
     }
+    fetch_calls_run_done(fl);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     fetch_sock_t *s = h->data;
     fetch_loop_t *fl = s->fl;
+    net_loop_event(fl->loop);
     int flags = 0;
     if (status < 0)
         flags = CURL_CSELECT_ERR;
@@ -86,6 +88,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 static void on_timer(uv_timer_t *t)
 {
     fetch_loop_t *fl = t->data;
+    net_loop_event(fl->loop);
     curl_multi_socket_action(fl->multi, CURL_SOCKET_TIMEOUT, 0, &fl->running);
     check_done(fl);
 }
@@ -123,6 +126,7 @@ fetch_loop_t *fetch_loop_new(fetch_t *f, net_loop_t *loop)
     for (int i = 0; i < f->nupstreams; i++) {
         fetch_upstream_t *u = &f->up[i];
         struct fetch_lane *l = &fl->lanes[i];
+        l->up = u;
         l->max_active = (u->max_conns + f->nloops - 1) / f->nloops;
         l->max_waiting = (u->max_queue + f->nloops - 1) / f->nloops;
         cache += l->max_active;

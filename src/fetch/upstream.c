@@ -211,6 +211,24 @@ void fetch_metrics(fetch_t *f, sbuf_t *out)
                  "Upstream calls holding a connection", offsetof(fetch_upstream_t, active));
     per_upstream(f, out, "roost_upstream_waiting_calls", "gauge",
                  "Upstream calls waiting for a connection", offsetof(fetch_upstream_t, waiting));
+    sbuf_printf(out,
+                "# HELP roost_upstream_out_of_fds_total Upstream calls that found no free file "
+                "descriptor and waited in their queue\n"
+                "# TYPE roost_upstream_out_of_fds_total counter\nroost_upstream_out_of_fds_total "
+                "%ld\n",
+                atomic_load(&f->out_of_fds));
+    per_upstream(f, out, "roost_upstream_connections", "gauge",
+                 "Connections open to the upstream, in use or kept alive",
+                 offsetof(fetch_upstream_t, conns));
+    /* Idle = open less those held by a call; a call still connecting holds none yet, so during
+     * a burst of new connections this reads low (never high), and exact once calls settle. */
+    sbuf_puts(out, "# HELP roost_upstream_idle_connections Kept-alive connections waiting for a "
+                   "call\n# TYPE roost_upstream_idle_connections gauge\n");
+    for (int i = 0; i < f->nupstreams; i++) {
+        long idle = atomic_load(&f->up[i].conns) - atomic_load(&f->up[i].active);
+        sbuf_printf(out, "roost_upstream_idle_connections{upstream=\"%s\"} %ld\n", f->up[i].name,
+                    idle > 0 ? idle : 0);
+    }
     sbuf_puts(out, "# HELP roost_upstream_call_duration_seconds Upstream call latency\n"
                    "# TYPE roost_upstream_call_duration_seconds histogram\n");
     for (int i = 0; i < f->nupstreams; i++) {

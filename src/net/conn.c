@@ -98,6 +98,7 @@ void net_conn_deliver(net_conn_t *c, char *data, size_t len)
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     net_conn_t *c = (net_conn_t *)s;
+    net_loop_event(c->loop);
     if (n < 0) {
         net_conn_close(c);
         return;
@@ -268,6 +269,7 @@ void net_conn_close_after_write(net_conn_t *c)
 static void on_write(uv_write_t *req, int status)
 {
     net_conn_t *c = CONTAINER_OF(req, net_conn_t, wreq);
+    net_loop_event(c->loop);
     for (unsigned i = 0; i < c->wsegs_inflight && c->wq_head; i++) {
         net_wseg_t *w = c->wq_head;
         c->wq_head = w->next;

@@ -72,6 +72,7 @@ static void on_inbox(uv_async_t *a)
     pthread_mutex_unlock(&loop->inbox_lock);
     while (m) {
         net_msg_t *next = m->next;
+        net_loop_event(loop);
         m->fn(loop, m);
         m = next;
     }
@@ -81,10 +82,34 @@ static void on_inbox(uv_async_t *a)
 
 static void maybe_finish(net_loop_t *loop);
 
+static void on_iteration(uv_prepare_t *p)
+{
+    net_loop_t *loop = p->data;
+    uint64_t n = atomic_load_explicit(&loop->iterations, memory_order_relaxed);
+    atomic_store_explicit(&loop->iterations, n + 1, memory_order_relaxed);
+}
+
+/* Events per iteration over the last second: a gauge a scrape can read without a rate(). */
+static void sample_rate(net_loop_t *loop, uint64_t now_ms)
+{
+    if (now_ms - loop->rate_at_ms < 1000)
+        return;
+    uint64_t ev = atomic_load_explicit(&loop->events, memory_order_relaxed);
+    uint64_t it = atomic_load_explicit(&loop->iterations, memory_order_relaxed);
+    uint64_t dit = it - loop->rate_iters;
+    atomic_store_explicit(&loop->events_per_iter_milli,
+                          dit ? (ev - loop->rate_events) * 1000 / dit : 0, memory_order_relaxed);
+    loop->rate_events = ev;
+    loop->rate_iters = it;
+    loop->rate_at_ms = now_ms;
+}
+
 static void on_tick(uv_timer_t *t)
 {
     net_loop_t *loop = t->data;
-    atomic_store_explicit(&loop->heartbeat_ms, time_now_ms(), memory_order_relaxed);
+    uint64_t now_ms = time_now_ms();
+    atomic_store_explicit(&loop->heartbeat_ms, now_ms, memory_order_relaxed);
+    sample_rate(loop, now_ms);
     refresh_clock(loop);
     wheel_advance(&loop->wheel, uv_now(&loop->uv), net_conn_expire, loop);
 }
@@ -138,6 +163,7 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     /* --port speaks TLS when a certificate is given and no --tls-port is. */
     const net_group_opts_t *o = &loop->group->opts;
+    net_loop_event(loop);
     net_conn_accept(loop, server, o->tls && !o->tls_port);
 }
 
@@ -146,6 +172,7 @@ static void on_tls_connection(uv_stream_t *server, int status)
     net_loop_t *loop = server->data;
     if (status < 0 || loop->draining)
         return;
+    net_loop_event(loop);
     net_conn_accept(loop, server, 1);
 }
 
@@ -183,6 +210,7 @@ static void maybe_finish(net_loop_t *loop)
     uv_close((uv_handle_t *)&loop->inbox_async, on_handle_closed);
     uv_close((uv_handle_t *)&loop->tick, on_handle_closed);
     uv_close((uv_handle_t *)&loop->flush_check, on_handle_closed);
+    uv_close((uv_handle_t *)&loop->iter_prepare, on_handle_closed);
     if (loop->group->opts.on_loop_end)
         loop->group->opts.on_loop_end(loop);
 }
@@ -291,6 +319,11 @@ static int loop_init(net_group_t *g, net_loop_t *loop, int index)
     loop->tick.data = loop;
     uv_check_init(&loop->uv, &loop->flush_check);
     loop->flush_check.data = loop;
+    /* Counts iterations; unreferenced, so it never keeps a draining loop alive. */
+    uv_prepare_init(&loop->uv, &loop->iter_prepare);
+    loop->iter_prepare.data = loop;
+    uv_prepare_start(&loop->iter_prepare, on_iteration);
+    uv_unref((uv_handle_t *)&loop->iter_prepare);
     loop->rbuf_size = READ_BUF_SIZE;
     loop->rbuf = malloc(loop->rbuf_size);
     if (!loop->rbuf)
@@ -399,6 +432,7 @@ void net_group_join_free(net_group_t *g)
             uv_close((uv_handle_t *)&loop->inbox_async, on_handle_closed);
             uv_close((uv_handle_t *)&loop->tick, on_handle_closed);
             uv_close((uv_handle_t *)&loop->flush_check, on_handle_closed);
+            uv_close((uv_handle_t *)&loop->iter_prepare, on_handle_closed);
             if (g->opts.on_loop_end)
                 g->opts.on_loop_end(loop);
         }

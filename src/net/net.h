@@ -221,9 +221,27 @@ struct net_loop {
     /* read by the watchdog thread */
     _Atomic uint64_t heartbeat_ms;
     _Atomic(const char *) running; /* what the loop is running now, for stall reports */
+    /* Per-loop figures for /metrics, summed by nobody: each has one writer (this loop's thread,
+     * or the watchdog for stalls), so a relaxed load and store is the whole cost, no lock and
+     * no shared cache line with another loop's hot path. Read when /metrics is scraped. */
+    _Atomic uint64_t events;     /* callbacks run: accepts, reads, writes done, inbox messages,
+                                  * upstream sockets (net_loop_event) */
+    _Atomic uint64_t iterations; /* loop iterations (iter_prepare) */
+    _Atomic uint64_t events_per_iter_milli;       /* over the last second, x1000 (the tick) */
+    uint64_t rate_events, rate_iters, rate_at_ms; /* the tick's previous sample */
+    uv_prepare_t iter_prepare;
+    _Atomic uint64_t stalls;   /* watchdog: stalls longer than stall_ms */
+    _Atomic uint64_t stall_ms; /* watchdog: their time, added when each one ends */
     /* Per-layer state of the layers above (indexed by core's slots); this loop's thread only. */
     void *ctx[NET_LOOP_CTX_MAX];
 };
+
+/* Counts one callback run by the loop (its thread only; see events above). */
+static inline void net_loop_event(net_loop_t *loop)
+{
+    uint64_t n = atomic_load_explicit(&loop->events, memory_order_relaxed);
+    atomic_store_explicit(&loop->events, n + 1, memory_order_relaxed);
+}
 
 net_group_t *net_group_new(const net_group_opts_t *opts);
 /* Binds every loop's listener (SO_REUSEPORT); logs and returns a negative code on failure. */
@@ -298,8 +316,8 @@ int net_cidr_parse(const char *s, size_t len, unsigned char addr[16], int *bits)
 
 /* ---- stall watchdog ---- */
 typedef struct watchdog watchdog_t;
-watchdog_t *watchdog_start(net_group_t *g, int stall_ms, roost_counter_t *stalls,
-                           roost_counter_t *stall_ms_total);
+/* Stalls are counted in each loop's stalls and stall_ms. */
+watchdog_t *watchdog_start(net_group_t *g, int stall_ms);
 void watchdog_stop(watchdog_t *w);
 
 #endif

@@ -9,7 +9,6 @@
 struct watchdog {
     net_group_t *group;
     int stall_ms;
-    roost_counter_t *stalls, *stall_ms_total;
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -44,12 +43,12 @@ static void *watchdog_main(void *arg)
                 const char *running = atomic_load(&loop->running);
                 stalled_since[i] = beat;
                 what[i] = running;
-                roost_counter_add(w->stalls, 1);
+                atomic_fetch_add_explicit(&loop->stalls, 1, memory_order_relaxed);
                 log_warn("loop %d stalled: no tick for %llu ms, running %s", i,
                          (unsigned long long)late, running ? running : "(no handler)");
             } else if (stalled_since[i] && beat > stalled_since[i]) {
                 uint64_t took = beat - stalled_since[i];
-                roost_counter_add(w->stall_ms_total, (long)took);
+                atomic_fetch_add_explicit(&loop->stall_ms, took, memory_order_relaxed);
                 log_warn("loop %d stall ended after about %llu ms (%s)", i,
                          (unsigned long long)took, what[i] ? what[i] : "no handler");
                 stalled_since[i] = 0;
@@ -62,16 +61,13 @@ static void *watchdog_main(void *arg)
     return NULL;
 }
 
-watchdog_t *watchdog_start(net_group_t *g, int stall_ms, roost_counter_t *stalls,
-                           roost_counter_t *stall_ms_total)
+watchdog_t *watchdog_start(net_group_t *g, int stall_ms)
 {
     watchdog_t *w = calloc(1, sizeof *w);
     if (!w)
         return NULL;
     w->group = g;
     w->stall_ms = stall_ms;
-    w->stalls = stalls;
-    w->stall_ms_total = stall_ms_total;
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cond, NULL);
     if (pthread_create(&w->thread, NULL, watchdog_main, w) != 0) {
