@@ -102,7 +102,8 @@ struct roost_req {
      * client left (it holds a wait on the request until then). */
     roost_resume_fn drain_fn;
     void *drain_arg;
-    struct http_sse *sse;                  /* loop: an event stream's heartbeat timer (sse.c) */
+    struct http_sse *sse;         /* loop: an event stream's heartbeat timer (sse.c) */
+    struct http_wstream *wstream; /* a blocking handler's stream (stream_worker.c), or NULL */
     struct http_after *after, *after_tail; /* owner: roost_after_response tasks */
     int hosts;
     /* A 101 answer: once it is written, the connection is handed to attach(conn, arg); if it
@@ -324,6 +325,19 @@ static inline void http_req_responded(roost_req_t *req)
  * set, so that the middleware that asked for it (the cache's revalidation) knows it; the global
  * middleware (rate limits, the access log) does not run for it. 0, or -ENOMEM. Loop. */
 int http_req_background(roost_req_t *req);
+
+/* ---- stream_worker.c: the stream calls of a blocking handler, run on the loop ---- */
+/* Whether req's blocking handler runs on this thread now (handoff.c). */
+int http_on_worker(const roost_req_t *req);
+int http_worker_stream_begin(roost_req_t *req, int status, const char *content_type);
+int http_worker_sse_start(roost_req_t *req, long retry_ms, double heartbeat_s);
+/* Blocks while the client is behind (backpressure); -EPIPE once it left. */
+int http_worker_stream_write(roost_req_t *req, const void *data, size_t len);
+/* Ends (abort: aborts) once every written byte is in the stream; waits for it. */
+void http_worker_stream_end(roost_req_t *req, int abort);
+/* Loop, once the handler returned: frees req's worker stream. */
+void http_wstream_free(roost_req_t *req);
+typedef struct http_wstream http_wstream_t;
 
 /* ---- handoff.c: worker hand-off, roost_defer, roost_req_wait/resume ---- */
 /* Runs the route's handler on the loop or hands it to the pool. Loop. */
