@@ -98,9 +98,7 @@ typedef struct {
     const char *type; /* NULL: roost_sse_start */
     long retry_ms;
     double heartbeat_s;
-    int rc, done;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
+    int rc, done; /* under the stream's lock, signalled on its cond */
 } begin_t;
 
 /* The stream starts as a loop handler's would. The request keeps one wait for as long as the
@@ -120,11 +118,12 @@ static void on_begin(net_loop_t *loop, net_msg_t *msg)
         else
             http_req_set_phase(req, HTTP_REQ_ON_WORKER); /* refused: the worker still owns it */
     }
-    pthread_mutex_lock(&b->lock);
+    http_wstream_t *w = req->wstream;
+    pthread_mutex_lock(&w->lock);
     b->rc = rc;
     b->done = 1;
-    pthread_cond_signal(&b->cond);
-    pthread_mutex_unlock(&b->lock);
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
 }
 
 static int begin_on_loop(roost_req_t *req, begin_t *b)
@@ -139,20 +138,16 @@ static int begin_on_loop(roost_req_t *req, begin_t *b)
     w->msg.fn = on_take;
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cond, NULL);
-    b->req = req;
-    pthread_mutex_init(&b->lock, NULL);
-    pthread_cond_init(&b->cond, NULL);
-    b->msg.fn = on_begin;
-    net_loop_post(req->loop, &b->msg);
-    pthread_mutex_lock(&b->lock);
-    while (!b->done)
-        pthread_cond_wait(&b->cond, &b->lock);
-    pthread_mutex_unlock(&b->lock);
-    pthread_cond_destroy(&b->cond);
-    pthread_mutex_destroy(&b->lock);
     req->wstream = w; /* freed by the loop after the handler returned, streaming or not */
+    b->req = req;
+    b->msg.fn = on_begin;
+    pthread_mutex_lock(&w->lock);
+    net_loop_post(req->loop, &b->msg);
+    while (!b->done)
+        pthread_cond_wait(&w->cond, &w->lock);
     if (!req->streamed) /* refused (or an answer already): nothing to stream */
         w->finished = 1;
+    pthread_mutex_unlock(&w->lock);
     return b->rc;
 }
 

@@ -1,33 +1,17 @@
 """Streams from a blocking handler (ROOST_BLOCKING, a worker thread): /download-large-file-sync
-writes its lines with roost_stream_write from a plain loop, each call carried to the loop.
-Lines arrive as they are made; a client that reads nothing blocks the worker (memory bounded)
-until it reads; a client that leaves frees the worker; server-sent events from a worker."""
+writes its lines with roost_stream_write from a plain loop; the loop takes what it wrote.
+Lines arrive as they are made; a client that leaves frees the worker; server-sent events from a
+worker. (A client that reads nothing: test_streaming.py, for both routes.)"""
 
 import socket
 import time
 
 import pytest
 
-from conftest import RawConnection, metric_sum
+from conftest import RawConnection
+from test_streaming import busy_workers, settled_busy
 
 FLAGS = ("--threads", "1", "--debug-routes")
-
-
-def rss_kib(srv):
-    with open(f"/proc/{srv.proc.pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-def busy_workers(srv):
-    return metric_sum(srv.metrics(), "roost_worker_busy")
-
-
-def settled_busy(srv):
-    """Busy workers at rest: a worker that just posted its answer counts as busy a moment more."""
-    return min(busy_workers(srv) for _ in range(5) if time.sleep(0.1) is None)
 
 
 def wait_until(cond, timeout=10.0):
@@ -76,39 +60,6 @@ def test_first_line_arrives_while_the_worker_still_makes_the_rest(shared_servers
             last_at = time.monotonic() - start
         assert last_at > 39 * 0.04 * 0.9
         assert first_at < last_at / 4
-
-
-@pytest.mark.deadline(60)
-def test_a_reader_that_reads_nothing_blocks_the_worker_with_bounded_memory(shared_servers):
-    with shared_servers.use(*FLAGS) as srv:
-        srv.get("/download-large-file-sync?lines=10")
-        idle = settled_busy(srv)
-        before_rss = rss_kib(srv)
-        paused_before = metric_sum(srv.metrics(), "roost_stream_paused_total")
-        sock = socket.create_connection(("127.0.0.1", srv.port))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        sock.sendall(b"GET /download-large-file-sync?lines=4700000 HTTP/1.1\r\nHost: t\r\n\r\n")
-        peak = before_rss
-        for _ in range(8):
-            time.sleep(0.5)
-            peak = max(peak, rss_kib(srv))
-        growth_mib = (peak - before_rss) / 1024
-        assert growth_mib < 20, f"RSS grew {growth_mib:.1f} MiB with a stalled reader"
-        assert metric_sum(srv.metrics(), "roost_stream_paused_total") > paused_before
-        assert busy_workers(srv) == idle + 1  # the producer waits on its worker
-        assert srv.get("/healthz", timeout=5).status == 200  # the loop is free meanwhile
-        sock.settimeout(10)
-        got = b""
-        while len(got) < 20_000_000:
-            data = sock.recv(1 << 20)
-            assert data, "the server closed the stream"
-            got += data
-        body = got[got.index(b"\r\n\r\n") + 4 :]
-        assert b"Line 0: x" in body[:64]
-        assert b"Line 150000: x" in got
-        sock.close()
-        assert wait_until(lambda: busy_workers(srv) == idle), "the worker was not freed"
-        srv.assert_healthy()
 
 
 @pytest.mark.deadline(60)
