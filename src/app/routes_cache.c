@@ -125,9 +125,9 @@ static void flaky_set(roost_req_t *req, void *ud)
 
 static void blob(roost_req_t *req, void *ud)
 {
-    static char pad[2048];
-    if (!pad[0])
-        memset(pad, 'x', sizeof pad - 1);
+    char pad[1001]; /* per call: a shared lazily filled one was a race between loops (TSan) */
+    memset(pad, 'x', sizeof pad - 1);
+    pad[sizeof pad - 1] = 0;
     char body[2200];
     /* The same bytes every time: a second server's fill has the same ETag. */
     int n = snprintf(body, sizeof body, "{\"id\":%lld,\"pad\":\"%.1000s\"}",
