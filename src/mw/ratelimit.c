@@ -35,6 +35,13 @@ typedef struct {
     size_t glob_len;     /* GLOB_EXACT: the path's length; GLOB_PREFIX: the prefix's */
     char item[ITEM_MAX]; /* its RateLimit-Policy item: "name";q=N;w=W[;roost-burst=B] */
     size_t item_len;
+    /* The constant parts of the fields when this policy is the only one on an answer (the
+     * common case), made once: "RateLimit-Policy: item\r\nRateLimit: "name";r=" and
+     * "\r\nX-RateLimit-Limit: N\r\nX-RateLimit-Remaining: ". */
+    char head[ITEM_MAX + MW_RL_NAME_MAX + 40];
+    size_t head_len;
+    char limit[96];
+    size_t limit_len;
     unsigned id;
     roost_counter_t *c[RES_N];
 } rl_policy_t;
@@ -103,9 +110,10 @@ static roost_str_t api_key(const roost_req_t *req)
     return roost_req_header(req, "X-API-Key");
 }
 
-/* Writes the key into buf: a kind byte then the value, so that a header whose value is an
- * address never shares a bucket with that address. Returns its length. */
-static size_t request_key(const roost_req_t *req, const mw_rl_policy_t *p, char *buf, size_t size)
+/* The client's key for a policy, without copying it: the header's value, or the client's
+ * address (the connection's, asked of the kernel once per connection). *kind tells which, so
+ * that a header whose value is an address never shares a bucket with that address. */
+static roost_str_t request_key(const roost_req_t *req, const mw_rl_policy_t *p, unsigned *kind)
 {
     roost_str_t v = {NULL, 0};
     if (p->key == MW_KEY_HEADER)
@@ -113,14 +121,12 @@ static size_t request_key(const roost_req_t *req, const mw_rl_policy_t *p, char 
     else if (p->key == MW_KEY_API_KEY)
         v = api_key(req);
     if (v.ptr && v.len) {
-        buf[0] = p->key == MW_KEY_HEADER ? 'h' : 'k';
-        size_t n = v.len < size - 1 ? v.len : size - 1;
-        memcpy(buf + 1, v.ptr, n);
-        return n + 1;
+        *kind = p->key == MW_KEY_HEADER ? 1 : 2;
+        return v;
     }
-    buf[0] = 'a';
-    roost_req_client_addr(req, buf + 1, size - 1);
-    return 1 + strlen(buf + 1);
+    *kind = 0;
+    const char *addr = req->sess ? http_session_peer(req->sess) : NULL;
+    return addr ? (roost_str_t){addr, strlen(addr)} : (roost_str_t){"", 0};
 }
 
 /* ---- the phases ---- */
@@ -164,16 +170,17 @@ static void rl_request(roost_req_t *req, void *ctx, void *ud)
     rl_seen_t *seen = ctx;
     roost_str_t path = roost_req_path(req);
     if (!path.ptr)
-        return; /* a malformed path is answered 400 by dispatch */
-    int64_t now = (int64_t)time_now_ns();
-    char key[512]; /* a longer header value is cut: its first 511 bytes are the client */
+        return;                           /* a malformed path is answered 400 by dispatch */
+    int64_t now = (int64_t)req->start_ns; /* when it arrived: one clock read less */
     for (int i = 0; i < m->n; i++) {
         rl_policy_t *pol = &m->pol[i];
         if (!glob_match(pol, path))
             continue;
-        size_t klen = request_key(req, &pol->p, key, sizeof key);
+        unsigned kind;
+        roost_str_t key = request_key(req, &pol->p, &kind);
         mw_gcra_result_t r;
-        mw_rl_table_check(m->rs->table, pol->id, key, klen, &pol->p.gcra, now, &r);
+        mw_rl_table_check(m->rs->table, pol->id << 2 | kind, key.ptr, key.len, &pol->p.gcra, now,
+                          &r);
         int res = r.allowed ? RES_ALLOWED : pol->p.shadow ? RES_SHADOW : RES_LIMITED;
         roost_counter_add(pol->c[res], 1);
         if (pol->p.shadow)
@@ -208,6 +215,27 @@ static char *put(char *p, const char *s, size_t n)
 
 #define ITEMS_MAX (ROOST_LIST_MAX * ITEM_MAX)
 
+/* One policy on the answer: its two constant parts around three numbers (remaining written
+ * once, copied), straight into the header block, in one reserve. */
+static void rl_headers_one(roost_req_t *req, const rl_policy_t *pol, const rl_seen_t *s)
+{
+    sbuf_t *h = &req->res_headers;
+    size_t need = pol->head_len + pol->limit_len + 160;
+    if (h->len + need + 1 > h->cap && sbuf_reserve(h, need) < 0) /* the call only to grow */
+        return;
+    char *p = put(h->p + h->len, pol->head, pol->head_len), *r = p;
+    p = put_long(p, s->remaining);
+    size_t rlen = (size_t)(p - r);
+    p = put_long(put(p, ";t=", 3), s->window_s);
+    p = put(p, pol->limit, pol->limit_len);
+    p = put(p, r, rlen);
+    p = put_long(put(p, "\r\nX-RateLimit-Reset: ", 21), s->reset_s);
+    if (s->limited && roost_res_status(req) == 429)
+        p = put_long(put(p, "\r\nRetry-After: ", 15), s->retry_s);
+    p = put(p, "\r\n", 2);
+    h->len = (size_t)(p - h->p);
+}
+
 /* Writes the fields as header lines in one piece onto the response's header block: every byte
  * is ours (names fixed, numbers, policy names checked at start-up), so the per-field copy and
  * CR/LF scan of roost_res_header is skipped; it was most of this middleware's cost (callgrind:
@@ -216,6 +244,11 @@ static void rl_headers(roost_req_t *req, void *ctx, void *ud)
 {
     rl_mw_t *m = ud;
     rl_seen_t *seen = ctx;
+    if (m->n == 1) {
+        if (seen[0].covered)
+            rl_headers_one(req, &m->pol[0], &seen[0]);
+        return;
+    }
     int tight = -1; /* the policy closest to refusing: the X-RateLimit-* fields are its */
     char out[2 * ITEMS_MAX + 256], state[ITEMS_MAX];
     char *p = out, *sp = state;
@@ -315,6 +348,14 @@ static rl_mw_t *rl_new(roost_server_t *srv, const char *const *specs, int n)
                           (long)pol->p.gcra.burst);
         memcpy(pol->item, item, (size_t)w + 1);
         pol->item_len = (size_t)w;
+        char head[sizeof pol->head];
+        w = snprintf(head, sizeof head, "RateLimit-Policy: %s\r\nRateLimit: \"%s\";r=", item,
+                     pol->p.name);
+        memcpy(pol->head, head, (size_t)w + 1);
+        pol->head_len = (size_t)w;
+        w = snprintf(pol->limit, sizeof pol->limit,
+                     "\r\nX-RateLimit-Limit: %ld\r\nX-RateLimit-Remaining: ", pol->p.count);
+        pol->limit_len = (size_t)w;
         for (int r = 0; r < RES_N; r++) {
             char labels[128];
             snprintf(labels, sizeof labels, "policy=\"%s\",result=\"%s\"", pol->p.name,
