@@ -515,6 +515,7 @@ void http_req_reset(roost_req_t *req)
     req->drain_arg = NULL;
     req->on_responded = NULL;
     req->mw = NULL;
+    req->mw_ctx = NULL;
     req->nmw = 0;
     req->has_filter = 0;
     /* Keep buffer capacity for the next request, but not a large one. */
