@@ -19,6 +19,15 @@
 #define CONTAINER_OF(p, type, field) ((type *)((char *)(p)-offsetof(type, field)))
 #define LIKELY(x)                    __builtin_expect(!!(x), 1)
 #define UNLIKELY(x)                  __builtin_expect(!!(x), 0)
+/* Appends item to the singly linked list (head, tail) whose link field is `link`. */
+#define LIST_APPEND(head, tail, item, link)                                                        \
+    do {                                                                                           \
+        if (tail)                                                                                  \
+            (tail)->link = (item);                                                                 \
+        else                                                                                       \
+            (head) = (item);                                                                       \
+        (tail) = (item);                                                                           \
+    } while (0)
 
 /* ---- rbuf: reference-counted bytes; the data follows the header in one allocation ---- */
 typedef struct rbuf {

@@ -486,11 +486,7 @@ fetch_call_t *fetch_call_start(fetch_loop_t *fl, const roost_fetch_opts_t *o, fe
         start_attempt(c);
     } else if (l->nwaiting < l->max_waiting) {
         c->waiting = 1;
-        if (l->wait_tail)
-            l->wait_tail->wait_next = c;
-        else
-            l->wait_head = c;
-        l->wait_tail = c;
+        LIST_APPEND(l->wait_head, l->wait_tail, c, wait_next);
         l->nwaiting++;
         atomic_fetch_add(&c->up->waiting, 1);
     } else {
