@@ -29,24 +29,34 @@ char *str_put_uint(char *p, uint64_t v)
     return p;
 }
 
+int str_list_next(const char **p, const char *end, roost_str_t *item)
+{
+    const char *s = *p;
+    while (s < end && (*s == ' ' || *s == '\t' || *s == ','))
+        s++;
+    if (s >= end) {
+        *p = s;
+        return 0;
+    }
+    const char *e = s;
+    while (e < end && *e != ',')
+        e++;
+    *p = e;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    *item = str_make(s, (size_t)(e - s));
+    return 1;
+}
+
 int str_has_token(roost_str_t list, const char *token)
 {
     size_t tlen = strlen(token);
-    const char *p = list.ptr, *end = list.ptr + list.len;
-    if (!p)
+    if (!list.ptr)
         return 0;
-    while (p < end) {
-        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-            p++;
-        const char *start = p;
-        while (p < end && *p != ',')
-            p++;
-        const char *stop = p;
-        while (stop > start && (stop[-1] == ' ' || stop[-1] == '\t'))
-            stop--;
-        if ((size_t)(stop - start) == tlen && strncasecmp(start, token, tlen) == 0)
+    roost_str_t item;
+    for (const char *p = list.ptr; str_list_next(&p, list.ptr + list.len, &item);)
+        if (item.len == tlen && strncasecmp(item.ptr, token, tlen) == 0)
             return 1;
-    }
     return 0;
 }
 

@@ -37,19 +37,10 @@ static CORE_SLOT_FN(cors_slot, .name = "cors", .server_free = cors_free)
 /* Whether the comma-separated list holds [v, v+len), ignoring case and blanks around items. */
 static int list_has(const char *list, const char *v, size_t len)
 {
-    for (const char *p = list; *p;) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *e = p;
-        while (*e && *e != ',')
-            e++;
-        const char *end = e;
-        while (end > p && end[-1] == ' ')
-            end--;
-        if ((size_t)(end - p) == len && len && strncasecmp(p, v, len) == 0)
+    roost_str_t item;
+    for (const char *p = list, *end = list + strlen(list); str_list_next(&p, end, &item);)
+        if (item.len == len && len && strncasecmp(item.ptr, v, len) == 0)
             return 1;
-        p = e;
-    }
     return 0;
 }
 

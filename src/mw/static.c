@@ -258,16 +258,9 @@ static void http_date(time_t t, char out[32])
 static int etag_matches(roost_str_t list, const char *etag)
 {
     size_t el = strlen(etag);
-    const char *p = list.ptr, *end = list.ptr + list.len;
-    while (p < end) {
-        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-            p++;
-        const char *s = p;
-        while (p < end && *p != ',')
-            p++;
-        const char *e = p;
-        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-            e--;
+    roost_str_t item;
+    for (const char *p = list.ptr; p && str_list_next(&p, list.ptr + list.len, &item);) {
+        const char *s = item.ptr, *e = item.ptr + item.len;
         if (e - s == 1 && *s == '*')
             return 1;
         if (e - s > 2 && s[0] == 'W' && s[1] == '/')
