@@ -35,6 +35,8 @@ int app_job_http(roost_server_t *srv);
 void app_check_absolute_path(const json_t *v, const json_t *loc, json_t *errors);
 /* /proxy/{upstream}/{path:path}, /aggregate: upstream calls on the loop */
 int app_routes_fetch(roost_server_t *srv);
+/* A failed upstream call's answer: its status (502, 503, 504) and "Upstream call failed: ...". */
+void app_respond_fetch_failure(roost_req_t *req, const roost_fetch_result_t *res);
 /* /expensive-query and, with --debug-routes, /debug/cache/...: the response cache */
 int app_routes_cache(roost_server_t *srv, const app_config_t *cfg);
 /* GET /api/limited: the seed's rate-limited endpoint */

@@ -44,7 +44,7 @@ static roost_str_t raw_query(const roost_req_t *req)
     return q ? (roost_str_t){q + 1, (size_t)(t.ptr + t.len - q - 1)} : (roost_str_t){"", 0};
 }
 
-static void respond_failure(roost_req_t *req, const roost_fetch_result_t *res)
+void app_respond_fetch_failure(roost_req_t *req, const roost_fetch_result_t *res)
 {
     char detail[256];
     snprintf(detail, sizeof detail, "Upstream call failed: %s (%s)",
@@ -55,7 +55,7 @@ static void respond_failure(roost_req_t *req, const roost_fetch_result_t *res)
 static void proxy_done(roost_req_t *req, const roost_fetch_result_t *res, void *arg)
 {
     if (res->error != ROOST_FETCH_OK) {
-        respond_failure(req, res);
+        app_respond_fetch_failure(req, res);
         return;
     }
     char *ct = res->content_type.ptr ? strndup(res->content_type.ptr, res->content_type.len) : NULL;
