@@ -1,6 +1,6 @@
 /* Small helpers that every layer needs: case-insensitive slices, base64url, clocks, the HTTP
- * date, and the one log line format ("<UTC time> <level> <message>", one line an event, on
- * stderr). */
+ * date, the end of a waiting thread, and the one log line format ("<UTC time> <level> <message>",
+ * one line an event, on stderr). */
 #include "base/base.h"
 
 #include <errno.h>
@@ -85,6 +85,17 @@ int b64url_decode(const char *in, size_t n, unsigned char *out, size_t cap)
         len += got;
     }
     return (int)len;
+}
+
+void thread_stop_join(pthread_t thread, pthread_mutex_t *lock, pthread_cond_t *cond, int *stop)
+{
+    pthread_mutex_lock(lock);
+    *stop = 1;
+    pthread_cond_signal(cond);
+    pthread_mutex_unlock(lock);
+    pthread_join(thread, NULL);
+    pthread_mutex_destroy(lock);
+    pthread_cond_destroy(cond);
 }
 
 uint64_t time_now_ns(void)
