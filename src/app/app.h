@@ -76,5 +76,23 @@ int app_routes_metrics_stream(roost_server_t *srv);
 
 int app_register(roost_server_t *srv, const roost_route_opts_t *routes, size_t n, void *ud);
 #define APP_COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
+/* A query field from lo to hi, d when absent (FastAPI's Query(d, ge=lo, le=hi)); more
+ * designators (a description) may follow. */
+#define APP_INT_FIELD(field, d, lo, hi, ...)                                                       \
+    {                                                                                              \
+        .name = field, .type = ROOST_T_INT, .has_default = 1, .def.i = d, .has_ge = 1, .ge = lo,   \
+        .has_le = 1, .le = hi, __VA_ARGS__                                                         \
+    }
+#define APP_NUM_FIELD(field, d, lo, hi, ...)                                                       \
+    {                                                                                              \
+        .name = field, .type = ROOST_T_NUM, .has_default = 1, .def.n = d, .has_ge = 1, .ge = lo,   \
+        .has_le = 1, .le = hi, __VA_ARGS__                                                         \
+    }
+/* ?path=, an absolute path asked of an upstream (app_check_absolute_path), d when absent. */
+#define APP_PATH_FIELD(d, desc)                                                                    \
+    {                                                                                              \
+        .name = "path", .type = ROOST_T_STR, .has_default = 1, .def.s = d,                         \
+        .check = app_check_absolute_path, .description = desc                                      \
+    }
 
 #endif

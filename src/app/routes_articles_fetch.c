@@ -112,12 +112,7 @@ static void task_group(roost_req_t *req, void *ud)
 }
 
 static const roost_field_t path_fields[] = {
-    {.name = "path",
-     .type = ROOST_T_STR,
-     .has_default = 1,
-     .def.s = "/json",
-     .check = app_check_absolute_path,
-     .description = "asked of the default upstream"},
+    APP_PATH_FIELD("/json", "asked of the default upstream"),
 };
 static const roost_schema_t path_schema = {.fields = path_fields, .nfields = 1};
 

@@ -125,21 +125,9 @@ void app_check_absolute_path(const json_t *v, const json_t *loc, json_t *errors)
 }
 
 static const roost_field_t aggregate_fields[] = {
-    {.name = "path",
-     .type = ROOST_T_STR,
-     .has_default = 1,
-     .def.s = "/",
-     .check = app_check_absolute_path,
-     .description = "asked of every upstream, query included"},
-    {.name = "concurrency",
-     .type = ROOST_T_INT,
-     .has_default = 1,
-     .def.i = AGGREGATE_DEFAULT_CONCURRENCY,
-     .has_ge = 1,
-     .ge = 1,
-     .has_le = 1,
-     .le = 1000,
-     .description = "calls at once, like asyncio.Semaphore"},
+    APP_PATH_FIELD("/", "asked of every upstream, query included"),
+    APP_INT_FIELD("concurrency", AGGREGATE_DEFAULT_CONCURRENCY, 1, 1000,
+                  .description = "calls at once, like asyncio.Semaphore"),
 };
 static const roost_schema_t aggregate_schema = {.fields = aggregate_fields,
                                                 .nfields = APP_COUNT_OF(aggregate_fields)};
