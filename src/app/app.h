@@ -35,6 +35,8 @@ int app_job_http(roost_server_t *srv);
 void app_check_absolute_path(const json_t *v, const json_t *loc, json_t *errors);
 /* /proxy/{upstream}/{path:path}, /aggregate: upstream calls on the loop */
 int app_routes_fetch(roost_server_t *srv);
+/* A failed upstream call's answer: its status (502, 503, 504) and "Upstream call failed: ...". */
+void app_respond_fetch_failure(roost_req_t *req, const roost_fetch_result_t *res);
 /* /expensive-query and, with --debug-routes, /debug/cache/...: the response cache */
 int app_routes_cache(roost_server_t *srv, const app_config_t *cfg);
 /* GET /api/limited: the seed's rate-limited endpoint */
@@ -76,6 +78,24 @@ int app_routes_metrics_stream(roost_server_t *srv);
 
 int app_register(roost_server_t *srv, const roost_route_opts_t *routes, size_t n, void *ud);
 #define APP_COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
+/* A query field from lo to hi, d when absent (FastAPI's Query(d, ge=lo, le=hi)); more
+ * designators (a description) may follow. */
+#define APP_INT_FIELD(field, d, lo, hi, ...)                                                       \
+    {                                                                                              \
+        .name = field, .type = ROOST_T_INT, .has_default = 1, .def.i = d, .has_ge = 1, .ge = lo,   \
+        .has_le = 1, .le = hi, __VA_ARGS__                                                         \
+    }
+#define APP_NUM_FIELD(field, d, lo, hi, ...)                                                       \
+    {                                                                                              \
+        .name = field, .type = ROOST_T_NUM, .has_default = 1, .def.n = d, .has_ge = 1, .ge = lo,   \
+        .has_le = 1, .le = hi, __VA_ARGS__                                                         \
+    }
+/* ?path=, an absolute path asked of an upstream (app_check_absolute_path), d when absent. */
+#define APP_PATH_FIELD(d, desc)                                                                    \
+    {                                                                                              \
+        .name = "path", .type = ROOST_T_STR, .has_default = 1, .def.s = d,                         \
+        .check = app_check_absolute_path, .description = desc                                      \
+    }
 
 /* A file compiled into the binary with the assembler's .incbin (path from the top folder, and
  * a Makefile dependency line for the object that embeds it): sym[] to sym_end[], followed by

@@ -62,11 +62,17 @@ static const roost_field_t image_fields[] = {
 const roost_schema_t app_image_schema = {.fields = image_fields,
                                          .nfields = APP_COUNT_OF(image_fields)};
 
-static void image_validate(const json_t *p, json_t *errors, void *ud)
+/* A job's payload against its schema, errors located under body.payload. */
+static void check_payload(const roost_schema_t *schema, const json_t *p, json_t *errors)
 {
     json_t *prefix = json_pack("[s,s]", "body", "payload");
-    json_decref(roost_schema_check(&app_image_schema, p, prefix, errors));
+    json_decref(roost_schema_check(schema, p, prefix, errors));
     json_decref(prefix);
+}
+
+static void image_validate(const json_t *p, json_t *errors, void *ud)
+{
+    check_payload(&app_image_schema, p, errors);
 }
 
 static VipsImage *apply_op(VipsImage *in, const json_t *op)
@@ -166,9 +172,7 @@ const roost_schema_t app_bulk_schema = {.fields = bulk_fields,
 
 static void bulk_validate(const json_t *p, json_t *errors, void *ud)
 {
-    json_t *prefix = json_pack("[s,s]", "body", "payload");
-    json_decref(roost_schema_check(&app_bulk_schema, p, prefix, errors));
-    json_decref(prefix);
+    check_payload(&app_bulk_schema, p, errors);
 }
 
 static json_t *bulk_job(roost_job_t *job, const json_t *p, void *ud)

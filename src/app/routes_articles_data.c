@@ -51,12 +51,9 @@ static void page_done(roost_req_t *req, void *arg)
 
 static void list_items(roost_req_t *req, void *ud)
 {
-    page_t *p = roost_req_alloc(req, sizeof *p);
-    if (!p) {
-        roost_respond_error(req, 500, "Out of memory");
+    page_t *p = roost_req_new(req, sizeof *p); /* zeroed; answers 500 itself when out of memory */
+    if (!p)
         return;
-    }
-    memset(p, 0, sizeof *p);
     p->limit = roost_req_query_int(req, "limit");
     roost_db_run_query(ud, req, page_rows, page_done, p, S_ITEM_PAGE, "ii",
                        roost_req_query_int(req, "cursor"), p->limit + 1);

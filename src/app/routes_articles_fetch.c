@@ -27,18 +27,10 @@ static const char *default_upstream(roost_req_t *req)
     return up;
 }
 
-static void fail(roost_req_t *req, const roost_fetch_result_t *r)
-{
-    char detail[256];
-    snprintf(detail, sizeof detail, "Upstream call failed: %s (%s)",
-             roost_fetch_error_name(r->error), r->error_text);
-    roost_respond_error(req, roost_fetch_error_status(r->error), detail);
-}
-
 static void one_done(roost_req_t *req, const roost_fetch_result_t *r, void *arg)
 {
     if (r->error != ROOST_FETCH_OK)
-        fail(req, r);
+        app_respond_fetch_failure(req, r);
     else
         roost_respond_json(req, r->status, body_json(r)); /* return response.json() */
 }
@@ -120,12 +112,7 @@ static void task_group(roost_req_t *req, void *ud)
 }
 
 static const roost_field_t path_fields[] = {
-    {.name = "path",
-     .type = ROOST_T_STR,
-     .has_default = 1,
-     .def.s = "/json",
-     .check = app_check_absolute_path,
-     .description = "asked of the default upstream"},
+    APP_PATH_FIELD("/json", "asked of the default upstream"),
 };
 static const roost_schema_t path_schema = {.fields = path_fields, .nfields = 1};
 

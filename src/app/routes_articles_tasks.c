@@ -202,14 +202,7 @@ static const roost_field_t notify_q[] = {
 };
 static const roost_field_t data_q[] = {{.name = "data", .type = ROOST_T_STR, .required = 1}};
 static const roost_field_t search_q[] = {{.name = "q", .type = ROOST_T_STR, .required = 1}};
-static const roost_field_t duration_q[] = {{.name = "duration",
-                                            .type = ROOST_T_INT,
-                                            .has_default = 1,
-                                            .def.i = 5,
-                                            .has_ge = 1,
-                                            .ge = 1,
-                                            .has_le = 1,
-                                            .le = 600}};
+static const roost_field_t duration_q[] = {APP_INT_FIELD("duration", 5, 1, 600)};
 static const roost_schema_t register_schema = {.fields = register_q, .nfields = 2},
                             notify_schema = {.fields = notify_q, .nfields = 2},
                             data_schema = {.fields = data_q, .nfields = 1},

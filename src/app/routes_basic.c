@@ -64,14 +64,7 @@ static void create_item(roost_req_t *req, void *ud)
 
 /* ?seconds=S for the slow handlers: a number in [0, 30], default 3. */
 static const roost_field_t slow_fields[] = {
-    {.name = "seconds",
-     .type = ROOST_T_NUM,
-     .has_default = 1,
-     .def.n = SLOW_DEFAULT_S,
-     .has_ge = 1,
-     .ge = 0,
-     .has_le = 1,
-     .le = SLOW_MAX_S},
+    APP_NUM_FIELD("seconds", SLOW_DEFAULT_S, 0, SLOW_MAX_S),
 };
 static const roost_schema_t slow_schema = {.fields = slow_fields, .nfields = 1};
 
@@ -165,14 +158,7 @@ static const roost_route_opts_t routes[] = {
 };
 
 static const roost_field_t block_fields[] = {
-    {.name = "ms",
-     .type = ROOST_T_INT,
-     .has_default = 1,
-     .def.i = 200,
-     .has_ge = 1,
-     .ge = 0,
-     .has_le = 1,
-     .le = 10000},
+    APP_INT_FIELD("ms", 200, 0, 10000),
 };
 static const roost_schema_t block_schema = {.fields = block_fields, .nfields = 1};
 static const roost_route_opts_t debug_routes[] = {

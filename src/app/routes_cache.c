@@ -86,12 +86,10 @@ static void profile_done(roost_req_t *req, void *arg)
 
 static void user_profile(roost_req_t *req, void *ud)
 {
-    profile_t *p = roost_req_alloc(req, sizeof *p);
-    if (!p) {
-        roost_respond_error(req, 500, "Out of memory");
+    profile_t *p =
+        roost_req_new(req, sizeof *p); /* zeroed; answers 500 itself when out of memory */
+    if (!p)
         return;
-    }
-    memset(p, 0, sizeof *p);
     roost_db_run_query(ud, req, profile_row, profile_done, p, S_USER_GET, "i",
                        roost_req_param_int(req, "id"));
 }

@@ -44,7 +44,7 @@ static roost_str_t raw_query(const roost_req_t *req)
     return q ? (roost_str_t){q + 1, (size_t)(t.ptr + t.len - q - 1)} : (roost_str_t){"", 0};
 }
 
-static void respond_failure(roost_req_t *req, const roost_fetch_result_t *res)
+void app_respond_fetch_failure(roost_req_t *req, const roost_fetch_result_t *res)
 {
     char detail[256];
     snprintf(detail, sizeof detail, "Upstream call failed: %s (%s)",
@@ -55,7 +55,7 @@ static void respond_failure(roost_req_t *req, const roost_fetch_result_t *res)
 static void proxy_done(roost_req_t *req, const roost_fetch_result_t *res, void *arg)
 {
     if (res->error != ROOST_FETCH_OK) {
-        respond_failure(req, res);
+        app_respond_fetch_failure(req, res);
         return;
     }
     char *ct = res->content_type.ptr ? strndup(res->content_type.ptr, res->content_type.len) : NULL;
@@ -125,21 +125,9 @@ void app_check_absolute_path(const json_t *v, const json_t *loc, json_t *errors)
 }
 
 static const roost_field_t aggregate_fields[] = {
-    {.name = "path",
-     .type = ROOST_T_STR,
-     .has_default = 1,
-     .def.s = "/",
-     .check = app_check_absolute_path,
-     .description = "asked of every upstream, query included"},
-    {.name = "concurrency",
-     .type = ROOST_T_INT,
-     .has_default = 1,
-     .def.i = AGGREGATE_DEFAULT_CONCURRENCY,
-     .has_ge = 1,
-     .ge = 1,
-     .has_le = 1,
-     .le = 1000,
-     .description = "calls at once, like asyncio.Semaphore"},
+    APP_PATH_FIELD("/", "asked of every upstream, query included"),
+    APP_INT_FIELD("concurrency", AGGREGATE_DEFAULT_CONCURRENCY, 1, 1000,
+                  .description = "calls at once, like asyncio.Semaphore"),
 };
 static const roost_schema_t aggregate_schema = {.fields = aggregate_fields,
                                                 .nfields = APP_COUNT_OF(aggregate_fields)};

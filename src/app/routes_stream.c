@@ -158,15 +158,9 @@ static void sse_sync(roost_req_t *req, void *ud)
     roost_stream_end(req);
 }
 
-/* An integer query parameter from lo to hi, d when absent. */
-#define INT_FIELD(n, d, lo, hi)                                                                    \
-    {                                                                                              \
-        .name = n, .type = ROOST_T_INT, .has_default = 1, .def.i = d, .has_ge = 1, .ge = lo,       \
-        .has_le = 1, .le = hi                                                                      \
-    }
 static const roost_field_t download_fields[] = {
-    INT_FIELD("lines", 1000, 0, 100000000),
-    INT_FIELD("line_delay_ms", 0, 0, 10000),
+    APP_INT_FIELD("lines", 1000, 0, 100000000),
+    APP_INT_FIELD("line_delay_ms", 0, 0, 10000),
 };
 static const roost_schema_t download_schema = {.fields = download_fields, .nfields = 2};
 
@@ -190,16 +184,16 @@ static void debug_body(roost_req_t *req, void *ud)
 }
 
 static const roost_field_t debug_fields[] = {
-    INT_FIELD("bytes", 4000, 0, 1000000),
-    INT_FIELD("status", 200, 200, 599),
+    APP_INT_FIELD("bytes", 4000, 0, 1000000),
+    APP_INT_FIELD("status", 200, 200, 599),
     {.name = "type", .type = ROOST_T_STR, .has_default = 1, .def.s = "text/plain"},
     {.name = "encoding", .type = ROOST_T_STR, .has_default = 1, .def.s = ""},
 };
 static const roost_schema_t debug_schema = {.fields = debug_fields, .nfields = 4};
 
 static const roost_field_t sse_fields[] = {
-    INT_FIELD("events", 5, 0, 1000000),
-    INT_FIELD("delay_ms", 0, 0, 10000),
+    APP_INT_FIELD("events", 5, 0, 1000000),
+    APP_INT_FIELD("delay_ms", 0, 0, 10000),
 };
 static const roost_schema_t sse_schema = {.fields = sse_fields, .nfields = 2};
 

@@ -8,6 +8,7 @@
 #ifndef ROOST_BASE_H
 #define ROOST_BASE_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -19,6 +20,15 @@
 #define CONTAINER_OF(p, type, field) ((type *)((char *)(p)-offsetof(type, field)))
 #define LIKELY(x)                    __builtin_expect(!!(x), 1)
 #define UNLIKELY(x)                  __builtin_expect(!!(x), 0)
+/* Appends item to the singly linked list (head, tail) whose link field is `link`. */
+#define LIST_APPEND(head, tail, item, link)                                                        \
+    do {                                                                                           \
+        if (tail)                                                                                  \
+            (tail)->link = (item);                                                                 \
+        else                                                                                       \
+            (head) = (item);                                                                       \
+        (tail) = (item);                                                                           \
+    } while (0)
 
 /* ---- rbuf: reference-counted bytes; the data follows the header in one allocation ---- */
 typedef struct rbuf {
@@ -71,6 +81,13 @@ static inline roost_str_t str_make(const char *p, size_t len)
 }
 int str_eq_nocase(roost_str_t a, const char *b);        /* b NUL-terminated */
 int str_has_token(roost_str_t list, const char *token); /* comma list, case-insensitive */
+/* The next item of a comma-separated list from *p (up to end), blanks around it left out, and
+ * *p moved past it; 0 when no item is left. */
+int str_list_next(const char **p, const char *end, roost_str_t *item);
+
+/* Ends a thread that waits on cond under lock until *stop: sets it, wakes the thread, joins it,
+ * then destroys lock and cond. */
+void thread_stop_join(pthread_t thread, pthread_mutex_t *lock, pthread_cond_t *cond, int *stop);
 /* Writes v in decimal at p (no NUL) and returns the end: for hot paths where printf's cost
  * shows (3% of a /json profile for X-Process-Time, more for the rate limit's fields). */
 char *str_put_uint_any(char *p, uint64_t v);

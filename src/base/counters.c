@@ -79,11 +79,7 @@ roost_counter_t *counters_get_kind(counters_t *c, const char *name, const char *
         k->help = strdup(help ? help : name);
         k->gauge = gauge;
         /* Appended in order so that one metric's label sets stay together when rendered. */
-        if (c->tail)
-            c->tail->next = k;
-        else
-            c->head = k;
-        c->tail = k;
+        LIST_APPEND(c->head, c->tail, k, next);
     }
     pthread_mutex_unlock(&c->lock);
     return k;

@@ -109,13 +109,7 @@ void logq_free(logq_t *q)
 {
     if (!q)
         return;
-    pthread_mutex_lock(&q->lock);
-    q->stop = 1;
-    pthread_cond_signal(&q->cond);
-    pthread_mutex_unlock(&q->lock);
-    pthread_join(q->thread, NULL);
-    pthread_mutex_destroy(&q->lock);
-    pthread_cond_destroy(&q->cond);
+    thread_stop_join(q->thread, &q->lock, &q->cond, &q->stop);
     free(q->buf);
     free(q->spare);
     free(q);

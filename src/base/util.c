@@ -1,6 +1,6 @@
 /* Small helpers that every layer needs: case-insensitive slices, base64url, clocks, the HTTP
- * date, and the one log line format ("<UTC time> <level> <message>", or a JSON object with
- * --log-format json; one line an event, on stderr). */
+ * date, the end of a waiting thread, and the one log line format ("<UTC time> <level> <message>",
+ * or a JSON object with --log-format json; one line an event, on stderr). */
 #include "base/base.h"
 
 #include <errno.h>
@@ -60,24 +60,34 @@ char *str_put_uint_any(char *p, uint64_t v)
     return p + n;
 }
 
+int str_list_next(const char **p, const char *end, roost_str_t *item)
+{
+    const char *s = *p;
+    while (s < end && (*s == ' ' || *s == '\t' || *s == ','))
+        s++;
+    if (s >= end) {
+        *p = s;
+        return 0;
+    }
+    const char *e = s;
+    while (e < end && *e != ',')
+        e++;
+    *p = e;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    *item = str_make(s, (size_t)(e - s));
+    return 1;
+}
+
 int str_has_token(roost_str_t list, const char *token)
 {
     size_t tlen = strlen(token);
-    const char *p = list.ptr, *end = list.ptr + list.len;
-    if (!p)
+    if (!list.ptr)
         return 0;
-    while (p < end) {
-        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-            p++;
-        const char *start = p;
-        while (p < end && *p != ',')
-            p++;
-        const char *stop = p;
-        while (stop > start && (stop[-1] == ' ' || stop[-1] == '\t'))
-            stop--;
-        if ((size_t)(stop - start) == tlen && strncasecmp(start, token, tlen) == 0)
+    roost_str_t item;
+    for (const char *p = list.ptr; str_list_next(&p, list.ptr + list.len, &item);)
+        if (item.len == tlen && strncasecmp(item.ptr, token, tlen) == 0)
             return 1;
-    }
     return 0;
 }
 
@@ -106,6 +116,17 @@ int b64url_decode(const char *in, size_t n, unsigned char *out, size_t cap)
         len += got;
     }
     return (int)len;
+}
+
+void thread_stop_join(pthread_t thread, pthread_mutex_t *lock, pthread_cond_t *cond, int *stop)
+{
+    pthread_mutex_lock(lock);
+    *stop = 1;
+    pthread_cond_signal(cond);
+    pthread_mutex_unlock(lock);
+    pthread_join(thread, NULL);
+    pthread_mutex_destroy(lock);
+    pthread_cond_destroy(cond);
 }
 
 uint64_t time_now_ns(void)

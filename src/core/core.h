@@ -37,9 +37,26 @@ typedef struct {
 /* Registers ops (which must outlive the process, e.g. static const). Returns the slot, the same
  * one for the same ops, or -ENOSPC when CORE_SLOTS_MAX are taken. Thread-safe. */
 core_slot_t core_slot_new(const core_slot_ops_t *ops);
-/* The same, cached in *cache (a static of the layer, zero at first): a layer's accessor is
- * `static atomic_int s; return core_server_ctx(srv, core_slot_of(&s, &ops));`. */
+/* The same, cached in *cache (a static of the layer, zero at first). */
 core_slot_t core_slot_of(atomic_int *cache, const core_slot_ops_t *ops);
+/* That idiom written once. CORE_SLOT_FN(name, ops...) defines `core_slot_t name(void)`, the
+ * slot of the ops given as designated initializers; CORE_SERVER_CTX_FN(type, name, ops...)
+ * defines `type *name(roost_server_t *srv)`, the server context in that slot. Put `static`
+ * before either for a file's own. */
+#define CORE_SLOT_FN(name, ...)                                                                    \
+    core_slot_t name(void)                                                                         \
+    {                                                                                              \
+        static const core_slot_ops_t ops_ = {__VA_ARGS__};                                         \
+        static atomic_int slot_;                                                                   \
+        return core_slot_of(&slot_, &ops_);                                                        \
+    }
+#define CORE_SERVER_CTX_FN(type, name, ...)                                                        \
+    type *name(roost_server_t *srv)                                                                \
+    {                                                                                              \
+        static const core_slot_ops_t ops_ = {__VA_ARGS__};                                         \
+        static atomic_int slot_;                                                                   \
+        return core_server_ctx(srv, core_slot_of(&slot_, &ops_));                                  \
+    }
 void *core_server_ctx(roost_server_t *srv, core_slot_t slot);
 /* Sets (or clears, with NULL) a server context; returns the previous one. */
 void *core_server_ctx_set(roost_server_t *srv, core_slot_t slot, void *ctx);

@@ -209,11 +209,7 @@ static int wait_turn(db_t *db, const struct timespec *deadline, db_conn_t **c)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&w.cond, &ca);
     pthread_condattr_destroy(&ca);
-    if (db->wait_tail)
-        db->wait_tail->next = &w;
-    else
-        db->wait_head = &w;
-    db->wait_tail = &w;
+    LIST_APPEND(db->wait_head, db->wait_tail, &w, next);
     db->waiting++;
     while (!w.woken && !db->closing)
         if (pthread_cond_timedwait(&w.cond, &db->lock, deadline) == ETIMEDOUT)

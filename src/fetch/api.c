@@ -58,17 +58,12 @@ static void loop_free(net_loop_t *loop, void *ctx)
     fetch_loop_close(ctx);
 }
 
-static const core_slot_ops_t slot_ops = {
-    .name = "fetch",
-    .server_free = server_free,
-    .loop_init = loop_init,
-    .loop_free = loop_free,
-};
-static atomic_int slot_cache;
+static CORE_SLOT_FN(fetch_slot, .name = "fetch", .server_free = server_free, .loop_init = loop_init,
+                    .loop_free = loop_free)
 
 fetch_t *fetch_of(roost_server_t *srv)
 {
-    return core_server_ctx(srv, core_slot_of(&slot_cache, &slot_ops));
+    return core_server_ctx(srv, fetch_slot());
 }
 
 static void *loop_init(net_loop_t *loop, roost_server_t *srv)
@@ -79,7 +74,7 @@ static void *loop_init(net_loop_t *loop, roost_server_t *srv)
 
 fetch_loop_t *fetch_loop_of(fetch_t *f, net_loop_t *loop)
 {
-    return core_loop_ctx(loop, core_slot_of(&slot_cache, &slot_ops));
+    return core_loop_ctx(loop, fetch_slot());
 }
 
 static void metrics(void *ud, sbuf_t *out)
@@ -116,7 +111,7 @@ int roost_fetch_init(roost_server_t *srv)
         fetch_free(f);
         return -ENOMEM;
     }
-    core_server_ctx_set(srv, core_slot_of(&slot_cache, &slot_ops), f);
+    core_server_ctx_set(srv, fetch_slot(), f);
     return 0;
 }
 

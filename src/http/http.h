@@ -60,7 +60,7 @@ typedef enum {
 /* The request's middleware: the global list then the route's, each with its context. */
 typedef struct {
     const roost_middleware_t *mw;
-    void *ctx;
+    size_t ctx_off; /* its context: req->mw_ctx + ctx_off (when mw->ctx_size) */
 } http_mw_t;
 
 struct roost_req {
@@ -130,9 +130,12 @@ struct roost_req {
     arena_t arena; /* owner */
 
     /* ---- middleware (set on the loop at dispatch, then the owner's) ---- */
-    http_mw_t *mw;
+    http_mw_t *mw; /* the server's global chain, or the arena's with the route's */
+    char *mw_ctx;  /* every entry's context, zeroed, from the arena */
     int nmw;
     uint8_t has_filter; /* some mw has on_body */
+    uint8_t body_kept;  /* the filters passed the whole body on as it was: res_body (or res_shared)
+                           stands */
 
     /* ---- the response (owner) ---- */
     int status;         /* 0: no answer yet */
@@ -154,8 +157,7 @@ struct roost_req {
      * hold the buffer; this request holds one reference until it is reset. */
     rbuf_t *res_shared;
     size_t res_shared_off, res_shared_len;
-    uint8_t res_shared_later;  /* loop: serialized without it; write it after the head */
-    uint8_t res_tmp_is_shared; /* owner: the filters passed the shared body on unchanged */
+    uint8_t res_shared_later; /* loop: serialized without it; write it after the head */
 
     /* ---- hand-offs ---- */
     tpool_work_t work; /* on the worker pool, for a blocking handler */
@@ -357,9 +359,8 @@ void http_sse_stop(roost_req_t *req);
 
 /* ---- middleware.c: the chain ---- */
 /* Sets up req's chain: the global middleware of hs, then route (NULL-terminated, may be NULL),
- * each with a zeroed context from the arena; a request whose chain is the global one and needs
- * no context shares hs->chain instead. Loop. Returns 0 or -ENOMEM (the chain is then global
- * only, without contexts for the route's). */
+ * each with a zeroed context from the arena (one block); a request with no route middleware
+ * shares hs->chain. Loop. Returns 0 or -ENOMEM (the chain is then empty). */
 int http_mw_chain(roost_req_t *req, const struct http_server *hs,
                   const roost_middleware_t *const *route);
 /* Runs on_request hooks until one answers; returns 1 if one did. */
@@ -382,10 +383,11 @@ typedef struct http_server {
     router_t *router;
     roost_middleware_t *mw; /* roost_use, in order */
     int nmw;
-    /* The global chain made once, for requests that add no route middleware: shared (read
-     * only) when no global middleware has a per-request context. */
+    /* The global chain made once, shared (read only) by requests that add no route
+     * middleware; their contexts are chain_ctx bytes of the request's arena. */
     http_mw_t *chain;
-    uint8_t chain_shared, chain_filters;
+    size_t chain_ctx;
+    uint8_t chain_filters;
     roost_counter_t *c_requests, *c_bad_request;
     roost_counter_t *c_limits[HTTP_NLIMITS];
     roost_counter_t *c_tasks_ok, *c_tasks_failed;

@@ -8,6 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A context's place in the request's block: 16-byte aligned. */
+static size_t ctx_room(const roost_middleware_t *m)
+{
+    return (m->ctx_size + 15) & ~(size_t)15;
+}
+
 int roost_use(roost_server_t *srv, const roost_middleware_t *mw)
 {
     http_server_t *hs = http_server(srv);
@@ -20,66 +26,75 @@ int roost_use(roost_server_t *srv, const roost_middleware_t *mw)
     if (!chain)
         return -ENOMEM;
     hs->chain = chain;
-    hs->chain_shared = 1;
+    hs->chain_ctx = 0;
     hs->chain_filters = 0;
     for (int i = 0; i < hs->nmw; i++) {
-        chain[i] = (http_mw_t){&hs->mw[i], NULL};
-        hs->chain_shared &= hs->mw[i].ctx_size == 0;
+        chain[i] = (http_mw_t){&hs->mw[i], hs->chain_ctx};
+        hs->chain_ctx += ctx_room(&hs->mw[i]);
         hs->chain_filters |= hs->mw[i].on_body != NULL;
     }
     return 0;
 }
+
 /* Where a filter emits: the next entry of the chain that filters, or the sink. */
 struct roost_body_next {
     roost_req_t *req;
     int i;
 };
 
+static void *ctx_of(const roost_req_t *req, int i)
+{
+    const http_mw_t *e = &req->mw[i];
+    return e->mw->ctx_size ? req->mw_ctx + e->ctx_off : NULL;
+}
+
+/* The contexts, zeroed, in one block of the arena. */
+static int alloc_ctx(roost_req_t *req, size_t size)
+{
+    req->mw_ctx = NULL;
+    if (!size)
+        return 0;
+    req->mw_ctx = arena_alloc(&req->arena, size);
+    if (!req->mw_ctx)
+        return -ENOMEM;
+    memset(req->mw_ctx, 0, size);
+    return 0;
+}
+
 int http_mw_chain(roost_req_t *req, const http_server_t *hs, const roost_middleware_t *const *route)
 {
-    const roost_middleware_t *global = hs->mw;
     int nglobal = req->background ? 0 : hs->nmw; /* no client: only the route's own */
-    if ((!route || !*route) && hs->chain_shared && !req->background) {
-        /* The common case: nothing per request to make (measured: the arena copy of the chain
-         * was ~60 instructions of a ~5,000-instruction /plaintext request). */
+    req->nmw = 0;
+    req->has_filter = 0;
+    if (!route || !*route) {
+        /* The common case: the entries are the server's (measured: building them per request
+         * was ~130 instructions of a ~6,000-instruction /plaintext request). */
         req->mw = nglobal ? hs->chain : NULL;
+        if (alloc_ctx(req, nglobal ? hs->chain_ctx : 0) < 0)
+            return -ENOMEM;
         req->nmw = nglobal;
-        req->has_filter = hs->chain_filters;
+        req->has_filter = nglobal && hs->chain_filters;
         return 0;
     }
     int n = nglobal;
-    for (const roost_middleware_t *const *r = route; r && *r; r++)
+    for (const roost_middleware_t *const *r = route; *r; r++)
         n++;
-    req->nmw = 0;
-    req->has_filter = 0;
-    if (n == 0) {
-        req->mw = NULL;
-        return 0;
-    }
-    int rc = 0;
     http_mw_t *mw = arena_alloc(&req->arena, (size_t)n * sizeof *mw);
     if (!mw)
         return -ENOMEM;
-    for (int i = 0; i < n; i++) {
-        const roost_middleware_t *m = i < nglobal ? &global[i] : route[i - nglobal];
-        mw[i].mw = m;
-        mw[i].ctx = NULL;
-        if (m->ctx_size) {
-            mw[i].ctx = arena_alloc(&req->arena, m->ctx_size);
-            if (!mw[i].ctx) {
-                /* A hook without its context cannot run: keep only what came before. */
-                n = i;
-                rc = -ENOMEM;
-                break;
-            }
-            memset(mw[i].ctx, 0, m->ctx_size);
-        }
-        if (m->on_body)
-            req->has_filter = 1;
+    size_t size = nglobal ? hs->chain_ctx : 0;
+    memcpy(mw, hs->chain, (size_t)nglobal * sizeof *mw);
+    for (int i = nglobal; i < n; i++) {
+        mw[i] = (http_mw_t){route[i - nglobal], size};
+        size += ctx_room(route[i - nglobal]);
     }
+    if (alloc_ctx(req, size) < 0)
+        return -ENOMEM;
+    for (int i = 0; i < n; i++)
+        req->has_filter |= mw[i].mw->on_body != NULL;
     req->mw = mw;
     req->nmw = n;
-    return rc;
+    return 0;
 }
 
 int http_mw_request(roost_req_t *req)
@@ -87,7 +102,7 @@ int http_mw_request(roost_req_t *req)
     for (int i = 0; i < req->nmw; i++) {
         const roost_middleware_t *m = req->mw[i].mw;
         if (m->on_request) {
-            m->on_request(req, req->mw[i].ctx, m->ud);
+            m->on_request(req, ctx_of(req, i), m->ud);
             if (req->status)
                 return 1;
             if (atomic_load(&req->waits) > 0) {
@@ -105,7 +120,7 @@ void http_mw_headers(roost_req_t *req)
     for (int i = 0; i < req->nmw; i++) {
         const roost_middleware_t *m = req->mw[i].mw;
         if (m->on_headers)
-            m->on_headers(req, req->mw[i].ctx, m->ud);
+            m->on_headers(req, ctx_of(req, i), m->ud);
     }
 }
 
@@ -114,10 +129,13 @@ void http_mw_headers(roost_req_t *req)
 static int sink(roost_req_t *req, const void *p, size_t n, int last)
 {
     if (http_req_phase(req) != HTTP_REQ_STREAMING) {
-        /* A shared body that every filter passed on unchanged stays shared (no copy). */
-        if (req->res_shared && last && !req->res_tmp.len && n == req->res_shared_len &&
-            p == req->res_shared->data + req->res_shared_off) {
-            req->res_tmp_is_shared = 1;
+        /* A body that every filter passed on unchanged stays as it was (no copy): the
+         * handler's bytes, or the shared buffer they point into. */
+        const char *body =
+            req->res_shared ? req->res_shared->data + req->res_shared_off : req->res_body.p;
+        size_t len = req->res_shared ? req->res_shared_len : req->res_body.len;
+        if (last && !req->res_tmp.len && p == body && n == len) {
+            req->body_kept = 1;
             return 0;
         }
         return n ? sbuf_append(&req->res_tmp, p, n) : 0;
@@ -143,7 +161,7 @@ int roost_body_emit(roost_body_next_t *next, const void *p, size_t n, int last)
         const roost_middleware_t *m = req->mw[i].mw;
         if (m->on_body) {
             roost_body_next_t after = {req, i + 1};
-            return m->on_body(req, p, n, last, &after, req->mw[i].ctx, m->ud);
+            return m->on_body(req, p, n, last, &after, ctx_of(req, i), m->ud);
         }
     }
     return sink(req, p, n, last);
@@ -155,7 +173,7 @@ void http_mw_respond(roost_req_t *req)
     if (!req->has_filter || req->res_file.done)
         return; /* the body goes out as the handler wrote it (or the file as on disk) */
     req->res_tmp.len = 0;
-    req->res_tmp_is_shared = 0;
+    req->body_kept = 0;
     roost_body_next_t first = {req, 0};
     const char *body = req->res_body.p;
     size_t len = req->res_body.len;
@@ -164,8 +182,8 @@ void http_mw_respond(roost_req_t *req)
         len = req->res_shared_len;
     }
     int rc = roost_body_emit(&first, body, len, 1);
-    if (rc == 0 && req->res_tmp_is_shared)
-        return;                   /* passed on unchanged: the shared bytes are the body */
+    if (rc == 0 && req->body_kept)
+        return; /* passed on unchanged: the handler's (or the shared) bytes are the body */
     http_res_shared_release(req); /* the filters made the body: res_tmp */
     if (rc < 0) {
         log_error("%s: a body filter failed; the answer is 500",
@@ -173,6 +191,8 @@ void http_mw_respond(roost_req_t *req)
         req->status = 500;
         req->res_type = NULL;
         req->res_tmp.len = 0;
+        req->res_body.len = 0;
+        return;
     }
     sbuf_t t = req->res_body;
     req->res_body = req->res_tmp;
@@ -192,6 +212,6 @@ void http_mw_done(roost_req_t *req)
     for (int i = 0; i < n; i++) {
         const roost_middleware_t *m = req->mw[i].mw;
         if (m->on_done)
-            m->on_done(req, req->mw[i].ctx, m->ud);
+            m->on_done(req, ctx_of(req, i), m->ud);
     }
 }

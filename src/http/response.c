@@ -119,7 +119,13 @@ void http_serialize(roost_req_t *req, const char *date, sbuf_t *out)
         return;
     char *p = out->p + out->len;
     p = PUT_LIT(p, "HTTP/1.1 ");
-    p = put_uint(p, (size_t)status);
+    if (status >= 100 && status <= 999) { /* three digits (RFC 9110 §15): no loop */
+        *p++ = (char)('0' + status / 100);
+        *p++ = (char)('0' + status / 10 % 10);
+        *p++ = (char)('0' + status % 10);
+    } else {
+        p = put_uint(p, (size_t)status);
+    }
     *p++ = ' ';
     p = put(p, reason, strlen(reason));
     p = PUT_LIT(p, "\r\nServer: roost\r\nDate: ");

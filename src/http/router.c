@@ -17,12 +17,20 @@ typedef struct method_route {
 
 typedef struct node {
     char *seg;             /* literal segment, or NULL for the parameter child */
+    size_t seg_len;        /* kept: matching compares lengths first, without strlen */
     struct node *children; /* literal children */
     struct node *sibling;
     struct node *param; /* the {name} child */
     struct node *rest;  /* the {name:path} child: the rest of the path, slashes included */
     method_route_t *routes;
+    /* With many literal children (the root has one per top-level path): an open-addressed
+     * index of them by seg_hash, so a match does not walk the whole sibling list. */
+    struct node **index;
+    size_t index_size; /* a power of two, or 0: no index */
+    int nchildren;
 } node_t;
+
+#define INDEX_FROM 8 /* children before a node gets an index */
 
 struct router {
     node_t root;
@@ -63,6 +71,7 @@ static void free_node(node_t *n)
         m = next;
     }
     free(n->seg);
+    free(n->index);
 }
 
 void router_free(router_t *r)
@@ -72,6 +81,66 @@ void router_free(router_t *r)
     free_node(&r->root);
     free(r->by_id);
     free(r);
+}
+
+/* Whether literal child c is the segment p[0..len). The first byte before memcmp: most
+ * siblings differ there, and the root has one child per top-level path. */
+static int seg_is(const node_t *c, const char *p, size_t len)
+{
+    return c->seg_len == len && (len == 0 || c->seg[0] == p[0]) && !memcmp(c->seg, p, len);
+}
+
+static size_t seg_hash(const char *p, size_t len)
+{
+    return len ? len * 31 + (unsigned char)p[0] * 7 + (unsigned char)p[len - 1] : 0;
+}
+
+/* The literal child of n that is p[0..len), or NULL. */
+static node_t *child_of(const node_t *n, const char *p, size_t len)
+{
+    if (n->index) {
+        size_t mask = n->index_size - 1;
+        for (size_t h = seg_hash(p, len) & mask; n->index[h]; h = (h + 1) & mask)
+            if (seg_is(n->index[h], p, len))
+                return n->index[h];
+        return NULL;
+    }
+    for (node_t *c = n->children; c; c = c->sibling)
+        if (seg_is(c, p, len))
+            return c;
+    return NULL;
+}
+
+/* Adds c to n's children (and to the index, rebuilt a size up when half full). */
+static int add_child(node_t *n, node_t *c)
+{
+    if (n->nchildren + 1 >= INDEX_FROM && (size_t)(n->nchildren + 1) * 2 > n->index_size) {
+        size_t size = 32;
+        while (size < (size_t)(n->nchildren + 1) * 4)
+            size *= 2;
+        node_t **index = calloc(size, sizeof *index);
+        if (!index)
+            return -ENOMEM;
+        free(n->index);
+        n->index = index;
+        n->index_size = size;
+        for (node_t *o = n->children; o; o = o->sibling) {
+            size_t h = seg_hash(o->seg, o->seg_len) & (size - 1);
+            while (index[h])
+                h = (h + 1) & (size - 1);
+            index[h] = o;
+        }
+    }
+    if (n->index) {
+        size_t h = seg_hash(c->seg, c->seg_len) & (n->index_size - 1);
+        while (n->index[h])
+            h = (h + 1) & (n->index_size - 1);
+        n->index[h] = c;
+    }
+    c->sibling = n->children;
+    n->children = c;
+    n->nchildren++;
+    return 0;
 }
 
 /* Next segment of p (after a '/'); returns its end. */
@@ -129,17 +198,18 @@ int router_add_ex(router_t *r, const roost_route_opts_t *opts)
         } else if (memchr(p, '{', len) || memchr(p, '}', len)) {
             goto invalid; /* a parameter must be a whole segment: "{name}" */
         } else {
-            node_t *c;
-            for (c = n->children; c; c = c->sibling)
-                if (strlen(c->seg) == len && !memcmp(c->seg, p, len))
-                    break;
+            node_t *c = child_of(n, p, len);
             if (!c) {
                 if (!(c = calloc(1, sizeof *c)) || !(c->seg = strndup(p, len))) {
                     free(c);
                     goto nomem;
                 }
-                c->sibling = n->children;
-                n->children = c;
+                c->seg_len = len;
+                if (add_child(n, c) < 0) {
+                    free(c->seg);
+                    free(c);
+                    goto nomem;
+                }
             }
             n = c;
         }
@@ -242,12 +312,11 @@ static const node_t *walk(const node_t *n, const char *p, const char *end, http_
     const char *e = seg_end(p, end);
     size_t len = (size_t)(e - p);
     const char *next = e == end ? end + 1 : e + 1;
-    for (const node_t *c = n->children; c; c = c->sibling) {
-        if (strlen(c->seg) == len && !memcmp(c->seg, p, len)) {
-            const node_t *found = walk(c, next, end, params, depth, nparams);
-            if (found && found->routes)
-                return found;
-        }
+    const node_t *c = child_of(n, p, len); /* literal segments are unique among siblings */
+    if (c) {
+        const node_t *found = walk(c, next, end, params, depth, nparams);
+        if (found && found->routes)
+            return found;
     }
     if (n->param && len > 0 && depth < HTTP_MAX_PARAMS) {
         params[depth].value = str_make(p, len);

@@ -20,17 +20,7 @@ static void http_server_free(void *ctx)
     free(hs);
 }
 
-static const core_slot_ops_t http_slot_ops = {
-    .name = "http",
-    .server_free = http_server_free,
-    .loop_free = http_loop_end,
-};
-
-core_slot_t http_slot(void)
-{
-    static atomic_int slot;
-    return core_slot_of(&slot, &http_slot_ops);
-}
+CORE_SLOT_FN(http_slot, .name = "http", .server_free = http_server_free, .loop_free = http_loop_end)
 
 http_server_t *http_server(roost_server_t *srv)
 {
@@ -129,11 +119,7 @@ void roost_after_response(roost_req_t *req, roost_task_fn fn, void *arg, void (*
         return;
     }
     *t = (struct http_after){NULL, fn, arg, free_fn};
-    if (req->after_tail)
-        req->after_tail->next = t;
-    else
-        req->after = t;
-    req->after_tail = t;
+    LIST_APPEND(req->after, req->after_tail, t, next);
 }
 
 static void run_tasks(roost_server_t *srv, struct http_after *t, int run)

@@ -212,11 +212,7 @@ static roost_req_t *on_new_req(void *ud)
     roost_req_t *req = req_get(s);
     if (!req)
         return NULL;
-    if (s->tail)
-        s->tail->next = req;
-    else
-        s->head = req;
-    s->tail = req;
+    LIST_APPEND(s->head, s->tail, req, next);
     s->depth++;
     arm(s, PHASE_HEAD, s->srv->cfg.http.header_timeout_s);
     return req;

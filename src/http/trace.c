@@ -35,11 +35,26 @@ static uint64_t next64(void)
     return r;
 }
 
+/* 16 lowercase hex digits of v, eight at a time: the nibbles spread one to a byte, then each
+ * byte becomes its digit with no branch (a loop of 16 was half of what a request's ids cost). */
+static void hex32(char *out, uint32_t v)
+{
+    uint64_t x = v;
+    x = ((x & 0xFFFF0000u) << 16) | (x & 0xFFFFu);
+    x = ((x & 0x0000FF000000FF00ull) << 8) | (x & 0x000000FF000000FFull);
+    x = ((x & 0x00F000F000F000F0ull) << 4) | (x & 0x000F000F000F000Full);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    x = __builtin_bswap64(x); /* the most significant nibble first in memory */
+#endif
+    uint64_t letter = ((x + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull; /* >= 10 */
+    x += 0x3030303030303030ull + letter * ('a' - '0' - 10);
+    memcpy(out, &x, 8);
+}
+
 static void hex64(char *out, uint64_t v)
 {
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 15; i >= 0; i--, v >>= 4)
-        out[i] = digits[v & 15];
+    hex32(out, (uint32_t)(v >> 32));
+    hex32(out + 8, (uint32_t)v);
 }
 
 /* Fills out (n hex digits + NUL) with a random, non-zero id. */

@@ -60,17 +60,7 @@ static void *hub_new(roost_server_t *srv)
     return hub;
 }
 
-static const core_slot_ops_t hub_slot_ops = {
-    .name = "hub",
-    .server_new = hub_new,
-    .server_free = hub_free,
-};
-
-hub_t *hub_get(roost_server_t *srv)
-{
-    static atomic_int slot;
-    return core_server_ctx(srv, core_slot_of(&slot, &hub_slot_ops));
-}
+CORE_SERVER_CTX_FN(hub_t, hub_get, .name = "hub", .server_new = hub_new, .server_free = hub_free)
 
 int hub_valid_name(const char *s, size_t len)
 {

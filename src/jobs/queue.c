@@ -93,11 +93,7 @@ int roost_job_submit(roost_server_t *srv, const roost_job_spec_t *spec, roost_jo
     s->done = done;
     s->arg = arg;
     pthread_mutex_lock(&j->lock);
-    if (j->subs_tail)
-        j->subs_tail->next = s;
-    else
-        j->subs = s;
-    j->subs_tail = s;
+    LIST_APPEND(j->subs, j->subs_tail, s, next);
     jobs_wake(j);
     pthread_mutex_unlock(&j->lock);
     return 0;

@@ -14,13 +14,7 @@
 
 /* The queue lives in the slot from the first roost_job_type until it stops (a service:
  * stopping frees it). */
-static const core_slot_ops_t jobs_slot_ops = {.name = "jobs"};
-
-static core_slot_t jobs_slot(void)
-{
-    static atomic_int slot;
-    return core_slot_of(&slot, &jobs_slot_ops);
-}
+static CORE_SLOT_FN(jobs_slot, .name = "jobs")
 
 static void jobs_start(void *ud)
 {

@@ -32,13 +32,7 @@ static void keyset_free(void *ctx)
     free(k);
 }
 
-static const core_slot_ops_t auth_slot_ops = {.name = "auth", .server_free = keyset_free};
-
-static core_slot_t auth_slot(void)
-{
-    static atomic_int slot;
-    return core_slot_of(&slot, &auth_slot_ops);
-}
+static CORE_SLOT_FN(auth_slot, .name = "auth", .server_free = keyset_free)
 
 static void digest(const char *p, size_t n, unsigned char out[32])
 {

@@ -120,12 +120,8 @@ static void server_free(void *ctx)
 }
 
 /* The cache's core slot: made on first use (roost_mw_cache, before the loops run). */
-static cache_server_t *cache_server(roost_server_t *srv)
-{
-    static const core_slot_ops_t ops = {"cache", server_new, server_free, NULL, NULL};
-    static atomic_int slot;
-    return core_server_ctx(srv, core_slot_of(&slot, &ops));
-}
+static CORE_SERVER_CTX_FN(cache_server_t, cache_server, .name = "cache", .server_new = server_new,
+                          .server_free = server_free)
 
 static uint64_t ns_of(double s)
 {

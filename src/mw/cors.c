@@ -32,24 +32,15 @@ static void cors_free(void *ctx)
     free(c);
 }
 
-static const core_slot_ops_t slot_ops = {.name = "cors", .server_free = cors_free};
+static CORE_SLOT_FN(cors_slot, .name = "cors", .server_free = cors_free)
 
 /* Whether the comma-separated list holds [v, v+len), ignoring case and blanks around items. */
 static int list_has(const char *list, const char *v, size_t len)
 {
-    for (const char *p = list; *p;) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *e = p;
-        while (*e && *e != ',')
-            e++;
-        const char *end = e;
-        while (end > p && end[-1] == ' ')
-            end--;
-        if ((size_t)(end - p) == len && len && strncasecmp(p, v, len) == 0)
+    roost_str_t item;
+    for (const char *p = list, *end = list + strlen(list); str_list_next(&p, end, &item);)
+        if (item.len == len && len && strncasecmp(item.ptr, v, len) == 0)
             return 1;
-        p = e;
-    }
     return 0;
 }
 
@@ -192,8 +183,7 @@ int roost_cors_init(roost_server_t *srv)
     c->any_header = is_star(c->headers);
     c->vary = !c->any_origin || c->credentials;
     snprintf(c->max_age, sizeof c->max_age, "%d", cfg->cors_max_age);
-    static atomic_int slot;
-    core_server_ctx_set(srv, core_slot_of(&slot, &slot_ops), c); /* freed with the server */
+    core_server_ctx_set(srv, cors_slot(), c); /* freed with the server */
     roost_middleware_t mw = {
         .name = "cors",
         .ctx_size = sizeof(cors_req_t),

@@ -57,11 +57,8 @@ static void *gz_state_new(roost_server_t *srv)
     return st;
 }
 
-static const core_slot_ops_t gz_slot_ops = {
-    .name = "gzip",
-    .server_new = gz_state_new,
-    .server_free = free,
-};
+static CORE_SERVER_CTX_FN(gz_state_t, gz_state, .name = "gzip", .server_new = gz_state_new,
+                          .server_free = free)
 
 /* ---- per thread: a libdeflate compressor and an output buffer, reused across answers ---- */
 
@@ -329,8 +326,7 @@ static void gz_done(roost_req_t *req, void *ctx, void *ud)
 
 int roost_use_gzip(roost_server_t *srv)
 {
-    static atomic_int slot;
-    gz_state_t *st = core_server_ctx(srv, core_slot_of(&slot, &gz_slot_ops));
+    gz_state_t *st = gz_state(srv);
     if (!st)
         return -ENOMEM;
     const roost_middleware_t mw = {

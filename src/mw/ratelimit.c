@@ -87,17 +87,8 @@ static void server_free(void *ctx)
     free(rs);
 }
 
-static const core_slot_ops_t slot_ops = {
-    .name = "ratelimit",
-    .server_new = server_new,
-    .server_free = server_free,
-};
-
-static rl_server_t *rl_server(roost_server_t *srv)
-{
-    static atomic_int slot;
-    return core_server_ctx(srv, core_slot_of(&slot, &slot_ops));
-}
+static CORE_SERVER_CTX_FN(rl_server_t, rl_server, .name = "ratelimit", .server_new = server_new,
+                          .server_free = server_free)
 
 /* ---- the key of a request ---- */
 

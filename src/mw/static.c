@@ -72,7 +72,7 @@ static void static_srv_free(void *ctx)
     free(ss);
 }
 
-static const core_slot_ops_t static_slot_ops = {.name = "static", .server_free = static_srv_free};
+static CORE_SLOT_FN(static_slot, .name = "static", .server_free = static_srv_free)
 
 /* mime.types: "type ext ext ..." per line, '#' comments. The first type named for an
  * extension wins, as in nginx's types block built from it. */
@@ -105,8 +105,7 @@ static void mime_load(strmap_t *map)
 
 static static_srv_t *static_srv(roost_server_t *srv)
 {
-    static atomic_int slot;
-    core_slot_t s = core_slot_of(&slot, &static_slot_ops);
+    core_slot_t s = static_slot();
     if (s <= 0)
         return NULL;
     static_srv_t *ss = core_server_ctx(srv, s);
@@ -259,16 +258,9 @@ static void http_date(time_t t, char out[32])
 static int etag_matches(roost_str_t list, const char *etag)
 {
     size_t el = strlen(etag);
-    const char *p = list.ptr, *end = list.ptr + list.len;
-    while (p < end) {
-        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-            p++;
-        const char *s = p;
-        while (p < end && *p != ',')
-            p++;
-        const char *e = p;
-        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
-            e--;
+    roost_str_t item;
+    for (const char *p = list.ptr; p && str_list_next(&p, list.ptr + list.len, &item);) {
+        const char *s = item.ptr, *e = item.ptr + item.len;
         if (e - s == 1 && *s == '*')
             return 1;
         if (e - s > 2 && s[0] == 'W' && s[1] == '/')

@@ -356,11 +356,7 @@ static int enqueue(net_conn_t *c, rbuf_t *b, const char *ptr, size_t len)
     w->ptr = ptr;
     w->len = len;
     w->file = NULL;
-    if (c->wq_tail)
-        c->wq_tail->next = w;
-    else
-        c->wq_head = w;
-    c->wq_tail = w;
+    LIST_APPEND(c->wq_head, c->wq_tail, w, next);
     c->wq_bytes += len;
     return 0;
 }

@@ -52,11 +52,7 @@ void net_loop_post(net_loop_t *loop, net_msg_t *msg)
         return;
     }
     int was_empty = loop->inbox_head == NULL;
-    if (loop->inbox_tail)
-        loop->inbox_tail->next = msg;
-    else
-        loop->inbox_head = msg;
-    loop->inbox_tail = msg;
+    LIST_APPEND(loop->inbox_head, loop->inbox_tail, msg, next);
     pthread_mutex_unlock(&loop->inbox_lock);
     /* One wake-up per burst: the loop takes the whole list at once. */
     if (was_empty)

@@ -81,12 +81,6 @@ void watchdog_stop(watchdog_t *w)
 {
     if (!w)
         return;
-    pthread_mutex_lock(&w->lock);
-    w->stop = 1;
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&w->lock);
-    pthread_join(w->thread, NULL);
-    pthread_mutex_destroy(&w->lock);
-    pthread_cond_destroy(&w->cond);
+    thread_stop_join(w->thread, &w->lock, &w->cond, &w->stop);
     free(w);
 }

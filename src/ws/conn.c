@@ -49,17 +49,8 @@ ws_stats_t *ws_stats(roost_server_t *srv)
     return (ws_stats_t *)ws_open_count(srv);
 }
 
-static const core_slot_ops_t ws_slot_ops = {
-    .name = "ws",
-    .server_new = ws_server_new,
-    .server_free = free,
-};
-
-_Atomic long *ws_open_count(roost_server_t *srv)
-{
-    static atomic_int slot;
-    return core_server_ctx(srv, core_slot_of(&slot, &ws_slot_ops));
-}
+CORE_SERVER_CTX_FN(_Atomic long, ws_open_count, .name = "ws", .server_new = ws_server_new,
+                   .server_free = free)
 
 void ws_set_detach(roost_ws_t *ws, void (*fn)(roost_ws_t *ws, void *arg), void *arg)
 {

@@ -423,3 +423,34 @@ TEST(router_path_parameter_takes_the_rest_of_the_path)
     CHECK_EQ_INT(seen[0], 2);
     router_free(r);
 }
+
+TEST(router_indexed_siblings_alike_in_length_and_ends_and_a_parameter_fallback)
+{
+    /* Over a few siblings a node indexes them by length and first and last byte: siblings
+     * alike in all three must still be told apart, and a miss must reach the parameter. */
+    router_t *r = router_new();
+    char path[64];
+    for (int i = 0; i < 26; i++) {
+        snprintf(path, sizeof path, "/a%cb", 'a' + i);
+        CHECK_EQ_INT(router_add(r, "GET", path, h1, (void *)(intptr_t)(i + 1), 0), 0);
+    }
+    CHECK_EQ_INT(router_add(r, "GET", "/{name}", h1, (void *)100, 0), 0);
+    CHECK_EQ_INT(router_add(r, "GET", "/", h1, (void *)101, 0), 0);
+    CHECK(router_add(r, "GET", "/amb", h1, NULL, 0) < 0); /* a duplicate, found by the index */
+    http_param_t p[HTTP_MAX_PARAMS];
+    int np;
+    char allow[128];
+    for (int i = 0; i < 26; i++) {
+        snprintf(path, sizeof path, "/a%cb", 'a' + i);
+        const route_t *rt = match(r, "GET", path, p, &np, allow);
+        CHECK(rt && rt->ud == (void *)(intptr_t)(i + 1));
+        CHECK_EQ_INT(np, 0);
+    }
+    const route_t *rt = match(r, "GET", "/a0b", p, &np, allow);
+    CHECK(rt && rt->ud == (void *)100);
+    CHECK_EQ_INT(np, 1);
+    CHECK(p[0].value.len == 3 && !memcmp(p[0].value.ptr, "a0b", 3));
+    rt = match(r, "GET", "/", p, &np, allow);
+    CHECK(rt && rt->ud == (void *)101);
+    router_free(r);
+}
