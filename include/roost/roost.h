@@ -97,6 +97,13 @@ typedef struct {
     int max_rooms; /* --max-rooms: rooms kept at once (rooms are never freed) */
 } roost_rooms_config_t;
 
+/* Scale-out through Redis (src/redis): off while url is empty. */
+typedef struct {
+    const char *url;       /* --redis: redis://[[user]:password@]host[:port][/db] */
+    const char *node_id;   /* --node-id: this node's name in Redis, default host:port */
+    double presence_ttl_s; /* --presence-ttl-s: a dead node's members leave after this */
+} roost_redis_config_t;
+
 typedef struct {
     int workers;            /* --job-workers: threads running queued jobs, default 8 */
     int prefetch;           /* --job-prefetch: jobs reserved ahead of the workers, 64 */
@@ -172,6 +179,7 @@ typedef struct {
     roost_gzip_config_t gzip;
     roost_tls_config_t tls;
     roost_auth_config_t auth;
+    roost_redis_config_t redis;
 } roost_config_t;
 
 /* Fills cfg with the defaults above. */
@@ -832,6 +840,14 @@ typedef int (*roost_job_watch_fn)(json_t *task, void *arg);
 int roost_job_watch(roost_server_t *srv, long long id, roost_job_watch_fn fn, void *arg);
 /* A status is final: completed, failed or cancelled. */
 int roost_job_final(const char *status);
+
+/* ---- Redis: rooms shared by several nodes (--redis) ---- */
+/* With --redis: starts the server's Redis client, which connects (and reconnects) on its own
+ * thread; rooms are bridged through it from then on. 0 without --redis; -EINVAL for a bad URL.
+ * Main thread, before roost_run. */
+int roost_redis_start(roost_server_t *srv);
+/* -1 without --redis, else 1 while Redis is connected and 0 while it is not. Any thread. */
+int roost_redis_state(roost_server_t *srv);
 
 /* ---- counters, exported on /metrics ---- */
 typedef struct roost_counter roost_counter_t;

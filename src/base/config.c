@@ -122,6 +122,14 @@ static const opt_t fetch_opts[] = {
      "may call (repeatable)"},
 };
 
+static const opt_t redis_opts[] = {
+    {"redis", STR, OFF(redis.url), 0, 0,
+     "redis://[[user]:password@]host[:port][/db]: rooms shared by every node (empty: off)"},
+    {"node-id", STR, OFF(redis.node_id), 0, 0, "this node's name in Redis (empty: host:port)"},
+    {"presence-ttl-s", SECS, OFF(redis.presence_ttl_s), 1, 3600,
+     "a node that stops refreshing its members in Redis has them leave after this"},
+};
+
 static const opt_t jobs_opts[] = {
     {"job-workers", INT, OFF(jobs.workers), 1, 1024, "threads that run queued jobs"},
     {"job-fsync", BOOL, OFF(jobs.fsync), 0, 1,
@@ -197,6 +205,7 @@ static const section_t sections[] = {
     {"ws", ws_opts, ARRAY_LEN(ws_opts)},
     {"fetch", fetch_opts, ARRAY_LEN(fetch_opts)},
     {"rooms", rooms_opts, ARRAY_LEN(rooms_opts)},
+    {"redis", redis_opts, ARRAY_LEN(redis_opts)},
     {"jobs", jobs_opts, ARRAY_LEN(jobs_opts)},
     {"data", data_opts, ARRAY_LEN(data_opts)},
     {"cache", cache_opts, ARRAY_LEN(cache_opts)},
@@ -249,6 +258,7 @@ void roost_config_init(roost_config_t *cfg)
         .pong_timeout_s = 10,
     };
     cfg->rooms = (roost_rooms_config_t){.history = 100, .max_rooms = 100000};
+    cfg->redis = (roost_redis_config_t){.url = "", .node_id = "", .presence_ttl_s = 10};
     cfg->jobs = (roost_jobs_config_t){.workers = 8, .prefetch = 64, .retry_backoff_s = 1};
     cfg->data = (roost_data_config_t){
         .dir = "./data",

@@ -1,0 +1,611 @@
+/* The client's thread and its two connections: connecting (AUTH, SELECT), reconnecting with
+ * capped exponential backoff, the command queue (held while down, bounded, timed out) and the
+ * inbox through which other threads hand it commands and subscriptions. Subscriptions
+ * themselves are pubsub.c's; the server's own client is server.c's. */
+#include "redis/redis.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define TICK_MS 50
+
+typedef enum { OP_CMD, OP_SUB, OP_UNSUB, OP_STOP } op_kind_t;
+
+struct redis_op {
+    redis_op_t *next;
+    op_kind_t kind;
+    redis_cmd_t *cmd; /* OP_CMD */
+    char channel[];   /* OP_SUB, OP_UNSUB */
+};
+
+struct redis_cmd {
+    redis_cmd_t *prev, *next; /* the queue, while waiting or sent */
+    redis_reply_fn fn;
+    void *ud;
+    uint64_t deadline_ms;
+    int sent;     /* handed to hiredis, which calls on_reply once */
+    int finished; /* fn was called (a timeout): the late reply is dropped */
+    const redis_script_t *script;
+    int argc;
+    const char **argv;
+    size_t *lens;
+};
+
+static void conn_start(redis_conn_t *c);
+
+/* ---- commands ---- */
+
+static void queue_unlink(redis_t *r, redis_cmd_t *k)
+{
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        r->queue_head = k->next;
+    if (k->next)
+        k->next->prev = k->prev;
+    else
+        r->queue_tail = k->prev;
+    k->prev = k->next = NULL;
+}
+
+/* Calls fn once; the command is freed unless hiredis still holds it. */
+static void cmd_finish(redis_t *r, redis_cmd_t *k, const redisReply *reply, int err)
+{
+    if (!k->finished) {
+        k->finished = 1;
+        atomic_fetch_sub(&r->inflight, 1);
+        if (err)
+            roost_counter_add(r->c_failed, 1);
+        if (k->fn)
+            k->fn(r, reply, err, k->ud);
+    }
+}
+
+static void cmd_send(redis_t *r, redis_cmd_t *k);
+
+static int is_noscript(const redisReply *reply)
+{
+    return reply && reply->type == REDIS_REPLY_ERROR && !strncmp(reply->str, "NOSCRIPT", 8);
+}
+
+static void on_reply(redisAsyncContext *ac, void *replyp, void *privdata)
+{
+    redis_cmd_t *k = privdata;
+    redis_t *r = ac->data ? ((redis_conn_t *)ac->data)->r : NULL;
+    const redisReply *reply = replyp;
+    if (!r) { /* freed by us (conn_drop): the queue no longer holds it */
+        free(k);
+        return;
+    }
+    if (!k->finished && is_noscript(reply) && k->script && !strcmp(k->argv[0], "EVALSHA")) {
+        /* The script is not loaded there (Redis restarted): EVAL loads and runs it. */
+        k->argv[0] = "EVAL";
+        k->argv[1] = k->script->source;
+        k->lens[0] = 4;
+        k->lens[1] = strlen(k->script->source);
+        k->sent = 0;
+        cmd_send(r, k);
+        return;
+    }
+    if (!k->finished)
+        queue_unlink(r, k);
+    cmd_finish(r, k, reply, reply ? 0 : r->stopping ? -ECANCELED : -ECONNRESET);
+    free(k);
+}
+
+static void cmd_send(redis_t *r, redis_cmd_t *k)
+{
+    if (k->sent || r->cmd.state != CONN_UP)
+        return;
+    if (redisAsyncCommandArgv(r->cmd.ac, on_reply, k, k->argc, k->argv, k->lens) != REDIS_OK) {
+        queue_unlink(r, k);
+        cmd_finish(r, k, NULL, -ECONNRESET);
+        free(k);
+        return;
+    }
+    k->sent = 1;
+    roost_counter_add(r->c_commands, 1);
+}
+
+static void queue_add(redis_t *r, redis_cmd_t *k)
+{
+    k->prev = r->queue_tail;
+    if (r->queue_tail)
+        r->queue_tail->next = k;
+    else
+        r->queue_head = k;
+    r->queue_tail = k;
+    cmd_send(r, k);
+}
+
+/* A reply late by the command timeout means the connection is stuck: renew it. */
+static void conn_drop(redis_conn_t *c);
+
+static void expire(redis_t *r, uint64_t now)
+{
+    int stuck = 0;
+    while (r->queue_head && r->queue_head->deadline_ms <= now) {
+        redis_cmd_t *k = r->queue_head;
+        queue_unlink(r, k);
+        roost_counter_add(r->c_timeouts, 1);
+        int sent = k->sent;
+        cmd_finish(r, k, NULL, -ETIMEDOUT);
+        if (sent)
+            stuck = 1; /* on_reply frees it */
+        else
+            free(k);
+    }
+    if (stuck && r->cmd.state == CONN_UP) {
+        log_warn("redis: a command got no reply in %.1fs: reconnecting",
+                 r->opts.command_timeout_s);
+        conn_drop(&r->cmd);
+    }
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    redis_t *r = t->data;
+    uint64_t now = uv_now(&r->loop);
+    expire(r, now);
+    redis_sub_sweep(r, now);
+}
+
+/* ---- connections ---- */
+
+static void set_up(redis_t *r)
+{
+    int up = r->cmd.state == CONN_UP && r->sub.state == CONN_UP;
+    if (up == atomic_load(&r->up))
+        return;
+    atomic_store(&r->up, up);
+    roost_counter_add(r->c_up, up ? 1 : -1);
+    log_info("redis: %s (%s:%d)", up ? "up" : "down", r->url.host, r->url.port);
+    for (int i = 0; i < r->nstate; i++)
+        r->on_state[i].fn(r, up, r->on_state[i].ud);
+}
+
+static void on_backoff(uv_timer_t *t)
+{
+    redis_conn_t *c = t->data;
+    if (c->state == CONN_DOWN) {
+        conn_start(c);
+    } else if (c->state != CONN_UP) { /* the connect timeout */
+        log_warn("redis: no connection within %.1fs", c->r->opts.connect_timeout_s);
+        conn_drop(c);
+    }
+}
+
+/* The connection ended (hiredis frees its context): try again after the backoff. */
+static void conn_lost(redis_conn_t *c)
+{
+    redis_t *r = c->r;
+    c->ac = NULL;
+    c->state = CONN_DOWN;
+    set_up(r);
+    if (r->stopping)
+        return;
+    double delay = r->opts.backoff_min_s;
+    for (int i = 0; i < c->attempts && delay < r->opts.backoff_max_s; i++)
+        delay *= 2;
+    if (delay > r->opts.backoff_max_s)
+        delay = r->opts.backoff_max_s;
+    /* up to a quarter less, so that many nodes do not reconnect in step */
+    delay *= 1.0 - (double)(rand() % 250) / 1000.0;
+    c->attempts++;
+    uv_timer_start(&c->timer, on_backoff, (uint64_t)(delay * 1000), 0);
+}
+
+static void conn_drop(redis_conn_t *c)
+{
+    redisAsyncContext *ac = c->ac;
+    if (!ac)
+        return;
+    ac->data = NULL; /* its callbacks, run by the free, know it is no longer ours */
+    if (!c->is_sub) {
+        /* hiredis calls on_reply for each sent command, with r unknown: finish them here */
+        for (redis_cmd_t *k = c->r->queue_head, *next; k; k = next) {
+            next = k->next;
+            if (!k->sent)
+                continue;
+            queue_unlink(c->r, k);
+            cmd_finish(c->r, k, NULL, c->r->stopping ? -ECANCELED : -ECONNRESET);
+        }
+    }
+    redisAsyncFree(ac);
+    conn_lost(c);
+}
+
+static void conn_ready(redis_conn_t *c)
+{
+    redis_t *r = c->r;
+    c->state = CONN_UP;
+    c->attempts = 0;
+    uv_timer_stop(&c->timer);
+    if (c->is_sub)
+        redis_sub_ready(r);
+    else
+        for (redis_cmd_t *k = r->queue_head, *next; k; k = next) {
+            next = k->next;
+            cmd_send(r, k);
+        }
+    set_up(r);
+}
+
+static void on_handshake(redisAsyncContext *ac, void *replyp, void *privdata)
+{
+    redis_conn_t *c = ac->data;
+    redisReply *reply = replyp;
+    if (!c || !reply)
+        return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        log_error("redis: %s", reply->str);
+        conn_drop(c);
+        return;
+    }
+    if (--c->handshake_left == 0)
+        conn_ready(c);
+}
+
+static void on_connect(const redisAsyncContext *cac, int status)
+{
+    redisAsyncContext *ac = (redisAsyncContext *)cac;
+    redis_conn_t *c = ac->data;
+    if (!c)
+        return;
+    if (status != REDIS_OK) {
+        if (c->attempts == 0)
+            log_warn("redis: cannot connect to %s:%d: %s", c->r->url.host, c->r->url.port,
+                     ac->errstr);
+        conn_lost(c); /* hiredis frees the context after this callback */
+        return;
+    }
+    redis_t *r = c->r;
+    c->state = CONN_HANDSHAKE;
+    c->handshake_left = 0;
+    if (r->url.password) {
+        const char *argv[3] = {"AUTH", r->url.user ? r->url.user : r->url.password,
+                               r->url.password};
+        redisAsyncCommandArgv(ac, on_handshake, c, r->url.user ? 3 : 2, argv, NULL);
+        c->handshake_left++;
+    }
+    if (r->url.db && !c->is_sub) {
+        char db[16];
+        snprintf(db, sizeof db, "%d", r->url.db);
+        const char *argv[2] = {"SELECT", db};
+        redisAsyncCommandArgv(ac, on_handshake, c, 2, argv, NULL);
+        c->handshake_left++;
+    }
+    if (!c->handshake_left)
+        conn_ready(c);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    redis_conn_t *c = ac->data;
+    if (!c)
+        return;
+    if (c->state == CONN_UP)
+        log_warn("redis: connection lost: %s", ac->errstr[0] ? ac->errstr : "closed");
+    conn_lost(c);
+}
+
+static void conn_start(redis_conn_t *c)
+{
+    redis_t *r = c->r;
+    if (c->attempts > 0)
+        roost_counter_add(r->c_reconnects, 1);
+    redisAsyncContext *ac = redisAsyncConnect(r->url.host, r->url.port);
+    if (!ac || ac->err || redis_uv_attach(ac, &r->loop) < 0) {
+        if (ac)
+            redisAsyncFree(ac);
+        conn_lost(c);
+        return;
+    }
+    ac->data = c;
+    c->ac = ac;
+    c->state = CONN_CONNECTING;
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    uv_timer_start(&c->timer, on_backoff, (uint64_t)(r->opts.connect_timeout_s * 1000), 0);
+}
+
+/* ---- the thread and its inbox ---- */
+
+static void on_closed(uv_handle_t *h)
+{
+}
+
+static void stop(redis_t *r)
+{
+    r->stopping = 1;
+    conn_drop(&r->cmd);
+    conn_drop(&r->sub);
+    while (r->queue_head) {
+        redis_cmd_t *k = r->queue_head;
+        queue_unlink(r, k);
+        cmd_finish(r, k, NULL, -ECANCELED);
+        free(k);
+    }
+    uv_close((uv_handle_t *)&r->cmd.timer, on_closed);
+    uv_close((uv_handle_t *)&r->sub.timer, on_closed);
+    uv_close((uv_handle_t *)&r->tick, on_closed);
+    uv_close((uv_handle_t *)&r->wake, on_closed);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    redis_t *r = a->data;
+    pthread_mutex_lock(&r->lock);
+    redis_op_t *op = r->inbox_head;
+    r->inbox_head = r->inbox_tail = NULL;
+    pthread_mutex_unlock(&r->lock);
+    while (op) {
+        redis_op_t *next = op->next;
+        if (r->stopping) {
+            if (op->kind == OP_CMD) {
+                cmd_finish(r, op->cmd, NULL, -ECANCELED);
+                free(op->cmd);
+            }
+        } else if (op->kind == OP_CMD) {
+            op->cmd->deadline_ms = uv_now(&r->loop) + (uint64_t)(r->opts.command_timeout_s * 1000);
+            queue_add(r, op->cmd);
+        } else if (op->kind == OP_SUB || op->kind == OP_UNSUB) {
+            redis_sub_change(r, op->channel, op->kind == OP_SUB ? 1 : -1);
+        } else {
+            stop(r);
+        }
+        free(op);
+        op = next;
+    }
+}
+
+static void *thread_main(void *arg)
+{
+    redis_t *r = arg;
+    pthread_setname_np(pthread_self(), "roost-redis"); /* for top -H, perf, gdb */
+    conn_start(&r->cmd);
+    conn_start(&r->sub);
+    uv_run(&r->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+static int post(redis_t *r, redis_op_t *op)
+{
+    pthread_mutex_lock(&r->lock);
+    int closed = r->inbox_closed;
+    if (!closed) {
+        if (r->inbox_tail)
+            r->inbox_tail->next = op;
+        else
+            r->inbox_head = op;
+        r->inbox_tail = op;
+        if (op->kind == OP_STOP)
+            r->inbox_closed = 1;
+        uv_async_send(&r->wake);
+    }
+    pthread_mutex_unlock(&r->lock);
+    return closed ? -ENOTCONN : 0;
+}
+
+static int submit(redis_t *r, const redis_script_t *script, redis_reply_fn fn, void *ud,
+                  int argc, const char **argv, const size_t *argvlen)
+{
+    if (!r || argc < 1)
+        return -EINVAL;
+    long inflight = atomic_fetch_add(&r->inflight, 1);
+    int err = inflight >= r->opts.max_inflight                        ? -ENOBUFS
+              : !atomic_load(&r->up) && inflight >= r->opts.max_queued ? -ENOTCONN
+                                                                        : 0;
+    /* one block: the op, the command, argv, lengths and a copy of the bytes */
+    size_t bytes = 0;
+    for (int i = 0; !err && i < argc; i++)
+        bytes += (argvlen ? argvlen[i] : strlen(argv[i])) + 1;
+    redis_op_t *op = err ? NULL : malloc(sizeof *op);
+    redis_cmd_t *k = op ? calloc(1, sizeof *k + (size_t)argc * (sizeof(char *) + sizeof(size_t)) +
+                                        bytes)
+                        : NULL;
+    if (!err && !k)
+        err = -ENOMEM;
+    if (err) {
+        free(op);
+        atomic_fetch_sub(&r->inflight, 1);
+        roost_counter_add(r->c_failed, 1);
+        return err;
+    }
+    k->fn = fn;
+    k->ud = ud;
+    k->script = script;
+    k->argc = argc;
+    k->argv = (const char **)(k + 1);
+    k->lens = (size_t *)(k->argv + argc);
+    char *p = (char *)(k->lens + argc);
+    for (int i = 0; i < argc; i++) {
+        k->lens[i] = argvlen ? argvlen[i] : strlen(argv[i]);
+        memcpy(p, argv[i], k->lens[i]);
+        p[k->lens[i]] = '\0';
+        k->argv[i] = p;
+        p += k->lens[i] + 1;
+    }
+    op->next = NULL;
+    op->kind = OP_CMD;
+    op->cmd = k;
+    if (post(r, op) < 0) {
+        free(op);
+        free(k);
+        atomic_fetch_sub(&r->inflight, 1);
+        return -ENOTCONN;
+    }
+    return 0;
+}
+
+int redis_command(redis_t *r, redis_reply_fn fn, void *ud, int argc, const char **argv,
+                  const size_t *argvlen)
+{
+    return submit(r, NULL, fn, ud, argc, argv, argvlen);
+}
+
+/* EVALSHA sha numkeys argv...; on NOSCRIPT, on_reply sends it again as EVAL source ... */
+int redis_eval(redis_t *r, const redis_script_t *s, int numkeys, int argc, const char **argv,
+               const size_t *argvlen, redis_reply_fn fn, void *ud)
+{
+    enum { MAX_ARGS = 64 };
+    if (!s || !s->sha[0] || argc < numkeys || argc + 3 > MAX_ARGS)
+        return -EINVAL;
+    const char *v[MAX_ARGS];
+    size_t lens[MAX_ARGS];
+    char nk[16];
+    snprintf(nk, sizeof nk, "%d", numkeys);
+    v[0] = "EVALSHA", v[1] = s->sha, v[2] = nk;
+    lens[0] = 7, lens[1] = 40, lens[2] = strlen(nk);
+    for (int i = 0; i < argc; i++) {
+        v[i + 3] = argv[i];
+        lens[i + 3] = argvlen ? argvlen[i] : strlen(argv[i]);
+    }
+    return submit(r, s, fn, ud, argc + 3, v, lens);
+}
+
+static int post_channel(redis_t *r, op_kind_t kind, const char *channel)
+{
+    size_t n = channel ? strlen(channel) : 0;
+    if (!r || !n)
+        return -EINVAL;
+    redis_op_t *op = malloc(sizeof *op + n + 1);
+    if (!op)
+        return -ENOMEM;
+    op->next = NULL;
+    op->kind = kind;
+    memcpy(op->channel, channel, n + 1);
+    int rc = post(r, op);
+    if (rc < 0)
+        free(op);
+    return rc;
+}
+
+int redis_subscribe(redis_t *r, const char *channel)
+{
+    return post_channel(r, OP_SUB, channel);
+}
+
+int redis_unsubscribe(redis_t *r, const char *channel)
+{
+    return post_channel(r, OP_UNSUB, channel);
+}
+
+int redis_up(const redis_t *r)
+{
+    return r && atomic_load(&r->up);
+}
+
+int redis_on_state(redis_t *r, redis_state_fn fn, void *ud)
+{
+    if (r->nstate >= REDIS_LISTENERS)
+        return -ENOSPC;
+    r->on_state[r->nstate].fn = fn;
+    r->on_state[r->nstate].ud = ud;
+    r->nstate++;
+    return 0;
+}
+
+int redis_on_message(redis_t *r, const char *prefix, redis_message_fn fn, void *ud)
+{
+    if (r->nmessage >= REDIS_LISTENERS)
+        return -ENOSPC;
+    char *p = strdup(prefix ? prefix : "");
+    if (!p)
+        return -ENOMEM;
+    r->on_message[r->nmessage].fn = fn;
+    r->on_message[r->nmessage].ud = ud;
+    r->on_message[r->nmessage].prefix = p;
+    r->nmessage++;
+    return 0;
+}
+
+static void defaults(redis_opts_t *o)
+{
+    if (o->connect_timeout_s <= 0)
+        o->connect_timeout_s = 2;
+    if (o->command_timeout_s <= 0)
+        o->command_timeout_s = 2;
+    if (o->backoff_min_s <= 0)
+        o->backoff_min_s = 0.1;
+    if (o->backoff_max_s < o->backoff_min_s)
+        o->backoff_max_s = o->backoff_min_s > 5 ? o->backoff_min_s : 5;
+    if (o->max_queued <= 0)
+        o->max_queued = 1000;
+    if (o->max_inflight <= 0)
+        o->max_inflight = 100000;
+}
+
+redis_t *redis_new(const redis_opts_t *opts)
+{
+    redis_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->opts = *opts;
+    r->opts.url = NULL;
+    defaults(&r->opts);
+    if (redis_url_parse(opts->url, &r->url) < 0 || uv_loop_init(&r->loop) < 0) {
+        redis_url_free(&r->url);
+        free(r);
+        return NULL;
+    }
+    pthread_mutex_init(&r->lock, NULL);
+    r->cmd.r = r->sub.r = r;
+    r->sub.is_sub = 1;
+    uv_async_init(&r->loop, &r->wake, on_wake);
+    r->wake.data = r;
+    uv_timer_init(&r->loop, &r->tick);
+    r->tick.data = r;
+    uv_timer_start(&r->tick, on_tick, TICK_MS, TICK_MS);
+    uv_timer_init(&r->loop, &r->cmd.timer);
+    r->cmd.timer.data = &r->cmd;
+    uv_timer_init(&r->loop, &r->sub.timer);
+    r->sub.timer.data = &r->sub;
+    roost_server_t *srv = opts->srv;
+    if (srv) {
+        r->c_up = roost_gauge(srv, "roost_redis_up", NULL, "1 while Redis is connected");
+        r->c_reconnects = roost_counter(srv, "roost_redis_reconnects_total", NULL,
+                                        "Connection attempts to Redis after the first");
+        r->c_failed = roost_counter(srv, "roost_redis_commands_failed_total", NULL,
+                                    "Redis commands refused, timed out or cut off");
+        r->c_timeouts = roost_counter(srv, "roost_redis_command_timeouts_total", NULL,
+                                      "Redis commands without a reply in time");
+        r->c_commands =
+            roost_counter(srv, "roost_redis_commands_total", NULL, "Redis commands sent");
+        r->c_messages = roost_counter(srv, "roost_redis_messages_total", NULL,
+                                      "Messages received on subscribed Redis channels");
+    }
+    if (pthread_create(&r->thread, NULL, thread_main, r) != 0) {
+        uv_close((uv_handle_t *)&r->wake, NULL);
+        uv_close((uv_handle_t *)&r->tick, NULL);
+        uv_close((uv_handle_t *)&r->cmd.timer, NULL);
+        uv_close((uv_handle_t *)&r->sub.timer, NULL);
+        uv_run(&r->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&r->loop);
+        redis_url_free(&r->url);
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void redis_free(redis_t *r)
+{
+    if (!r)
+        return;
+    redis_op_t *op = calloc(1, sizeof *op);
+    if (op) {
+        op->kind = OP_STOP;
+        post(r, op);
+    }
+    pthread_join(r->thread, NULL);
+    uv_loop_close(&r->loop);
+    redis_sub_free(r);
+    for (int i = 0; i < r->nmessage; i++)
+        free(r->on_message[i].prefix);
+    pthread_mutex_destroy(&r->lock);
+    redis_url_free(&r->url);
+    free(r);
+}
