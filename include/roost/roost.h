@@ -748,7 +748,8 @@ int roost_room_join(roost_ws_t *ws, const char *room, const char *user, long lon
                     const char *epoch);
 /* From any thread: publishes {"type": type, "room": room, "id": n, "ts": t, ...fields} to the
  * room (stored in its history). Steals fields (an object, may be NULL). Returns the message id
- * (> 0) or a negative code. *online, when not NULL, gets the room's count. */
+ * (> 0), 0 with --redis (Redis gives the id; the frame reaches this node's members through it
+ * too) or a negative code. *online, when not NULL, gets the room's count. */
 long long roost_room_publish(roost_server_t *srv, const char *room, const char *type,
                              json_t *fields, long *online);
 /* On the connection's loop: sends {"type":"direct","room","from","to","text","ts"} to every

@@ -12,6 +12,7 @@
 
 #include <roost/roost.h>
 
+#include "redis/redis.h"
 #include "ws/conn.h"
 
 #define HUB_SHARDS       16
@@ -26,6 +27,8 @@ typedef struct hub_member {
     room_t *room;
     uint64_t join_seq; /* events up to this one happened before the join */
     int loop;
+    int waiting;     /* bridged: in the room's waiting list until Redis told its state */
+    uint64_t serial; /* bridged: finds it again when that answer comes */
     char user[];
 } hub_member_t;
 
@@ -43,8 +46,10 @@ struct room {
     strmap_t users;    /* user name -> connections (intptr_t) */
     hub_entry_t *ring; /* history, oldest at ring_head */
     int ring_cap, ring_len, ring_head;
-    long *local_n;        /* members per loop (changed under the lock) */
-    hub_member_t **local; /* members per loop (touched only by that loop) */
+    long *local_n;          /* members per loop (changed under the lock) */
+    hub_member_t **local;   /* members per loop (touched only by that loop) */
+    hub_member_t **waiting; /* bridged: joined, not yet welcomed (per loop, like local) */
+    char epoch[40];         /* bridged: the room's epoch in Redis, "" until known */
     /* presence notices waiting for the end of the window */
     uint64_t notice_at;
     json_t *pending_join, *pending_leave; /* arrays of names */
@@ -61,6 +66,10 @@ typedef struct hub {
     _Atomic long nrooms;
     /* On /metrics: rooms made, members joined (gauges), frames handed to members. */
     roost_counter_t *c_rooms, *c_members, *c_deliveries;
+    /* With --redis (bridge.c): the client, and publishes delivered only here. */
+    redis_t *redis;
+    roost_counter_t *c_not_bridged, *c_resets;
+    _Atomic uint64_t serials;
     struct {
         pthread_mutex_t lock;
         strmap_t rooms;
@@ -79,6 +88,24 @@ void hub_history_push(hub_t *hub, room_t *r, uint64_t id, rbuf_t *frame);
 /* fanout.c: with the room locked, posts frame (event seq) to every loop with members; to, when
  * not NULL, limits it to that user's connections. */
 void hub_post(hub_t *hub, room_t *r, rbuf_t *frame, uint64_t seq, const char *to);
+
+/* bridge.c: rooms shared through Redis (when hub->redis is set). */
+void hub_bridge_init(hub_t *hub);
+/* Publishes o (the frame's object, without its id; to: a direct message's user, or NULL)
+ * through Redis: 0, or < 0 when Redis is down (the caller delivers it here only, counted).
+ * A publish that fails later is delivered here then. */
+int hub_bridge_publish(hub_t *hub, room_t *r, const json_t *o, const char *to);
+/* Delivers frame to this node's members only (no id, no history): Redis was not there. */
+void hub_local_only(hub_t *hub, room_t *r, rbuf_t *frame, const char *to);
+/* With the room locked: m joined (counted, in r->waiting); its welcome comes from Redis. */
+void hub_bridge_join(hub_t *hub, room_t *r, hub_member_t *m, long long since, const char *epoch);
+/* With the room locked: the room's first local member came (1) or its last one left (0). */
+void hub_bridge_watch(hub_t *hub, room_t *r, int watching);
+/* The frame's JSON object: {"type","room",...fields,"ts"} (+ "id" when id > 0). Steals fields. */
+json_t *hub_frame_object(room_t *r, const char *type, json_t *fields, uint64_t id);
+rbuf_t *hub_frame_encode(json_t *o); /* and decrefs o */
+/* fanout.c, on m's loop with the room locked: m leaves r->waiting for the members list. */
+void hub_member_link(room_t *r, hub_member_t *m);
 
 /* presence.c: join and leave notices, coalesced per window; with the room locked. */
 void hub_notice(hub_t *hub, room_t *r, int join, const char *user, net_loop_t *loop);

@@ -20,6 +20,7 @@ static void room_free(void *p)
     free(r->ring);
     free(r->local_n);
     free(r->local);
+    free(r->waiting);
     free(r->name);
     free(r);
 }
@@ -57,6 +58,7 @@ static void *hub_new(roost_server_t *srv)
         roost_gauge(srv, "roost_room_members", NULL, "WebSocket connections joined to a room");
     hub->c_deliveries = roost_counter(srv, "roost_room_deliveries_total", NULL,
                                       "Room frames handed to members (the fan-out)");
+    hub_bridge_init(hub);
     return hub;
 }
 
@@ -104,7 +106,8 @@ static room_t *room_new(hub_t *hub, const char *name)
     r->ring = hub->history ? calloc((size_t)hub->history, sizeof *r->ring) : NULL;
     r->local_n = calloc((size_t)hub->nloops, sizeof *r->local_n);
     r->local = calloc((size_t)hub->nloops, sizeof *r->local);
-    if (!r->name || (hub->history && !r->ring) || !r->local_n || !r->local) {
+    r->waiting = calloc((size_t)hub->nloops, sizeof *r->waiting);
+    if (!r->name || (hub->history && !r->ring) || !r->local_n || !r->local || !r->waiting) {
         room_free(r);
         return NULL;
     }
@@ -138,7 +141,7 @@ room_t *hub_room(hub_t *hub, const char *name, int create)
     return r;
 }
 
-rbuf_t *hub_frame(room_t *r, const char *type, json_t *fields, uint64_t id)
+json_t *hub_frame_object(room_t *r, const char *type, json_t *fields, uint64_t id)
 {
     json_t *o = json_pack("{s:s,s:s}", "type", type, "room", r->name);
     if (!o) {
@@ -151,6 +154,13 @@ rbuf_t *hub_frame(room_t *r, const char *type, json_t *fields, uint64_t id)
     if (id)
         json_object_set_new(o, "id", json_integer((json_int_t)id));
     json_object_set_new(o, "ts", json_real((double)(uint64_t)(time_wall() * 1000) / 1000.0));
+    return o;
+}
+
+rbuf_t *hub_frame_encode(json_t *o)
+{
+    if (!o)
+        return NULL;
     char small[1024];
     size_t n = json_dumpb(o, small, sizeof small, JSON_COMPACT | JSON_REAL_PRECISION(15));
     rbuf_t *frame = NULL;
@@ -164,6 +174,11 @@ rbuf_t *hub_frame(room_t *r, const char *type, json_t *fields, uint64_t id)
     }
     json_decref(o);
     return frame;
+}
+
+rbuf_t *hub_frame(room_t *r, const char *type, json_t *fields, uint64_t id)
+{
+    return hub_frame_encode(hub_frame_object(r, type, fields, id));
 }
 
 void hub_history_push(hub_t *hub, room_t *r, uint64_t id, rbuf_t *frame)

@@ -138,8 +138,7 @@ static void expire(redis_t *r, uint64_t now)
             free(k);
     }
     if (stuck && r->cmd.state == CONN_UP) {
-        log_warn("redis: a command got no reply in %.1fs: reconnecting",
-                 r->opts.command_timeout_s);
+        log_warn("redis: a command got no reply in %.1fs: reconnecting", r->opts.command_timeout_s);
         conn_drop(&r->cmd);
     }
 }
@@ -162,7 +161,7 @@ static void set_up(redis_t *r)
     atomic_store(&r->up, up);
     roost_counter_add(r->c_up, up ? 1 : -1);
     log_info("redis: %s (%s:%d)", up ? "up" : "down", r->url.host, r->url.port);
-    for (int i = 0; i < r->nstate; i++)
+    for (int i = 0, n = atomic_load(&r->nstate); i < n; i++)
         r->on_state[i].fn(r, up, r->on_state[i].ud);
 }
 
@@ -389,23 +388,22 @@ static int post(redis_t *r, redis_op_t *op)
     return closed ? -ENOTCONN : 0;
 }
 
-static int submit(redis_t *r, const redis_script_t *script, redis_reply_fn fn, void *ud,
-                  int argc, const char **argv, const size_t *argvlen)
+static int submit(redis_t *r, const redis_script_t *script, redis_reply_fn fn, void *ud, int argc,
+                  const char **argv, const size_t *argvlen)
 {
     if (!r || argc < 1)
         return -EINVAL;
     long inflight = atomic_fetch_add(&r->inflight, 1);
-    int err = inflight >= r->opts.max_inflight                        ? -ENOBUFS
+    int err = inflight >= r->opts.max_inflight                         ? -ENOBUFS
               : !atomic_load(&r->up) && inflight >= r->opts.max_queued ? -ENOTCONN
-                                                                        : 0;
+                                                                       : 0;
     /* one block: the op, the command, argv, lengths and a copy of the bytes */
     size_t bytes = 0;
     for (int i = 0; !err && i < argc; i++)
         bytes += (argvlen ? argvlen[i] : strlen(argv[i])) + 1;
     redis_op_t *op = err ? NULL : malloc(sizeof *op);
-    redis_cmd_t *k = op ? calloc(1, sizeof *k + (size_t)argc * (sizeof(char *) + sizeof(size_t)) +
-                                        bytes)
-                        : NULL;
+    redis_cmd_t *k =
+        op ? calloc(1, sizeof *k + (size_t)argc * (sizeof(char *) + sizeof(size_t)) + bytes) : NULL;
     if (!err && !k)
         err = -ENOMEM;
     if (err) {
@@ -500,26 +498,34 @@ int redis_up(const redis_t *r)
 
 int redis_on_state(redis_t *r, redis_state_fn fn, void *ud)
 {
-    if (r->nstate >= REDIS_LISTENERS)
-        return -ENOSPC;
-    r->on_state[r->nstate].fn = fn;
-    r->on_state[r->nstate].ud = ud;
-    r->nstate++;
-    return 0;
+    pthread_mutex_lock(&r->lock);
+    int n = atomic_load(&r->nstate), rc = n < REDIS_LISTENERS ? 0 : -ENOSPC;
+    if (!rc) {
+        r->on_state[n].fn = fn;
+        r->on_state[n].ud = ud;
+        atomic_store(&r->nstate, n + 1);
+    }
+    pthread_mutex_unlock(&r->lock);
+    return rc;
 }
 
 int redis_on_message(redis_t *r, const char *prefix, redis_message_fn fn, void *ud)
 {
-    if (r->nmessage >= REDIS_LISTENERS)
-        return -ENOSPC;
     char *p = strdup(prefix ? prefix : "");
     if (!p)
         return -ENOMEM;
-    r->on_message[r->nmessage].fn = fn;
-    r->on_message[r->nmessage].ud = ud;
-    r->on_message[r->nmessage].prefix = p;
-    r->nmessage++;
-    return 0;
+    pthread_mutex_lock(&r->lock);
+    int n = atomic_load(&r->nmessage), rc = n < REDIS_LISTENERS ? 0 : -ENOSPC;
+    if (!rc) {
+        r->on_message[n].fn = fn;
+        r->on_message[n].ud = ud;
+        r->on_message[n].prefix = p;
+        atomic_store(&r->nmessage, n + 1);
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (rc)
+        free(p);
+    return rc;
 }
 
 static void defaults(redis_opts_t *o)

@@ -24,7 +24,7 @@ static void dispatch(redis_t *r, const redisReply *ch, const redisReply *data)
     if (ch->type != REDIS_REPLY_STRING || data->type != REDIS_REPLY_STRING)
         return;
     roost_counter_add(r->c_messages, 1);
-    for (int i = 0; i < r->nmessage; i++) {
+    for (int i = 0, n = atomic_load(&r->nmessage); i < n; i++) {
         const char *prefix = r->on_message[i].prefix;
         if (!strncmp(ch->str, prefix, strlen(prefix)))
             r->on_message[i].fn(r, ch->str, data->str, data->len, r->on_message[i].ud);

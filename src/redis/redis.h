@@ -56,8 +56,8 @@ void redis_free(redis_t *r);
 /* 1 while both connections are ready. */
 int redis_up(const redis_t *r);
 
-/* Listeners, before traffic (they are read without a lock): up to REDIS_LISTENERS each.
- * on_message gets the messages of channels starting with prefix. -ENOSPC. */
+/* Listeners, from any thread, never removed: up to REDIS_LISTENERS each. on_message gets the
+ * messages of channels starting with prefix. -ENOSPC. */
 #define REDIS_LISTENERS 8
 int redis_on_state(redis_t *r, redis_state_fn fn, void *ud);
 int redis_on_message(redis_t *r, const char *prefix, redis_message_fn fn, void *ud);
@@ -137,12 +137,12 @@ struct redis {
         void *ud;
         char *prefix;
     } on_message[REDIS_LISTENERS];
-    int nstate, nmessage;
+    _Atomic int nstate, nmessage; /* entries are written before the count grows */
     roost_counter_t *c_up, *c_reconnects, *c_failed, *c_timeouts, *c_commands, *c_messages;
 };
 
 /* pubsub.c, on the client's thread */
-void redis_sub_ready(redis_t *r);      /* the pub/sub connection is ready: subscribe all */
+void redis_sub_ready(redis_t *r); /* the pub/sub connection is ready: subscribe all */
 void redis_sub_change(redis_t *r, const char *channel, int delta);
 void redis_sub_sweep(redis_t *r, uint64_t now_ms); /* unsubscribes channels idle a while */
 void redis_sub_free(redis_t *r);

@@ -80,8 +80,8 @@ static pid_t redis_start(int port)
         char p[16];
         snprintf(p, sizeof p, "%d", port);
         freopen("/dev/null", "w", stdout);
-        execl("/usr/bin/redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1",
-              "--save", "", "--appendonly", "no", "--dir", "/tmp", (char *)NULL);
+        execl("/usr/bin/redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--save",
+              "", "--appendonly", "no", "--dir", "/tmp", (char *)NULL);
         _exit(127);
     }
     return pid;
@@ -174,15 +174,13 @@ TEST(redis_client_commands_scripts_and_pubsub)
     CHECK_EQ_INT(run(r, &res, 2, (const char *[]){"INCR", "n"}), 0);
     CHECK_EQ_INT(res.integer, 1);
     /* SELECT 2 from the URL: the key is in db 2 */
-    CHECK_EQ_INT(run(r, &res, 3, (const char *[]){"EVAL", "return redis.call('GET','k')", "0"}),
-                 0);
+    CHECK_EQ_INT(run(r, &res, 3, (const char *[]){"EVAL", "return redis.call('GET','k')", "0"}), 0);
     CHECK_EQ_STR(res.str, "v");
 
     static redis_script_t incr = {.source = "return redis.call('INCRBY', KEYS[1], ARGV[1])"};
     redis_script_init(&incr);
     memset(&res, 0, sizeof res);
-    CHECK_EQ_INT(redis_eval(r, &incr, 1, 2, (const char *[]){"n", "10"}, NULL, on_reply, &res),
-                 0);
+    CHECK_EQ_INT(redis_eval(r, &incr, 1, 2, (const char *[]){"n", "10"}, NULL, on_reply, &res), 0);
     CHECK(wait_for(&res.done, 1, 3000));
     CHECK_EQ_INT(res.err, 0);
     CHECK_EQ_INT(res.integer, 11);
@@ -201,7 +199,7 @@ TEST(redis_client_commands_scripts_and_pubsub)
     CHECK(atomic_load(&in.got) >= 1);
     CHECK_EQ_STR(in.data, "t:a=hello");
     run(r, &res, 3, (const char *[]){"PUBLISH", "u:b", "x"});
-    CHECK_EQ_INT(res.integer, 1); /* subscribed ... */
+    CHECK_EQ_INT(res.integer, 1);          /* subscribed ... */
     CHECK(strstr(in.data, "u:b") == NULL); /* ... but not handed to the t: listener */
     redis_free(r);
     redis_stop(pid);

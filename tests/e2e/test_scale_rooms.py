@@ -1,0 +1,171 @@
+"""Rooms across nodes (issue 16): three roost nodes on one real Redis (tests/e2e/redisserver.py).
+A message published on any node reaches the room's members on every node once, with the same
+ids in the same order; ?since= reads the room's history from Redis on another node; direct
+messages cross nodes; Redis down keeps local delivery (/healthz says so), and when Redis comes
+back empty the members are told `reset` (a new epoch) and bridging resumes."""
+
+import json
+import time
+
+import pytest
+
+from conftest import _SharedServers, metric_sum, post_json
+from redisserver import redis  # noqa: F401
+from wsclient import join, unique
+
+pytestmark = pytest.mark.deadline(60)
+
+NODES = 3
+
+
+@pytest.fixture(scope="module")
+def nodes(redis, tmp_path_factory):  # noqa: F811
+    shared = _SharedServers(tmp_path_factory)
+    servers = [shared.get(["--threads", "2", "--redis", redis.url, "--node-id", f"n{i}"])
+               for i in range(NODES)]
+    yield servers
+    shared.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def healthy_nodes(nodes, redis):  # noqa: F811
+    """Each test starts with Redis up and every node connected; it ends with no node dead."""
+    if redis.proc is None:
+        redis.start()
+    for srv in nodes:
+        wait_health(srv, "up")
+    yield
+    for srv in nodes:
+        assert srv.alive(), f"{srv!r} died:\n{srv.stderr()[-3000:]}"
+        assert not srv.sanitizer_report()
+
+
+def wait_health(srv, state, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    body = None
+    while time.monotonic() < deadline:
+        resp = srv.get("/healthz")
+        assert resp.status == 200, resp
+        body = resp.json()
+        if body.get("redis") == state:
+            return body
+        time.sleep(0.05)
+    pytest.fail(f"{srv!r}: /healthz never said redis={state} (last {body})")
+
+
+def messages(conn, count, timeout=5.0, types=("message", "broadcast")):
+    """The next `count` frames of the given types (presence notices are skipped)."""
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < count:
+        left = deadline - time.monotonic()
+        assert left > 0, f"got {len(out)} of {count}: {out}"
+        frame = conn.recv_json(timeout=left)
+        if frame.get("type") in types:
+            out.append(frame)
+    return out
+
+
+def settle():
+    time.sleep(0.3)  # the nodes' SUBSCRIBEs reach Redis
+
+
+def test_messages_reach_every_node_once_with_the_same_ids(nodes):
+    room = unique()
+    conns = [join(srv.port, room, f"u{i}")[0] for i, srv in enumerate(nodes)]
+    settle()
+    for i, c in enumerate(conns):
+        for k in range(3):
+            c.send_json({"type": "chat", "message": f"from {i} #{k}"})
+    seen = [messages(c, 3 * NODES) for c in conns]
+    ids = [[f["id"] for f in s] for s in seen]
+    assert ids[0] == ids[1] == ids[2], ids
+    assert ids[0] == list(range(ids[0][0], ids[0][0] + 3 * NODES)), ids[0]
+    texts = [[f["text"] for f in s] for s in seen]
+    assert texts[0] == texts[1] == texts[2]
+    assert sorted(texts[0]) == sorted(f"from {i} #{k}" for i in range(NODES) for k in range(3))
+    for i in range(NODES):  # each sender's own messages in the order it sent them
+        mine = [t for t in texts[0] if t.startswith(f"from {i} ")]
+        assert mine == [f"from {i} #{k}" for k in range(3)]
+    for c in conns:  # and nothing twice
+        c.expect_silence(0.3)
+    for c in conns:
+        c.close()
+
+
+def test_broadcast_on_one_node_and_since_on_another(nodes):
+    room = unique()
+    watcher, welcome = join(nodes[2].port, room, "w")
+    settle()
+    for k in range(5):
+        resp = post_json(nodes[0].port, "/broadcast", {"room": room, "message": f"b{k}"})
+        assert resp.status == 200, resp
+        assert resp.json()["sent_to"] == room
+    got = messages(watcher, 5)
+    assert [f["text"] for f in got] == [f"b{k}" for k in range(5)]
+    assert all(f["type"] == "broadcast" for f in got)
+    first, epoch = got[0]["id"], welcome["epoch"]
+    # a late joiner on the third node asks for what followed the second message
+    late, w2 = join(nodes[1].port, room, "late", since=first + 1, epoch=epoch)
+    assert w2["epoch"] == epoch and w2["last_id"] == first + 4, w2
+    replay = messages(late, 3)
+    assert [f["id"] for f in replay] == [first + 2, first + 3, first + 4]
+    assert [f["text"] for f in replay] == ["b2", "b3", "b4"]
+    # a stale epoch is told reset, not given history from another life of the room
+    stale, _ = join(nodes[0].port, room, "stale", since=1, epoch="0000000000000000")
+    assert messages(stale, 1, types=("reset",))[0]["epoch"] == epoch
+    for c in (watcher, late, stale):
+        c.close()
+
+
+def test_direct_message_reaches_a_user_on_another_node(nodes):
+    room = unique()
+    alice, _ = join(nodes[0].port, room, "alice")
+    bob, _ = join(nodes[1].port, room, "bob")
+    carol, _ = join(nodes[2].port, room, "carol")
+    settle()
+    alice.send_json({"type": "direct", "to": "bob", "message": "psst"})
+    got = messages(bob, 1, types=("direct",))[0]
+    assert (got["from"], got["to"], got["text"]) == ("alice", "bob", "psst")
+    carol.send_json({"type": "chat", "message": "fence"})  # carol sees the fence, not the direct
+    assert messages(carol, 1, types=("message", "direct"))[0]["text"] == "fence"
+    for c in (alice, bob, carol):
+        c.close()
+
+
+def test_redis_down_keeps_local_delivery_then_resets_and_bridges_again(nodes, redis):  # noqa: F811
+    room = unique()
+    a0, w = join(nodes[0].port, room, "a0")
+    b0, _ = join(nodes[0].port, room, "b0")
+    c1, _ = join(nodes[1].port, room, "c1")
+    settle()
+    a0.send_json({"type": "chat", "message": "before"})
+    for c in (a0, b0, c1):
+        assert messages(c, 1)[0]["text"] == "before"
+    before = metric_sum(nodes[0].metrics(), "roost_redis_publishes_not_bridged_total")
+
+    redis.stop()
+    for srv in nodes:
+        assert wait_health(srv, "down")["status"] == "ok"
+    a0.send_json({"type": "chat", "message": "local"})
+    for c in (a0, b0):  # delivered on its node, without an id (no shared history has it)
+        f = messages(c, 1)[0]
+        assert f["text"] == "local" and "id" not in f, f
+    after = metric_sum(nodes[0].metrics(), "roost_redis_publishes_not_bridged_total")
+    assert after == before + 1
+    assert metric_sum(nodes[0].metrics(), "roost_redis_up") == 0
+
+    redis.start()  # empty: the room's history and ids are gone
+    for srv in nodes:
+        wait_health(srv, "up")
+    for c in (a0, b0, c1):
+        reset = messages(c, 1, types=("reset",), timeout=10)[0]
+        assert reset["epoch"] != w["epoch"], reset
+    settle()
+    c1.send_json({"type": "chat", "message": "after"})
+    for c in (a0, b0, c1):
+        f = messages(c, 1)[0]
+        assert f["text"] == "after" and f["id"] == 1, f
+    assert metric_sum(nodes[0].metrics(), "roost_redis_up") == 1
+    for c in (a0, b0, c1):
+        c.close()
