@@ -847,6 +847,10 @@ int roost_job_final(const char *status);
  * thread; rooms are bridged through it from then on. 0 without --redis; -EINVAL for a bad URL.
  * Main thread, before roost_run. */
 int roost_redis_start(roost_server_t *srv);
+/* Makes the rooms now rather than at their first use: with --redis, this node then hears the
+ * other nodes' presence from the start (counts on every node). Main thread, after
+ * roost_redis_start. */
+int roost_rooms_start(roost_server_t *srv);
 /* -1 without --redis, else 1 while Redis is connected and 0 while it is not. Any thread. */
 int roost_redis_state(roost_server_t *srv);
 

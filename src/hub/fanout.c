@@ -182,11 +182,14 @@ static void list_del(hub_member_t **head, hub_member_t *m)
 
 static void users_add(room_t *r, const char *user, long delta)
 {
-    intptr_t n = (intptr_t)strmap_get(&r->users, user) + delta;
+    hub_users_add(r, user, delta);
+    intptr_t n = (intptr_t)strmap_get(&r->local_users, user) + delta;
     if (n > 0)
-        strmap_put(&r->users, user, (void *)n);
+        strmap_put(&r->local_users, user, (void *)n);
     else
-        strmap_del(&r->users, user);
+        strmap_del(&r->local_users, user);
+    r->local_total += delta;
+    r->presence_dirty = 1;
 }
 
 /* Which history frames a client that saw up to `since` needs; NULL result with *reset set when
@@ -248,8 +251,11 @@ int roost_room_join(roost_ws_t *ws, const char *name, const char *user, long lon
     ws_set_detach(ws, leave, m);
     if (hub->redis) {
         /* Welcomed when Redis tells the room's epoch, last id and history (bridge.c). */
-        if (r->online == 1)
+        if (r->local_total == 1) {
             hub_bridge_watch(hub, r, 1);
+            hub_nodes_query(hub, r);
+        }
+        hub_nodes_start(hub);
         m->waiting = 1;
         m->serial = atomic_fetch_add(&hub->serials, 1) + 1;
         list_add(&r->waiting[m->loop], m);
@@ -300,11 +306,11 @@ static void leave(roost_ws_t *ws, void *arg)
     pthread_mutex_lock(&r->lock);
     list_del(m->waiting ? &r->waiting[m->loop] : &r->local[m->loop], m);
     r->online--;
-    if (hub->redis && r->online == 0)
-        hub_bridge_watch(hub, r, 0);
     roost_counter_add(hub->c_members, -1);
     r->local_n[m->loop]--;
     users_add(r, m->user, -1);
+    if (hub->redis && r->local_total == 0)
+        hub_bridge_watch(hub, r, 0);
     hub_notice(hub, r, 0, m->user, ws->conn->loop);
     pthread_mutex_unlock(&r->lock);
     free(m);

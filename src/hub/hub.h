@@ -50,6 +50,11 @@ struct room {
     hub_member_t **local;   /* members per loop (touched only by that loop) */
     hub_member_t **waiting; /* bridged: joined, not yet welcomed (per loop, like local) */
     char epoch[40];         /* bridged: the room's epoch in Redis, "" until known */
+    /* Bridged presence (nodes.c): online and users above count every node's members. */
+    long local_total;     /* members on this node */
+    strmap_t local_users; /* user -> connections on this node */
+    strmap_t remote;      /* node id -> hub_remote_t, as its last announcement said */
+    int presence_dirty;   /* this node's members changed since its last announcement */
     /* presence notices waiting for the end of the window */
     uint64_t notice_at;
     json_t *pending_join, *pending_leave; /* arrays of names */
@@ -70,6 +75,9 @@ typedef struct hub {
     redis_t *redis;
     roost_counter_t *c_not_bridged, *c_resets;
     _Atomic uint64_t serials;
+    _Atomic int ticking;      /* nodes.c's timer runs (on loop 0) */
+    uint64_t next_refresh_ms; /* loop 0 only */
+    const char *node;
     struct {
         pthread_mutex_t lock;
         strmap_t rooms;
@@ -104,6 +112,21 @@ void hub_bridge_watch(hub_t *hub, room_t *r, int watching);
 /* The frame's JSON object: {"type","room",...fields,"ts"} (+ "id" when id > 0). Steals fields. */
 json_t *hub_frame_object(room_t *r, const char *type, json_t *fields, uint64_t id);
 rbuf_t *hub_frame_encode(json_t *o); /* and decrefs o */
+/* nodes.c: presence across nodes. Each node announces its members of a room on the room's
+ * channel when they change and every --presence-ttl-s / 3; another node's announcement counts
+ * until the TTL passes without a new one (a node killed -9 has its members leave then). */
+typedef struct {
+    strmap_t users; /* user -> connections (intptr_t) */
+    uint64_t expires_ms;
+} hub_remote_t;
+#define HUB_PRESENCE_CHANNEL "roost:presence"
+void hub_nodes_init(hub_t *hub);  /* subscribes to the presence channel */
+void hub_nodes_start(hub_t *hub); /* the tick on loop 0; any thread, once */
+/* With the room locked: this node starts watching r; the others announce their members. */
+void hub_nodes_query(hub_t *hub, room_t *r);
+void hub_users_add(room_t *r, const char *user, long delta); /* with the room locked */
+void hub_remote_free(void *p);
+
 /* fanout.c, on m's loop with the room locked: m leaves r->waiting for the members list. */
 void hub_member_link(room_t *r, hub_member_t *m);
 

@@ -14,6 +14,8 @@ static void room_free(void *p)
     for (int i = 0; i < r->ring_len; i++)
         rbuf_unref(r->ring[(r->ring_head + i) % r->ring_cap].frame);
     strmap_free(&r->users, NULL);
+    strmap_free(&r->local_users, NULL);
+    strmap_free(&r->remote, hub_remote_free);
     json_decref(r->pending_join);
     json_decref(r->pending_leave);
     pthread_mutex_destroy(&r->lock);
