@@ -94,7 +94,8 @@ typedef struct {
 
 typedef struct {
     int history;   /* --history: messages kept per room for ?since= */
-    int max_rooms; /* --max-rooms: rooms kept at once (rooms are never freed) */
+    int max_rooms; /* --max-rooms: rooms kept at once, a hard cap */
+    double idle_s; /* --room-idle-s: a room empty (and unused) this long is freed */
 } roost_rooms_config_t;
 
 /* Scale-out through Redis (src/redis): off while url is empty. */

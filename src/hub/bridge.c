@@ -94,6 +94,7 @@ static void on_published(redis_t *rd, const redisReply *reply, int err, void *ud
             log_warn("redis: room %s: %s", p->room->name, reply->str);
         local_fallback(p->hub, p->room, p->json, p->to[0] ? p->to : NULL);
     }
+    hub_room_unref(p->room);
     free(p);
 }
 
@@ -110,6 +111,7 @@ int hub_bridge_publish(hub_t *hub, room_t *r, const json_t *o, const char *to)
     }
     p->hub = hub;
     p->room = r;
+    hub_room_ref(r);
     snprintf(p->to, sizeof p->to, "%s", to ? to : "");
     memcpy(p->json, json, n + 1);
     free(json);
@@ -120,6 +122,7 @@ int hub_bridge_publish(hub_t *hub, room_t *r, const json_t *o, const char *to)
         /* A direct message: no id, no history; only the nodes with `to` deliver it. */
         char *msg = malloc(n + strlen(p->to) + 4);
         if (!msg) {
+            hub_room_unref(r);
             free(p);
             return -ENOMEM;
         }
@@ -135,8 +138,10 @@ int hub_bridge_publish(hub_t *hub, room_t *r, const json_t *o, const char *to)
         size_t lens[] = {strlen(hash), strlen(stream), strlen(chan), n - 1, strlen(hist), 16};
         rc = redis_eval(hub->redis, &publish_script, 3, 6, argv, lens, on_published, p);
     }
-    if (rc < 0)
+    if (rc < 0) {
+        hub_room_unref(r);
         free(p);
+    }
     return rc;
 }
 
@@ -157,8 +162,10 @@ static void on_message(redis_t *rd, const char *channel, const char *data, size_
     if (!r)
         return;
     rbuf_t *frame = ws_frame_new(WS_OP_TEXT, nl + 1, len - (size_t)(nl + 1 - data));
-    if (!frame)
+    if (!frame) {
+        hub_room_unref(r);
         return;
+    }
     pthread_mutex_lock(&r->lock);
     if (id) {
         if (id > r->last_id)
@@ -168,6 +175,7 @@ static void on_message(redis_t *rd, const char *channel, const char *data, size_
     hub_post(hub, r, frame, ++r->seq, to[0] ? to : NULL);
     pthread_mutex_unlock(&r->lock);
     rbuf_unref(frame);
+    hub_room_unref(r);
 }
 
 void hub_bridge_watch(hub_t *hub, room_t *r, int watching)
@@ -205,6 +213,7 @@ static void sync_free(sync_t *s)
         rbuf_unref(s->frames[i]);
     free(s->frames);
     free(s->ids);
+    hub_room_unref(s->room);
     free(s);
 }
 
@@ -310,6 +319,7 @@ void hub_bridge_join(hub_t *hub, room_t *r, hub_member_t *m, long long since, co
         return; /* m waits unwelcomed; it can leave */
     s->hub = hub;
     s->room = r;
+    hub_room_ref(r);
     s->serial = m->serial;
     s->loop = m->loop;
     s->since = since;
@@ -351,6 +361,7 @@ static void on_resynced(redis_t *rd, const redisReply *reply, int err, void *ud)
         }
         pthread_mutex_unlock(&r->lock);
     }
+    hub_room_unref(r);
     free(rs);
 }
 
@@ -371,12 +382,15 @@ static void resync_room(const char *key, void *value, void *ud)
         return;
     rs->hub = hub;
     rs->room = r;
+    hub_room_ref(r);
     char hash[KEY_MAX], stream[KEY_MAX], chan[KEY_MAX], fresh[17];
     keys(r, hash, stream, chan);
     new_epoch(fresh);
     const char *argv[] = {hash, stream, fresh, "-1", ""};
-    if (redis_eval(hub->redis, &sync_script, 2, 5, argv, NULL, on_resynced, rs) < 0)
+    if (redis_eval(hub->redis, &sync_script, 2, 5, argv, NULL, on_resynced, rs) < 0) {
+        hub_room_unref(r);
         free(rs);
+    }
 }
 
 static void on_state(redis_t *rd, int up, void *ud)

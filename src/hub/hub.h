@@ -38,6 +38,11 @@ typedef struct {
 } hub_entry_t;
 
 struct room {
+    /* Held by the registry (1), each lookup until its caller lets go (hub_room_unref), each
+     * member, delivery, notice timer and Redis call in flight: the room is freed by whoever
+     * lets go last once the idle sweep took it out of the registry. */
+    _Atomic long refs;
+    uint64_t idle_since_ms; /* the last time it was empty or published to (under the lock) */
     pthread_mutex_t lock;
     char *name;
     uint64_t last_id; /* room messages: 1, 2, 3 ... */
@@ -69,6 +74,9 @@ typedef struct hub {
     char epoch[17];
     long max_rooms;
     _Atomic long nrooms;
+    uint64_t idle_ms;               /* --room-idle-s */
+    _Atomic uint64_t last_sweep_ms; /* idle rooms are looked for at most once a second ... */
+    roost_counter_t *c_freed;       /* ... or when --max-rooms is reached */
     /* On /metrics: rooms made, members joined (gauges), frames handed to members. */
     roost_counter_t *c_rooms, *c_members, *c_deliveries;
     /* With --redis (bridge.c): the client, and publishes delivered only here. */
@@ -86,8 +94,11 @@ typedef struct hub {
 
 /* room.c */
 hub_t *hub_get(roost_server_t *srv); /* created on first use */
-/* The room; create: made when missing, unless --max-rooms are there (NULL, errno ENOSPC). */
+/* The room, with a reference the caller gives back with hub_room_unref; create: made when
+ * missing, unless --max-rooms are there (NULL, errno ENOSPC). */
 room_t *hub_room(hub_t *hub, const char *name, int create);
+void hub_room_ref(room_t *r);
+void hub_room_unref(room_t *r);
 int hub_valid_name(const char *s, size_t len);
 /* With the room locked: a frame for {"type",...fields,"room"} (+ "id" when id > 0) and "ts". */
 rbuf_t *hub_frame(room_t *r, const char *type, json_t *fields, uint64_t id);

@@ -118,6 +118,8 @@ static void replace_remote(hub_t *hub, room_t *r, net_loop_t *loop, const char *
         strmap_each(&now->users, diff_one, &d);
     }
     r->online += d.delta_online;
+    if (r->online == 0)
+        r->idle_since_ms = time_now_ms();
     if (old)
         hub_remote_free(strmap_del(&r->remote, node));
     if (now && strmap_put(&r->remote, node, now) < 0)
@@ -149,6 +151,7 @@ static void apply(net_loop_t *loop, net_msg_t *msg)
     }
     if (m->now)
         hub_remote_free(m->now);
+    hub_room_unref(r);
     free(m);
 }
 
@@ -177,9 +180,11 @@ static void on_presence(redis_t *rd, const char *channel, const char *data, size
     if (!r)
         return;
     size_t n = strlen(node);
-    remote_msg_t *m = calloc(1, sizeof *m + n + 1);
-    if (!m)
+    remote_msg_t *m = calloc(1, sizeof *m + n + 1); /* holds the lookup's reference */
+    if (!m) {
+        hub_room_unref(r);
         return;
+    }
     m->hub = hub;
     m->room = r;
     m->query = query;
@@ -199,6 +204,7 @@ static void on_presence(redis_t *rd, const char *channel, const char *data, size
         }
         json_decref(users);
         if (!m->now) {
+            hub_room_unref(r);
             free(m);
             return;
         }
@@ -210,8 +216,7 @@ static void on_presence(redis_t *rd, const char *channel, const char *data, size
 /* ---- the tick, on loop 0 ---- */
 
 typedef struct {
-    char **v;
-    size_t n, cap;
+    sbuf_t nodes; /* each NUL-terminated */
     uint64_t now;
 } expired_t;
 
@@ -219,18 +224,8 @@ static void find_expired(const char *node, void *value, void *ud)
 {
     expired_t *e = ud;
     hub_remote_t *rm = value;
-    if (rm->expires_ms > e->now)
-        return;
-    if (e->n == e->cap) {
-        size_t cap = e->cap ? e->cap * 2 : 8;
-        char **v = realloc(e->v, cap * sizeof *v);
-        if (!v)
-            return;
-        e->v = v;
-        e->cap = cap;
-    }
-    if ((e->v[e->n] = strdup(node)))
-        e->n++;
+    if (rm->expires_ms <= e->now)
+        sbuf_append(&e->nodes, node, strlen(node) + 1);
 }
 
 typedef struct {
@@ -251,11 +246,9 @@ static void tick_room(const char *key, void *value, void *ud)
     }
     expired_t e = {.now = t->now};
     strmap_each(&r->remote, find_expired, &e);
-    for (size_t i = 0; i < e.n; i++) {
-        replace_remote(t->hub, r, t->loop, e.v[i], NULL);
-        free(e.v[i]);
-    }
-    free(e.v);
+    for (size_t off = 0; off < e.nodes.len; off += strlen(e.nodes.p + off) + 1)
+        replace_remote(t->hub, r, t->loop, e.nodes.p + off, NULL);
+    sbuf_free(&e.nodes);
     pthread_mutex_unlock(&r->lock);
 }
 

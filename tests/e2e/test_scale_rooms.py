@@ -248,3 +248,28 @@ def test_redis_down_keeps_local_delivery_then_resets_and_bridges_again(nodes, re
     assert metric_sum(nodes[0].metrics(), "roost_redis_up") == 1
     for c in (a0, b0, c1):
         c.close()
+
+
+def test_idle_rooms_are_freed_and_max_rooms_stays_the_cap(start_server):
+    """--room-idle-s (default 600): an empty room is freed (counted), so new rooms fit under
+    --max-rooms; a room with a member is never freed. Without Redis: one node's own rooms."""
+    srv = start_server("--room-idle-s", "0.5", "--max-rooms", "2")
+    kept, _ = join(srv.port, "kept", "k")
+    gone, _ = join(srv.port, "gone", "g")
+    gone.close()
+    resp = post_json(srv.port, "/broadcast", {"room": "third", "message": "x"})
+    assert resp.status == 503  # both rooms held: the hard cap
+    time.sleep(1.2)
+    resp = post_json(srv.port, "/broadcast", {"room": "third", "message": "x"})
+    assert resp.status == 200, resp  # "gone" was freed for it
+    assert metric_sum(srv.metrics(), "roost_rooms_freed_total") == 1
+    rooms = {r["room"] for r in srv.get("/rooms").json()["rooms"]}
+    assert rooms == {"kept", "third"}, rooms
+    kept.send_json({"type": "chat", "message": "still here"})
+    assert messages(kept, 1)[0]["text"] == "still here"
+    time.sleep(1.2)  # "third" was published to, then left empty
+    again, w = join(srv.port, "gone", "g")  # made again: a new life, no history
+    assert w["last_id"] == 0 and w["online"] == 1, w
+    assert metric_sum(srv.metrics(), "roost_rooms_freed_total") == 2
+    for c in (kept, again):
+        c.close()
