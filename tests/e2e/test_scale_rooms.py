@@ -165,6 +165,21 @@ def wait_views(nodes, room, want, timeout=5.0):
         time.sleep(0.1)
 
 
+def test_job_progress_on_one_node_reaches_a_watcher_on_another(nodes):
+    resp = post_json(nodes[0].port, "/tasks", {"type": "sleep", "delay_s": 1.0,
+                                               "payload": {"steps": 3, "seconds": 0.2}})
+    assert resp.status == 201, resp
+    task_id = resp.json()["task_id"]
+    watcher, _ = join(nodes[1].port, f"task:{task_id}", "watcher")
+    statuses = []
+    while not statuses or statuses[-1] not in ("completed", "failed", "cancelled"):
+        f = messages(watcher, 1, types=("task",), timeout=10)[0]
+        assert f["task"]["task_id"] == task_id and isinstance(f["id"], int), f
+        statuses.append(f["task"]["status"])
+    assert "running" in statuses and statuses[-1] == "completed", statuses
+    watcher.close()
+
+
 def test_counts_and_user_lists_agree_on_every_node(nodes):
     room = unique()
     a, _ = join(nodes[0].port, room, "alice")
