@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-
 static void set_up(redis_t *r)
 {
     int up = r->cmd.state == CONN_UP && r->sub.state == CONN_UP;
@@ -58,7 +57,7 @@ void redis_conn_drop(redis_conn_t *c)
     if (!ac)
         return;
     ac->data = NULL; /* its callbacks, run by the free, know it is no longer ours */
-    if (!c->is_sub) /* hiredis calls on_reply for each sent command, with r unknown */
+    if (!c->is_sub)  /* hiredis calls on_reply for each sent command, with r unknown */
         redis_cmds_cut(c->r, c->r->stopping ? -ECANCELED : -ECONNRESET);
     redisAsyncFree(ac);
     conn_lost(c);
@@ -156,4 +155,3 @@ void redis_conn_start(redis_conn_t *c)
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     uv_timer_start(&c->timer, on_backoff, (uint64_t)(r->opts.connect_timeout_s * 1000), 0);
 }
-

@@ -245,6 +245,10 @@ def test_redis_down_keeps_local_delivery_then_resets_and_bridges_again(nodes, re
     for c in (a0, b0):  # delivered on its node, without an id (no shared history has it)
         f = messages(c, 1)[0]
         assert f["text"] == "local" and "id" not in f, f
+    started = time.monotonic()  # a join while down is welcomed at once, from what is here
+    d2, _ = join(nodes[2].port, room, "d2")
+    assert time.monotonic() - started < 1.0
+    d2.close()
     after = metric_sum(nodes[0].metrics(), "roost_redis_publishes_not_bridged_total")
     assert after == before + 1
     assert metric_sum(nodes[0].metrics(), "roost_redis_up") == 0
