@@ -14,14 +14,14 @@ BASEFLAGS := -std=gnu11 -D_GNU_SOURCE -pthread -Iinclude -Isrc -I$(LLHTTP_INC) -
 # One version (the VERSION file): the shared library's soname, roost.pc and `roost --version`.
 VERSION  := $(shell cat VERSION)
 BASEFLAGS += -DROOST_VERSION='"$(VERSION)"'
-LIBS     := -luv -lcurl -ljansson -lssl -lcrypto -lsqlite3 -lpq -ldeflate -lz -lpthread -lm
+LIBS     := -luv -lhiredis -lcurl -ljansson -lssl -lcrypto -lsqlite3 -lpq -ldeflate -lz -lpthread -lm
 # libvips for the process-image job type (src/app/job_media.c); its headers as system headers
 VIPS_CFLAGS := $(patsubst -I%,-isystem %,$(shell pkg-config --cflags vips 2>/dev/null))
 BASEFLAGS += $(VIPS_CFLAGS)
 LIBS     += $(shell pkg-config --libs vips 2>/dev/null)
 
 LIB_SRC  := $(sort $(wildcard src/base/*.c src/net/*.c src/core/*.c src/http/*.c src/mw/*.c \
-                               src/ws/*.c src/hub/*.c src/jobs/*.c src/db/*.c src/fetch/*.c))
+                               src/ws/*.c src/redis/*.c src/hub/*.c src/jobs/*.c src/db/*.c src/fetch/*.c))
 APP_SRC  := $(sort $(wildcard src/app/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))

@@ -100,8 +100,16 @@ typedef struct {
 
 typedef struct {
     int history;   /* --history: messages kept per room for ?since= */
-    int max_rooms; /* --max-rooms: rooms kept at once (rooms are never freed) */
+    int max_rooms; /* --max-rooms: rooms kept at once, a hard cap */
+    double idle_s; /* --room-idle-s: a room empty (and unused) this long is freed */
 } roost_rooms_config_t;
+
+/* Scale-out through Redis (src/redis): off while url is empty. */
+typedef struct {
+    const char *url;       /* --redis: redis://[[user]:password@]host[:port][/db] */
+    const char *node_id;   /* --node-id: this node's name in Redis, default host:port */
+    double presence_ttl_s; /* --presence-ttl-s: a dead node's members leave after this */
+} roost_redis_config_t;
 
 typedef struct {
     int workers;            /* --job-workers: threads running queued jobs, default 8 */
@@ -178,6 +186,7 @@ typedef struct {
     roost_gzip_config_t gzip;
     roost_tls_config_t tls;
     roost_auth_config_t auth;
+    roost_redis_config_t redis;
 } roost_config_t;
 
 /* The library's version, "X.Y.Z" (the VERSION file of its source tree); `--version` prints it
@@ -765,7 +774,8 @@ int roost_room_join(roost_ws_t *ws, const char *room, const char *user, long lon
                     const char *epoch);
 /* From any thread: publishes {"type": type, "room": room, "id": n, "ts": t, ...fields} to the
  * room (stored in its history). Steals fields (an object, may be NULL). Returns the message id
- * (> 0) or a negative code. *online, when not NULL, gets the room's count. */
+ * (> 0), 0 with --redis (Redis gives the id; the frame reaches this node's members through it
+ * too) or a negative code. *online, when not NULL, gets the room's count. */
 long long roost_room_publish(roost_server_t *srv, const char *room, const char *type,
                              json_t *fields, long *online);
 /* On the connection's loop: sends {"type":"direct","room","from","to","text","ts"} to every
@@ -866,6 +876,18 @@ int roost_job_final(const char *status);
  * reconnecting client's Last-Event-ID. 404 when there is no such task. Returns 0, or -ENOMEM after
  * answering 503. */
 int roost_job_events(roost_req_t *req, long long id);
+
+/* ---- Redis: rooms shared by several nodes (--redis) ---- */
+/* With --redis: starts the server's Redis client, which connects (and reconnects) on its own
+ * thread; rooms are bridged through it from then on. 0 without --redis; -EINVAL for a bad URL.
+ * Main thread, before roost_run. */
+int roost_redis_start(roost_server_t *srv);
+/* Makes the rooms now rather than at their first use: with --redis, this node then hears the
+ * other nodes' presence from the start (counts on every node). Main thread, after
+ * roost_redis_start. */
+int roost_rooms_start(roost_server_t *srv);
+/* -1 without --redis, else 1 while Redis is connected and 0 while it is not. Any thread. */
+int roost_redis_state(roost_server_t *srv);
 
 /* ---- counters, exported on /metrics ---- */
 typedef struct roost_counter roost_counter_t;

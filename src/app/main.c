@@ -31,6 +31,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "roost: cannot create the server\n");
         return 1;
     }
+    /* First, so that it stops last: every layer that may use Redis stops before it. */
+    if (roost_redis_start(srv) < 0 || roost_rooms_start(srv) < 0) {
+        roost_server_free(srv);
+        return 2;
+    }
     /* The first two middleware: every later one's time and answer are in what they report. */
     if (roost_use(srv, &roost_mw_timing) < 0 || roost_use_logs(srv) < 0) {
         fprintf(stderr, "roost: cannot register the middleware\n");

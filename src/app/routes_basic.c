@@ -16,7 +16,16 @@
 static void healthz(roost_req_t *req, void *ud)
 {
     static const char body[] = "{\"status\":\"ok\"}";
-    roost_respond(req, 200, "application/json", body, sizeof body - 1);
+    /* With --redis it also says whether Redis is reachable; still 200: rooms work here. */
+    static const char up[] = "{\"status\":\"ok\",\"redis\":\"up\"}";
+    static const char down[] = "{\"status\":\"ok\",\"redis\":\"down\"}";
+    int redis = roost_redis_state(roost_req_server(req));
+    if (redis < 0)
+        roost_respond(req, 200, "application/json", body, sizeof body - 1);
+    else if (redis)
+        roost_respond(req, 200, "application/json", up, sizeof up - 1);
+    else
+        roost_respond(req, 200, "application/json", down, sizeof down - 1);
 }
 
 static void plaintext(roost_req_t *req, void *ud)

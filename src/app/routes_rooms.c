@@ -194,6 +194,9 @@ static void broadcast(roost_req_t *req, void *ud)
         roost_respond_error(req, 503, "Too many rooms");
     else if (id < 0)
         roost_respond_error(req, 503, "The message could not be published");
+    else if (id == 0) /* bridged through Redis: the id is given there, later */
+        roost_respond_json(
+            req, 200, json_pack("{s:s,s:i}", "sent_to", name.ptr, "online", (json_int_t)online));
     else
         roost_respond_json(req, 200,
                            json_pack("{s:s,s:i,s:I}", "sent_to", name.ptr, "online",

@@ -113,6 +113,8 @@ static const opt_t rooms_opts[] = {
     {"max-rooms", INT, OFF(rooms.max_rooms), 1, 100000000,
      "rooms kept at once; a new room above it is refused (503, or close 1013)"},
     {"history", INT, OFF(rooms.history), 0, 1000000, "messages kept per room for ?since="},
+    {"room-idle-s", SECS, OFF(rooms.idle_s), 0.1, 86400 * 365,
+     "a room without members this long is freed with its history here (Redis keeps it)"},
 };
 
 static const opt_t fetch_opts[] = {
@@ -120,6 +122,14 @@ static const opt_t fetch_opts[] = {
      "'NAME=http://host:port [max_conns=100] [max_queue=1000] [connect_timeout_ms=2000] "
      "[timeout_ms=10000] [retries=0] [breaker=5] [cool_ms=5000]': an upstream that handlers "
      "may call (repeatable)"},
+};
+
+static const opt_t redis_opts[] = {
+    {"redis", STR, OFF(redis.url), 0, 0,
+     "redis://[[user]:password@]host[:port][/db]: rooms shared by every node (empty: off)"},
+    {"node-id", STR, OFF(redis.node_id), 0, 0, "this node's name in Redis (empty: host:port)"},
+    {"presence-ttl-s", SECS, OFF(redis.presence_ttl_s), 1, 3600,
+     "a node that stops refreshing its members in Redis has them leave after this"},
 };
 
 static const opt_t jobs_opts[] = {
@@ -197,6 +207,7 @@ static const section_t sections[] = {
     {"ws", ws_opts, ARRAY_LEN(ws_opts)},
     {"fetch", fetch_opts, ARRAY_LEN(fetch_opts)},
     {"rooms", rooms_opts, ARRAY_LEN(rooms_opts)},
+    {"redis", redis_opts, ARRAY_LEN(redis_opts)},
     {"jobs", jobs_opts, ARRAY_LEN(jobs_opts)},
     {"data", data_opts, ARRAY_LEN(data_opts)},
     {"cache", cache_opts, ARRAY_LEN(cache_opts)},
@@ -248,7 +259,8 @@ void roost_config_init(roost_config_t *cfg)
         .ping_s = 30,
         .pong_timeout_s = 10,
     };
-    cfg->rooms = (roost_rooms_config_t){.history = 100, .max_rooms = 100000};
+    cfg->rooms = (roost_rooms_config_t){.history = 100, .max_rooms = 100000, .idle_s = 600};
+    cfg->redis = (roost_redis_config_t){.url = "", .node_id = "", .presence_ttl_s = 10};
     cfg->jobs = (roost_jobs_config_t){.workers = 8, .prefetch = 64, .retry_backoff_s = 1};
     cfg->data = (roost_data_config_t){
         .dir = "./data",

@@ -18,7 +18,7 @@ static hub_member_t *member_of(const roost_ws_t *ws)
 
 typedef struct {
     net_msg_t msg;
-    room_t *room; /* rooms live as long as the hub */
+    room_t *room; /* a reference */
     hub_t *hub;
     rbuf_t *frame;
     uint64_t seq;
@@ -40,6 +40,7 @@ static void deliver(net_loop_t *loop, net_msg_t *msg)
         roost_counter_add(d->hub->c_deliveries, sent);
     }
     rbuf_unref(d->frame);
+    hub_room_unref(d->room);
     free(d);
 }
 
@@ -57,12 +58,42 @@ void hub_post(hub_t *hub, room_t *r, rbuf_t *frame, uint64_t seq, const char *to
             continue;
         d->msg.fn = deliver;
         d->room = r;
+        hub_room_ref(r);
         d->hub = hub;
         d->frame = rbuf_ref(frame);
         d->seq = seq;
         memcpy(d->to, to ? to : "", tolen + 1);
         net_loop_post(net_group_loop(g, i), &d->msg);
     }
+}
+
+void hub_local_only(hub_t *hub, room_t *r, rbuf_t *frame, const char *to)
+{
+    pthread_mutex_lock(&r->lock);
+    hub_post(hub, r, frame, ++r->seq, to);
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Through Redis, or here only when it is down (the frame then has no id: it is in no history
+ * a client could ask for). Returns 0: the id is Redis's, not known yet. Steals o. */
+static long long bridge_publish(hub_t *hub, room_t *r, json_t *o, const char *to, long *online)
+{
+    if (!o)
+        return -ENOMEM;
+    if (hub_bridge_publish(hub, r, o, to) < 0) {
+        roost_counter_add(hub->c_not_bridged, 1);
+        rbuf_t *frame = hub_frame_encode(json_incref(o));
+        if (frame)
+            hub_local_only(hub, r, frame, to);
+        rbuf_unref(frame);
+    }
+    json_decref(o);
+    if (online) {
+        pthread_mutex_lock(&r->lock);
+        *online = r->online;
+        pthread_mutex_unlock(&r->lock);
+    }
+    return 0;
 }
 
 long long roost_room_publish(roost_server_t *srv, const char *name, const char *type,
@@ -83,13 +114,20 @@ long long roost_room_publish(roost_server_t *srv, const char *name, const char *
     const char *trace = roost_trace_is_shared() ? roost_trace_current() : NULL;
     if (trace && (fields || (fields = json_object())) && !json_object_get(fields, "trace_id"))
         json_object_set_new(fields, "trace_id", json_string(trace));
+    if (hub->redis) { /* bridged: the id comes from Redis; every node delivers what it hears */
+        long long rc = bridge_publish(hub, r, hub_frame_object(r, type, fields, 0), NULL, online);
+        hub_room_unref(r);
+        return rc;
+    }
     pthread_mutex_lock(&r->lock);
     uint64_t id = r->last_id + 1;
     rbuf_t *frame = hub_frame(r, type, fields, id);
     if (!frame) {
         pthread_mutex_unlock(&r->lock);
+        hub_room_unref(r);
         return -ENOMEM;
     }
+    r->idle_since_ms = time_now_ms(); /* its history is wanted a while yet */
     r->last_id = id;
     hub_history_push(hub, r, id, frame);
     hub_post(hub, r, frame, ++r->seq, NULL);
@@ -97,6 +135,7 @@ long long roost_room_publish(roost_server_t *srv, const char *name, const char *
         *online = r->online;
     pthread_mutex_unlock(&r->lock);
     rbuf_unref(frame);
+    hub_room_unref(r);
     return (long long)id;
 }
 
@@ -107,6 +146,11 @@ int roost_room_direct(roost_ws_t *ws, const char *to, const char *text, size_t l
         return -ENOENT;
     hub_t *hub = hub_get(ws->srv);
     room_t *r = m->room;
+    if (hub->redis) { /* `to` may be on another node */
+        json_t *f = json_pack("{s:s,s:s,s:s%}", "from", m->user, "to", to, "text", text, len);
+        return f ? (int)bridge_publish(hub, r, hub_frame_object(r, "direct", f, 0), to, NULL)
+                 : -ENOMEM;
+    }
     pthread_mutex_lock(&r->lock);
     if (!strmap_get(&r->users, to)) {
         pthread_mutex_unlock(&r->lock);
@@ -123,13 +167,37 @@ int roost_room_direct(roost_ws_t *ws, const char *to, const char *text, size_t l
 
 /* ---- membership ---- */
 
+/* A loop's list of members (local or waiting), touched only by that loop's thread. */
+static void list_add(hub_member_t **head, hub_member_t *m)
+{
+    m->prev = NULL;
+    m->next = *head;
+    if (m->next)
+        m->next->prev = m;
+    *head = m;
+}
+
+static void list_del(hub_member_t **head, hub_member_t *m)
+{
+    if (m->prev)
+        m->prev->next = m->next;
+    else
+        *head = m->next;
+    if (m->next)
+        m->next->prev = m->prev;
+    m->prev = m->next = NULL;
+}
+
 static void users_add(room_t *r, const char *user, long delta)
 {
-    intptr_t n = (intptr_t)strmap_get(&r->users, user) + delta;
+    hub_users_add(r, user, delta);
+    intptr_t n = (intptr_t)strmap_get(&r->local_users, user) + delta;
     if (n > 0)
-        strmap_put(&r->users, user, (void *)n);
+        strmap_put(&r->local_users, user, (void *)n);
     else
-        strmap_del(&r->users, user);
+        strmap_del(&r->local_users, user);
+    r->local_total += delta;
+    r->presence_dirty = 1;
 }
 
 /* Which history frames a client that saw up to `since` needs; NULL result with *reset set when
@@ -173,9 +241,11 @@ int roost_room_join(roost_ws_t *ws, const char *name, const char *user, long lon
     if (!r)
         return errno == ENOSPC ? -ENOSPC : -ENOMEM;
     size_t ulen = strlen(user);
-    hub_member_t *m = r ? calloc(1, sizeof *m + ulen + 1) : NULL;
-    if (!m)
+    hub_member_t *m = calloc(1, sizeof *m + ulen + 1); /* holds the lookup's reference */
+    if (!m) {
+        hub_room_unref(r);
         return -ENOMEM;
+    }
     net_loop_t *loop = ws->conn->loop;
     m->ws = ws;
     m->room = r;
@@ -188,6 +258,21 @@ int roost_room_join(roost_ws_t *ws, const char *name, const char *user, long lon
     r->local_n[m->loop]++;
     users_add(r, user, 1);
     hub_notice(hub, r, 1, user, loop);
+    ws_set_detach(ws, leave, m);
+    if (hub->redis) {
+        /* Welcomed when Redis tells the room's epoch, last id and history (bridge.c). */
+        if (r->local_total == 1) {
+            hub_bridge_watch(hub, r, 1);
+            hub_nodes_query(hub, r);
+        }
+        hub_nodes_start(hub);
+        m->waiting = 1;
+        m->serial = atomic_fetch_add(&hub->serials, 1) + 1;
+        list_add(&r->waiting[m->loop], m);
+        hub_bridge_join(hub, r, m, since, epoch);
+        pthread_mutex_unlock(&r->lock);
+        return 0;
+    }
     m->join_seq = r->seq; /* the join notice and everything before it are not for m */
     int nreplay, reset;
     rbuf_t **frames = replay(hub, r, since, epoch, &nreplay, &reset);
@@ -201,11 +286,7 @@ int roost_room_join(roost_ws_t *ws, const char *name, const char *user, long lon
 
     /* Linked after the lock: deliveries for later events are handled by this same thread, so
      * none can slip between the snapshot above and this line. */
-    m->next = r->local[m->loop];
-    if (m->next)
-        m->next->prev = m;
-    r->local[m->loop] = m;
-    ws_set_detach(ws, leave, m);
+    list_add(&r->local[m->loop], m);
 
     roost_ws_send_json(ws, welcome);
     if (reset_msg)
@@ -218,26 +299,34 @@ int roost_room_join(roost_ws_t *ws, const char *name, const char *user, long lon
     return 0;
 }
 
+void hub_member_link(room_t *r, hub_member_t *m)
+{
+    list_del(&r->waiting[m->loop], m);
+    m->waiting = 0;
+    m->join_seq = r->seq;
+    list_add(&r->local[m->loop], m);
+}
+
 /* The connection's detach hook: it ended, so it leaves the room. */
 static void leave(roost_ws_t *ws, void *arg)
 {
     hub_member_t *m = arg;
     room_t *r = m->room;
-    if (m->prev)
-        m->prev->next = m->next;
-    else
-        r->local[m->loop] = m->next;
-    if (m->next)
-        m->next->prev = m->prev;
     hub_t *hub = hub_get(ws->srv);
     pthread_mutex_lock(&r->lock);
+    list_del(m->waiting ? &r->waiting[m->loop] : &r->local[m->loop], m);
     r->online--;
     roost_counter_add(hub->c_members, -1);
     r->local_n[m->loop]--;
     users_add(r, m->user, -1);
+    if (hub->redis && r->local_total == 0)
+        hub_bridge_watch(hub, r, 0);
+    if (r->online == 0)
+        r->idle_since_ms = time_now_ms();
     hub_notice(hub, r, 0, m->user, ws->conn->loop);
     pthread_mutex_unlock(&r->lock);
     free(m);
+    hub_room_unref(r);
 }
 
 const char *roost_ws_room(const roost_ws_t *ws)
