@@ -26,8 +26,8 @@ static rbuf_t *pattern(size_t n)
     return b;
 }
 
-static int pass_filter(roost_req_t *req, const void *p, size_t n, int last,
-                       roost_body_next_t *next, void *ctx, void *ud)
+static int pass_filter(roost_req_t *req, const void *p, size_t n, int last, roost_body_next_t *next,
+                       void *ctx, void *ud)
 {
     return roost_body_emit(next, p, n, last);
 }
@@ -122,7 +122,7 @@ TEST(worker_stream_arrives_in_order_and_ends_with_the_handler)
     harness_send(&h, "GET /w HTTP/1.1\r\nHost: x\r\n\r\nGET /w HTTP/1.1\r\nHost: x\r\n\r\n");
     for (int i = 0; i < 40 && harness_find(&h, "0\r\n\r\nHTTP/1.1 200") < 0; i++)
         harness_run_until(&h, 3, 50); /* turns the loop; the worker runs meanwhile */
-    for (int i = 0; i < 40; i++) { /* the second answer's last chunk */
+    for (int i = 0; i < 40; i++) {    /* the second answer's last chunk */
         long first = harness_find(&h, "0\r\n\r\n");
         if (first >= 0 && strstr(h.out.p + first + 5, "0\r\n\r\n"))
             break;
