@@ -6,7 +6,8 @@
 set -euo pipefail
 old=$(realpath "${1:?old binary}")
 new=$(realpath "${2:?new binary}")
-kit=$(cd "$(dirname "$0")/../../../shared/bench" 2>/dev/null && pwd || echo /work/shared/bench)
+# KIT: a writable copy of the kit (run-all.sh builds tools/wsbench in it; ../shared is read-only)
+kit=${KIT:-$(cd "$(dirname "$0")/../../../shared/bench" 2>/dev/null && pwd || echo /work/shared/bench)}
 rounds=${ROUNDS:-2}
 export FANOUTS_SPEC=${FANOUTS_SPEC:-"10000 200 100"}
 for r in $(seq 1 "$rounds"); do
