@@ -34,6 +34,13 @@ TSAN_FLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=thread $(WARN) \
 
 .PHONY: all asan fuzz fuzz-long tsan tsan-e2e run test unit layers format format-check clean deps
 all: build/roost
+# The manual page, written by the binary from its own flag table and routes (src/app/man.c), so
+# that it never drifts from --help; its log lines (the store it opens) go to build/roost.1.log.
+all: build/roost.1
+build/roost.1: build/roost
+	@echo "  MAN   $@"
+	@./build/roost --help-man >$@.tmp 2>$@.log || { cat $@.log; rm -f $@.tmp; exit 1; }
+	@mv $@.tmp $@
 
 deps:
 	@bash scripts/deps.sh
