@@ -20,6 +20,12 @@
 extern "C" {
 #endif
 
+/* libroost.so is built with -fvisibility=hidden: what this header declares is its whole export
+ * list (with src/libroost.map), everything else in the library stays internal. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 typedef struct roost_server roost_server_t;
 typedef struct roost_req roost_req_t;
 
@@ -174,6 +180,10 @@ typedef struct {
     roost_tls_config_t tls;
     roost_auth_config_t auth;
 } roost_config_t;
+
+/* The library's version, "X.Y.Z" (the VERSION file of its source tree); `--version` prints it
+ * as "roost X.Y.Z". */
+const char *roost_version(void);
 
 /* Fills cfg with the defaults above. */
 void roost_config_init(roost_config_t *cfg);
@@ -966,6 +976,9 @@ int roost_db_savepoint(roost_dbconn_t *c, const char *name);
 int roost_db_release_savepoint(roost_dbconn_t *c, const char *name);
 int roost_db_rollback_to(roost_dbconn_t *c, const char *name);
 
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 #ifdef __cplusplus
 }
 #endif

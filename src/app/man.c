@@ -78,7 +78,7 @@ int app_man(const roost_flag_t *flags, size_t nflags, app_config_t *app, app_set
     if (rc == 0) {
         roost_man_t page = {
             .name = "roost",
-            .version = NULL,
+            .version = roost_version(),
             .summary = "real-time application server (HTTP, WebSocket rooms, jobs, SQL)",
             .description = description,
             .section = "app",

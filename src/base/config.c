@@ -332,6 +332,7 @@ static const struct {
     const char *name, *help;
 } actions[] = {
     {"help", "print this and exit"},
+    {"version", "print \"roost X.Y.Z\" and exit"},
 };
 
 void config_env_name(const char *flag, char *out, size_t size)
@@ -511,6 +512,10 @@ int roost_config_parse_with(roost_config_t *cfg, const char *section, const roos
         const char *arg = argv[i];
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
             usage(stdout, argv[0], section, extra, nextra, defs);
+            return 1;
+        }
+        if (!strcmp(arg, "--version")) {
+            printf("roost %s\n", roost_version());
             return 1;
         }
         if (strncmp(arg, "--", 2) != 0) {
