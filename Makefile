@@ -35,6 +35,11 @@ FUZZ_FLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,addres
 TSAN_FLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=thread $(WARN) \
                  -Wno-missing-field-initializers $(BASEFLAGS)
 
+# Packagers' flags (dpkg-buildflags: hardening, debian/rules) on the release build and the
+# shared library; empty in a developer's shell, and never on the sanitizer builds' compiles.
+RELEASE_FLAGS += $(CPPFLAGS) $(CFLAGS)
+LIBS     += $(LDFLAGS)
+
 .PHONY: install uninstall shared
 .PHONY: all asan fuzz fuzz-long tsan tsan-e2e run test unit layers format format-check clean deps
 all: build/roost

@@ -30,12 +30,11 @@ static const roost_man_section_t more[] = {
      "Jobs not started stay queued in the job store for the next start.\n\n"
      "SIGHUP\tWith --tls-cert: read the certificate and key again; new connections use them, "
      "connections already open keep theirs."},
-    {"FILES",
-     "DATA_DIR/roost.db\tThe SQLite database (the data routes and the job queue) when "
-     "--database is not set; DATA_DIR is --data-dir (./data unless set).\n\n"
-     "DATA_DIR/notifications.log, DATA_DIR/outbox.log\tWhat the notification and email "
-     "examples write in the background.\n\n"
-     "DATA_DIR/data.txt\tThe file GET /read-file reads."},
+    {"FILES", "DATA_DIR/roost.db\tThe SQLite database (the data routes and the job queue) when "
+              "--database is not set; DATA_DIR is --data-dir (./data unless set).\n\n"
+              "DATA_DIR/notifications.log, DATA_DIR/outbox.log\tWhat the notification and email "
+              "examples write in the background.\n\n"
+              "DATA_DIR/data.txt\tThe file GET /read-file reads."},
     {"EXIT STATUS",
      "0 after a drain, --help or --version; 1 when the server cannot start (a port in use, a "
      "store that cannot be opened); 2 for a flag that does not parse."},
