@@ -58,7 +58,7 @@ def built():
     try:
         tree = top / f"roost-{VERSION}"
         copy_tree(tree)
-        env = dict(os.environ, DEB_BUILD_OPTIONS="parallel=2 nocheck")
+        env = dict(os.environ, DEB_BUILD_OPTIONS="parallel=2 nocheck noautodbgsym")
         env = {k: v for k, v in env.items() if not k.startswith(("ROOST_", "MAKEFLAGS"))}
         start = time.monotonic()
         p = run(["dpkg-buildpackage", "-us", "-uc", "-b"], timeout=BUILD_TIMEOUT_S, cwd=tree,
