@@ -10,6 +10,7 @@ as its own step; `python3 -m pytest tests/debian -q` runs it alone."""
 import gzip
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -83,6 +84,19 @@ def contents(deb):
     """The paths a .deb holds, "/usr/bin/roost" style."""
     listing = run(["dpkg-deb", "-c", str(deb)]).stdout.splitlines()
     return [line.split()[5].lstrip(".") for line in listing]
+
+
+def test_build_depends_are_what_deps_sh_installs():
+    """debian/control's Build-Depends, each installed by scripts/deps.sh (debhelper provides
+    the debhelper-compat and dh-sequence-* names)."""
+    control = (REPO / "debian" / "control").read_text()
+    field = re.search(r"^Build-Depends:(.*?)^\S", control, re.M | re.S).group(1)
+    names = [re.split(r"[ (]", d.strip())[0] for d in field.split(",") if d.strip()]
+    deps = (REPO / "scripts" / "deps.sh").read_text()
+    listed = set(re.search(r"^PKGS=\((.*?)^\)", deps, re.M | re.S).group(1).split())
+    missing = [n for n in names
+               if n not in listed and not n.startswith(("debhelper-compat", "dh-sequence-"))]
+    assert "libuv1-dev" in names and not missing, f"not in scripts/deps.sh: {missing}"
 
 
 def test_lintian_reports_no_error(built):
