@@ -36,7 +36,7 @@ typedef struct {
 static const opt_t net_opts[] = {
     {"host", STR, OFF(net.host), 0, 0, "address to listen on"},
     {"port", INT, OFF(net.port), 0, 65535, "TCP port"},
-    {"threads", INT, OFF(net.threads), 1, 256, "loop threads, one per core unless set"},
+    {"threads", INT, OFF(net.threads), 1, 256, "loop threads"},
     {"stall-ms", INT, OFF(net.stall_ms), 1, 600000, "report a loop stalled longer than this"},
     {"drain-s", SECS, OFF(net.drain_s), 0, 3600, "on SIGTERM, in-flight work finishes within this"},
     {"max-conns-per-ip", INT, OFF(net.max_conns_per_ip), 0, 10000000,
@@ -356,7 +356,10 @@ void config_walk(const char *section, const roost_flag_t *extra, size_t nextra, 
             flag_t f = lib_flag(o, &d);
             config_flag_info_t info = {
                 .section = sections[s].name, .name = o->name, .kind = o->kind, .help = o->help};
-            format_value(&f, info.def, sizeof info.def);
+            if (o->offset == OFF(net.threads)) /* the build machine's count is no default */
+                snprintf(info.def, sizeof info.def, "one per core");
+            else
+                format_value(&f, info.def, sizeof info.def);
             fn(&info, ud);
         }
     for (size_t i = 0; i < nextra; i++) {

@@ -99,6 +99,12 @@ def test_build_depends_are_what_deps_sh_installs():
     assert "libuv1-dev" in names and not missing, f"not in scripts/deps.sh: {missing}"
 
 
+def test_changelog_version_is_the_version_file():
+    """debian/changelog's newest entry carries VERSION (a native package: no Debian revision)."""
+    first = (REPO / "debian" / "changelog").read_text().splitlines()[0]
+    assert first.startswith(f"roost ({VERSION}) "), f"{first!r}: bump it with VERSION"
+
+
 def test_lintian_reports_no_error(built):
     if not shutil.which("lintian"):
         pytest.skip("lintian is not installed")
