@@ -60,7 +60,9 @@ def built():
         tree = top / f"roost-{VERSION}"
         copy_tree(tree)
         env = dict(os.environ, DEB_BUILD_OPTIONS="parallel=2 nocheck noautodbgsym")
-        env = {k: v for k, v in env.items() if not k.startswith(("ROOST_", "MAKEFLAGS"))}
+        # not make's jobserver of a `make test` around this, nor a developer's ROOST_* settings
+        drop = ("ROOST_", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+        env = {k: v for k, v in env.items() if not k.startswith(drop)}
         start = time.monotonic()
         p = run(["dpkg-buildpackage", "-us", "-uc", "-b"], timeout=BUILD_TIMEOUT_S, cwd=tree,
                 env=env)
@@ -209,6 +211,9 @@ def test_installed_server_answers_and_purge_removes_it(built, tmp_path):
         assert st.st_uid == pwd.getpwnam("roost").pw_uid and (st.st_mode & 0o777) == 0o750
         assert run(["pkg-config", "--modversion", "roost"]).stdout.strip() == VERSION
         assert run(["man", "-w", "roost"]).stdout.strip().endswith("/man1/roost.1.gz")
+        if shutil.which("systemd-analyze"):  # every directive known, the binary and man page there
+            v = run(["systemd-analyze", "verify", "/lib/systemd/system/roost.service"])
+            assert v.returncode == 0 and "roost.service" not in v.stderr, v.stderr
         check_server("/usr/bin/roost", tmp_path)
     finally:
         p = dpkg("--purge", *PACKAGES)
