@@ -124,9 +124,9 @@ install: build/roost build/pic/$(SHLIB) build/pic/libroost.a
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(PC_LIBDIR)|; s|@INCLUDEDIR@|$(PC_INCLUDEDIR)|' \
 		-e 's|@VERSION@|$(VERSION)|' roost.pc.in >$(DESTDIR)$(LIBDIR)/pkgconfig/roost.pc
 	install -m 644 README.md $(DESTDIR)$(DOCDIR)/README.md
-	install -m 644 $(wildcard docs/*.md) $(DESTDIR)$(DOCDIR)/docs/
-	@# the man page (build/roost.1, made by its own rule) is installed when the build made one
+	install -m 644 $(filter docs/%,$(INSTALL_DOCS)) $(DESTDIR)$(DOCDIR)/docs/
 	$(if $(INSTALL_EXAMPLES),install -m 644 $(INSTALL_EXAMPLES) $(DESTDIR)$(DOCDIR)/examples/)
+	@# the man page (build/roost.1, made by its own rule) is installed when the build made one
 	if [ -f build/roost.1 ]; then install -d $(DESTDIR)$(MANDIR)/man1 && \
 		install -m 644 build/roost.1 $(DESTDIR)$(MANDIR)/man1/roost.1; fi
 uninstall:
@@ -169,7 +169,7 @@ layers:
 	@bash scripts/check-layers.sh
 
 test: deps layers
-	$(MAKE) build/roost build/unit_tests asan fuzz
+	$(MAKE) build/roost build/unit_tests asan fuzz shared
 	bash tests/run.sh
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)

@@ -855,6 +855,10 @@ int roost_job_validate(roost_server_t *srv, const roost_job_spec_t *spec, json_t
  * an unknown type, -ENOMEM; done is then not called. */
 int roost_job_submit(roost_server_t *srv, const roost_job_spec_t *spec, roost_job_done_fn done,
                      void *arg);
+/* From a ROOST_LOOP handler: checks spec (422 with every error), submits it and answers 201 with
+ * the task once it is stored (a replayed idempotency_key: the same task, with Idempotent-Replayed:
+ * true), 503 when it could not be. Returns 0, or < 0 after answering the error. */
+int roost_job_submit_answer(roost_req_t *req, const roost_job_spec_t *spec);
 /* Cancels: done(task, 200) when cancelled or asked to stop; 404 unknown; 409 finished (the
  * task is the callee's, as for submit). */
 int roost_job_cancel(roost_server_t *srv, long long id, roost_job_done_fn done, void *arg);
@@ -868,6 +872,11 @@ typedef int (*roost_job_watch_fn)(json_t *task, void *arg);
 int roost_job_watch(roost_server_t *srv, long long id, roost_job_watch_fn fn, void *arg);
 /* A status is final: completed, failed or cancelled. */
 int roost_job_final(const char *status);
+/* From a ROOST_LOOP handler: answers with task id's changes as server-sent events (event "task",
+ * data the task's JSON), its current state first, ending after a final one; ids count on from a
+ * reconnecting client's Last-Event-ID. 404 when there is no such task. Returns 0, or -ENOMEM after
+ * answering 503. */
+int roost_job_events(roost_req_t *req, long long id);
 
 /* ---- counters, exported on /metrics ---- */
 typedef struct roost_counter roost_counter_t;

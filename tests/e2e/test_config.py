@@ -2,6 +2,7 @@
 --help, bad flags, and --access-log."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +28,13 @@ def test_help_lists_every_flag_and_exits_zero(run_roost):
     assert result.returncode == 0, result
     missing = [f for f in FLAGS if f not in result.stdout]
     assert not missing, f"--help does not mention {missing}; stdout:\n{result.stdout}"
+
+
+def test_version_prints_the_version_file_and_exits_zero(run_roost):
+    version = (Path(__file__).resolve().parents[2] / "VERSION").read_text().strip()
+    result = run_roost("--version")
+    assert (result.returncode, result.stdout) == (0, f"roost {version}\n"), result
+    assert "--version" in run_roost("--help").stdout
 
 
 def test_unknown_flag_exits_nonzero_with_message(run_roost):
