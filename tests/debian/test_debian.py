@@ -124,7 +124,8 @@ def test_each_package_holds_what_it_promises(built):
                   "/usr/lib/tmpfiles.d/roost.conf", "/usr/share/doc/roost/copyright"],
         "libroost0": [f"{lib}/libroost.so.{VERSION.rsplit('.', 1)[0]}"],
         "libroost-dev": ["/usr/include/roost/roost.h", f"{lib}/libroost.a",
-                         f"{lib}/pkgconfig/roost.pc"],
+                         f"{lib}/pkgconfig/roost.pc",
+                         "/usr/share/doc/libroost-dev/examples/chat.c"],
     }
     for pkg, paths in want.items():
         listing = contents(built["debs"][pkg])
