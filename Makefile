@@ -35,9 +35,22 @@ FUZZ_FLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,addres
 TSAN_FLAGS    := -O1 -g -fno-omit-frame-pointer -fsanitize=thread $(WARN) \
                  -Wno-missing-field-initializers $(BASEFLAGS)
 
+# Packagers' flags (dpkg-buildflags: hardening, debian/rules) on the release build and the
+# shared library; empty in a developer's shell, and never on the sanitizer builds' compiles.
+RELEASE_FLAGS += $(CPPFLAGS) $(CFLAGS)
+LIBS     += $(LDFLAGS)
+
 .PHONY: install uninstall shared
 .PHONY: all asan fuzz fuzz-long tsan tsan-e2e run test unit layers format format-check clean deps
 all: build/roost
+# The manual page, written by the binary from its own flag table and routes (src/app/man.c), so
+# that it never drifts from --help; its log lines (the store it opens) go to build/roost.1.log.
+all: build/roost.1
+build/roost.1: build/roost
+	@echo "  MAN   $@"
+	@./build/roost --help-man >$@.tmp 2>$@.log || { cat $@.log; rm -f $@.tmp; exit 1; }
+	@mv $@.tmp $@
+install: build/roost.1
 
 deps:
 	@bash scripts/deps.sh

@@ -14,6 +14,7 @@ PKGS=(
     python3-prometheus-client
     python3-jsonschema
     libvips-dev libvips-tools ffmpeg
+    dpkg-dev debhelper lintian fakeroot man-db groff-base
 )
 # Node.js runs the browser tests (playwright-core drives Debian's chromium). The machine image
 # may ship its own node and npm, which conflict with Debian's: install them only when absent.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of roost after `make test` has built them: the C unit tests (sanitizer build),
-# the end-to-end tests (pytest against build/asan/roost), and a short libFuzzer run of every
-# fuzz target over its committed corpus. Ends with one line: "N passed, N failed".
+# the end-to-end tests (pytest against build/asan/roost), the Debian packages (tests/debian/),
+# and a short libFuzzer run of every fuzz target over its committed corpus. Ends with one line:
+# "N passed, N failed".
 #   FUZZ_SECONDS (default 30) bounds each fuzz target; E2E_ARGS passes extra pytest arguments.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +41,17 @@ if [ -z "$e2e_passed" ] && [ "$e2e_failed" -eq 0 ]; then
 fi
 passed=$((passed + ${e2e_passed:-0}))
 failed=$((failed + e2e_failed))
+
+# The Debian packages, built in a copy of the tree (tests/debian/test_debian.py): a few minutes.
+echo "== Debian packages (dpkg-buildpackage, lintian, the packaged server)"
+/usr/bin/python3 -m pytest tests/debian -q -p no:cacheprovider 2>&1 | tee "$logdir/deb.log" |
+    grep -vE '^\.*( *\[ *[0-9]+%\])?$'
+deb_summary=$(tail -1 "$logdir/deb.log")
+deb_passed=$(echo "$deb_summary" | grep -oE '[0-9]+ passed' | awk '{print $1}')
+deb_failed=$(echo "$deb_summary" | grep -oE '[0-9]+ (failed|error|errors)' | awk '{s += $1} END {print s + 0}')
+[ -n "$deb_passed" ] || echo "$deb_summary" | grep -q skipped || deb_failed=$((deb_failed + 1))
+passed=$((passed + ${deb_passed:-0}))
+failed=$((failed + deb_failed))
 
 echo "== fuzzing (${FUZZ_SECONDS}s per target)"
 for f in build/fuzz/fuzz_*; do

@@ -11,6 +11,7 @@
 #define ROOST_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -354,6 +355,31 @@ const char *roost_openapi_json(roost_server_t *srv, size_t *len);
 /* Every route, "METHOD /template\n" in registration order (the caller frees). NULL: no
  * memory. Any thread once roost_run runs. */
 char *roost_routes_text(roost_server_t *srv);
+
+/* ---- man page ---- */
+/* A server's manual page (roff, section 1) written from what the server already knows, so that
+ * it cannot drift from it: OPTIONS and ENVIRONMENT from the flag table that makes --help (the
+ * library's and the embedder's extra flags, each with its argument, default and ROOST_* twin),
+ * ENDPOINTS from the registered routes and their summaries. The page's own words come from the
+ * caller; text is plain (roff's special characters are escaped here). */
+typedef struct {
+    const char *title; /* "SIGNALS", "FILES", "SEE ALSO" */
+    /* Paragraphs separated by a blank line; a paragraph "TERM\tTEXT" is an indented entry
+     * headed by TERM in bold. */
+    const char *text;
+} roost_man_section_t;
+typedef struct {
+    const char *name, *version; /* "roost", "1.0.0": the header and footer */
+    const char *summary;        /* the NAME line's words after "name - " */
+    const char *description;    /* DESCRIPTION, paragraphs as in roost_man_section_t */
+    const char *section;        /* the extra flags' section, as for roost_config_parse_with */
+    const roost_flag_t *extra;  /* their defaults: the values their variables hold now */
+    size_t nextra;
+    const roost_man_section_t *more; /* after ENDPOINTS, ended by a NULL title; may be NULL */
+} roost_man_t;
+/* Writes the page to out, the routes of srv (registered, not running; NULL: no ENDPOINTS).
+ * Returns 0, or -EIO when out could not be written. */
+int roost_man_write(FILE *out, const roost_man_t *page, roost_server_t *srv);
 
 /* Middleware. A request passes, in this order: every on_request hook (the first that answers, a
  * 401, 429 or 304, or that parks the request with roost_req_wait for a roost_req_resume to

@@ -76,6 +76,11 @@ int app_routes_articles_data(roost_server_t *srv);
 /* GET /metrics/stream: metric snapshots once a second for the dashboard (metrics_stream.c). */
 int app_routes_metrics_stream(roost_server_t *srv);
 
+/* --help-man (man.c): the manual page on stdout, the routes made by setup on a server of the
+ * default configuration (as main makes them). 0 or a negative error. */
+typedef int (*app_setup_fn)(roost_server_t *srv, const roost_config_t *cfg, app_config_t *app);
+int app_man(const roost_flag_t *flags, size_t nflags, app_config_t *app, app_setup_fn setup);
+
 int app_register(roost_server_t *srv, const roost_route_opts_t *routes, size_t n, void *ud);
 #define APP_COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 /* A query field from lo to hi, d when absent (FastAPI's Query(d, ge=lo, le=hi)); more

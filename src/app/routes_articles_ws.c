@@ -71,7 +71,11 @@ static void ws_client(roost_req_t *req, void *ud)
 static const char *const tags_ws[] = {"articles: websockets", NULL};
 static const roost_route_opts_t routes[] = {
     {"GET", "/ws/{client_id}", ws_client, .tags = tags_ws,
-     .summary = "WebSocket: each text answered as [client_id] 收到: text; __ping__ heartbeat"},
+     /* The summary in ASCII: the man page's is read by groff's default device too, which has
+      * no CJK glyphs. */
+     .summary = "WebSocket: each text answered with the client's id and 'received'",
+     .description = "Each text answered as \"[client_id] 收到: text\" (the article's reply); a "
+                    "\"__ping__\" text every --ws-text-ping-s seconds"},
 };
 
 int app_routes_articles_ws(roost_server_t *srv, const app_config_t *cfg)

@@ -152,6 +152,23 @@ roost_counter_t *counters_get_kind(counters_t *c, const char *name, const char *
 /* Appends every counter as "# HELP/# TYPE" + "name{labels} value" lines. */
 void counters_render(counters_t *c, sbuf_t *out);
 
+/* ---- config.c: the flag table, walked by --help and by the man page (src/http/man.c) ---- */
+typedef struct {
+    const char *section; /* "net", "http", ... or the embedder's; NULL for an action */
+    const char *name;    /* without the leading "--" */
+    roost_flag_kind_t kind;
+    const char *help;
+    char def[64]; /* the default as --help prints it */
+    int action;   /* --help and the like: no value, no environment twin */
+} config_flag_info_t;
+/* Calls fn for every flag in --help's order: the library's sections with their defaults, the
+ * embedder's extra flags (defs: their defaults formatted earlier, or NULL for the variables'
+ * current values), then the actions. */
+void config_walk(const char *section, const roost_flag_t *extra, size_t nextra, char (*defs)[64],
+                 void (*fn)(const config_flag_info_t *f, void *ud), void *ud);
+/* "max-body" -> "ROOST_MAX_BODY", cut to size. */
+void config_env_name(const char *flag, char *out, size_t size);
+
 /* ---- tpool: one thread pool; each user brings its queue discipline (tpool.c) ----
  * The pool owns the threads (named "roost-<name>-<i>", stack size, start, stop, join), grows from
  * min towards max when work is queued and no thread is idle, and lets a thread above min exit

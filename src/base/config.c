@@ -36,7 +36,7 @@ typedef struct {
 static const opt_t net_opts[] = {
     {"host", STR, OFF(net.host), 0, 0, "address to listen on"},
     {"port", INT, OFF(net.port), 0, 65535, "TCP port"},
-    {"threads", INT, OFF(net.threads), 1, 256, "loop threads, one per core unless set"},
+    {"threads", INT, OFF(net.threads), 1, 256, "loop threads"},
     {"stall-ms", INT, OFF(net.stall_ms), 1, 600000, "report a loop stalled longer than this"},
     {"drain-s", SECS, OFF(net.drain_s), 0, 3600, "on SIGTERM, in-flight work finishes within this"},
     {"max-conns-per-ip", INT, OFF(net.max_conns_per_ip), 0, 10000000,
@@ -338,38 +338,86 @@ static void format_value(const flag_t *f, char *out, size_t size)
     }
 }
 
-static void usage_line(FILE *out, const flag_t *f, const char *def)
+/* The flags the parser acts on instead of setting a value: listed last, in --help and the man
+ * page alike. */
+static const struct {
+    const char *name, *help;
+} actions[] = {
+    {"help", "print this and exit"},
+    {"version", "print \"roost X.Y.Z\" and exit"},
+};
+
+void config_env_name(const char *flag, char *out, size_t size)
 {
-    fprintf(out, "  --%-22s %s (default %s)\n", f->name, f->help, def);
+    size_t n = (size_t)snprintf(out, size, "ROOST_");
+    for (const char *c = flag; *c && n + 1 < size; c++)
+        out[n++] = *c == '-' ? '_' : (char)(*c >= 'a' && *c <= 'z' ? *c - 32 : *c);
+    out[n < size ? n : size - 1] = '\0';
 }
 
-/* defs: the embedder's defaults, formatted before the environment was applied. */
-static void usage(FILE *out, const char *prog, const char *section, const roost_flag_t *extra,
-                  size_t nextra, char (*defs)[64])
+/* defs: the embedder's defaults, formatted before the environment was applied; NULL: the
+ * current values of its variables. */
+void config_walk(const char *section, const roost_flag_t *extra, size_t nextra, char (*defs)[64],
+                 void (*fn)(const config_flag_info_t *f, void *ud), void *ud)
 {
     roost_config_t d;
     roost_config_init(&d);
+    for (size_t s = 0; s < ARRAY_LEN(sections); s++)
+        for (size_t i = 0; i < sections[s].n; i++) {
+            const opt_t *o = &sections[s].opts[i];
+            flag_t f = lib_flag(o, &d);
+            config_flag_info_t info = {
+                .section = sections[s].name, .name = o->name, .kind = o->kind, .help = o->help};
+            if (o->offset == OFF(net.threads)) /* the build machine's count is no default */
+                snprintf(info.def, sizeof info.def, "one per core");
+            else
+                format_value(&f, info.def, sizeof info.def);
+            fn(&info, ud);
+        }
+    for (size_t i = 0; i < nextra; i++) {
+        flag_t f = extra_flag(&extra[i]);
+        config_flag_info_t info = {
+            .section = section ? section : "app", .name = f.name, .kind = f.kind, .help = f.help};
+        if (defs)
+            snprintf(info.def, sizeof info.def, "%s", defs[i]);
+        else
+            format_value(&f, info.def, sizeof info.def);
+        fn(&info, ud);
+    }
+    for (size_t i = 0; i < ARRAY_LEN(actions); i++) {
+        config_flag_info_t info = {.name = actions[i].name, .help = actions[i].help, .action = 1};
+        fn(&info, ud);
+    }
+}
+
+typedef struct {
+    FILE *out;
+    const char *section; /* the last section printed */
+} usage_state_t;
+
+static void usage_line(const config_flag_info_t *f, void *ud)
+{
+    usage_state_t *u = ud;
+    if (f->action) {
+        fprintf(u->out, "%s  --%-22s %s\n", u->section ? "\n" : "", f->name, f->help);
+        u->section = NULL;
+        return;
+    }
+    if (!u->section || strcmp(u->section, f->section) != 0)
+        fprintf(u->out, "\n%s:\n", f->section);
+    u->section = f->section;
+    fprintf(u->out, "  --%-22s %s (default %s)\n", f->name, f->help, f->def);
+}
+
+static void usage(FILE *out, const char *prog, const char *section, const roost_flag_t *extra,
+                  size_t nextra, char (*defs)[64])
+{
     fprintf(out,
             "usage: %s [flags]\nEvery flag also reads the environment variable ROOST_<NAME> "
             "(upper case, '-' as '_'); flags win.\n",
             prog);
-    for (size_t s = 0; s < ARRAY_LEN(sections); s++) {
-        fprintf(out, "\n%s:\n", sections[s].name);
-        for (size_t i = 0; i < sections[s].n; i++) {
-            flag_t f = lib_flag(&sections[s].opts[i], &d);
-            char def[64];
-            format_value(&f, def, sizeof def);
-            usage_line(out, &f, def);
-        }
-    }
-    if (nextra)
-        fprintf(out, "\n%s:\n", section ? section : "app");
-    for (size_t i = 0; i < nextra; i++) {
-        flag_t f = extra_flag(&extra[i]);
-        usage_line(out, &f, defs[i]);
-    }
-    fprintf(out, "\n  --%-22s %s\n", "help", "print this and exit");
-    fprintf(out, "  --%-22s %s\n", "version", "print \"roost X.Y.Z\" and exit");
+    usage_state_t u = {out, NULL};
+    config_walk(section, extra, nextra, defs, usage_line, &u);
 }
 
 static int set_flag(const flag_t *f, const char *value, const char *from)
@@ -444,11 +492,8 @@ static int find_flag(roost_config_t *cfg, const roost_flag_t *extra, size_t next
 
 static int apply_env(const flag_t *f)
 {
-    char env[64] = "ROOST_";
-    size_t n = 6;
-    for (const char *c = f->name; *c && n < sizeof env - 1; c++)
-        env[n++] = *c == '-' ? '_' : (char)(*c >= 'a' && *c <= 'z' ? *c - 32 : *c);
-    env[n] = '\0';
+    char env[64];
+    config_env_name(f->name, env, sizeof env);
     const char *v = getenv(env);
     return v ? set_flag(f, v, env) : 0;
 }

@@ -89,6 +89,9 @@ void roost_server_free(roost_server_t *srv)
 {
     if (!srv)
         return;
+    /* A server freed without running (a setup error, --help-man) still stops its services:
+     * stop is what frees them. After roost_run the list is already empty. */
+    core_services_stop(srv);
     core_server_ctx_free_all(srv);
     counters_free(srv->counters);
     free(srv->services);
