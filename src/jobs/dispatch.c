@@ -14,6 +14,8 @@
 #include "jobs/order.h"
 
 #define IDLE_WAKE_MS 1000 /* schedules and timeouts are checked at least this often */
+#define POLL_MS      200  /* shared store: other nodes' jobs and expired leases looked for */
+#define HELD_BACK_MS 50   /* a key or a rate held a ready job back: the claim is tried again */
 
 /* One wake-up's work: what was taken from the queues, and what the batch made of it. */
 typedef struct {
@@ -86,6 +88,10 @@ static void sleep_until_work(jobs_t *j)
         wait = IDLE_WAKE_MS;
     if (j->nschedules && wait > 100)
         wait = 100;
+    if (j->shared && wait > POLL_MS)
+        wait = POLL_MS;
+    if (j->held_back && wait < HELD_BACK_MS)
+        wait = HELD_BACK_MS;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     ts.tv_sec += wait / 1000;
@@ -134,7 +140,9 @@ static void record_start(jobs_t *j, batch_t *b, roost_job_t *job)
     if (job->start_written || atomic_load(&job->phase) != JOB_PHASE_STARTED)
         return;
     job->start_written = 1;
-    job_store_start(&b->c, job->row.id, job->row.attempts + 1, job->started_ms);
+    if (job_store_start(&b->c, job->row.id, job->row.attempts + 1, job->started_ms,
+                        job->row.token) == JOB_FENCED)
+        jobs_lost(j, job, "start");
     roost_counter_add(j->c_started, 1);
     job_idset_add(&b->changed, job->row.id);
 }
@@ -142,8 +150,9 @@ static void record_start(jobs_t *j, batch_t *b, roost_job_t *job)
 static void finish_attempt(jobs_t *j, batch_t *b, roost_job_t *job)
 {
     if (atomic_load(&job->phase) == JOB_PHASE_DROPPED) {
-        job_store_unreserve(&b->c, job->row.id); /* never started: pending again, unless it
-                                                  * was cancelled meanwhile */
+        job_store_unreserve(&b->c, job->row.id, job->row.token); /* never started: pending
+                                                                  * again, unless it was
+                                                                  * cancelled meanwhile */
         return;
     }
     if (!job->start_written)
@@ -155,8 +164,13 @@ static void finish_attempt(jobs_t *j, batch_t *b, roost_job_t *job)
     roost_counter_add(j->c_run_ms, (long)(now - job->started_ms));
     if (job->type)
         jobs_type_ran(job->type, now - job->started_ms);
+    if (job->lost) { /* another node runs it: nothing of this attempt is written */
+        jobs_lost(j, job, "result");
+        return;
+    }
     if (atomic_exchange(&job->progress_dirty, 0)) /* its last report, not yet written */
-        job_store_progress(&b->c, r->id, atomic_load(&job->current), atomic_load(&job->total));
+        job_store_progress(&b->c, r->id, atomic_load(&job->current), atomic_load(&job->total),
+                           r->token);
     job_status_t status;
     const char *error = NULL;
     char *result = NULL;
@@ -183,7 +197,9 @@ static void finish_attempt(jobs_t *j, batch_t *b, roost_job_t *job)
         result = json_dumps(job->result, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
         roost_counter_add(j->c_completed, 1);
     }
-    job_store_end_attempt(&b->c, r->id, attempts, job->started_ms, status, result, error, run_at);
+    if (job_store_end_attempt(&b->c, r->id, attempts, job->started_ms, status, result, error,
+                              run_at, r->token) == JOB_FENCED)
+        jobs_lost(j, job, "result");
     free(result);
     job_idset_add(&b->changed, r->id);
 }
@@ -217,9 +233,10 @@ static void note_inflight(jobs_t *j, batch_t *b)
         if (b->draining || b->stopping)
             drop_reserved(job);
         record_start(j, b, job);
-        if (atomic_exchange(&job->progress_dirty, 0)) {
-            job_store_progress(&b->c, job->row.id, atomic_load(&job->current),
-                               atomic_load(&job->total));
+        if (atomic_exchange(&job->progress_dirty, 0) && !job->lost) {
+            if (job_store_progress(&b->c, job->row.id, atomic_load(&job->current),
+                                   atomic_load(&job->total), job->row.token) == JOB_FENCED)
+                jobs_lost(j, job, "progress");
             job_idset_add(&b->changed, job->row.id);
         }
     }
@@ -234,10 +251,14 @@ static void store_submissions(jobs_t *j, batch_t *b)
     for (job_submit_t *s = b->subs; s; s = s->next)
         ndue += s->row.run_at_ms <= b->now;
     int reserve_new = ndue > 0 && ndue <= b->room && job_store_next_run(&b->c) > b->now;
+    job_claim_t held = jobs_claim_opts(j, b->now);
     for (job_submit_t *s = b->subs; s; s = s->next) {
-        if (reserve_new && s->row.run_at_ms <= b->now)
+        /* A key or a rate is checked by the claim: such a job waits for it. */
+        job_type_t *t = strmap_get(&j->types, s->row.type);
+        if (reserve_new && s->row.run_at_ms <= b->now && !s->row.ckey &&
+            !(t && t->opts.rate_per_s > 0))
             s->row.status = JOB_RESERVED;
-        int rc = job_store_insert(&b->c, &s->row);
+        int rc = job_store_insert_held(&b->c, &s->row, held.owner, held.lease_until);
         if (rc < 0) {
             s->outcome = JOB_SUBMIT_FAILED;
         } else if (rc == 1) {
@@ -261,7 +282,7 @@ static int cancel_one(jobs_t *j, batch_t *b, int64_t id)
     int status = 200;
     roost_job_t *job = row.status == JOB_RESERVED ? find_inflight(j, row.id) : NULL;
     if (row.status == JOB_PENDING || (row.status == JOB_RESERVED && (!job || drop_reserved(job)))) {
-        job_store_finish(&b->c, row.id, JOB_CANCELLED, NULL, "cancelled", row.run_at_ms);
+        job_store_finish(&b->c, row.id, JOB_CANCELLED, NULL, "cancelled", row.run_at_ms, row.token);
         roost_counter_add(j->c_cancelled, 1);
         job_idset_add(&b->changed, row.id);
     } else if (row.status == JOB_RUNNING || row.status == JOB_RESERVED) {
@@ -292,8 +313,22 @@ static void apply_cancels(jobs_t *j, batch_t *b)
  * when the bound was reached. Within what is reserved, the heap keeps priority order. */
 static void claim_ready(jobs_t *j, batch_t *b)
 {
-    int n = b->room > 0 ? job_store_claim(&b->c, b->now, b->claimed, b->room) : 0;
+    job_claim_t o = jobs_claim_opts(j, b->now);
+    int n = b->room > 0 ? job_store_claim(&b->c, b->now, b->claimed, b->room, &o) : 0;
     b->nclaimed = n > 0 ? n : 0;
+    j->held_back = o.held_back;
+    /* Shared store: jobs whose node died (its lease expired) run here, after the new ones. */
+    int room = b->room - b->nclaimed;
+    if (j->shared && room > 0) {
+        n = job_store_claim_expired(&b->c, b->now, b->claimed + b->nclaimed, room, &o);
+        if (n > 0) {
+            for (int i = 0; i < n; i++)
+                log_info("jobs: task %lld: its lease expired; it runs again here",
+                         (long long)b->claimed[b->nclaimed + i].id);
+            roost_counter_add(j->c_rescued, n);
+            b->nclaimed += n;
+        }
+    }
 }
 
 static void commit_batch(jobs_t *j, batch_t *b)
@@ -367,7 +402,8 @@ static void hand_out(jobs_t *j, batch_t *b)
             /* Cannot run it now (unknown type after a restart, or no memory): back to pending
              * later, so nothing is lost. */
             job_store_finish(&b->c, b->claimed[i].id, JOB_PENDING, NULL,
-                             job ? "unknown job type" : "could not start", b->now + 1000);
+                             job ? "unknown job type" : "could not start", b->now + 1000,
+                             b->claimed[i].token);
             if (job)
                 job_free(job);
             else
@@ -415,7 +451,8 @@ void *jobs_dispatcher_main(void *arg)
         note_inflight(j, &b);
         store_submissions(j, &b);
         apply_cancels(j, &b);
-        if (!b.draining)
+        jobs_renew_leases(j, &b.c, b.now);
+        if (!b.draining && j->nschedules && jobs_lead(j, b.now))
             jobs_schedules_run(j, &b.c, b.now, &b.changed);
         claim_ready(j, &b);
         commit_batch(j, &b);
@@ -424,12 +461,14 @@ void *jobs_dispatcher_main(void *arg)
         hand_out(j, &b);
         enforce_deadlines(j, &b);
         jobs_greet_watchers(j, &b.c);
+        jobs_poll_watchers(j, &b.c, b.now, &b.changed);
         jobs_publish(j, &b.c, &b.changed);
         j->next_run_ms = job_store_next_run(&b.c);
         job_store_release(&b.c);
         if (b.stopping && !j->ninflight && !j->subs && !j->done)
             break;
     }
+    job_store_unlead(&j->lead);
     free(b.claimed);
     free(b.ready);
     free(b.changed.ids);
