@@ -50,7 +50,7 @@ echo "bench/scale/jobs: N=$N, $CLIENTS clients, $CORES cores, temp $TMP" >&2
 PGPORT=$(bench_free_port)
 mkdir -p "$TMP/pg" && [ "$(id -u)" = 0 ] && chown postgres "$TMP" "$TMP/pg"
 "${AS_PG[@]}" "$PGBIN/initdb" -D "$TMP/pg" -A trust -U postgres -E UTF8 --no-instructions >/dev/null
-"${AS_PG[@]}" "$PGBIN/pg_ctl" -D "$TMP/pg" -l "$TMP/pg/log" -w -o \
+setsid "${AS_PG[@]}" "$PGBIN/pg_ctl" -D "$TMP/pg" -l "$TMP/pg/log" -w -o \
     "-p $PGPORT -k $TMP -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
 DB="postgresql://postgres@127.0.0.1:$PGPORT/postgres"
 
@@ -62,7 +62,7 @@ for i in 1 2 3; do
     mkdir -p "$TMP/roost$i"
     (cd "$TMP/roost$i" && exec "$ROOT/build/roost" --port "$port" --data-dir "$TMP/roost$i/data" \
         --database "$DB" --job-workers "$CORES" >"$TMP/roost$i.log" 2>&1) &
-    Rbench_track $!
+    RPIDS+=($!)
     bench_track $!
     RPORTS+=("$port")
 done
@@ -80,6 +80,7 @@ import re, sys
 n = dict(re.findall(r"^roost_jobs\{status=\"(\w+)\"\} (\d+)", sys.stdin.read(), re.M))
 print(n.get("completed", 0), n.get("pending", 0), n.get("running", 0), n.get("failed", 0))')
     read -r done pending running R_FAILED <<<"$line"
+    [ -n "$line" ] || { echo "bench/scale: no answer from roost (PostgreSQL: $TMP/pg/log)" >&2; exit 1; }
     [ "$done" -ge "$1" ] && [ "$pending" = 0 ] && [ "$running" = 0 ]
 }
 curl -sf -X POST -H 'Content-Type: application/json' -d '{"type":"noop"}' \

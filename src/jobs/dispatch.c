@@ -124,12 +124,17 @@ static void take_work(jobs_t *j, batch_t *b)
 }
 
 /* The batch's connection. The pool waits up to --db-pool-timeout-s; when even that fails (the
- * pool exhausted by the application's data), the work stays taken and the batch tries again:
- * giving up would lose finished attempts. */
+ * pool exhausted by the application's data, or PostgreSQL down), the work stays taken and the
+ * batch tries again: giving up would lose finished attempts. */
 static void connect_batch(jobs_t *j, batch_t *b)
 {
-    while (job_store_acquire(j->store, &b->c) < 0)
-        log_warn("jobs: no database connection for the dispatcher; retrying");
+    /* PostgreSQL down fails a checkout at once: wait between tries, and say so once a minute. */
+    for (int tries = 0; job_store_acquire(j->store, &b->c) < 0; tries++) {
+        if (tries % 300 == 0)
+            log_warn("jobs: no database connection for the dispatcher; retrying");
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
 }
 
 /* ---- phase 2: in the transaction ---- */

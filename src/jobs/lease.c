@@ -67,6 +67,7 @@ int jobs_lead(jobs_t *j, int64_t now)
     int was = j->leading;
     j->leading = job_store_lead(j->store, &j->lead);
     if (j->leading != was)
-        log_info("jobs: this node %s the schedules' leader", j->leading ? "is now" : "is no longer");
+        log_info("jobs: this node %s the schedules' leader",
+                 j->leading ? "is now" : "is no longer");
     return j->leading;
 }

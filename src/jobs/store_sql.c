@@ -12,8 +12,8 @@
 #define KEY_FREE                                                                                   \
     "(ckey IS NULL OR (SELECT count(*) FROM tasks a WHERE a.ckey = t.ckey AND "                    \
     "a.status IN (1, 5)) < t.ckey_limit)"
-#define READY_ORDER  " ORDER BY priority DESC, run_at, id LIMIT $2"
-#define EXPIRED      "SELECT " JOB_COLS " FROM tasks WHERE status IN (1, 5) AND lease_until < $1 "
+#define READY_ORDER   " ORDER BY priority DESC, run_at, id LIMIT $2"
+#define EXPIRED       "SELECT " JOB_COLS " FROM tasks WHERE status IN (1, 5) AND lease_until < $1 "
 #define EXPIRED_ORDER "ORDER BY lease_until LIMIT $2"
 
 /* timeout_s is REAL and bound as text ('%.17g'): the column's affinity stores it as a number,
