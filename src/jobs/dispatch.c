@@ -24,6 +24,7 @@ typedef struct {
     roost_job_t *done;
     int draining, stopping;
     int64_t now;
+    int no_db;          /* checkouts failed in a row */
     int room;           /* more jobs that may be reserved */
     job_row_t *claimed; /* [max_inflight]: reserved in this batch, handed out after commit */
     int nclaimed;
@@ -123,18 +124,57 @@ static void take_work(jobs_t *j, batch_t *b)
     b->nclaimed = 0;
 }
 
-/* The batch's connection. The pool waits up to --db-pool-timeout-s; when even that fails (the
- * pool exhausted by the application's data, or PostgreSQL down), the work stays taken and the
- * batch tries again: giving up would lose finished attempts. */
-static void connect_batch(jobs_t *j, batch_t *b)
+/* Submissions and cancels taken while there is no database are answered 503 at once (the
+ * client may retry; nothing was stored). */
+static void refuse_taken(batch_t *b)
 {
-    /* PostgreSQL down fails a checkout at once: wait between tries, and say so once a minute. */
-    for (int tries = 0; job_store_acquire(j->store, &b->c) < 0; tries++) {
-        if (tries % 300 == 0)
-            log_warn("jobs: no database connection for the dispatcher; retrying");
-        struct timespec ts = {0, 200 * 1000000L};
-        nanosleep(&ts, NULL);
+    for (job_submit_t *s = b->subs, *next; s; s = next) {
+        next = s->next;
+        s->done(NULL, 503, s->arg);
+        job_row_clear(&s->row);
+        json_decref(s->payload);
+        free(s);
     }
+    b->subs = NULL;
+    for (job_cancel_t *c = b->cancels, *next; c; c = next) {
+        next = c->next;
+        c->done(NULL, 503, c->arg);
+        free(c);
+    }
+    b->cancels = NULL;
+}
+
+/* The batch's connection. The pool waits up to --db-pool-timeout-s; when even that fails (the
+ * pool exhausted by the application's data, or PostgreSQL down: then at once), new work is
+ * refused, finished attempts go back to the done queue for the next try (giving up would lose
+ * them), and the dispatcher waits 200 ms. -EAGAIN: try again; -ETIMEDOUT: at the stop, 5 s
+ * without a database: the dispatcher ends, and the jobs this node still holds run again
+ * elsewhere once their leases expire. */
+static int connect_batch(jobs_t *j, batch_t *b)
+{
+    if (job_store_acquire(j->store, &b->c) == 0) {
+        b->no_db = 0;
+        return 0;
+    }
+    if (b->no_db++ % 300 == 0)
+        log_warn("jobs: no database connection for the dispatcher; retrying");
+    refuse_taken(b);
+    if (b->stopping && b->no_db > 25) {
+        log_error("jobs: no database at the stop; jobs held here run again after their lease");
+        return -ETIMEDOUT;
+    }
+    pthread_mutex_lock(&j->lock);
+    for (roost_job_t *job = b->done, *next; job; job = next) {
+        next = job->done_next;
+        job->done_next = j->done;
+        j->done = job;
+    }
+    b->done = NULL;
+    jobs_wake(j);
+    pthread_mutex_unlock(&j->lock);
+    struct timespec ts = {0, 200 * 1000000L};
+    nanosleep(&ts, NULL);
+    return -EAGAIN;
 }
 
 /* ---- phase 2: in the transaction ---- */
@@ -450,7 +490,11 @@ void *jobs_dispatcher_main(void *arg)
     b.ready = calloc((size_t)j->max_inflight, sizeof *b.ready);
     for (;;) {
         take_work(j, &b);
-        connect_batch(j, &b);
+        int rc = connect_batch(j, &b);
+        if (rc == -ETIMEDOUT)
+            break;
+        if (rc < 0)
+            continue;
         job_store_begin(&b.c);
         end_attempts(j, &b);
         note_inflight(j, &b);

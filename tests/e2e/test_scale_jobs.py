@@ -175,3 +175,19 @@ def test_progress_on_one_node_reaches_an_sse_watcher_on_another(cluster):
     steps = {s["progress"]["current"] for s in states if s["status"] == "running"}
     assert steps & {1, 2, 3, 4}, states  # progress seen while it ran, not only the end
     assert started(a) == 1 and started(b) == 0  # it ran on a, was watched on b
+
+
+def test_postgresql_down_refuses_submissions_and_the_queue_resumes(cluster, pg):  # noqa: F811
+    a, = cluster(1, "--job-workers", "2")
+    before = submit(a, sleep_job(3, 0.2))
+    pg.stop("fast")  # (the test cluster runs without fsync: a crash would lose its commits)
+    try:
+        down = a.post_json("/tasks", {"type": "noop"}, timeout=15)
+        assert down.status == 503, down  # refused at once, not stored, not hanging
+        assert a.get("/healthz").status == 200
+    finally:
+        pg.start()
+    assert wait_until(lambda: a.post_json("/tasks", {"type": "noop"}).status == 201, timeout=10,
+                      interval=0.3)
+    tasks = all_final(a, [before], timeout=LEASE_S + 15)  # a lost finish runs again after the lease
+    assert tasks[0]["status"] == "completed"
