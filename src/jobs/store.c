@@ -311,15 +311,14 @@ static int reserve(job_conn_t *s, int64_t now_ms, job_row_t *rows, int n, job_cl
             continue;
         }
         p[0] = p_int(rows[i].id);
-        int64_t token = 0;
-        if ((rc = first_int(s, Q_RESERVE, 3, p, &token)) != 1) {
-            rc = rc < 0 ? rc : -EIO;
+        if ((rc = run_fenced(s, Q_RESERVE, 3, p)) < 0) {
+            if (rc == JOB_FENCED) /* gone meanwhile: not claimed, nothing to undo */
+                rc = 0;
             job_row_clear(&rows[i]);
             continue;
         }
-        rc = 0;
         rows[i].status = JOB_RESERVED;
-        rows[i].token = token;
+        rows[i].token++;
         if (i != kept)
             rows[kept] = rows[i];
         kept++;

@@ -30,9 +30,11 @@ static const char *const sql[Q_COUNT] = {
     [Q_READY] = "SELECT " JOB_COLS " FROM tasks AS t INDEXED BY tasks_ready "
                 "WHERE status = 0 AND run_at <= $1 AND " KEY_FREE READY_ORDER,
     [Q_EXPIRED] = EXPIRED EXPIRED_ORDER,
-    /* Each claim takes a new token: the fencing token every later write of the attempt names. */
+    /* Each claim takes a new token: the fencing token every later write of the attempt names
+     * (the one read by the claim plus one: the row is locked, FOR UPDATE, or SQLite's alone).
+     * No RETURNING: on SQLite it costs a temporary table per row. */
     [Q_RESERVE] = "UPDATE tasks SET status = 5, token = token + 1, lease_until = $2, owner = $3 "
-                  "WHERE id = $1 RETURNING token",
+                  "WHERE id = $1",
     [Q_START] = "UPDATE tasks SET status = 1, attempts = $2, started = $3 "
                 "WHERE id = $1 AND ($4 < 0 OR token = $4)",
     [Q_UNRESERVE] = "UPDATE tasks SET status = 0, lease_until = NULL, owner = NULL "
