@@ -759,7 +759,8 @@ json_t *roost_room_users(roost_server_t *srv, const char *room); /* sorted uniqu
 const char *roost_ws_room(const roost_ws_t *ws);
 const char *roost_ws_user(const roost_ws_t *ws);
 
-/* ---- jobs: a durable queue (SQLite, <data-dir>/roost.db) run by job worker threads ---- */
+/* ---- jobs: a durable queue (SQLite, <data-dir>/roost.db; or the --database PostgreSQL, shared
+ * by every node: docs/scale-out.md) run by job worker threads ---- */
 typedef struct roost_job roost_job_t;
 /* Runs on a job worker thread: returns the result (stolen; NULL means {}), or NULL after
  * roost_job_fail(). Long jobs report progress and stop when told to. */

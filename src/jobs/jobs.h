@@ -8,7 +8,8 @@
  * that 20,000 submissions a second cost a few hundred commits, not 20,000. A submission is
  * answered only after its commit. A claimed job is marked reserved in the store before a worker
  * may take it, and running (attempts + 1) at the next commit after it starts, so a crash puts it
- * back to pending and runs it again instead of losing it. */
+ * back to pending and runs it again instead of losing it. With the store on PostgreSQL, nodes
+ * share the queue: each claim holds a lease and a fencing token (lease.c, store.h). */
 #ifndef ROOST_JOBS_H
 #define ROOST_JOBS_H
 
@@ -20,8 +21,9 @@
 
 /* Files: queue.c (the public calls: submit, cancel, get, list, types), dispatch.c (the
  * dispatcher's loop, one helper per phase), watch.c (watchers and task rooms told of changes),
- * schedule.c (--schedule), service.c (start, drain, stop, metrics), store.c and task.c (the
- * store on db/ and a row as the API shows it), job.c (what a job function sees), workers.c and
+ * schedule.c (--schedule), service.c (start, drain, stop, metrics), store.c, store_sql.c and
+ * task.c (the store on db/, its SQL per engine, and a row as the API shows it), lease.c (leases,
+ * fencing and the schedules' leader across nodes), job.c (what a job function sees), workers.c and
  * order.c (the job workers and their ready heap). */
 
 typedef struct jobs jobs_t;
