@@ -117,6 +117,8 @@ typedef struct {
     int prefetch;           /* --job-prefetch: jobs reserved ahead of the workers, 64 */
     int fsync;              /* --job-fsync: synchronous=FULL instead of NORMAL */
     double retry_backoff_s; /* --retry-backoff-s: first retry delay, doubled per attempt */
+    double lease_s;         /* --job-lease-s: on PostgreSQL, a claimed job's lease (renewed while it
+                             * runs); past it another node runs the job again. Default 30 */
 } roost_jobs_config_t;
 
 typedef struct {
@@ -818,7 +820,8 @@ json_t *roost_room_users(roost_server_t *srv, const char *room); /* sorted uniqu
 const char *roost_ws_room(const roost_ws_t *ws);
 const char *roost_ws_user(const roost_ws_t *ws);
 
-/* ---- jobs: a durable queue (SQLite, <data-dir>/roost.db) run by job worker threads ---- */
+/* ---- jobs: a durable queue (SQLite, <data-dir>/roost.db; or the --database PostgreSQL, shared
+ * by every node: docs/scale-out.md) run by job worker threads ---- */
 typedef struct roost_job roost_job_t;
 /* Runs on a job worker thread: returns the result (stolen; NULL means {}), or NULL after
  * roost_job_fail(). Long jobs report progress and stop when told to. */
@@ -828,6 +831,11 @@ typedef struct {
      * (loc ["body", "payload", field]). May be NULL. */
     void (*validate)(const json_t *payload, json_t *errors, void *ud);
     void *ud;
+    /* Per-key limits (cluster-wide on PostgreSQL): at most key_limit jobs of this type with the
+     * same concurrency_key run at once (0: 1); at most rate_per_s of this type start in any
+     * one second (0: no limit). */
+    int key_limit;
+    int rate_per_s;
 } roost_job_opts_t;
 /* Before roost_run. -EEXIST for a name already registered. */
 int roost_job_type(roost_server_t *srv, const char *name, roost_job_fn fn,
@@ -869,6 +877,7 @@ typedef struct {
     double delay_s, timeout_s; /* timeout 0: none */
     int max_retries;
     const char *idempotency_key; /* or NULL */
+    const char *concurrency_key; /* or NULL: at most the type's key_limit of it run at once */
 } roost_job_spec_t;
 /* Called on the queue's thread once the job is stored (task: the task JSON, now the callee's
  * to json_decref, or NULL; status 201, or 200 for an idempotent replay, or 503 when it could

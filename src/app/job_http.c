@@ -157,6 +157,6 @@ static json_t *http_job(roost_job_t *job, const json_t *p, void *ud)
 
 int app_job_http(roost_server_t *srv)
 {
-    roost_job_opts_t o = {http_validate, srv};
+    roost_job_opts_t o = {.validate = http_validate, .ud = srv};
     return roost_job_type(srv, "http", http_job, &o);
 }

@@ -248,7 +248,8 @@ void app_exec_progress(roost_job_t *job, app_exec_progress_t *st, const char *p,
 
 int app_job_media(roost_server_t *srv, const app_config_t *cfg)
 {
-    const roost_job_opts_t image_o = {image_validate, NULL}, bulk_o = {bulk_validate, (void *)cfg};
+    const roost_job_opts_t image_o = {.validate = image_validate},
+                           bulk_o = {.validate = bulk_validate, .ud = (void *)cfg};
     int rc = roost_job_type(srv, "process-image", image_job, &image_o);
     if (rc == 0)
         rc = roost_job_type(srv, "bulk-email", bulk_job, &bulk_o);

@@ -320,15 +320,20 @@ static json_t *announce_job(roost_job_t *job, const json_t *p, void *ud)
 int app_job_types(roost_server_t *srv, const app_config_t *cfg)
 {
     /* sleep, hash and email: the one validator, over their payload schemas */
-    roost_job_opts_t sleep_o = {payload_validate, (void *)&sleep_schema},
-                     hash_o = {payload_validate, (void *)&hash_schema},
-                     email_o = {email_validate, (void *)cfg}, exec_o = {exec_validate, (void *)cfg};
+    roost_job_opts_t sleep_o = {.validate = payload_validate, .ud = (void *)&sleep_schema},
+                     hash_o = {.validate = payload_validate, .ud = (void *)&hash_schema},
+                     email_o = {.validate = email_validate, .ud = (void *)cfg},
+                     exec_o = {.validate = exec_validate, .ud = (void *)cfg};
+    /* tick: a sleep that starts at most 5 times a second across all nodes (a type's rate) */
+    roost_job_opts_t tick_o = {
+        .validate = payload_validate, .ud = (void *)&sleep_schema, .rate_per_s = 5};
     int rc = 0;
     rc |= roost_job_type(srv, "sleep", sleep_job, &sleep_o);
     rc |= roost_job_type(srv, "hash", hash_job, &hash_o);
     rc |= roost_job_type(srv, "email", email_job, &email_o);
     rc |= roost_job_type(srv, "exec", exec_job, &exec_o);
     rc |= roost_job_type(srv, "noop", noop_job, NULL);
+    rc |= roost_job_type(srv, "tick", sleep_job, &tick_o);
     roost_job_opts_t announce_o = {.ud = srv};
     rc |= roost_job_type(srv, "announce", announce_job, &announce_o);
     return rc < 0 ? -EINVAL : 0;

@@ -28,6 +28,7 @@ static const roost_field_t task_fields[] = {
      .gt = 0,
      .has_le = 1,
      .le = 86400},
+    {.name = "concurrency_key", .type = ROOST_T_STR, .nullable = 1, .min_len = 1, .max_len = 200},
 };
 static const roost_schema_t task_schema = {.fields = task_fields, .nfields = COUNT_OF(task_fields)};
 
@@ -101,6 +102,7 @@ static void create_task(roost_req_t *req, void *ud)
         .timeout_s = json_is_number(timeout) ? json_number_value(timeout) : 0,
         .max_retries = (int)json_integer_value(json_object_get(body, "max_retries")),
         .idempotency_key = key.ptr ? roost_req_alloc(req, key.len + 1) : NULL,
+        .concurrency_key = json_string_value(json_object_get(body, "concurrency_key")),
     };
     if (spec.idempotency_key) {
         memcpy((char *)spec.idempotency_key, key.ptr, key.len);

@@ -140,6 +140,8 @@ static const opt_t jobs_opts[] = {
      "jobs reserved ahead of the busy job workers, so that each starts its next job at once"},
     {"retry-backoff-s", SECS, OFF(jobs.retry_backoff_s), 0.01, 3600,
      "first retry delay of a failed job, doubled per attempt"},
+    {"job-lease-s", SECS, OFF(jobs.lease_s), 1, 86400,
+     "on PostgreSQL: a running job's lease, renewed by its node; past it another node runs it"},
 };
 
 static const opt_t data_opts[] = {
@@ -261,7 +263,8 @@ void roost_config_init(roost_config_t *cfg)
     };
     cfg->rooms = (roost_rooms_config_t){.history = 100, .max_rooms = 100000, .idle_s = 600};
     cfg->redis = (roost_redis_config_t){.url = "", .node_id = "", .presence_ttl_s = 10};
-    cfg->jobs = (roost_jobs_config_t){.workers = 8, .prefetch = 64, .retry_backoff_s = 1};
+    cfg->jobs =
+        (roost_jobs_config_t){.workers = 8, .prefetch = 64, .retry_backoff_s = 1, .lease_s = 30};
     cfg->data = (roost_data_config_t){
         .dir = "./data",
         .database = "",

@@ -212,6 +212,10 @@ int db_migrate(db_t *db, const char *name, const char *const *migrations, int n)
  * reference either way: give it back with db_close. Call it after roost_db_open (from a
  * service's start); NULL on failure (logged). */
 db_t *db_share_local(roost_server_t *srv);
+/* The job store's pool: on the --database PostgreSQL when it is one (so that every node shares
+ * the queue; a pool of its own beside the application's, sized by the same --db-pool-* flags),
+ * else db_share_local's. */
+db_t *db_share_jobs(roost_server_t *srv);
 
 /* ---- db_run.c: data threads for roost_db_run ---- */
 typedef struct db_runner db_runner_t;

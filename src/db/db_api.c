@@ -37,18 +37,14 @@ static int same_file(const char *a, const char *b)
                              sa.st_ino == sb.st_ino);
 }
 
-db_t *db_share_local(roost_server_t *srv)
+/* The server's pool on the SQLite file of url (a reference), or NULL when roost_db_open made
+ * none. */
+static db_t *find_shared(roost_server_t *srv, const db_url_t *url)
 {
-    const roost_config_t *cfg = roost_server_config(srv);
-    db_url_t url;
-    if (db_url_parse(&url, "", cfg->data.dir) < 0) {
-        log_error("data: no memory for the path of %s/roost.db", cfg->data.dir);
-        return NULL;
-    }
     pthread_mutex_lock(&shared_lock);
     db_t *db = shared;
     while (db &&
-           !(db->srv == srv && db->engine == DB_SQLITE && same_file(db->url.target, url.target)))
+           !(db->srv == srv && db->engine == DB_SQLITE && same_file(db->url.target, url->target)))
         db = db->next_shared;
     if (db) {
         pthread_mutex_lock(&db->lock);
@@ -56,18 +52,49 @@ db_t *db_share_local(roost_server_t *srv)
         pthread_mutex_unlock(&db->lock);
     }
     pthread_mutex_unlock(&shared_lock);
+    return db;
+}
+
+/* A pool on url (taken over) for the server's own use (no data threads); NULL on failure. */
+static db_t *open_own(roost_server_t *srv, db_url_t *url)
+{
+    const roost_config_t *cfg = roost_server_config(srv);
+    db_pool_opts_t opts = {cfg->data.pool_size, cfg->data.pool_overflow, cfg->data.pool_timeout_s};
+    db_t *db = db_open(url, &opts, NULL, 0); /* takes url over */
+    if (db)
+        db->srv = srv;
+    else
+        log_error("data: cannot open the database of the job store");
+    db_url_clear(url);
+    return db;
+}
+
+db_t *db_share_local(roost_server_t *srv)
+{
+    db_url_t url;
+    if (db_url_parse(&url, "", roost_server_config(srv)->data.dir) < 0) {
+        log_error("data: no memory for the path of the server's roost.db");
+        return NULL;
+    }
+    db_t *db = find_shared(srv, &url);
     if (db) {
         db_url_clear(&url);
         return db;
     }
-    db_pool_opts_t opts = {cfg->data.pool_size, cfg->data.pool_overflow, cfg->data.pool_timeout_s};
-    db = db_open(&url, &opts, NULL, 0);
-    if (db)
-        db->srv = srv;
-    else
-        log_error("data: cannot open %s/roost.db", cfg->data.dir);
-    db_url_clear(&url);
-    return db;
+    return open_own(srv, &url);
+}
+
+db_t *db_share_jobs(roost_server_t *srv)
+{
+    const roost_config_t *cfg = roost_server_config(srv);
+    db_url_t url;
+    if (db_url_parse(&url, cfg->data.database, cfg->data.dir) < 0 || url.engine != DB_POSTGRES) {
+        db_url_clear(&url);
+        return db_share_local(srv);
+    }
+    /* A pool of its own on PostgreSQL: no writer lock to share there, and the dispatcher's
+     * batches and the schedules' leader then never take the application's connections. */
+    return open_own(srv, &url);
 }
 
 static void db_service_stop(void *ud)

@@ -14,6 +14,8 @@
 #include "jobs/order.h"
 
 #define IDLE_WAKE_MS 1000 /* schedules and timeouts are checked at least this often */
+#define POLL_MS      200  /* shared store: other nodes' jobs and expired leases looked for */
+#define HELD_BACK_MS 50   /* a key or a rate held a ready job back: the claim is tried again */
 
 /* One wake-up's work: what was taken from the queues, and what the batch made of it. */
 typedef struct {
@@ -22,6 +24,7 @@ typedef struct {
     roost_job_t *done;
     int draining, stopping;
     int64_t now;
+    int no_db;          /* checkouts failed in a row */
     int room;           /* more jobs that may be reserved */
     job_row_t *claimed; /* [max_inflight]: reserved in this batch, handed out after commit */
     int nclaimed;
@@ -86,6 +89,10 @@ static void sleep_until_work(jobs_t *j)
         wait = IDLE_WAKE_MS;
     if (j->nschedules && wait > 100)
         wait = 100;
+    if (j->shared && wait > POLL_MS)
+        wait = POLL_MS;
+    if (j->held_back && wait < HELD_BACK_MS)
+        wait = HELD_BACK_MS;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     ts.tv_sec += wait / 1000;
@@ -117,13 +124,57 @@ static void take_work(jobs_t *j, batch_t *b)
     b->nclaimed = 0;
 }
 
-/* The batch's connection. The pool waits up to --db-pool-timeout-s; when even that fails (the
- * pool exhausted by the application's data), the work stays taken and the batch tries again:
- * giving up would lose finished attempts. */
-static void connect_batch(jobs_t *j, batch_t *b)
+/* Submissions and cancels taken while there is no database are answered 503 at once (the
+ * client may retry; nothing was stored). */
+static void refuse_taken(batch_t *b)
 {
-    while (job_store_acquire(j->store, &b->c) < 0)
+    for (job_submit_t *s = b->subs, *next; s; s = next) {
+        next = s->next;
+        s->done(NULL, 503, s->arg);
+        job_row_clear(&s->row);
+        json_decref(s->payload);
+        free(s);
+    }
+    b->subs = NULL;
+    for (job_cancel_t *c = b->cancels, *next; c; c = next) {
+        next = c->next;
+        c->done(NULL, 503, c->arg);
+        free(c);
+    }
+    b->cancels = NULL;
+}
+
+/* The batch's connection. The pool waits up to --db-pool-timeout-s; when even that fails (the
+ * pool exhausted by the application's data, or PostgreSQL down: then at once), new work is
+ * refused, finished attempts go back to the done queue for the next try (giving up would lose
+ * them), and the dispatcher waits 200 ms. -EAGAIN: try again; -ETIMEDOUT: at the stop, 5 s
+ * without a database: the dispatcher ends, and the jobs this node still holds run again
+ * elsewhere once their leases expire. */
+static int connect_batch(jobs_t *j, batch_t *b)
+{
+    if (job_store_acquire(j->store, &b->c) == 0) {
+        b->no_db = 0;
+        return 0;
+    }
+    if (b->no_db++ % 300 == 0)
         log_warn("jobs: no database connection for the dispatcher; retrying");
+    refuse_taken(b);
+    if (b->stopping && b->no_db > 25) {
+        log_error("jobs: no database at the stop; jobs held here run again after their lease");
+        return -ETIMEDOUT;
+    }
+    pthread_mutex_lock(&j->lock);
+    for (roost_job_t *job = b->done, *next; job; job = next) {
+        next = job->done_next;
+        job->done_next = j->done;
+        j->done = job;
+    }
+    b->done = NULL;
+    jobs_wake(j);
+    pthread_mutex_unlock(&j->lock);
+    struct timespec ts = {0, 200 * 1000000L};
+    nanosleep(&ts, NULL);
+    return -EAGAIN;
 }
 
 /* ---- phase 2: in the transaction ---- */
@@ -134,7 +185,9 @@ static void record_start(jobs_t *j, batch_t *b, roost_job_t *job)
     if (job->start_written || atomic_load(&job->phase) != JOB_PHASE_STARTED)
         return;
     job->start_written = 1;
-    job_store_start(&b->c, job->row.id, job->row.attempts + 1, job->started_ms);
+    if (job_store_start(&b->c, job->row.id, job->row.attempts + 1, job->started_ms,
+                        job->row.token) == JOB_FENCED)
+        jobs_lost(j, job, "start");
     roost_counter_add(j->c_started, 1);
     job_idset_add(&b->changed, job->row.id);
 }
@@ -142,8 +195,9 @@ static void record_start(jobs_t *j, batch_t *b, roost_job_t *job)
 static void finish_attempt(jobs_t *j, batch_t *b, roost_job_t *job)
 {
     if (atomic_load(&job->phase) == JOB_PHASE_DROPPED) {
-        job_store_unreserve(&b->c, job->row.id); /* never started: pending again, unless it
-                                                  * was cancelled meanwhile */
+        job_store_unreserve(&b->c, job->row.id, job->row.token); /* never started: pending
+                                                                  * again, unless it was
+                                                                  * cancelled meanwhile */
         return;
     }
     if (!job->start_written)
@@ -155,8 +209,13 @@ static void finish_attempt(jobs_t *j, batch_t *b, roost_job_t *job)
     roost_counter_add(j->c_run_ms, (long)(now - job->started_ms));
     if (job->type)
         jobs_type_ran(job->type, now - job->started_ms);
+    if (job->lost) { /* another node runs it: nothing of this attempt is written */
+        jobs_lost(j, job, "result");
+        return;
+    }
     if (atomic_exchange(&job->progress_dirty, 0)) /* its last report, not yet written */
-        job_store_progress(&b->c, r->id, atomic_load(&job->current), atomic_load(&job->total));
+        job_store_progress(&b->c, r->id, atomic_load(&job->current), atomic_load(&job->total),
+                           r->token);
     job_status_t status;
     const char *error = NULL;
     char *result = NULL;
@@ -183,7 +242,9 @@ static void finish_attempt(jobs_t *j, batch_t *b, roost_job_t *job)
         result = json_dumps(job->result, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
         roost_counter_add(j->c_completed, 1);
     }
-    job_store_end_attempt(&b->c, r->id, attempts, job->started_ms, status, result, error, run_at);
+    if (job_store_end_attempt(&b->c, r->id, attempts, job->started_ms, status, result, error,
+                              run_at, r->token) == JOB_FENCED)
+        jobs_lost(j, job, "result");
     free(result);
     job_idset_add(&b->changed, r->id);
 }
@@ -217,9 +278,10 @@ static void note_inflight(jobs_t *j, batch_t *b)
         if (b->draining || b->stopping)
             drop_reserved(job);
         record_start(j, b, job);
-        if (atomic_exchange(&job->progress_dirty, 0)) {
-            job_store_progress(&b->c, job->row.id, atomic_load(&job->current),
-                               atomic_load(&job->total));
+        if (atomic_exchange(&job->progress_dirty, 0) && !job->lost) {
+            if (job_store_progress(&b->c, job->row.id, atomic_load(&job->current),
+                                   atomic_load(&job->total), job->row.token) == JOB_FENCED)
+                jobs_lost(j, job, "progress");
             job_idset_add(&b->changed, job->row.id);
         }
     }
@@ -234,10 +296,14 @@ static void store_submissions(jobs_t *j, batch_t *b)
     for (job_submit_t *s = b->subs; s; s = s->next)
         ndue += s->row.run_at_ms <= b->now;
     int reserve_new = ndue > 0 && ndue <= b->room && job_store_next_run(&b->c) > b->now;
+    job_claim_t held = jobs_claim_opts(j, b->now);
     for (job_submit_t *s = b->subs; s; s = s->next) {
-        if (reserve_new && s->row.run_at_ms <= b->now)
+        /* A key or a rate is checked by the claim: such a job waits for it. */
+        job_type_t *t = strmap_get(&j->types, s->row.type);
+        if (reserve_new && s->row.run_at_ms <= b->now && !s->row.ckey &&
+            !(t && t->opts.rate_per_s > 0))
             s->row.status = JOB_RESERVED;
-        int rc = job_store_insert(&b->c, &s->row);
+        int rc = job_store_insert_held(&b->c, &s->row, held.owner, held.lease_until);
         if (rc < 0) {
             s->outcome = JOB_SUBMIT_FAILED;
         } else if (rc == 1) {
@@ -261,7 +327,7 @@ static int cancel_one(jobs_t *j, batch_t *b, int64_t id)
     int status = 200;
     roost_job_t *job = row.status == JOB_RESERVED ? find_inflight(j, row.id) : NULL;
     if (row.status == JOB_PENDING || (row.status == JOB_RESERVED && (!job || drop_reserved(job)))) {
-        job_store_finish(&b->c, row.id, JOB_CANCELLED, NULL, "cancelled", row.run_at_ms);
+        job_store_finish(&b->c, row.id, JOB_CANCELLED, NULL, "cancelled", row.run_at_ms, row.token);
         roost_counter_add(j->c_cancelled, 1);
         job_idset_add(&b->changed, row.id);
     } else if (row.status == JOB_RUNNING || row.status == JOB_RESERVED) {
@@ -292,8 +358,22 @@ static void apply_cancels(jobs_t *j, batch_t *b)
  * when the bound was reached. Within what is reserved, the heap keeps priority order. */
 static void claim_ready(jobs_t *j, batch_t *b)
 {
-    int n = b->room > 0 ? job_store_claim(&b->c, b->now, b->claimed, b->room) : 0;
+    job_claim_t o = jobs_claim_opts(j, b->now);
+    int n = b->room > 0 ? job_store_claim(&b->c, b->now, b->claimed, b->room, &o) : 0;
     b->nclaimed = n > 0 ? n : 0;
+    j->held_back = o.held_back;
+    /* Shared store: jobs whose node died (its lease expired) run here, after the new ones. */
+    int room = b->room - b->nclaimed;
+    if (j->shared && room > 0) {
+        n = job_store_claim_expired(&b->c, b->now, b->claimed + b->nclaimed, room, &o);
+        if (n > 0) {
+            for (int i = 0; i < n; i++)
+                log_info("jobs: task %lld: its lease expired; it runs again here",
+                         (long long)b->claimed[b->nclaimed + i].id);
+            roost_counter_add(j->c_rescued, n);
+            b->nclaimed += n;
+        }
+    }
 }
 
 static void commit_batch(jobs_t *j, batch_t *b)
@@ -367,7 +447,8 @@ static void hand_out(jobs_t *j, batch_t *b)
             /* Cannot run it now (unknown type after a restart, or no memory): back to pending
              * later, so nothing is lost. */
             job_store_finish(&b->c, b->claimed[i].id, JOB_PENDING, NULL,
-                             job ? "unknown job type" : "could not start", b->now + 1000);
+                             job ? "unknown job type" : "could not start", b->now + 1000,
+                             b->claimed[i].token);
             if (job)
                 job_free(job);
             else
@@ -409,13 +490,18 @@ void *jobs_dispatcher_main(void *arg)
     b.ready = calloc((size_t)j->max_inflight, sizeof *b.ready);
     for (;;) {
         take_work(j, &b);
-        connect_batch(j, &b);
+        int rc = connect_batch(j, &b);
+        if (rc == -ETIMEDOUT)
+            break;
+        if (rc < 0)
+            continue;
         job_store_begin(&b.c);
         end_attempts(j, &b);
         note_inflight(j, &b);
         store_submissions(j, &b);
         apply_cancels(j, &b);
-        if (!b.draining)
+        jobs_renew_leases(j, &b.c, b.now);
+        if (!b.draining && j->nschedules && jobs_lead(j, b.now))
             jobs_schedules_run(j, &b.c, b.now, &b.changed);
         claim_ready(j, &b);
         commit_batch(j, &b);
@@ -424,12 +510,14 @@ void *jobs_dispatcher_main(void *arg)
         hand_out(j, &b);
         enforce_deadlines(j, &b);
         jobs_greet_watchers(j, &b.c);
+        jobs_poll_watchers(j, &b.c, b.now, &b.changed);
         jobs_publish(j, &b.c, &b.changed);
         j->next_run_ms = job_store_next_run(&b.c);
         job_store_release(&b.c);
         if (b.stopping && !j->ninflight && !j->subs && !j->done)
             break;
     }
+    job_store_unlead(&j->lead);
     free(b.claimed);
     free(b.ready);
     free(b.changed.ids);

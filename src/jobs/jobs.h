@@ -8,7 +8,8 @@
  * that 20,000 submissions a second cost a few hundred commits, not 20,000. A submission is
  * answered only after its commit. A claimed job is marked reserved in the store before a worker
  * may take it, and running (attempts + 1) at the next commit after it starts, so a crash puts it
- * back to pending and runs it again instead of losing it. */
+ * back to pending and runs it again instead of losing it. With the store on PostgreSQL, nodes
+ * share the queue: each claim holds a lease and a fencing token (lease.c, store.h). */
 #ifndef ROOST_JOBS_H
 #define ROOST_JOBS_H
 
@@ -20,8 +21,9 @@
 
 /* Files: queue.c (the public calls: submit, cancel, get, list, types), dispatch.c (the
  * dispatcher's loop, one helper per phase), watch.c (watchers and task rooms told of changes),
- * schedule.c (--schedule), service.c (start, drain, stop, metrics), store.c and task.c (the
- * store on db/ and a row as the API shows it), job.c (what a job function sees), workers.c and
+ * schedule.c (--schedule), service.c (start, drain, stop, metrics), store.c, store_sql.c and
+ * task.c (the store on db/, its SQL per engine, and a row as the API shows it), lease.c (leases,
+ * fencing and the schedules' leader across nodes), job.c (what a job function sees), workers.c and
  * order.c (the job workers and their ready heap). */
 
 typedef struct jobs jobs_t;
@@ -52,7 +54,8 @@ typedef struct job_watcher {
     int64_t id;
     roost_job_watch_fn fn;
     void *arg;
-    int fresh; /* not yet sent the current state */
+    int fresh;    /* not yet sent the current state */
+    uint64_t sig; /* a hash of the last state sent (watch.c polls for other nodes' changes) */
 } job_watcher_t;
 
 typedef struct {
@@ -94,6 +97,15 @@ struct jobs {
     int64_t next_run_ms;   /* the next due time among pending jobs, as of the last batch */
     job_schedule_t *schedules;
     int nschedules;
+    /* Across nodes (a store on PostgreSQL): this node's name on the rows it holds, the lease,
+     * when leases are renewed next, the schedules' leader lock and when it is checked next,
+     * and ready jobs a concurrency key or a rate held back at the last claim. */
+    int shared;
+    char node[160];
+    int64_t lease_ms, next_renew_ms, next_lead_ms, next_poll_ms;
+    job_conn_t lead;
+    int leading, held_back;
+    roost_counter_t *c_rescued, *c_fenced;
     roost_counter_t *c_submitted, *c_started, *c_completed, *c_failed, *c_retried, *c_cancelled,
         *c_run_ms, *c_commits;
 };
@@ -118,6 +130,7 @@ struct roost_job {
     int64_t started_ms;  /* wall ms, set by the worker before phase becomes JOB_STARTED */
     int64_t deadline_ms; /* likewise; 0: none */
     int start_written;   /* the dispatcher has recorded the start */
+    int lost;            /* the dispatcher's: its token lost the job (lease expired) */
     int handed_back;     /* the dispatcher's: back from the worker, leaving the in-flight list */
     _Atomic int stop;    /* why it must stop: JOB_STOP_* */
     _Atomic long current, total;
@@ -130,7 +143,8 @@ struct roost_job {
     struct roost_job *done_next; /* the done queue (under the jobs lock) */
 };
 
-enum { JOB_GO, JOB_STOP_CANCEL, JOB_STOP_TIMEOUT, JOB_STOP_SHUTDOWN };
+/* JOB_STOP_LOST: another node holds the job now (this node's lease expired). */
+enum { JOB_GO, JOB_STOP_CANCEL, JOB_STOP_TIMEOUT, JOB_STOP_SHUTDOWN, JOB_STOP_LOST };
 enum { JOB_PHASE_RESERVED, JOB_PHASE_STARTED, JOB_PHASE_DROPPED };
 
 /* queue.c */
@@ -151,6 +165,15 @@ void job_idset_add(job_idset_t *s, int64_t id); /* no memory: the change is not 
 void jobs_greet_watchers(jobs_t *jobs, job_conn_t *c);
 void jobs_publish(jobs_t *jobs, job_conn_t *c, const job_idset_t *changed);
 void jobs_end_watchers(jobs_t *jobs); /* at stop: each is told the end (NULL) */
+/* On a shared store: watched tasks that another node changed join changed. */
+void jobs_poll_watchers(jobs_t *jobs, job_conn_t *c, int64_t now, job_idset_t *changed);
+/* lease.c: on a shared store, leases of the jobs in flight renewed (lost ones told to stop),
+ * the schedules' leader kept or sought, and a write that lost its job counted. */
+void jobs_renew_leases(jobs_t *jobs, job_conn_t *c, int64_t now);
+int jobs_lead(jobs_t *jobs, int64_t now);
+void jobs_lost(jobs_t *jobs, roost_job_t *job, const char *what);
+/* The claim's options for this node at now (owner, lease, rates). */
+job_claim_t jobs_claim_opts(jobs_t *jobs, int64_t now);
 /* schedule.c */
 /* Adds one schedule; -EINVAL when spec is not "TYPE every 60s {payload}". Before the start. */
 int jobs_schedule_add(jobs_t *jobs, const char *spec);

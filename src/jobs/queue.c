@@ -85,6 +85,11 @@ int roost_job_submit(roost_server_t *srv, const roost_job_spec_t *spec, roost_jo
     s->row.created_ms = now;
     s->row.run_at_ms = now + (int64_t)(spec->delay_s * 1000);
     s->row.idem_key = spec->idempotency_key ? strdup(spec->idempotency_key) : NULL;
+    if (spec->concurrency_key) {
+        job_type_t *t = strmap_get(&j->types, spec->type);
+        s->row.ckey = strdup(spec->concurrency_key);
+        s->row.ckey_limit = t->opts.key_limit > 0 ? t->opts.key_limit : 1;
+    }
     const char *trace = roost_trace_current(); /* the submitting request's, if any */
     s->row.trace_id = trace ? strdup(trace) : NULL;
     /* A copy of its own: jansson objects are not shared between threads (their reference

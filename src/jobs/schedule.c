@@ -1,7 +1,8 @@
 /* Periodic schedules (--schedule 'TYPE every 60s {payload}', Celery beat's job): parsed once,
  * then at each batch a schedule whose period slot (unix time / period) is newer than the one
  * stored enqueues one job, in the batch's transaction, so a slot runs once even across a
- * restart. Not the dispatcher's loop (dispatch.c). */
+ * restart (a missed period runs once). With nodes sharing the store, only the leader (lease.c)
+ * runs them, and the slot only moves forward. Not the dispatcher's loop (dispatch.c). */
 #include "jobs/jobs.h"
 
 #include <errno.h>
@@ -62,9 +63,12 @@ void jobs_schedules_run(jobs_t *j, job_conn_t *c, int64_t now, job_idset_t *ch)
         int64_t slot = now / s->period_ms;
         if (job_store_schedule_slot(c, s->key) >= slot)
             continue;
+        /* The slot first: when another node moved it (two leaders for a moment), no job. */
+        if (job_store_set_schedule_slot(c, s->key, slot) != 0)
+            continue;
         job_row_t row = {
             .type = s->type, .payload = s->payload, .created_ms = now, .run_at_ms = now};
-        if (job_store_insert(c, &row) == 0 && job_store_set_schedule_slot(c, s->key, slot) == 0) {
+        if (job_store_insert(c, &row) == 0) {
             roost_counter_add(j->c_submitted, 1);
             job_idset_add(ch, row.id);
         }

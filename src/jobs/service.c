@@ -6,9 +6,11 @@
 #include "jobs/jobs.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/core.h"
 
@@ -19,14 +21,24 @@ static CORE_SLOT_FN(jobs_slot, .name = "jobs")
 static void jobs_start(void *ud)
 {
     jobs_t *j = ud;
-    db_t *db = db_share_local(j->srv);
+    db_t *db = db_share_jobs(j->srv);
     int rc = db ? job_store_open(db, j->cfg->jobs.fsync, &j->store) : -EAGAIN;
     if (rc < 0) {
-        log_error("jobs: cannot open the job store in %s; jobs are disabled", j->cfg->data.dir);
+        log_error("jobs: cannot open the job store; jobs are disabled");
         return;
     }
+    /* The node's name on the jobs it holds: the same after a restart on the same port, so
+     * that the restart takes its own jobs back at once instead of after their leases. */
+    char host[128] = "localhost";
+    gethostname(host, sizeof host - 1);
+    snprintf(j->node, sizeof j->node, "%s:%d", host, j->cfg->net.port);
+    j->shared = job_store_shared(j->store);
+    j->lease_ms = (int64_t)(j->cfg->jobs.lease_s * 1000);
+    if (j->shared)
+        log_info("jobs: the queue is shared on PostgreSQL as node %s (lease %gs)", j->node,
+                 j->cfg->jobs.lease_s);
     job_conn_t c;
-    int n = job_store_acquire(j->store, &c) < 0 ? -EAGAIN : job_store_requeue_running(&c);
+    int n = job_store_acquire(j->store, &c) < 0 ? -EAGAIN : job_store_requeue_running(&c, j->node);
     if (n >= 0)
         job_store_release(&c);
     if (n > 0)
@@ -166,6 +178,11 @@ jobs_t *jobs_create(roost_server_t *srv)
     j->c_cancelled = roost_counter(srv, "roost_job_events_total", "event=\"cancelled\"", help);
     j->c_run_ms = roost_counter(srv, "roost_job_run_milliseconds_total", NULL,
                                 "Time spent running job attempts");
+    j->c_rescued = roost_counter(srv, "roost_jobs_lease_rescued_total", NULL,
+                                 "Jobs claimed again because the lease of their node expired");
+    j->c_fenced =
+        roost_counter(srv, "roost_jobs_fenced_total", NULL,
+                      "Writes of an attempt refused: its lease had passed to another node");
     j->c_commits = roost_counter(srv, "roost_job_store_commits_total", NULL,
                                  "Transactions of the job store (each holds a batch of changes)");
     core_service_t svc = {"jobs", jobs_start, jobs_drain, jobs_stop, jobs_metrics, j};

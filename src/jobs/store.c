@@ -1,8 +1,8 @@
-/* The job store on the data layer's pool (SQLite): statements, migrations and the operations
- * of store.h. WAL with synchronous=NORMAL (the pool's setting): a commit survives the process
- * being killed (kill -9), which is the failure the queue promises to survive; only an OS crash
- * or power loss may lose the last commits. --job-fsync turns FULL on around each batch to
- * survive those too. Statements are prepared once per connection by the pool's engine. */
+/* The job store on the data layer's pool (SQLite or PostgreSQL): the operations of store.h
+ * over the statements of store_sql.c. SQLite: WAL with synchronous=NORMAL (the pool's
+ * setting): a commit survives the process being killed (kill -9), which is the failure the
+ * queue promises to survive; only an OS crash or power loss may lose the last commits.
+ * --job-fsync turns FULL on around each batch to survive those too. */
 #include "jobs/store.h"
 
 #include <errno.h>
@@ -11,108 +11,7 @@
 #include <string.h>
 
 #include "base/base.h"
-
-#define COLS                                                                                       \
-    "id, type, payload, status, priority, attempts, max_retries, timeout_s, run_at, created, "     \
-    "started, completed, cur, total, result, error, cancel_requested, idem_key, "                  \
-    "trace_id"
-
-enum {
-    Q_INSERT,
-    Q_BY_KEY,
-    Q_READY,
-    Q_RESERVE,
-    Q_START,
-    Q_UNRESERVE,
-    Q_NEXT_RUN,
-    Q_PROGRESS,
-    Q_FINISH,
-    Q_CANCEL,
-    Q_REQUEUE_RUNNING,
-    Q_REQUEUE_RESERVED,
-    Q_GET,
-    Q_LIST,
-    Q_LIST_STATUS,
-    Q_COUNTS,
-    Q_SLOT,
-    Q_SET_SLOT,
-    Q_COUNT
-};
-
-/* timeout_s is REAL and bound as text ('%.17g'): the column's affinity stores it as a number,
- * and the engine interface needs no floating-point parameter for one column. */
-static const char *const sql[Q_COUNT] = {
-    [Q_INSERT] =
-        "INSERT INTO tasks (type, payload, status, priority, max_retries, timeout_s, "
-        "run_at, created, idem_key, trace_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
-        "RETURNING id",
-    [Q_BY_KEY] = "SELECT " COLS " FROM tasks WHERE idem_key = $1",
-    /* A select, then one update per row: an UPDATE ... WHERE id IN (SELECT ...) RETURNING
-     * builds a temporary table per call, which cost a third of the dispatcher's time. */
-    [Q_READY] = "SELECT " COLS " FROM tasks INDEXED BY tasks_ready "
-                "WHERE status = 0 AND run_at <= $1 ORDER BY priority DESC, run_at, id LIMIT $2",
-    [Q_RESERVE] = "UPDATE tasks SET status = 5 WHERE id = $1",
-    [Q_START] = "UPDATE tasks SET status = 1, attempts = $2, started = $3 WHERE id = $1",
-    [Q_UNRESERVE] = "UPDATE tasks SET status = 0 WHERE id = $1 AND status = 5",
-    [Q_NEXT_RUN] = "SELECT min(run_at) FROM tasks INDEXED BY tasks_due WHERE status = 0",
-    [Q_PROGRESS] = "UPDATE tasks SET cur = $2, total = $3 WHERE id = $1",
-    [Q_FINISH] = "UPDATE tasks SET status = $2, result = $3, error = $4, run_at = $5, "
-                 "completed = CASE WHEN $2 >= 2 THEN $6 ELSE NULL END, "
-                 "attempts = coalesce($7, attempts), started = coalesce($8, started) WHERE id = $1",
-    [Q_CANCEL] = "UPDATE tasks SET cancel_requested = 1 WHERE id = $1",
-    [Q_REQUEUE_RUNNING] = "UPDATE tasks SET status = 0 WHERE status = 1",
-    [Q_REQUEUE_RESERVED] = "UPDATE tasks SET status = 0 WHERE status = 5",
-    [Q_GET] = "SELECT " COLS " FROM tasks WHERE id = $1",
-    [Q_LIST] = "SELECT " COLS " FROM tasks WHERE id < $1 ORDER BY id DESC LIMIT $2",
-    [Q_LIST_STATUS] = "SELECT " COLS " FROM tasks INDEXED BY tasks_by_status "
-                      "WHERE status = $3 AND id < $1 ORDER BY id DESC LIMIT $2",
-    [Q_COUNTS] = "SELECT status, count(*) FROM tasks GROUP BY status",
-    [Q_SLOT] = "SELECT slot FROM schedules WHERE key = $1",
-    /* (parenthesized: clang takes a last element split over two literals for a missing comma) */
-    [Q_SET_SLOT] = ("INSERT INTO schedules (key, slot) VALUES ($1, $2) "
-                    "ON CONFLICT (key) DO UPDATE SET slot = excluded.slot"),
-};
-
-/* Versioned migrations, applied in order at start-up by db_migrate; the version lives in
- * jobs_schema, the table the store kept it in before it moved onto the data layer, so that an
- * existing database carries on from its version. */
-const char *const job_store_migrations[] = {
-    "CREATE TABLE tasks ("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT NOT NULL, payload TEXT NOT NULL,"
-    " status INTEGER NOT NULL, priority INTEGER NOT NULL DEFAULT 0,"
-    " attempts INTEGER NOT NULL DEFAULT 0, max_retries INTEGER NOT NULL DEFAULT 0,"
-    " timeout_s REAL NOT NULL DEFAULT 0, run_at INTEGER NOT NULL, created INTEGER NOT NULL,"
-    " started INTEGER, completed INTEGER, cur INTEGER NOT NULL DEFAULT 0,"
-    " total INTEGER NOT NULL DEFAULT 0, result TEXT, error TEXT,"
-    " cancel_requested INTEGER NOT NULL DEFAULT 0, idem_key TEXT UNIQUE);"
-    "CREATE INDEX tasks_ready ON tasks (status, priority DESC, run_at, id);"
-    "CREATE INDEX tasks_by_status ON tasks (status, id);"
-    "CREATE TABLE schedules (key TEXT PRIMARY KEY, slot INTEGER NOT NULL);",
-    /* 2: the indexes that find work hold pending jobs only (a job leaves them when claimed, so
-     * its later changes of status cost them nothing), one of them finds the next due time
-     * without a scan, and only jobs with an idempotency key are in the key's index. No
-     * AUTOINCREMENT: tasks are never deleted, so ids still only grow, and each commit saves a
-     * write of sqlite_sequence. */
-    "CREATE TABLE tasks2 ("
-    " id INTEGER PRIMARY KEY, type TEXT NOT NULL, payload TEXT NOT NULL,"
-    " status INTEGER NOT NULL, priority INTEGER NOT NULL DEFAULT 0,"
-    " attempts INTEGER NOT NULL DEFAULT 0, max_retries INTEGER NOT NULL DEFAULT 0,"
-    " timeout_s REAL NOT NULL DEFAULT 0, run_at INTEGER NOT NULL, created INTEGER NOT NULL,"
-    " started INTEGER, completed INTEGER, cur INTEGER NOT NULL DEFAULT 0,"
-    " total INTEGER NOT NULL DEFAULT 0, result TEXT, error TEXT,"
-    " cancel_requested INTEGER NOT NULL DEFAULT 0, idem_key TEXT);"
-    "INSERT INTO tasks2 SELECT * FROM tasks;"
-    "DROP TABLE tasks;"
-    "ALTER TABLE tasks2 RENAME TO tasks;"
-    "CREATE INDEX tasks_ready ON tasks (priority DESC, run_at, id) WHERE status = 0;"
-    "CREATE INDEX tasks_due ON tasks (run_at) WHERE status = 0;"
-    "CREATE INDEX tasks_by_status ON tasks (status, id);"
-    "CREATE UNIQUE INDEX tasks_idem_key ON tasks (idem_key) WHERE idem_key IS NOT NULL;",
-    /* 3: the W3C trace id of the request that submitted the job (NULL: none), so the job's
-     * logs, upstream calls and frames join that trace. */
-    "ALTER TABLE tasks ADD COLUMN trace_id TEXT;",
-};
-_Static_assert(ARRAY_LEN(job_store_migrations) == JOB_STORE_NMIGRATIONS, "a migration's count");
+#include "jobs/store_sql.h"
 
 struct job_store {
     db_t *db;
@@ -130,15 +29,26 @@ int job_store_open(db_t *db, int fsync, job_store_t **out)
     }
     s->db = db;
     s->fsync = fsync;
-    s->base = db_add_statements(db, sql, Q_COUNT);
-    int rc =
-        s->base < 0 ? s->base : db_migrate(db, "jobs", job_store_migrations, JOB_STORE_NMIGRATIONS);
+    const char *texts[Q_COUNT];
+    for (int k = 0; k < Q_COUNT; k++)
+        texts[k] = job_store_sql(db->engine, k);
+    s->base = db_add_statements(db, texts, Q_COUNT);
+    int pg = db->engine == DB_POSTGRES;
+    int rc = s->base < 0
+                 ? s->base
+                 : db_migrate(db, "jobs", pg ? job_store_pg_migrations : job_store_migrations,
+                              pg ? JOB_STORE_PG_NMIGRATIONS : JOB_STORE_NMIGRATIONS);
     if (rc < 0) {
         job_store_close(s);
         return rc;
     }
     *out = s;
     return 0;
+}
+
+int job_store_shared(const job_store_t *s)
+{
+    return s->db->engine == DB_POSTGRES;
 }
 
 void job_store_close(job_store_t *s)
@@ -195,6 +105,16 @@ static void done(job_conn_t *s)
 static int run(job_conn_t *s, int q, int n, const db_param_t *p)
 {
     int rc = query(s, q, n, p);
+    done(s);
+    return rc;
+}
+
+/* Runs a write of an attempt: JOB_FENCED when it changed no row (the token lost the job). */
+static int run_fenced(job_conn_t *s, int q, int n, const db_param_t *p)
+{
+    int rc = query(s, q, n, p);
+    if (rc == 0 && s->c->db->ops->changes(s->c) == 0)
+        rc = JOB_FENCED;
     done(s);
     return rc;
 }
@@ -264,6 +184,9 @@ static void read_row(db_conn_t *c, job_row_t *r)
     r->cancel_requested = (int)col(c, 16);
     r->idem_key = col_text(c, 17);
     r->trace_id = col_text(c, 18);
+    r->token = col(c, 19);
+    r->ckey = col_text(c, 20);
+    r->ckey_limit = (int)col(c, 21);
 }
 
 /* Reads up to max rows of the statement just run; returns how many, or < 0. */
@@ -294,7 +217,7 @@ static int first_int(job_conn_t *s, int q, int n, const db_param_t *p, int64_t *
     return rc;
 }
 
-int job_store_insert(job_conn_t *s, job_row_t *r)
+int job_store_insert_held(job_conn_t *s, job_row_t *r, const char *lease_owner, int64_t lease_until)
 {
     if (r->idem_key) {
         db_param_t key = p_text(r->idem_key);
@@ -312,37 +235,132 @@ int job_store_insert(job_conn_t *s, job_row_t *r)
         r->status = JOB_PENDING;
     char timeout[32];
     snprintf(timeout, sizeof timeout, "%.17g", r->timeout_s);
-    db_param_t p[10] = {p_text(r->type),     p_text(r->payload),    p_int(r->status),
-                        p_int(r->priority),  p_int(r->max_retries), p_text(timeout),
-                        p_int(r->run_at_ms), p_int(r->created_ms),  p_text(r->idem_key),
-                        p_text(r->trace_id)};
+    int held = r->status == JOB_RESERVED;
+    r->token = 0; /* a job stored reserved is held with token 0; each claim takes a new one */
+    db_param_t p[14] = {p_text(r->type),
+                        p_text(r->payload),
+                        p_int(r->status),
+                        p_int(r->priority),
+                        p_int(r->max_retries),
+                        p_text(timeout),
+                        p_int(r->run_at_ms),
+                        p_int(r->created_ms),
+                        p_text(r->idem_key),
+                        p_text(r->trace_id),
+                        p_text(r->ckey),
+                        p_int(r->ckey_limit),
+                        p_text(held ? lease_owner : NULL),
+                        held && lease_until ? p_int(lease_until) : p_null()};
     int64_t id = 0;
-    int rc = first_int(s, Q_INSERT, 10, p, &id);
+    int rc = first_int(s, Q_INSERT, 14, p, &id);
     if (rc < 0)
         return rc;
     r->id = id;
     return 0;
 }
 
-int job_store_claim(job_conn_t *s, int64_t now_ms, job_row_t *rows, int max)
+int job_store_insert(job_conn_t *s, job_row_t *r)
+{
+    return job_store_insert_held(s, r, NULL, 0);
+}
+
+/* A transaction-long lock on name (prefix + value) if no other node holds it: 1, else 0. */
+static int try_lock(job_conn_t *s, const char *prefix, const char *value)
+{
+    char name[256];
+    snprintf(name, sizeof name, "%s%s", prefix, value);
+    db_param_t p = p_text(name);
+    int64_t got = 0;
+    return first_int(s, Q_TRY_LOCK, 1, &p, &got) == 1 && got == 1;
+}
+
+/* A pending job's key and rate allow it to start now: under the key's lock, fewer than its
+ * limit of the key are reserved or running (this transaction's reservations included), and
+ * its type's count of starts this second is below the rate. 1 yes, 0 no. */
+static int admit(job_conn_t *s, const job_row_t *r, int64_t now_ms, const job_claim_t *o)
+{
+    if (r->ckey) {
+        db_param_t key = p_text(r->ckey);
+        int64_t n = 0;
+        if (!try_lock(s, "roost job key ", r->ckey) || first_int(s, Q_KEY_COUNT, 1, &key, &n) < 0 ||
+            n >= (r->ckey_limit > 0 ? r->ckey_limit : 1))
+            return 0;
+    }
+    int rate = o && o->rate_of ? o->rate_of(o->ud, r->type) : 0;
+    if (rate > 0) {
+        db_param_t p[3] = {p_text(r->type), p_int(now_ms / 1000), p_int(rate)};
+        int64_t n = 0;
+        if (!try_lock(s, "roost job rate ", r->type) || first_int(s, Q_RATE_TAKE, 3, p, &n) != 1)
+            return 0;
+    }
+    return 1;
+}
+
+/* Reserves the rows read by a claim's select (in place, the skipped ones dropped). */
+static int reserve(job_conn_t *s, int64_t now_ms, job_row_t *rows, int n, job_claim_t *o, int check)
+{
+    db_param_t p[3] = {p_int(0), o && o->lease_until ? p_int(o->lease_until) : p_null(),
+                       p_text(o ? o->owner : NULL)};
+    int kept = 0, rc = 0;
+    for (int i = 0; i < n; i++) {
+        if (rc < 0 ||
+            (check && (rows[i].ckey || (o && o->rate_of)) && !admit(s, &rows[i], now_ms, o))) {
+            if (rc == 0 && o)
+                o->held_back++;
+            job_row_clear(&rows[i]);
+            continue;
+        }
+        p[0] = p_int(rows[i].id);
+        if ((rc = run_fenced(s, Q_RESERVE, 3, p)) < 0) {
+            if (rc == JOB_FENCED) /* gone meanwhile: not claimed, nothing to undo */
+                rc = 0;
+            job_row_clear(&rows[i]);
+            continue;
+        }
+        rows[i].status = JOB_RESERVED;
+        rows[i].token++;
+        if (i != kept)
+            rows[kept] = rows[i];
+        kept++;
+    }
+    if (rc < 0) { /* put back what was reserved, so that none is stranded */
+        while (kept > 0) {
+            kept--;
+            job_store_unreserve(s, rows[kept].id, rows[kept].token);
+            job_row_clear(&rows[kept]);
+        }
+        return rc;
+    }
+    return kept;
+}
+
+int job_store_claim(job_conn_t *s, int64_t now_ms, job_row_t *rows, int max, job_claim_t *o)
 {
     db_param_t p[2] = {p_int(now_ms), p_int(max)};
     int rc = query(s, Q_READY, 2, p);
     int n = rc < 0 ? rc : read_rows(s, rows, max);
-    for (int i = 0; i < n; i++) {
-        db_param_t id = p_int(rows[i].id);
-        if ((rc = run(s, Q_RESERVE, 1, &id)) < 0) { /* put back what was reserved, so that
-                                                     * none is stranded */
-            for (int k = 0; k < n; k++) {
-                if (k < i)
-                    job_store_unreserve(s, rows[k].id);
-                job_row_clear(&rows[k]);
-            }
-            return rc;
-        }
-        rows[i].status = JOB_RESERVED;
-    }
-    return n;
+    return n <= 0 ? n : reserve(s, now_ms, rows, n, o, 1);
+}
+
+int job_store_claim_expired(job_conn_t *s, int64_t now_ms, job_row_t *rows, int max, job_claim_t *o)
+{
+    db_param_t p[2] = {p_int(now_ms), p_int(max)};
+    int rc = query(s, Q_EXPIRED, 2, p);
+    int n = rc < 0 ? rc : read_rows(s, rows, max);
+    /* They hold their key's place and were counted by the rate when they first started. */
+    return n <= 0 ? n : reserve(s, now_ms, rows, n, o, 0);
+}
+
+int job_store_renew(job_conn_t *s, int64_t id, int64_t token, int64_t lease_until, int *cancel)
+{
+    db_param_t p[3] = {p_int(id), p_int(token), p_int(lease_until)};
+    int64_t c = 0;
+    int rc = first_int(s, Q_RENEW, 3, p, &c);
+    if (rc == 0)
+        return JOB_FENCED;
+    if (rc == 1)
+        *cancel = c != 0;
+    return rc;
 }
 
 int64_t job_store_next_run(job_conn_t *s)
@@ -352,37 +370,39 @@ int64_t job_store_next_run(job_conn_t *s)
     return next;
 }
 
-int job_store_progress(job_conn_t *s, int64_t id, int64_t current, int64_t total)
+int job_store_progress(job_conn_t *s, int64_t id, int64_t current, int64_t total, int64_t token)
 {
-    db_param_t p[3] = {p_int(id), p_int(current), p_int(total)};
-    return run(s, Q_PROGRESS, 3, p);
+    db_param_t p[4] = {p_int(id), p_int(current), p_int(total), p_int(token)};
+    return run_fenced(s, Q_PROGRESS, 4, p);
 }
 
 static int finish(job_conn_t *s, int64_t id, job_status_t status, const char *result,
-                  const char *error, int64_t run_at_ms, int attempts, int64_t started_ms)
+                  const char *error, int64_t run_at_ms, int attempts, int64_t started_ms,
+                  int64_t token)
 {
-    db_param_t p[8] = {p_int(id),
+    db_param_t p[9] = {p_int(id),
                        p_int(status),
                        p_text(result),
                        p_text(error),
                        p_int(run_at_ms),
                        p_int((int64_t)(time_wall() * 1000)),
                        attempts > 0 ? p_int(attempts) : p_null(),
-                       attempts > 0 ? p_int(started_ms) : p_null()};
-    return run(s, Q_FINISH, 8, p);
+                       attempts > 0 ? p_int(started_ms) : p_null(),
+                       p_int(token)};
+    return run_fenced(s, Q_FINISH, 9, p);
 }
 
 int job_store_finish(job_conn_t *s, int64_t id, job_status_t status, const char *result,
-                     const char *error, int64_t run_at_ms)
+                     const char *error, int64_t run_at_ms, int64_t token)
 {
-    return finish(s, id, status, result, error, run_at_ms, 0, 0);
+    return finish(s, id, status, result, error, run_at_ms, 0, 0, token);
 }
 
 int job_store_end_attempt(job_conn_t *s, int64_t id, int attempts, int64_t started_ms,
                           job_status_t status, const char *result, const char *error,
-                          int64_t run_at_ms)
+                          int64_t run_at_ms, int64_t token)
 {
-    return finish(s, id, status, result, error, run_at_ms, attempts, started_ms);
+    return finish(s, id, status, result, error, run_at_ms, attempts, started_ms, token);
 }
 
 int job_store_request_cancel(job_conn_t *s, int64_t id)
@@ -391,24 +411,25 @@ int job_store_request_cancel(job_conn_t *s, int64_t id)
     return run(s, Q_CANCEL, 1, &p);
 }
 
-int job_store_start(job_conn_t *s, int64_t id, int attempts, int64_t started_ms)
+int job_store_start(job_conn_t *s, int64_t id, int attempts, int64_t started_ms, int64_t token)
 {
-    db_param_t p[3] = {p_int(id), p_int(attempts), p_int(started_ms)};
-    return run(s, Q_START, 3, p);
+    db_param_t p[4] = {p_int(id), p_int(attempts), p_int(started_ms), p_int(token)};
+    return run_fenced(s, Q_START, 4, p);
 }
 
-int job_store_unreserve(job_conn_t *s, int64_t id)
+int job_store_unreserve(job_conn_t *s, int64_t id, int64_t token)
 {
-    db_param_t p = p_int(id);
-    return run(s, Q_UNRESERVE, 1, &p);
+    db_param_t p[2] = {p_int(id), p_int(token)};
+    return run(s, Q_UNRESERVE, 2, p);
 }
 
-int job_store_requeue_running(job_conn_t *s)
+int job_store_requeue_running(job_conn_t *s, const char *owner)
 {
-    int rc = query(s, Q_REQUEUE_RUNNING, 0, NULL);
+    db_param_t p[2] = {p_text(owner), p_int(!job_store_shared(s->store))};
+    int rc = query(s, Q_REQUEUE_RUNNING, 2, p);
     int n = rc < 0 ? rc : (int)s->c->db->ops->changes(s->c);
     done(s);
-    if (rc < 0 || (rc = run(s, Q_REQUEUE_RESERVED, 0, NULL)) < 0)
+    if (rc < 0 || (rc = run(s, Q_REQUEUE_RESERVED, 2, p)) < 0)
         return rc;
     return n;
 }
@@ -482,5 +503,41 @@ int64_t job_store_schedule_slot(job_conn_t *s, const char *key)
 int job_store_set_schedule_slot(job_conn_t *s, const char *key, int64_t slot)
 {
     db_param_t p[2] = {p_text(key), p_int(slot)};
-    return run(s, Q_SET_SLOT, 2, p);
+    int rc = query(s, Q_SET_SLOT, 2, p);
+    if (rc == 0 && s->c->db->ops->changes(s->c) == 0)
+        rc = -EALREADY;
+    done(s);
+    return rc;
+}
+
+int job_store_lead(job_store_t *s, job_conn_t *lead)
+{
+    if (!job_store_shared(s))
+        return 1;
+    int64_t got = 0;
+    if (lead->c) { /* leading: still, if its connection is alive */
+        if (lead->c->db->ops->exec(lead->c, "SELECT 1", &got) == 0 && got == 1)
+            return 1;
+        lead->c->broken = 1; /* the server dropped it, and with it the lock */
+        job_store_unlead(lead);
+    }
+    if (job_store_acquire(s, lead) < 0) {
+        lead->c = NULL;
+        return 0;
+    }
+    if (lead->c->db->ops->exec(lead->c,
+                               "SELECT pg_try_advisory_lock(hashtext('roost jobs leader'))::int",
+                               &got) == 0 &&
+        got == 1)
+        return 1;
+    job_store_release(lead);
+    return 0;
+}
+
+void job_store_unlead(job_conn_t *lead)
+{
+    if (!lead->c)
+        return;
+    lead->c->db->ops->exec(lead->c, "SELECT pg_advisory_unlock_all()", NULL);
+    job_store_release(lead);
 }

@@ -6,6 +6,7 @@
 #ifndef ROOST_JOBS_STORE_H
 #define ROOST_JOBS_STORE_H
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdint.h>
 
@@ -47,7 +48,15 @@ typedef struct {
     int cancel_requested;
     char *idem_key;
     char *trace_id; /* the submitting request's trace, or NULL */
+    int64_t token;  /* the fencing token: a new one per claim, named by each later write */
+    char *ckey;     /* the concurrency key, or NULL */
+    int ckey_limit; /* at most this many of ckey reserved or running at once */
 } job_row_t;
+
+/* A write of an attempt that does not hold the job any more (its lease expired and another
+ * node claimed it) changes nothing and returns this. JOB_TOKEN_ANY skips the check. */
+#define JOB_FENCED    (-ESTALE)
+#define JOB_TOKEN_ANY (-1)
 
 void job_row_clear(job_row_t *r);
 /* task.c: the task as the API shows it (DESIGN.md "Jobs"). */
@@ -58,19 +67,22 @@ json_t *job_row_json_with(const job_row_t *r, json_t *payload);
 
 /* The jobs schema's migrations, in order (db_migrate's table jobs_schema): exported so that a
  * test can build a database of an older version. */
-#define JOB_STORE_NMIGRATIONS 3
+#define JOB_STORE_NMIGRATIONS 4
 extern const char *const job_store_migrations[JOB_STORE_NMIGRATIONS];
 
 /* The schema is added to the pool of the server's own SQLite file (db_share_local): one set of
  * connections and one writer lock for that file, shared with the application's data when
- * --database is that file. SQLite only for now (its partial indexes and INDEXED BY hints keep
- * the claim and the next due time off table scans); the statements use $n placeholders and the
- * engine interface, so a PostgreSQL variant is a second statement text, not a second store.
+ * --database is that file; or, with --database postgresql://..., to that pool (db_share_jobs),
+ * where every node shares the queue: claims skip rows other nodes hold (FOR UPDATE SKIP
+ * LOCKED), and each claim holds a lease and a fencing token (job_store_renew). Statements are
+ * one list with a PostgreSQL text where the dialects part (store_sql.c).
  *
  * Adds the job statements to db and applies the jobs schema's migrations (table jobs_schema).
  * Takes over the caller's reference to db (job_store_close gives it back). fsync: every batch
  * is synced (synchronous=FULL), not only checkpoints. */
 int job_store_open(db_t *db, int fsync, job_store_t **out);
+/* 1 when the store is shared by nodes (PostgreSQL): leases, fencing and a schedule leader. */
+int job_store_shared(const job_store_t *s);
 void job_store_close(job_store_t *s);
 
 /* A connection for the calling thread (the pool's checkout: -EAGAIN when none). */
@@ -86,29 +98,50 @@ void job_store_rollback(job_conn_t *s);
  * caller hands to a worker at once). With an idempotency key already used, fills r with the
  * existing row instead and returns 1. Returns 0 on insert, < 0 on error. */
 int job_store_insert(job_conn_t *s, job_row_t *r);
-/* Up to max pending jobs with run_at <= now, by priority, run_at, id; each is marked reserved.
- * Returns how many rows were filled. */
-int job_store_claim(job_conn_t *s, int64_t now_ms, job_row_t *rows, int max);
-/* A reserved job has started: running, with its attempt count and start time. */
-int job_store_start(job_conn_t *s, int64_t id, int attempts, int64_t started_ms);
+/* The same for a job stored reserved by owner with a lease (PostgreSQL). */
+int job_store_insert_held(job_conn_t *s, job_row_t *r, const char *lease_owner,
+                          int64_t lease_until);
+/* How a claim holds what it takes. */
+typedef struct {
+    const char *owner;   /* the node's name, on the rows it holds (NULL: none) */
+    int64_t lease_until; /* unix ms (0: no lease) */
+    int (*rate_of)(void *ud, const char *type); /* a type's starts per second, 0: no limit */
+    void *ud;
+    int held_back; /* out: ready jobs a key or a rate held back (the claim is worth retrying) */
+} job_claim_t;
+/* Up to max pending jobs with run_at <= now, by priority, run_at, id, each within its
+ * concurrency key's limit and its type's rate; each is marked reserved with a new token.
+ * Returns how many rows were filled. o may be NULL. */
+int job_store_claim(job_conn_t *s, int64_t now_ms, job_row_t *rows, int max, job_claim_t *o);
+/* Up to max reserved or running jobs whose lease expired before now (their node died or
+ * stalled), claimed again the same way. Returns how many. */
+int job_store_claim_expired(job_conn_t *s, int64_t now_ms, job_row_t *rows, int max,
+                            job_claim_t *o);
+/* Extends a held job's lease: 1 held (*cancel: a cancel was asked), JOB_FENCED lost. */
+int job_store_renew(job_conn_t *s, int64_t id, int64_t token, int64_t lease_until, int *cancel);
+/* A reserved job has started: running, with its attempt count and start time. 0, or
+ * JOB_FENCED when token does not hold it any more. */
+int job_store_start(job_conn_t *s, int64_t id, int attempts, int64_t started_ms, int64_t token);
 /* A reserved job that never started goes back to pending, its last error kept. */
-int job_store_unreserve(job_conn_t *s, int64_t id);
+int job_store_unreserve(job_conn_t *s, int64_t id, int64_t token);
 /* The next run_at among pending jobs, or INT64_MAX. */
 int64_t job_store_next_run(job_conn_t *s);
-int job_store_progress(job_conn_t *s, int64_t id, int64_t current, int64_t total);
+/* These three: 0, or JOB_FENCED when token does not hold the job any more. */
+int job_store_progress(job_conn_t *s, int64_t id, int64_t current, int64_t total, int64_t token);
 /* Ends an attempt: status completed/failed/cancelled with result or error; or pending again
  * (a retry) at run_at_ms. */
 int job_store_finish(job_conn_t *s, int64_t id, job_status_t status, const char *result,
-                     const char *error, int64_t run_at_ms);
+                     const char *error, int64_t run_at_ms, int64_t token);
 /* The same at the end of an attempt, with its number and start: one write when the start was
  * not recorded yet (a short job starts and ends between two commits). */
 int job_store_end_attempt(job_conn_t *s, int64_t id, int attempts, int64_t started_ms,
                           job_status_t status, const char *result, const char *error,
-                          int64_t run_at_ms);
+                          int64_t run_at_ms, int64_t token);
 int job_store_request_cancel(job_conn_t *s, int64_t id);
-/* Jobs left running or reserved by a crash or a stop go back to pending. Returns how many
- * were running. */
-int job_store_requeue_running(job_conn_t *s);
+/* Jobs left running or reserved by a crash or a stop go back to pending: every one on SQLite,
+ * owner's only on PostgreSQL (other nodes' jobs are theirs until their leases expire). Returns
+ * how many were running. */
+int job_store_requeue_running(job_conn_t *s, const char *owner);
 /* 1 and the row when found, 0 when not, < 0 on error. */
 int job_store_get(job_conn_t *s, int64_t id, job_row_t *r);
 /* Newest first, ids below before_id (0: from the newest), status filter (-1: any). Returns the
@@ -118,6 +151,14 @@ int job_store_list(job_conn_t *s, int status, int64_t before_id, job_row_t *rows
 int job_store_counts(job_conn_t *s, long counts[5]);
 /* Periodic schedules: the last slot enqueued for a schedule key (0 if none), and its update. */
 int64_t job_store_schedule_slot(job_conn_t *s, const char *key);
+/* 0 when it moved the slot forward, -EALREADY when the stored one is already there (another
+ * node's). */
 int job_store_set_schedule_slot(job_conn_t *s, const char *key, int64_t slot);
+/* The schedules' leader on PostgreSQL: a session advisory lock held on a connection of its
+ * own (lead), so that it ends with the node. 1 leading (lead kept), 0 not (lead released);
+ * on SQLite always 1 without a connection. Call it again at each tick: it checks that the
+ * connection still holds the lock. job_store_unlead gives it up. */
+int job_store_lead(job_store_t *s, job_conn_t *lead);
+void job_store_unlead(job_conn_t *lead);
 
 #endif

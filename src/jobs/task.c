@@ -35,6 +35,7 @@ void job_row_clear(job_row_t *r)
     free(r->error);
     free(r->idem_key);
     free(r->trace_id);
+    free(r->ckey);
     memset(r, 0, sizeof *r);
 }
 
@@ -81,5 +82,7 @@ json_t *job_row_json_with(const job_row_t *r, json_t *payload)
         "cancel_requested", r->cancel_requested);
     if (t)
         json_object_set_new(t, "trace_id", r->trace_id ? json_string(r->trace_id) : json_null());
+    if (t && r->ckey)
+        json_object_set_new(t, "concurrency_key", json_string(r->ckey));
     return t;
 }

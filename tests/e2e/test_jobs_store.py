@@ -48,7 +48,8 @@ def test_tasks_and_users_are_in_one_database_file(start_server):
     try:
         versions = {name: con.execute(f"SELECT max(version) FROM {name}_schema").fetchone()[0]
                     for name in ("jobs", "data")}
-        assert versions == {"jobs": 3, "data": 2}, versions  # jobs 3: trace_id; data 2: items
+        # jobs 4: leases, fencing tokens, concurrency keys; data 2: items
+        assert versions == {"jobs": 4, "data": 2}, versions
         assert con.execute("SELECT status FROM tasks WHERE id = ?", (tid,)).fetchone() == (2,)
     finally:
         con.close()

@@ -108,7 +108,7 @@ static int status_of(job_conn_t *s, int64_t id, job_row_t *out)
 static int claim_ids(job_conn_t *s, int64_t now, int max, int64_t *ids)
 {
     job_row_t rows[16];
-    int n = job_store_claim(s, now, rows, max);
+    int n = job_store_claim(s, now, rows, max, NULL);
     for (int i = 0; i < n; i++) {
         ids[i] = rows[i].id;
         job_row_clear(&rows[i]);
@@ -184,7 +184,7 @@ TEST(job_store_a_reserved_job_looks_pending_until_it_starts)
     CHECK_EQ_INT(rows[0].id, id);
     job_row_clear(&rows[0]);
 
-    CHECK_EQ_INT(job_store_start(t.s, id, 1, 1234), 0);
+    CHECK_EQ_INT(job_store_start(t.s, id, 1, 1234, JOB_TOKEN_ANY), 0);
     CHECK_EQ_INT(status_of(t.s, id, &r), JOB_RUNNING);
     CHECK_EQ_INT(r.attempts, 1);
     CHECK_EQ_INT(r.started_ms, 1234);
@@ -202,7 +202,8 @@ TEST(job_store_an_attempt_that_starts_and_ends_between_commits_is_one_write)
     int64_t id = add(t.s, 0, 0, NULL);
     int64_t ids[16];
     claim_ids(t.s, 10, 16, ids);
-    CHECK_EQ_INT(job_store_end_attempt(t.s, id, 1, 2000, JOB_COMPLETED, "{\"ok\":true}", NULL, 0),
+    CHECK_EQ_INT(job_store_end_attempt(t.s, id, 1, 2000, JOB_COMPLETED, "{\"ok\":true}", NULL, 0,
+                                       JOB_TOKEN_ANY),
                  0);
     job_row_t r;
     CHECK_EQ_INT(status_of(t.s, id, &r), JOB_COMPLETED);
@@ -224,8 +225,9 @@ TEST(job_store_a_retry_waits_for_its_backoff_and_keeps_the_error)
     int64_t id = add(t.s, 0, 0, NULL);
     int64_t ids[16];
     claim_ids(t.s, 10, 16, ids);
-    job_store_start(t.s, id, 1, 10);
-    CHECK_EQ_INT(job_store_end_attempt(t.s, id, 1, 10, JOB_PENDING, NULL, "boom", 3000), 0);
+    job_store_start(t.s, id, 1, 10, JOB_TOKEN_ANY);
+    CHECK_EQ_INT(
+        job_store_end_attempt(t.s, id, 1, 10, JOB_PENDING, NULL, "boom", 3000, JOB_TOKEN_ANY), 0);
     job_row_t r;
     CHECK_EQ_INT(status_of(t.s, id, &r), JOB_PENDING);
     CHECK_EQ_STR(r.error, "boom");
@@ -236,7 +238,7 @@ TEST(job_store_a_retry_waits_for_its_backoff_and_keeps_the_error)
     CHECK_EQ_INT(job_store_next_run(t.s), 3000);
     CHECK_EQ_INT(claim_ids(t.s, 3000, 16, ids), 1);
     /* the second attempt fails for good */
-    job_store_end_attempt(t.s, id, 2, 3000, JOB_FAILED, NULL, "boom again", 3000);
+    job_store_end_attempt(t.s, id, 2, 3000, JOB_FAILED, NULL, "boom again", 3000, JOB_TOKEN_ANY);
     CHECK_EQ_INT(status_of(t.s, id, &r), JOB_FAILED);
     CHECK_EQ_INT(r.attempts, 2);
     CHECK_EQ_STR(r.error, "boom again");
@@ -254,13 +256,14 @@ TEST(job_store_unreserve_and_requeue_put_jobs_back_to_pending)
     int64_t done = add(t.s, 0, 0, NULL);
     int64_t ids[16];
     CHECK_EQ_INT(claim_ids(t.s, 10, 16, ids), 4);
-    job_store_start(t.s, a, 1, 10);
-    job_store_start(t.s, b, 1, 10);
-    job_store_end_attempt(t.s, done, 1, 10, JOB_COMPLETED, "{}", NULL, 0);
-    CHECK_EQ_INT(job_store_unreserve(t.s, a), 0); /* started: not reserved any more, no change */
+    job_store_start(t.s, a, 1, 10, JOB_TOKEN_ANY);
+    job_store_start(t.s, b, 1, 10, JOB_TOKEN_ANY);
+    job_store_end_attempt(t.s, done, 1, 10, JOB_COMPLETED, "{}", NULL, 0, JOB_TOKEN_ANY);
+    CHECK_EQ_INT(job_store_unreserve(t.s, a, JOB_TOKEN_ANY),
+                 0); /* started: not reserved any more, no change */
     CHECK_EQ_INT(status_of(t.s, a, NULL), JOB_RUNNING);
     /* as after kill -9: the running ones (a, b) and the reserved one (c) run again */
-    CHECK_EQ_INT(job_store_requeue_running(t.s), 2);
+    CHECK_EQ_INT(job_store_requeue_running(t.s, NULL), 2);
     CHECK_EQ_INT(status_of(t.s, a, NULL), JOB_PENDING);
     CHECK_EQ_INT(status_of(t.s, b, NULL), JOB_PENDING);
     CHECK_EQ_INT(status_of(t.s, c, NULL), JOB_PENDING);
@@ -285,7 +288,7 @@ TEST(job_store_cancel_request_is_kept_on_the_row)
     status_of(t.s, id, &r);
     CHECK_EQ_INT(r.cancel_requested, 1);
     job_row_clear(&r);
-    CHECK_EQ_INT(job_store_finish(t.s, id, JOB_CANCELLED, NULL, "cancelled", 0), 0);
+    CHECK_EQ_INT(job_store_finish(t.s, id, JOB_CANCELLED, NULL, "cancelled", 0, JOB_TOKEN_ANY), 0);
     CHECK_EQ_INT(status_of(t.s, id, NULL), JOB_CANCELLED);
     store_close(&t);
 }
@@ -322,7 +325,7 @@ TEST(job_store_lists_newest_first_in_pages_with_a_status_filter)
         id[i] = add(t.s, 0, 0, NULL);
     int64_t ids[16];
     CHECK_EQ_INT(claim_ids(t.s, 10, 2, ids), 2); /* id[0], id[1] reserved: still pending */
-    job_store_end_attempt(t.s, id[0], 1, 10, JOB_COMPLETED, "{}", NULL, 0);
+    job_store_end_attempt(t.s, id[0], 1, 10, JOB_COMPLETED, "{}", NULL, 0, JOB_TOKEN_ANY);
     job_row_t rows[8];
     int n = job_store_list(t.s, -1, 0, rows, 3);
     CHECK_EQ_INT(n, 3);
@@ -442,5 +445,108 @@ TEST(job_store_fsync_is_full_inside_a_batch_and_normal_after)
     CHECK_EQ_INT(job_store_commit(t.s), 0);
     CHECK_EQ_INT(db->ops->exec(t.s->c, "PRAGMA synchronous", &level), 0);
     CHECK_EQ_INT(level, 1); /* NORMAL */
+    store_close(&t);
+}
+
+/* A job with a concurrency key is claimed while fewer than its limit of the key are held. */
+static int64_t add_keyed(job_conn_t *s, const char *type, const char *ckey, int limit)
+{
+    job_row_t r = {.type = strdup(type),
+                   .payload = strdup("{}"),
+                   .run_at_ms = 1,
+                   .created_ms = 1,
+                   .ckey = ckey ? strdup(ckey) : NULL,
+                   .ckey_limit = limit};
+    int64_t id = job_store_insert(s, &r) >= 0 ? r.id : -1;
+    job_row_clear(&r);
+    return id;
+}
+
+static int rate_two(void *ud, const char *type)
+{
+    return !strcmp(type, "tick") ? 2 : 0;
+}
+
+TEST(job_store_claims_hold_concurrency_keys_and_type_rates)
+{
+    temp_store_t t;
+    CHECK(store_open(&t) == 0);
+    if (!t.s)
+        return;
+    int64_t a1 = add_keyed(t.s, "noop", "a", 1), a2 = add_keyed(t.s, "noop", "a", 1);
+    int64_t b1 = add_keyed(t.s, "noop", "b", 2), b2 = add_keyed(t.s, "noop", "b", 2);
+    int64_t b3 = add_keyed(t.s, "noop", "b", 2);
+    for (int i = 0; i < 5; i++)
+        add_keyed(t.s, "tick", NULL, 0);
+    job_row_t rows[16];
+    job_claim_t o = {.rate_of = rate_two};
+    int n = job_store_claim(t.s, 1000, rows, 16, &o);
+    /* a: 1 of 2; b: 2 of 3; tick: 2 of 5 in this second */
+    CHECK_EQ_INT(n, 5);
+    CHECK(o.held_back > 0);
+    int got_a = 0, got_b = 0, got_tick = 0;
+    for (int i = 0; i < n; i++) {
+        got_a += rows[i].ckey && !strcmp(rows[i].ckey, "a");
+        got_b += rows[i].ckey && !strcmp(rows[i].ckey, "b");
+        got_tick += !strcmp(rows[i].type, "tick");
+        job_row_clear(&rows[i]);
+    }
+    CHECK_EQ_INT(got_a, 1);
+    CHECK_EQ_INT(got_b, 2);
+    CHECK_EQ_INT(got_tick, 2);
+    /* the next second: two more ticks, still no more of a or b until one ends */
+    o.held_back = 0;
+    n = job_store_claim(t.s, 2000, rows, 16, &o);
+    CHECK_EQ_INT(n, 2);
+    for (int i = 0; i < n; i++)
+        job_row_clear(&rows[i]);
+    job_store_end_attempt(t.s, a1, 1, 10, JOB_COMPLETED, "{}", NULL, 0, JOB_TOKEN_ANY);
+    n = job_store_claim(t.s, 2000, rows, 16, &o);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(n == 1 ? rows[0].id : 0, a2);
+    for (int i = 0; i < n; i++)
+        job_row_clear(&rows[i]);
+    (void)b1, (void)b2, (void)b3;
+    store_close(&t);
+}
+
+TEST(job_store_a_lost_lease_fences_the_old_holder_and_counts_attempts_exactly)
+{
+    temp_store_t t;
+    job_row_t rows[2];
+    job_claim_t o = {.owner = "node-a", .lease_until = 5000};
+    if (store_open(&t) < 0 || !t.s) {
+        CHECK(!"the store opens");
+        return;
+    }
+    int64_t id = add(t.s, 0, 0, NULL);
+    CHECK_EQ_INT(job_store_claim(t.s, 10, rows, 2, &o), 1);
+    int64_t old = rows[0].token;
+    job_row_clear(&rows[0]);
+    CHECK_EQ_INT(job_store_start(t.s, id, 1, 10, old), 0);
+    /* node-a stalls; its lease ends; node-b claims the job again with a new token */
+    CHECK_EQ_INT(job_store_claim_expired(t.s, 4999, rows, 2, NULL), 0);
+    job_claim_t ob = {.owner = "node-b", .lease_until = 20000};
+    CHECK_EQ_INT(job_store_claim_expired(t.s, 5001, rows, 2, &ob), 1);
+    int64_t now = rows[0].token;
+    CHECK(now != old);
+    CHECK_EQ_INT(rows[0].attempts, 1);
+    job_row_clear(&rows[0]);
+    int cancel = 0;
+    CHECK_EQ_INT(job_store_renew(t.s, id, old, 30000, &cancel), JOB_FENCED);
+    CHECK_EQ_INT(job_store_renew(t.s, id, now, 30000, &cancel), 1);
+    CHECK_EQ_INT(job_store_start(t.s, id, 2, 5001, now), 0);
+    /* node-a wakes: its progress and its result change nothing */
+    CHECK_EQ_INT(job_store_progress(t.s, id, 9, 9, old), JOB_FENCED);
+    CHECK_EQ_INT(
+        job_store_end_attempt(t.s, id, 1, 10, JOB_COMPLETED, "{\"by\":\"a\"}", NULL, 0, old),
+        JOB_FENCED);
+    CHECK_EQ_INT(
+        job_store_end_attempt(t.s, id, 2, 5001, JOB_COMPLETED, "{\"by\":\"b\"}", NULL, 0, now), 0);
+    job_row_t r;
+    CHECK_EQ_INT(status_of(t.s, id, &r), JOB_COMPLETED);
+    CHECK_EQ_INT(r.attempts, 2);
+    CHECK_EQ_STR(r.result, "{\"by\":\"b\"}");
+    job_row_clear(&r);
     store_close(&t);
 }
