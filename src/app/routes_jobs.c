@@ -255,11 +255,9 @@ static int sse_watch(json_t *task, void *arg)
 
 static void task_events(roost_req_t *req, void *ud)
 {
-    sse_t *s = calloc(1, sizeof *s);
-    if (!s) {
-        roost_respond_error(req, 503, "Out of memory");
+    sse_t *s = app_calloc(req, sizeof *s);
+    if (!s)
         return;
-    }
     s->req = req;
     /* A reconnecting client's ids go on from its last one. */
     roost_str_t last = roost_sse_last_id(req);
