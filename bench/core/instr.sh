@@ -3,7 +3,7 @@
 # on a busy machine). Each binary serves N pipelined requests of PATH on one connection with one
 # loop, then 2N; the difference over N is what a request costs (start, stop and the readiness
 # polls cancel out).
-#   bash bench/core/instr.sh OLD_BIN NEW_BIN [PATH...]     (N=20000)
+#   bash bench/core/instr.sh OLD_BIN NEW_BIN [PATH...]     (N=20000; DEPTH=16: pipelined)
 # OLD_ARGS / NEW_ARGS: extra flags for each (one binary with and without a middleware:
 #   NEW_ARGS="--rate-limit '/json rate=1000000/s'" bash bench/core/instr.sh build/roost build/roost /json;
 #   or with metrics and tracing off: OLD_ARGS="--metrics off --tracing off").
@@ -18,22 +18,24 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 port() { /usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
-send() { # port path n: one request at a time on one kept-alive connection, so that every
-         # request is one read and one write whatever the machine's load
-    /usr/bin/python3 - "$@" <<'PY'
+send() { # port path n: DEPTH requests at a time (default 1) on one kept-alive connection, so
+         # that every batch is one read and one write whatever the machine's load
+    /usr/bin/python3 - "$@" "${DEPTH:-1}" <<'PY'
 import socket, sys
-port, path, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+port, path, n, depth = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 s = socket.create_connection(("127.0.0.1", port))
 req = f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
-for _ in range(n):
-    s.sendall(req)
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        buf += s.recv(65536)
-    head, _, body = buf.partition(b"\r\n\r\n")
-    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-    while len(body) < length:
-        body += s.recv(65536)
+buf = b""
+for _ in range(n // depth):
+    s.sendall(req * depth)
+    for _ in range(depth):
+        while b"\r\n\r\n" not in buf:
+            buf += s.recv(65536)
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        while len(rest) < length:
+            rest += s.recv(65536)
+        buf = rest[length:]
 s.close()
 PY
 }

@@ -26,21 +26,22 @@ if [[ ,$PEERS, == *,socketio,* && ! -d $here/sio/node_modules ]]; then
     (cd "$here/sio" && npm ci --no-audit --no-fund --silent)
 fi
 
-# nginx in front of three backends: start_lb PORT DIR B1 B2 B3
+# nginx in front of three backends: start_lb PORT DIR B1 B2 B3 (two workers: a proxied WebSocket
+# holds two descriptors, and one worker could not hold 10,000 of them under a 20,000 limit)
 start_lb() {
     local port=$1 dir=$2
     shift 2
     mkdir -p "$dir"
     chmod 755 "$dir"
     {
-        echo "worker_processes 1; pid $dir/nginx.pid; error_log $dir/error.log warn;"
-        echo "worker_rlimit_nofile 65536; events { worker_connections 60000; }"
+        echo "worker_processes 2; pid $dir/nginx.pid; error_log $dir/error.log warn;"
+        echo "worker_rlimit_nofile 19000; events { worker_connections 18000; }"
         echo "http { access_log off; client_body_temp_path $dir; proxy_temp_path $dir;"
         echo " upstream nodes { keepalive 64;"
         for b in "$@"; do echo "  server 127.0.0.1:$b;"; done
         echo " }"
         echo " map \$http_upgrade \$connection_upgrade { default upgrade; '' ''; }"
-        echo " server { listen 127.0.0.1:$port backlog=16384;"
+        echo " server { listen 127.0.0.1:$port backlog=16384 reuseport;"
         echo "  location / { proxy_pass http://nodes; proxy_http_version 1.1;"
         echo "   proxy_set_header Upgrade \$http_upgrade;"
         echo "   proxy_set_header Connection \$connection_upgrade;"

@@ -82,6 +82,9 @@ typedef int (*app_setup_fn)(roost_server_t *srv, const roost_config_t *cfg, app_
 int app_man(const roost_flag_t *flags, size_t nflags, app_config_t *app, app_setup_fn setup);
 
 int app_register(roost_server_t *srv, const roost_route_opts_t *routes, size_t n, void *ud);
+/* Zeroed heap memory for state that outlives the handler (a stream, a WebSocket's); NULL after
+ * answering 503 when there is none. */
+void *app_calloc(roost_req_t *req, size_t size);
 #define APP_COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 /* A query field from lo to hi, d when absent (FastAPI's Query(d, ge=lo, le=hi)); more
  * designators (a description) may follow. */

@@ -222,11 +222,9 @@ static void tick(roost_req_t *req, void *arg)
 
 static void metrics_stream(roost_req_t *req, void *ud)
 {
-    stream_t *st = calloc(1, sizeof *st);
-    if (!st) {
-        roost_respond_error(req, 503, "Out of memory");
+    stream_t *st = app_calloc(req, sizeof *st);
+    if (!st)
         return;
-    }
     st->s = ud;
     /* A reconnecting EventSource says what it had: only newer snapshots, then. */
     roost_str_t last = roost_req_header(req, "Last-Event-ID");

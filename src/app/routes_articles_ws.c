@@ -57,11 +57,9 @@ static void ws_client(roost_req_t *req, void *ud)
         roost_respond_error(req, 422, "client_id: 1 to 64 characters");
         return;
     }
-    client_t *c = calloc(1, sizeof *c);
-    if (!c) {
-        roost_respond_error(req, 500, "out of memory");
+    client_t *c = app_calloc(req, sizeof *c);
+    if (!c)
         return;
-    }
     memcpy(c->id, id.ptr, id.len);
     c->ping_ms = (uint64_t)(((const app_config_t *)ud)->ws_text_ping_s * 1000);
     if (roost_ws_upgrade(req, &client_handler, c) < 0)

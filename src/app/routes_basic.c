@@ -193,6 +193,14 @@ int app_register(roost_server_t *srv, const roost_route_opts_t *table, size_t n,
     return rc;
 }
 
+void *app_calloc(roost_req_t *req, size_t size)
+{
+    void *p = calloc(1, size);
+    if (!p)
+        roost_respond_error(req, 503, "Out of memory");
+    return p;
+}
+
 int app_routes_basic(roost_server_t *srv, const app_config_t *cfg)
 {
     int rc = app_register(srv, routes, APP_COUNT_OF(routes), NULL);

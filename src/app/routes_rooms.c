@@ -138,11 +138,9 @@ static void ws_chat(roost_req_t *req, void *ud)
         roost_respond_error(req, 503, "Too many rooms");
         return;
     }
-    chat_t *c = calloc(1, sizeof *c);
-    if (!c) {
-        roost_respond_error(req, 503, "Out of memory");
+    chat_t *c = app_calloc(req, sizeof *c);
+    if (!c)
         return;
-    }
     c->since = roost_req_query_int(req, "since");
     memcpy(c->room, room.ptr, room.len);
     memcpy(c->user, user.ptr, user.len);
