@@ -568,7 +568,11 @@ json_t *roost_loc(const char *where, const char *field);
 typedef void (*roost_timer_fn)(roost_req_t *req, void *arg);
 void roost_defer(roost_req_t *req, uint64_t ms, roost_timer_fn fn, void *arg);
 
-/* ---- streamed responses (chunked): server-sent events, long downloads; on the loop ---- */
+/* ---- streamed responses (chunked): server-sent events, long downloads ----
+ * On the loop, or from a blocking (ROOST_BLOCKING) handler on its worker: there each call is
+ * carried to the loop and waits for it; roost_stream_write then never says -EAGAIN but blocks
+ * while the client is behind (backpressure), and says -EPIPE once it left. A blocking handler
+ * that returns with its stream open ends it. roost_stream_on_drain is for loop handlers. */
 typedef void (*roost_resume_fn)(roost_req_t *req, void *arg); /* see roost_req_resume */
 /* Sends the head now (Transfer-Encoding: chunked; HTTP/1.0 gets a close-delimited body). For
  * HEAD the stream is then over: writes return -EINVAL and end/abort do nothing. */
@@ -592,7 +596,7 @@ void roost_stream_abort(roost_req_t *req);
  * comment line every heartbeat_s seconds when > 0 while the stream is open (proxies keep it;
  * clients ignore it). roost_sse_event writes one whole event: "id:" and "event:" when not NULL,
  * one "data:" line per line of data; returns as roost_stream_write (-EAGAIN: nothing was
- * written). End with roost_stream_end. Loop. */
+ * written). End with roost_stream_end. Loop or a blocking handler's worker. */
 int roost_sse_start(roost_req_t *req, long retry_ms, double heartbeat_s);
 int roost_sse_event(roost_req_t *req, const char *id, const char *event, const char *data);
 /* The Last-Event-ID a reconnecting client sent (the id of the last event it got), or an empty

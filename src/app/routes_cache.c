@@ -125,9 +125,9 @@ static void flaky_set(roost_req_t *req, void *ud)
 
 static void blob(roost_req_t *req, void *ud)
 {
-    static char pad[2048];
-    if (!pad[0])
-        memset(pad, 'x', sizeof pad - 1);
+    char pad[1001]; /* per call: a shared lazily filled one was a race between loops (TSan) */
+    memset(pad, 'x', sizeof pad - 1);
+    pad[sizeof pad - 1] = 0;
     char body[2200];
     /* The same bytes every time: a second server's fill has the same ETag. */
     int n = snprintf(body, sizeof body, "{\"id\":%lld,\"pad\":\"%.1000s\"}",
@@ -135,8 +135,24 @@ static void blob(roost_req_t *req, void *ud)
     roost_respond(req, 200, "application/json", body, (size_t)n);
 }
 
+/* {kib} KiB of bytes that differ from line to line, so that a misplaced or repeated slice of a
+ * shared body shows. */
+static void big(roost_req_t *req, void *ud)
+{
+    size_t n = (size_t)roost_req_param_int(req, "kib") * 1024;
+    char *b = n ? roost_req_alloc(req, n) : NULL;
+    if (n && !b) {
+        roost_respond_error(req, 503, "Out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        b[i] = i % 64 == 63 ? '\n' : (char)('!' + (i / 64 + i) % 90);
+    roost_respond(req, 200, "text/plain", b, n);
+}
+
 static const char *const tags_cache[] = {"cache", NULL};
-static const roost_middleware_t *expensive_mw[2], *profile_mw[2], *flaky_mw[2], *blob_mw[2];
+static const roost_middleware_t *expensive_mw[2], *profile_mw[2], *flaky_mw[2], *blob_mw[2],
+    *big_mw[2];
 
 static const roost_route_opts_t routes[] = {
     {"GET", "/expensive-query", expensive_query, .flags = ROOST_BLOCKING,
@@ -151,6 +167,8 @@ static const roost_route_opts_t debug_routes[] = {
      .tags = tags_cache},
     {"GET", "/debug/cache/blob/{id:int}", blob, .summary = "A 1 KB answer, cached (test only)",
      .tags = tags_cache, .middleware = blob_mw},
+    {"GET", "/debug/cache/big/{kib:int}", big, .summary = "KIB KiB of text, cached (test only)",
+     .tags = tags_cache, .middleware = big_mw},
 };
 
 static const roost_route_opts_t data_routes[] = {
@@ -163,7 +181,8 @@ int app_routes_cache(roost_server_t *srv, const app_config_t *cfg)
     expensive_mw[0] = roost_mw_cache(srv, &(roost_cache_opts_t){.ttl_s = 60});
     flaky_mw[0] = roost_mw_cache(srv, &(roost_cache_opts_t){.ttl_s = 1, .swr_s = 1, .sie_s = 30});
     blob_mw[0] = roost_mw_cache(srv, &(roost_cache_opts_t){.ttl_s = 600, .vary = "X-Tenant"});
-    if (!expensive_mw[0] || !flaky_mw[0] || !blob_mw[0])
+    big_mw[0] = roost_mw_cache(srv, &(roost_cache_opts_t){.ttl_s = 600});
+    if (!expensive_mw[0] || !flaky_mw[0] || !blob_mw[0] || !big_mw[0])
         return -ENOMEM;
     int rc = app_register(srv, routes, APP_COUNT_OF(routes), NULL);
     if (rc == 0 && cfg->debug_routes)

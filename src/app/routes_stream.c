@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "app/app.h"
 
@@ -102,6 +103,61 @@ static void download(roost_req_t *req, void *ud)
     download_pump(req, d);
 }
 
+/* ---- GET /download-large-file-sync: the same lines from a blocking handler ----
+ * FastAPI's `def` generator in a StreamingResponse: a plain loop on a worker; each write waits
+ * while the client is behind, and fails once it left. */
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+static void download_sync(roost_req_t *req, void *ud)
+{
+    long lines = roost_req_query_int(req, "lines"),
+         delay = roost_req_query_int(req, "line_delay_ms");
+    static const char x[] = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+    roost_res_header(req, "Content-Disposition", "attachment; filename=large.txt");
+    if (roost_stream_begin(req, 200, "text/plain") < 0) {
+        roost_respond_error(req, 500, "Cannot stream");
+        return;
+    }
+    for (long i = 0; i < lines; i++) {
+        char line[160];
+        int n = snprintf(line, sizeof line, "Line %ld: %s\n", i, x);
+        if (roost_stream_write(req, line, (size_t)n) < 0) {
+            roost_stream_abort(req); /* the client left */
+            return;
+        }
+        if (delay && i + 1 < lines)
+            sleep_ms(delay);
+    }
+    roost_stream_end(req);
+}
+
+/* Test-only: server-sent events from a blocking handler, `events` of them `delay_ms` apart. */
+static void sse_sync(roost_req_t *req, void *ud)
+{
+    long events = roost_req_query_int(req, "events"), delay = roost_req_query_int(req, "delay_ms");
+    if (roost_sse_start(req, 2000, 0.05) < 0) {
+        roost_respond_error(req, 500, "Cannot stream");
+        return;
+    }
+    for (long i = 0; i < events; i++) {
+        char id[24], data[64];
+        snprintf(id, sizeof id, "%ld", i + 1);
+        snprintf(data, sizeof data, "{\"n\":%ld}", i);
+        if (roost_sse_event(req, id, "tick", data) < 0)
+            return; /* the client left: the stream ends with the handler */
+        if (delay)
+            sleep_ms(delay);
+    }
+    roost_stream_end(req);
+}
+
 /* An integer query parameter from lo to hi, d when absent. */
 #define INT_FIELD(n, d, lo, hi)                                                                    \
     {                                                                                              \
@@ -141,6 +197,12 @@ static const roost_field_t debug_fields[] = {
 };
 static const roost_schema_t debug_schema = {.fields = debug_fields, .nfields = 4};
 
+static const roost_field_t sse_fields[] = {
+    INT_FIELD("events", 5, 0, 1000000),
+    INT_FIELD("delay_ms", 0, 0, 10000),
+};
+static const roost_schema_t sse_schema = {.fields = sse_fields, .nfields = 2};
+
 static const char *const tags_stream[] = {"streaming", NULL};
 
 static const roost_route_opts_t routes[] = {
@@ -148,11 +210,17 @@ static const roost_route_opts_t routes[] = {
      .tags = tags_stream},
     {"GET", "/download-large-file", download, .summary = "Lines streamed as they are made",
      .tags = tags_stream, .query = &download_schema},
+    {"GET", "/download-large-file-sync", download_sync, .flags = ROOST_BLOCKING,
+     .summary = "The same lines from a blocking handler (a worker thread)", .tags = tags_stream,
+     .query = &download_schema},
 };
 
 static const roost_route_opts_t debug_routes[] = {
     {"GET", "/debug/body", debug_body, .summary = "A body with a chosen status, type, encoding",
      .tags = tags_stream, .query = &debug_schema},
+    {"GET", "/debug/sse-sync", sse_sync, .flags = ROOST_BLOCKING,
+     .summary = "Server-sent events from a blocking handler (test only)", .tags = tags_stream,
+     .query = &sse_schema},
 };
 
 int app_routes_stream(roost_server_t *srv, const app_config_t *cfg)

@@ -162,6 +162,15 @@ void roost_defer(roost_req_t *req, uint64_t ms, roost_timer_fn fn, void *arg)
 
 /* ---- blocking handlers, on the pool ---- */
 
+/* The request whose handler runs on this worker thread now: its stream calls go to the loop
+ * (stream_worker.c). */
+static _Thread_local roost_req_t *worker_req;
+
+int http_on_worker(const roost_req_t *req)
+{
+    return worker_req == req;
+}
+
 /* On the loop: the worker handed the request back (the message queue orders its writes
  * before this read). */
 static void on_worker_done(net_loop_t *loop, net_msg_t *msg)
@@ -172,8 +181,17 @@ static void on_worker_done(net_loop_t *loop, net_msg_t *msg)
         http_req_free(req);
         return;
     }
-    atomic_store_explicit(&req->phase, HTTP_REQ_RESPONDED, memory_order_release);
-    http_req_responded(req);
+    http_wstream_free(req);
+    if (req->streamed) {
+        /* It streamed (stream_worker.c), and its stream is over: the wait the stream held for
+         * the worker is over too. */
+        if (http_req_phase(req) == HTTP_REQ_STREAMING)
+            roost_stream_end(req);
+        roost_req_resume(req, NULL, NULL);
+    } else {
+        atomic_store_explicit(&req->phase, HTTP_REQ_RESPONDED, memory_order_release);
+        http_req_responded(req);
+    }
     http_req_unref(req);
     net_conn_unref(conn);
 }
@@ -183,7 +201,11 @@ static void worker_run(tpool_work_t *work)
     roost_req_t *req = CONTAINER_OF(work, roost_req_t, work);
     (void)atomic_load_explicit(&req->phase, memory_order_acquire);
     http_trace_enter(req);
+    worker_req = req;
     req->route->fn(req, req->route->ud);
+    if (req->wstream) /* a stream left open ends with the handler, its bytes all sent */
+        http_worker_stream_end(req, 0);
+    worker_req = NULL;
     roost_trace_enter(NULL, NULL);
     if (!req->status)
         roost_respond_error(req, 500, "The handler did not respond");

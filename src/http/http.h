@@ -31,9 +31,10 @@ typedef struct {
     roost_str_t value;
 } http_param_t;
 
-#define HTTP_INLINE_HEAD    1024
-#define HTTP_INLINE_HEADERS 24
-#define HTTP_MAX_PARAMS     8
+#define HTTP_INLINE_HEAD     1024
+#define HTTP_INLINE_HEADERS  24
+#define HTTP_MAX_PARAMS      8
+#define HTTP_SHARED_COPY_MAX 16384 /* a shared body up to this is copied into the head's write */
 
 /* A request's life. The phase says which thread owns the request now; only that thread
  * touches the fields marked "owner". The one cross-thread hand-off: the loop stores ON_WORKER
@@ -95,12 +96,14 @@ struct roost_req {
     uint8_t in_field;      /* parser inside a header name */
     uint8_t close_after;   /* loop: the connection ends after this answer */
     uint8_t streamed;      /* loop: roost_stream_begin made this answer a stream */
+    uint8_t background;    /* a copy run with no client (http_req_background); read only */
     uint8_t stream_head;   /* loop: a stream's head has been written */
     /* Loop: roost_stream_on_drain's callback, resumed once the backlog is written or the
      * client left (it holds a wait on the request until then). */
     roost_resume_fn drain_fn;
     void *drain_arg;
-    struct http_sse *sse;                  /* loop: an event stream's heartbeat timer (sse.c) */
+    struct http_sse *sse;         /* loop: an event stream's heartbeat timer (sse.c) */
+    struct http_wstream *wstream; /* a blocking handler's stream (stream_worker.c), or NULL */
     struct http_after *after, *after_tail; /* owner: roost_after_response tasks */
     int hosts;
     /* A 101 answer: once it is written, the connection is handed to attach(conn, arg); if it
@@ -146,6 +149,13 @@ struct roost_req {
         void (*done)(void *arg, int status);
         void *arg;
     } res_file;
+    /* A whole body in a shared, immutable buffer (http_respond_shared: a cache HIT): bytes
+     * [off, off+len) of res_shared, written from there; res_body stays empty. Any thread may
+     * hold the buffer; this request holds one reference until it is reset. */
+    rbuf_t *res_shared;
+    size_t res_shared_off, res_shared_len;
+    uint8_t res_shared_later;  /* loop: serialized without it; write it after the head */
+    uint8_t res_tmp_is_shared; /* owner: the filters passed the shared body on unchanged */
 
     /* ---- hand-offs ---- */
     tpool_work_t work; /* on the worker pool, for a blocking handler */
@@ -272,6 +282,19 @@ void http_respond_file(roost_req_t *req, int status, const char *content_type, i
                        uint64_t len, void (*done)(void *arg, int status), void *arg);
 /* Lets go of a file answer that was not written (done(arg, -ECANCELED)). */
 void http_res_file_release(roost_req_t *req);
+/* Answers with bytes [off, off+len) of the shared buffer b as the body, without copying them
+ * into the request: a reference is taken. A small body is copied once, into the connection's
+ * gathered write; a large one is written from b. A body filter that changes the bytes (gzip)
+ * makes its own; one that passes them on leaves them shared. Owner thread. */
+void http_respond_shared(roost_req_t *req, int status, const char *content_type, rbuf_t *b,
+                         size_t off, size_t len);
+/* The whole body's length, shared or not (for on_headers hooks). */
+static inline size_t http_res_body_len(const roost_req_t *req)
+{
+    return req->res_shared ? req->res_shared_len : req->res_body.len;
+}
+/* Drops the shared body (when the request is reset or freed). */
+void http_res_shared_release(roost_req_t *req);
 
 /* ---- session.c: one connection's pipeline and timeouts ---- */
 extern const net_proto_t http_proto;
@@ -295,6 +318,26 @@ static inline void http_req_responded(roost_req_t *req)
     if (req->on_responded)
         req->on_responded(req);
 }
+
+/* ---- background.c: a request run again with no client ---- */
+/* Runs a copy of req (method, target, headers; not the body) through its route's middleware
+ * and handler on req's loop, with no client: its answer is made and dropped. It has `background`
+ * set, so that the middleware that asked for it (the cache's revalidation) knows it; the global
+ * middleware (rate limits, the access log) does not run for it. 0, or -ENOMEM. Loop. */
+int http_req_background(roost_req_t *req);
+
+/* ---- stream_worker.c: the stream calls of a blocking handler, run on the loop ---- */
+/* Whether req's blocking handler runs on this thread now (handoff.c). */
+int http_on_worker(const roost_req_t *req);
+int http_worker_stream_begin(roost_req_t *req, int status, const char *content_type);
+int http_worker_sse_start(roost_req_t *req, long retry_ms, double heartbeat_s);
+/* Blocks while the client is behind (backpressure); -EPIPE once it left. */
+int http_worker_stream_write(roost_req_t *req, const void *data, size_t len);
+/* Ends (abort: aborts) once every written byte is in the stream; waits for it. */
+void http_worker_stream_end(roost_req_t *req, int abort);
+/* Loop, once the handler returned: frees req's worker stream. */
+void http_wstream_free(roost_req_t *req);
+typedef struct http_wstream http_wstream_t;
 
 /* ---- handoff.c: worker hand-off, roost_defer, roost_req_wait/resume ---- */
 /* Runs the route's handler on the loop or hands it to the pool. Loop. */

@@ -38,8 +38,8 @@ struct roost_body_next {
 int http_mw_chain(roost_req_t *req, const http_server_t *hs, const roost_middleware_t *const *route)
 {
     const roost_middleware_t *global = hs->mw;
-    int nglobal = hs->nmw;
-    if ((!route || !*route) && hs->chain_shared) {
+    int nglobal = req->background ? 0 : hs->nmw; /* no client: only the route's own */
+    if ((!route || !*route) && hs->chain_shared && !req->background) {
         /* The common case: nothing per request to make (measured: the arena copy of the chain
          * was ~60 instructions of a ~5,000-instruction /plaintext request). */
         req->mw = nglobal ? hs->chain : NULL;
@@ -113,8 +113,15 @@ void http_mw_headers(roost_req_t *req)
  * chunks on HTTP/1.1 (RFC 9112 §7.1), into res_body for the session to write. */
 static int sink(roost_req_t *req, const void *p, size_t n, int last)
 {
-    if (http_req_phase(req) != HTTP_REQ_STREAMING)
+    if (http_req_phase(req) != HTTP_REQ_STREAMING) {
+        /* A shared body that every filter passed on unchanged stays shared (no copy). */
+        if (req->res_shared && last && !req->res_tmp.len && n == req->res_shared_len &&
+            p == req->res_shared->data + req->res_shared_off) {
+            req->res_tmp_is_shared = 1;
+            return 0;
+        }
         return n ? sbuf_append(&req->res_tmp, p, n) : 0;
+    }
     sbuf_t *b = &req->res_body;
     req->res_bytes += n;
     int chunked = req->http_minor == 1;
@@ -148,8 +155,19 @@ void http_mw_respond(roost_req_t *req)
     if (!req->has_filter || req->res_file.done)
         return; /* the body goes out as the handler wrote it (or the file as on disk) */
     req->res_tmp.len = 0;
+    req->res_tmp_is_shared = 0;
     roost_body_next_t first = {req, 0};
-    if (roost_body_emit(&first, req->res_body.p, req->res_body.len, 1) < 0) {
+    const char *body = req->res_body.p;
+    size_t len = req->res_body.len;
+    if (req->res_shared) {
+        body = req->res_shared->data + req->res_shared_off;
+        len = req->res_shared_len;
+    }
+    int rc = roost_body_emit(&first, body, len, 1);
+    if (rc == 0 && req->res_tmp_is_shared)
+        return;                   /* passed on unchanged: the shared bytes are the body */
+    http_res_shared_release(req); /* the filters made the body: res_tmp */
+    if (rc < 0) {
         log_error("%s: a body filter failed; the answer is 500",
                   req->route ? req->route->name : "?");
         req->status = 500;

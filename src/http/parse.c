@@ -492,6 +492,7 @@ void http_req_reset(roost_req_t *req)
     req->upgrade_drop = NULL;
     req->upgrade_arg = NULL;
     http_res_file_release(req);
+    http_res_shared_release(req);
     http_valid_clear(req);
     if (req->head != req->inline_head)
         free(req->head);
@@ -505,7 +506,7 @@ void http_req_reset(roost_req_t *req)
     req->nheaders = 0;
     req->hosts = 0;
     req->keep_alive = req->expect_continue = req->continue_sent = req->in_field = 0;
-    req->close_after = req->streamed = req->stream_head = 0;
+    req->close_after = req->streamed = req->stream_head = req->background = 0;
     http_req_set_phase(req, HTTP_REQ_PARSING);
     atomic_store(&req->waits, 0);
     req->defer = NULL;
@@ -544,6 +545,7 @@ void http_req_free(roost_req_t *req)
     if (req->upgrade_drop)
         req->upgrade_drop(req->upgrade_arg);
     http_res_file_release(req);
+    http_res_shared_release(req);
     http_valid_clear(req);
     if (req->head != req->inline_head)
         free(req->head);

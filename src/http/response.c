@@ -98,9 +98,23 @@ void http_serialize(roost_req_t *req, const char *date, sbuf_t *out)
     size_t type_len = req->res_type ? strlen(req->res_type) : 0;
     int bodyless = status < 200 || status == 204 || status == 304;
     int send_body = !bodyless && req->method != HTTP_HEAD && !req->res_file.done;
-    size_t body_len = req->res_file.done ? (size_t)req->res_file.len : req->res_body.len;
-    size_t need = 160 + strlen(reason) + type_len + req->res_headers.len +
-                  (send_body ? req->res_body.len : 0);
+    size_t body_len = req->res_file.done ? (size_t)req->res_file.len : http_res_body_len(req);
+    /* A shared body this small is copied into the head's write; a larger one goes by
+     * reference after it (a second iovec costs more than copying a few KiB). */
+    const char *body = req->res_body.p;
+    size_t copy_len = req->res_body.len;
+    req->res_shared_later = 0;
+    if (req->res_shared && send_body) {
+        if (req->res_shared_len <= HTTP_SHARED_COPY_MAX) {
+            body = req->res_shared->data + req->res_shared_off;
+            copy_len = req->res_shared_len;
+        } else {
+            copy_len = 0;
+            req->res_shared_later = 1;
+        }
+    }
+    size_t need =
+        160 + strlen(reason) + type_len + req->res_headers.len + (send_body ? copy_len : 0);
     if (sbuf_reserve(out, need) < 0)
         return;
     char *p = out->p + out->len;
@@ -130,9 +144,9 @@ void http_serialize(roost_req_t *req, const char *date, sbuf_t *out)
     if (req->res_headers.len)
         p = put(p, req->res_headers.p, req->res_headers.len);
     p = PUT_LIT(p, "\r\n");
-    if (send_body && req->res_body.len)
-        p = put(p, req->res_body.p, req->res_body.len);
-    req->res_bytes += send_body ? req->res_body.len : 0;
+    if (send_body && copy_len)
+        p = put(p, body, copy_len);
+    req->res_bytes += send_body ? http_res_body_len(req) : 0;
     out->len = (size_t)(p - out->p);
 }
 
@@ -151,21 +165,58 @@ void roost_res_header(roost_req_t *req, const char *name, const char *value)
     sbuf_append(h, "\r\n", 2);
 }
 
-void roost_respond(roost_req_t *req, int status, const char *content_type, const void *body,
-                   size_t len)
+/* Takes the answer's status and type; 0, or -EALREADY when the request has one. */
+static int respond_begin(roost_req_t *req, int status, const char *content_type)
 {
     if (req->status) {
         log_error("%s: a second response was ignored", req->route ? req->route->name : "?");
-        return;
+        return -EALREADY;
     }
     req->status = status;
     req->res_type =
         content_type ? arena_strndup(&req->arena, content_type, strlen(content_type)) : NULL;
     req->res_body.len = 0;
+    return 0;
+}
+
+static void respond_end(roost_req_t *req);
+
+void roost_respond(roost_req_t *req, int status, const char *content_type, const void *body,
+                   size_t len)
+{
+    if (respond_begin(req, status, content_type) < 0)
+        return;
     if (len && sbuf_append(&req->res_body, body, len) < 0) {
         req->status = 503;
         req->res_body.len = 0;
     }
+    respond_end(req);
+}
+
+void http_respond_shared(roost_req_t *req, int status, const char *content_type, rbuf_t *b,
+                         size_t off, size_t len)
+{
+    if (respond_begin(req, status, content_type) < 0)
+        return;
+    if (len) {
+        req->res_shared = rbuf_ref(b);
+        req->res_shared_off = off;
+        req->res_shared_len = len;
+    }
+    respond_end(req);
+}
+
+void http_res_shared_release(roost_req_t *req)
+{
+    rbuf_unref(req->res_shared);
+    req->res_shared = NULL;
+    req->res_shared_len = 0;
+    req->res_shared_later = 0;
+}
+
+/* The answer is made: the middleware's on_headers and filters, then to the session. */
+static void respond_end(roost_req_t *req)
+{
     if (!req->mw) /* answered before dispatch (a parse error): the global chain */
         http_mw_chain(req, http_server(req->srv), NULL);
     http_mw_respond(req);

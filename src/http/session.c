@@ -360,6 +360,8 @@ static void write_response(http_session_t *s, roost_req_t *req)
         http_serialize(req, loop->date, out);
         net_conn_write(s->conn, out->p, out->len);
     }
+    if (req->res_shared_later) /* a large shared body: written from the buffer, after the head */
+        net_conn_write_rbuf(s->conn, req->res_shared, req->res_shared_off, req->res_shared_len);
     if (req->res_file.done) {
         int bodyless = req->status < 200 || req->status == 204 || req->status == 304;
         if (bodyless || req->method == HTTP_HEAD) {

@@ -39,6 +39,8 @@ void http_sse_stop(roost_req_t *req)
 
 int roost_sse_start(roost_req_t *req, long retry_ms, double heartbeat_s)
 {
+    if (http_on_worker(req)) /* the heartbeat timer is the loop's: start it all there */
+        return http_worker_sse_start(req, retry_ms, heartbeat_s);
     roost_res_header(req, "Cache-Control", "no-cache");
     roost_res_header(req, "X-Accel-Buffering", "no"); /* nginx in front: do not buffer */
     int rc = roost_stream_begin(req, 200, "text/event-stream");

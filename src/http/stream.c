@@ -1,4 +1,5 @@
-/* Streamed responses: roost_stream_begin/write/end/abort on the loop, each piece through the
+/* Streamed responses: roost_stream_begin/write/end/abort on the loop (a blocking handler's
+ * calls are carried there by stream_worker.c), each piece through the
  * on_body filters into the request's out bytes (chunked on HTTP/1.1, close-delimited on 1.0);
  * backpressure (a write refused while too much is unsent, a drain callback to go on); and the
  * session's side, http_stream_out, that writes a stream's head once and then its pieces when
@@ -10,6 +11,8 @@
 
 int roost_stream_begin(roost_req_t *req, int status, const char *content_type)
 {
+    if (http_on_worker(req))
+        return http_worker_stream_begin(req, status, content_type);
     http_phase_t phase = http_req_phase(req);
     if (req->status || (phase != HTTP_REQ_ON_LOOP && phase != HTTP_REQ_WAITING))
         return -EINVAL; /* answered already, or on a worker */
@@ -31,6 +34,8 @@ int roost_stream_begin(roost_req_t *req, int status, const char *content_type)
 
 int roost_stream_write(roost_req_t *req, const void *data, size_t len)
 {
+    if (http_on_worker(req))
+        return len ? http_worker_stream_write(req, data, len) : 0;
     if (!req->streamed || http_req_phase(req) != HTTP_REQ_STREAMING)
         return -EINVAL;
     if (roost_req_gone(req))
@@ -54,6 +59,10 @@ int roost_stream_write(roost_req_t *req, const void *data, size_t len)
 
 void roost_stream_end(roost_req_t *req)
 {
+    if (http_on_worker(req)) {
+        http_worker_stream_end(req, 0);
+        return;
+    }
     if (!req->streamed || http_req_phase(req) != HTTP_REQ_STREAMING)
         return;
     http_sse_stop(req);
@@ -66,6 +75,10 @@ void roost_stream_end(roost_req_t *req)
 
 void roost_stream_abort(roost_req_t *req)
 {
+    if (http_on_worker(req)) {
+        http_worker_stream_end(req, 1);
+        return;
+    }
     if (!req->streamed || http_req_phase(req) != HTTP_REQ_STREAMING)
         return;
     http_sse_stop(req);
@@ -90,6 +103,8 @@ static void stream_maybe_drained(roost_req_t *req)
 
 int roost_stream_on_drain(roost_req_t *req, roost_resume_fn fn, void *arg)
 {
+    if (http_on_worker(req))
+        return -EINVAL; /* a worker's writes wait for the drain themselves */
     if (!req->streamed || http_req_phase(req) != HTTP_REQ_STREAMING)
         return -EINVAL;
     if (req->drain_fn)

@@ -24,7 +24,7 @@ typedef struct cache_route cache_route_t;
 typedef struct {
     cache_store_t *store;
     roost_counter_t *c_hit, *c_miss, *c_stale, *c_wait, *c_fill_err, *c_evict, *c_lru, *c_bytes;
-    roost_counter_t *c_304;
+    roost_counter_t *c_304, *c_revalidate;
     cache_route_t *routes; /* what roost_mw_cache made, freed with the server */
 } cache_server_t;
 
@@ -47,6 +47,8 @@ static const struct {
     LOOKUP(c_miss, "miss"),
     LOOKUP(c_stale, "stale"),
     LOOKUP(c_wait, "coalesced"),
+    {offsetof(cache_server_t, c_revalidate), "roost_cache_revalidations_total", NULL,
+     "Background refills of a stale answer (stale-while-revalidate)"},
     EVICTION(c_evict, "invalidate"),
     EVICTION(c_lru, "lru"),
     {offsetof(cache_server_t, c_fill_err), "roost_cache_fill_errors_total", NULL,
@@ -165,7 +167,7 @@ static void age_and_label(roost_req_t *req, uint64_t stored_ns, const char *labe
 }
 
 /* Answers req from resp (label: HIT or STALE), or 304 when If-None-Match has its tag. */
-static void serve(roost_req_t *req, cache_ctx_t *ctx, const cache_route_t *r, const rbuf_t *resp,
+static void serve(roost_req_t *req, cache_ctx_t *ctx, const cache_route_t *r, rbuf_t *resp,
                   uint64_t stored_ns, const char *label)
 {
     const cache_resp_t *cr = cache_resp(resp);
@@ -178,9 +180,9 @@ static void serve(roost_req_t *req, cache_ctx_t *ctx, const cache_route_t *r, co
         roost_respond(req, 304, NULL, NULL, 0);
         return;
     }
-    /* The one copy: from the shared answer into this request's response, as any body. */
-    roost_respond(req, cr->status, cr->type_len ? cache_resp_type(resp) : NULL,
-                  cache_resp_body(resp), cr->body_len);
+    /* No copy into the request: the body is written from the shared answer. */
+    http_respond_shared(req, cr->status, cr->type_len ? cache_resp_type(resp) : NULL, resp,
+                        (size_t)(cache_resp_body(resp) - resp->data), cr->body_len);
 }
 
 /* On a waiter's loop: the fill it waited for ended. */
@@ -197,6 +199,8 @@ static void wake(roost_req_t *req, void *arg)
 }
 
 /* ---- the hooks ---- */
+
+static void wake_all(cache_waiter_t *w, rbuf_t *give, uint64_t give_stored_ns, const char *label);
 
 static int make_key(roost_req_t *req, cache_ctx_t *ctx, const cache_route_t *r)
 {
@@ -227,6 +231,11 @@ static void cache_request(roost_req_t *req, void *c, void *ud)
     ctx->route = r;
     if (req->method != HTTP_GET || !req->path.ptr || make_key(req, ctx, r) < 0)
         return; /* not cacheable: the handler answers, on_headers still tags it */
+    if (req->background) {
+        /* The revalidation a stale hit started: the fill is this request's already. */
+        ctx->state = ST_FILL;
+        return;
+    }
     cache_found_t f;
     switch (cache_lookup(r->cs->store, &ctx->key, time_now_ns(), &ctx->w, &f)) {
     case CACHE_HIT:
@@ -238,6 +247,18 @@ static void cache_request(roost_req_t *req, void *c, void *ud)
         roost_counter_add(r->cs->c_stale, 1);
         serve(req, ctx, r, f.resp, f.stored_ns, "STALE");
         rbuf_unref(f.resp);
+        break;
+    case CACHE_REVALIDATE:
+        /* Served stale now; the handler runs again in the background (a copy of this
+         * request with no client), and its answer replaces the stale one. */
+        roost_counter_add(r->cs->c_stale, 1);
+        roost_counter_add(r->cs->c_revalidate, 1);
+        serve(req, ctx, r, f.resp, f.stored_ns, "STALE");
+        rbuf_unref(f.resp);
+        if (http_req_background(req) < 0) {
+            cache_waiter_t *w = cache_fill_done(r->cs->store, &ctx->key, NULL, 0, 0, 0, 0);
+            wake_all(w, NULL, 0, NULL);
+        }
         break;
     case CACHE_WAIT:
         /* The fill posts the wake-up to this loop, so it runs after this hook returns and the
@@ -256,14 +277,9 @@ static void cache_request(roost_req_t *req, void *c, void *ud)
     }
 }
 
-/* Ends this request's fill: stores resp (NULL: nothing) and hands `give` to every waiter. */
-static void end_fill(cache_ctx_t *ctx, const cache_route_t *r, rbuf_t *resp, rbuf_t *give,
-                     uint64_t give_stored_ns, const char *label)
+/* Hands `give` (NULL: a 503) to each parked waiter, on its own loop. */
+static void wake_all(cache_waiter_t *w, rbuf_t *give, uint64_t give_stored_ns, const char *label)
 {
-    uint64_t now = time_now_ns(), fresh = now + r->ttl_ns;
-    cache_waiter_t *w = cache_fill_done(r->cs->store, &ctx->key, resp, now, fresh,
-                                        fresh + r->swr_ns, fresh + r->sie_ns);
-    ctx->state = ST_SERVED;
     while (w) {
         cache_waiter_t *next = w->next;
         cache_ctx_t *wc = (cache_ctx_t *)w;
@@ -273,6 +289,17 @@ static void end_fill(cache_ctx_t *ctx, const cache_route_t *r, rbuf_t *resp, rbu
         roost_req_resume(wc->req, wake, wc);
         w = next;
     }
+}
+
+/* Ends this request's fill: stores resp (NULL: nothing) and hands `give` to every waiter. */
+static void end_fill(cache_ctx_t *ctx, const cache_route_t *r, rbuf_t *resp, rbuf_t *give,
+                     uint64_t give_stored_ns, const char *label)
+{
+    uint64_t now = time_now_ns(), fresh = now + r->ttl_ns;
+    cache_waiter_t *w = cache_fill_done(r->cs->store, &ctx->key, resp, now, fresh,
+                                        fresh + r->swr_ns, fresh + r->sie_ns);
+    ctx->state = ST_SERVED;
+    wake_all(w, give, give_stored_ns, label);
 }
 
 /* Puts a stored answer in place of the error the handler made (stale-if-error). */

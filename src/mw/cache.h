@@ -71,8 +71,10 @@ typedef struct {
 typedef enum {
     CACHE_HIT,   /* resp: a fresh answer */
     CACHE_STALE, /* resp: a stale answer within stale-while-revalidate; another request fills */
-    CACHE_FILL,  /* the caller fills (cache_fill_done); resp: a stale answer or NULL */
-    CACHE_WAIT,  /* another request fills; the waiter is parked on it */
+    CACHE_REVALIDATE, /* resp: a stale answer within stale-while-revalidate; nobody refills yet:
+                       * the caller serves it and starts the one refill (cache_fill_done) */
+    CACHE_FILL,       /* the caller fills (cache_fill_done); resp: a stale answer or NULL */
+    CACHE_WAIT,       /* another request fills; the waiter is parked on it */
 } cache_lookup_t;
 
 typedef struct {

@@ -241,9 +241,9 @@ cache_lookup_t cache_lookup(cache_store_t *s, const cache_key_t *k, uint64_t now
     }
     /* Without memory for the fill record the request still fills; its twins fill too. */
     if (e)
-        out->resp = rbuf_ref(e->resp); /* for stale-if-error */
+        out->resp = rbuf_ref(e->resp); /* for stale-if-error, or to serve while revalidating */
     pthread_mutex_unlock(&st->lock);
-    return CACHE_FILL;
+    return e && f && now < e->swr_until ? CACHE_REVALIDATE : CACHE_FILL;
 }
 
 /* Evicts the least recently used entry of the whole store: each stripe's oldest is its

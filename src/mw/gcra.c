@@ -34,11 +34,6 @@ void mw_gcra_check(const mw_gcra_t *g, int64_t stored, int64_t now, mw_gcra_resu
     out->reset_ns = new_tat - now;
 }
 
-long mw_ceil_s(int64_t ns)
-{
-    return ns <= 0 ? 0 : (long)((ns + NS_PER_S - 1) / NS_PER_S);
-}
-
 static int fail(mw_rl_policy_t *p, char *err, size_t size, const char *what, const char *tok,
                 size_t len)
 {

@@ -205,7 +205,7 @@ static void gz_headers(roost_req_t *req, void *ctx, void *ud)
     gz_state_t *st = ud;
     int s = req->status;
     /* Cheapest first: most answers of a busy API are small. */
-    if (!req->streamed && req->res_body.len < st->min_bytes) {
+    if (!req->streamed && http_res_body_len(req) < st->min_bytes) {
         roost_counter_add(st->c[C_SMALL], 1);
         return;
     }

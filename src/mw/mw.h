@@ -31,7 +31,10 @@ typedef struct {
 /* stored: the client's TAT, 0 (or any time before now) for a client not seen lately. */
 void mw_gcra_check(const mw_gcra_t *g, int64_t stored, int64_t now, mw_gcra_result_t *out);
 /* Whole seconds for a header, rounded up so a client that waits that long is not refused. */
-long mw_ceil_s(int64_t ns);
+static inline long mw_ceil_s(int64_t ns)
+{
+    return ns <= 0 ? 0 : (long)((ns + 999999999) / 1000000000);
+}
 
 typedef enum { MW_KEY_IP, MW_KEY_HEADER, MW_KEY_API_KEY } mw_key_kind_t;
 

@@ -53,21 +53,34 @@ static inline uint64_t mix(uint64_t x)
     return x;
 }
 
-/* Keyed: the state starts from a random seed and each 8-byte block goes through the
- * finalizer, so which inputs collide depends on the seed. */
-static uint64_t hash(uint64_t seed, unsigned policy, const unsigned char *p, size_t len)
+/* The last 0-7 bytes of a key as one word, without a call to memcpy for a variable length. */
+static inline uint64_t tail_word(const unsigned char *p, size_t len)
 {
-    uint64_t h = mix(seed ^ ((uint64_t)policy << 32) ^ len);
+    uint64_t b = 0;
+    for (size_t i = 0; i < len; i++)
+        b |= (uint64_t)p[i] << (8 * i);
+    return b;
+}
+
+/* Keyed: each state starts from a random seed and each 8-byte block goes through the
+ * finalizer, so which inputs collide depends on the seed. Both halves of the 128-bit key in
+ * one pass over the bytes (the pass was half of the table's cost per request). */
+static void hash2(const mw_rl_table_t *t, unsigned policy, const unsigned char *p, size_t len,
+                  uint64_t *h1, uint64_t *h2)
+{
+    uint64_t x = ((uint64_t)policy << 32) ^ len;
+    uint64_t a = mix(t->seed1 ^ x), b = mix(t->seed2 ^ x);
     while (len >= 8) {
-        uint64_t b;
-        memcpy(&b, p, 8);
-        h = mix(h ^ b);
+        uint64_t w;
+        memcpy(&w, p, 8);
+        a = mix(a ^ w);
+        b = mix(b ^ w);
         p += 8;
         len -= 8;
     }
-    uint64_t b = 0;
-    memcpy(&b, p, len);
-    return mix(h ^ b ^ 0x5bd1e995u);
+    uint64_t w = tail_word(p, len) ^ 0x5bd1e995u;
+    *h1 = mix(a ^ w);
+    *h2 = mix(b ^ w);
 }
 
 mw_rl_table_t *mw_rl_table_new(size_t max_keys)
@@ -171,7 +184,8 @@ static uint32_t take(stripe_t *s, int64_t now)
 void mw_rl_table_check(mw_rl_table_t *t, unsigned policy, const void *key, size_t len,
                        const mw_gcra_t *g, int64_t now, mw_gcra_result_t *out)
 {
-    uint64_t h1 = hash(t->seed1, policy, key, len), h2 = hash(t->seed2, policy, key, len);
+    uint64_t h1, h2;
+    hash2(t, policy, key, len, &h1, &h2);
     stripe_t *s = &t->s[(h2 >> 58) & (t->nstripes - 1)];
     pthread_mutex_lock(&s->lock);
     uint32_t i = s->buckets[h1 & s->mask];

@@ -21,6 +21,15 @@ def rss_kib(srv):
     raise AssertionError("no VmRSS")
 
 
+def busy_workers(srv):
+    return metric_sum(srv.metrics(), "roost_worker_busy")
+
+
+def settled_busy(srv):
+    """Busy workers at rest: a worker that just posted its answer counts as busy a moment more."""
+    return min(busy_workers(srv) for _ in range(5) if time.sleep(0.1) is None)
+
+
 def test_download_large_file_streams_1000_lines_as_an_attachment(server):
     resp = server.get("/download-large-file")
     assert resp.status == 200
@@ -50,16 +59,19 @@ def test_first_line_arrives_before_the_last_is_made(server):
 
 
 @pytest.mark.deadline(60)
-def test_a_client_that_reads_nothing_keeps_memory_bounded(shared_servers):
+@pytest.mark.parametrize("path", ["/download-large-file", "/download-large-file-sync"])
+def test_a_client_that_reads_nothing_keeps_memory_bounded(shared_servers, path):
     """A 500 MB stream to a client that reads nothing for 5 s: the producer pauses (counter),
-    the server's RSS grows by less than 20 MB; then the client reads and gets the lines in order."""
+    the server's RSS grows by less than 20 MB; then the client reads and gets the lines in order.
+    The -sync route makes them on a worker (a blocking handler), which waits meanwhile."""
     with shared_servers.use("--threads", "1") as srv:
-        srv.get("/download-large-file")  # warm up the route and its buffers
+        srv.get(f"{path}?lines=1000")  # warm up the route and its buffers
+        idle = settled_busy(srv)
         before_rss = rss_kib(srv)
         paused_before = metric_sum(srv.metrics(), "roost_stream_paused_total")
         sock = socket.create_connection(("127.0.0.1", srv.port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        sock.sendall(b"GET /download-large-file?lines=4700000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        sock.sendall(f"GET {path}?lines=4700000 HTTP/1.1\r\nHost: t\r\n\r\n".encode())
         peak = before_rss
         for _ in range(10):
             time.sleep(0.5)
@@ -67,6 +79,8 @@ def test_a_client_that_reads_nothing_keeps_memory_bounded(shared_servers):
         growth_mib = (peak - before_rss) / 1024
         assert growth_mib < 20, f"RSS grew {growth_mib:.1f} MiB with a stalled reader"
         assert metric_sum(srv.metrics(), "roost_stream_paused_total") > paused_before
+        if path.endswith("-sync"):
+            assert busy_workers(srv) == idle + 1  # the producer waits on its worker
         # The server still answers others meanwhile.
         assert srv.get("/healthz", timeout=5).status == 200
         # Reading resumes the producer: 20 MB more arrive, lines in order.
@@ -80,6 +94,10 @@ def test_a_client_that_reads_nothing_keeps_memory_bounded(shared_servers):
         assert b"Line 0: x" in body[:64]
         assert b"Line 150000: x" in got
         sock.close()
+        deadline = time.monotonic() + 10
+        while busy_workers(srv) > idle and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert busy_workers(srv) == idle, "the producer's worker was not freed"
         srv.assert_healthy()
 
 

@@ -218,3 +218,24 @@ TEST(arena_refuses_sizes_that_would_wrap)
     CHECK(arena_alloc(&a, 32) != NULL);
     arena_free(&a);
 }
+
+TEST(str_put_uint_writes_every_length_like_printf)
+{
+    uint64_t vals[] = {
+        0,         9,     10,    99,    100,    101,     999,         1000,
+        9999,      10000, 12345, 99999, 100000, 1000000, 4294967295u, 10000000000000000000ull,
+        UINT64_MAX};
+    for (size_t i = 0; i < sizeof vals / sizeof *vals; i++) {
+        char got[32], want[32];
+        char *end = str_put_uint(got, vals[i]);
+        *end = 0;
+        snprintf(want, sizeof want, "%llu", (unsigned long long)vals[i]);
+        CHECK_EQ_STR(got, want);
+    }
+    for (uint64_t v = 0; v < 100000; v += 7) { /* every length and digit pair */
+        char got[32], want[32];
+        *str_put_uint(got, v) = 0;
+        snprintf(want, sizeof want, "%llu", (unsigned long long)v);
+        CHECK_EQ_STR(got, want);
+    }
+}
