@@ -614,6 +614,11 @@ int roost_req_wait(roost_req_t *req);
  * the calls were made, then ends one wait. When the last wait ends and nothing was answered,
  * the answer is 500 (an open stream is ended). fn may call roost_req_wait to wait again. */
 void roost_req_resume(roost_req_t *req, roost_resume_fn fn, void *arg);
+/* From the resume fn of a request that an on_request hook parked (roost_req_wait): goes on as
+ * if the hook had let it pass: the later on_request hooks, the route's checks, the handler.
+ * Nothing when the request was answered meanwhile. Loop. (A hook that asks a remote store, as
+ * the shared rate limits do, parks the request then continues it.) */
+void roost_req_continue(roost_req_t *req);
 /* On the loop: the client has gone, anything sent now is dropped. */
 int roost_req_gone(const roost_req_t *req);
 

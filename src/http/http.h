@@ -132,6 +132,7 @@ struct roost_req {
     /* ---- middleware (set on the loop at dispatch, then the owner's) ---- */
     http_mw_t *mw;
     int nmw;
+    int mw_next;        /* the on_request hook after the one that parked (roost_req_continue) */
     uint8_t has_filter; /* some mw has on_body */
 
     /* ---- the response (owner) ---- */
@@ -362,8 +363,9 @@ void http_sse_stop(roost_req_t *req);
  * only, without contexts for the route's). */
 int http_mw_chain(roost_req_t *req, const struct http_server *hs,
                   const roost_middleware_t *const *route);
-/* Runs on_request hooks until one answers; returns 1 if one did. */
-int http_mw_request(roost_req_t *req);
+/* Runs on_request hooks, from the first (from: 0) until one answers or parks the request;
+ * returns 1 if one did (req->mw_next is then the hook after it). */
+int http_mw_request(roost_req_t *req, int from);
 /* Runs on_headers hooks then the body filters over the whole res_body. */
 void http_mw_respond(roost_req_t *req);
 /* Runs on_headers hooks (a stream's head). */
