@@ -102,6 +102,9 @@ typedef struct {
     const char *url;       /* --redis: redis://[[user]:password@]host[:port][/db] */
     const char *node_id;   /* --node-id: this node's name in Redis, default host:port */
     double presence_ttl_s; /* --presence-ttl-s: a dead node's members leave after this */
+    /* Shared limits, cache and idempotency keys (src/shared): */
+    const char *fail; /* --redis-fail open|closed: when Redis does not answer in time */
+    int wait_ms;      /* --redis-wait-ms: how long a request waits for Redis, default 50 */
 } roost_redis_config_t;
 
 typedef struct {
@@ -858,6 +861,10 @@ int roost_job_final(const char *status);
 int roost_redis_start(roost_server_t *srv);
 /* -1 without --redis, else 1 while Redis is connected and 0 while it is not. Any thread. */
 int roost_redis_state(roost_server_t *srv);
+/* With --redis: rate limits, the response cache (a second level) and the jobs' idempotency keys
+ * shared by every node through Redis (src/shared). 0 without --redis; -EINVAL for a bad
+ * --redis-fail. Main thread, after roost_redis_start, before roost_run. */
+int roost_shared_start(roost_server_t *srv);
 
 /* ---- counters, exported on /metrics ---- */
 typedef struct roost_counter roost_counter_t;
