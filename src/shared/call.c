@@ -9,19 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- a parked request's call ---- */
+/* ---- a parked request's call ----
+ * The first of the reply (client's thread) and the timer (loop) decides, through one atomic
+ * flag, and resumes the request straight from where it is: one hop to the loop per call. The
+ * timer is stopped and closed by the resume, so the loop (and the call) outlive it. */
 
 static void call_unref(shared_call_t *c)
 {
-    if (--c->refs == 0)
+    if (atomic_fetch_sub(&c->refs, 1) == 1)
         c->release(c);
-}
-
-static void on_resume(roost_req_t *req, void *arg)
-{
-    shared_call_t *c = arg;
-    c->done(c, req, c->err);
-    call_unref(c);
 }
 
 static void on_timer_closed(uv_handle_t *h)
@@ -29,55 +25,48 @@ static void on_timer_closed(uv_handle_t *h)
     call_unref(h->data);
 }
 
-/* On the loop: the first of the reply and the timer decides; the request resumes with it. */
-static void decide(shared_call_t *c, int err)
+static void on_resume(roost_req_t *req, void *arg)
 {
-    c->decided = 1;
-    c->err = err;
+    shared_call_t *c = arg;
     uv_timer_stop(&c->timer);
-    uv_close((uv_handle_t *)&c->timer, on_timer_closed);
-    c->refs++;
+    uv_close((uv_handle_t *)&c->timer, on_timer_closed); /* the timer's reference */
+    c->done(c, req, c->err);
+}
+
+/* Any thread: 1 when this verdict is the one the request gets. */
+static int decide(shared_call_t *c, int err)
+{
+    if (atomic_exchange(&c->decided, 1))
+        return 0;
+    c->err = err;
     roost_req_resume(c->req, on_resume, c);
+    return 1;
 }
 
 static void on_timer(uv_timer_t *t)
 {
-    shared_call_t *c = t->data;
-    if (!c->decided)
-        decide(c, -ETIMEDOUT);
+    decide(t->data, -ETIMEDOUT);
 }
 
-static void on_reply_loop(net_loop_t *loop, net_msg_t *msg)
-{
-    shared_call_t *c = CONTAINER_OF(msg, shared_call_t, msg);
-    if (!loop) { /* the loop ended first (shutdown): nobody waits any more */
-        if (--c->refs == 0)
-            c->release(c);
-        return;
-    }
-    if (!c->decided)
-        decide(c, c->reply_err);
-    else if (c->err == -ETIMEDOUT)
-        roost_counter_add(c->sh->c_late, 1);
-    call_unref(c);
-}
-
-/* On the client's thread: parse, then hand the call to the request's loop. */
+/* On the client's thread: parse (into the caller's struct, which only a reply's verdict
+ * reads), then decide. */
 static void on_reply(redis_t *r, const redisReply *reply, int err, void *ud)
 {
     (void)r;
     shared_call_t *c = ud;
+    int rerr;
     if (err)
-        c->reply_err = err == -ETIMEDOUT ? -ETIMEDOUT : -ENOTCONN;
+        rerr = err == -ETIMEDOUT ? -ETIMEDOUT : -ENOTCONN;
     else if (reply->type == REDIS_REPLY_ERROR)
-        c->reply_err = -EPROTO;
+        rerr = -EPROTO;
     else
-        c->reply_err = c->parse(c, reply);
-    if (c->reply_err == -EPROTO)
+        rerr = c->parse(c, reply);
+    if (rerr == -EPROTO)
         log_error("shared: Redis answered %.*s", reply ? (int)reply->len : 0,
                   reply && reply->str ? reply->str : "an unexpected reply");
-    c->msg.fn = on_reply_loop;
-    net_loop_post(c->loop, &c->msg);
+    if (!decide(c, rerr))
+        roost_counter_add(c->sh->c_late, 1);
+    call_unref(c); /* the reply's reference */
 }
 
 int shared_call_eval(shared_t *sh, shared_call_t *c, roost_req_t *req, const redis_script_t *s,
@@ -85,12 +74,11 @@ int shared_call_eval(shared_t *sh, shared_call_t *c, roost_req_t *req, const red
 {
     c->sh = sh;
     c->req = req;
-    c->loop = req->loop;
-    c->decided = 0;
-    c->refs = 2; /* the reply's and the timer's */
+    atomic_init(&c->decided, 0);
+    atomic_init(&c->refs, 2); /* the reply's and the timer's */
     if (roost_req_wait(req) < 0)
         return -EINVAL;
-    uv_timer_init(&c->loop->uv, &c->timer);
+    uv_timer_init(&req->loop->uv, &c->timer);
     c->timer.data = c;
     uv_timer_start(&c->timer, on_timer, sh->wait_ms, 0);
     /* Down: no command is queued to wait for a reconnection; the verdict is given now. */
@@ -98,7 +86,7 @@ int shared_call_eval(shared_t *sh, shared_call_t *c, roost_req_t *req, const red
                  ? redis_eval(sh->redis, s, numkeys, argc, argv, argvlen, on_reply, c)
                  : -ENOTCONN;
     if (rc < 0) {
-        c->refs--; /* no reply will come */
+        atomic_fetch_sub(&c->refs, 1); /* no reply will come; the timer's keeps it */
         decide(c, rc == -ENOMEM ? -ENOMEM : -ENOTCONN);
     }
     return 0;

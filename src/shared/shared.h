@@ -32,11 +32,10 @@ struct shared_call {
     /* ---- the call's own ---- */
     shared_t *sh;
     roost_req_t *req;
-    net_loop_t *loop;
     uv_timer_t timer;
-    net_msg_t msg;
-    int refs; /* the reply, the timer, the resume: the loop's thread only */
-    int decided, err, reply_err;
+    _Atomic int refs;    /* the reply's and the timer's (closed by the resume) */
+    _Atomic int decided; /* the reply or the timer gave the verdict */
+    int err;             /* the verdict, written before the resume is posted */
 };
 
 /* On the request's loop: parks req and sends the script; c->done runs once, on the loop.
