@@ -136,3 +136,24 @@ def test_redis_down_open_lets_through_closed_answers_503_then_shared_again(nodes
     cid = uuid.uuid4().hex
     codes = [limited(nodes[i % 3], cid).status for i in range(11)]
     assert codes == [200] * 10 + [429], codes
+
+
+def test_an_eviction_on_one_node_drops_the_answer_on_every_node(nodes):
+    body = {"username": f"u{uuid.uuid4().hex[:8]}", "email": "ada@example.com",
+            "full_name": "Ada L"}
+    ids = {srv.post_json("/users", body).json()["id"] for srv in nodes[:2]}  # a store each
+    assert len(ids) == 1, ids
+    uid = ids.pop()
+    assert nodes[0].get(f"/users/{uid}/profile").header("X-Cache") == "MISS"
+    assert nodes[1].get(f"/users/{uid}/profile").header("X-Cache") == "HIT"
+    put = nodes[0].request("PUT", f"/users/{uid}", {"Content-Type": "application/json"},
+                           b'{"full_name": "Ada Lovelace"}')
+    assert put.status == 200, put
+    fresh = nodes[0].get(f"/users/{uid}/profile")
+    assert fresh.header("X-Cache") == "MISS" and fresh.json()["display_name"] == "Ada Lovelace"
+    # Node 1's own store still says "Ada L": the new name can only come from node 0's answer,
+    # once the eviction dropped node 1's local copy too.
+    deadline = time.monotonic() + 5
+    while (seen := nodes[1].get(f"/users/{uid}/profile").json())["display_name"] != "Ada Lovelace":
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.05)
