@@ -4,6 +4,8 @@
 # loop, then 2N; the difference over N is what a request costs (start, stop and the readiness
 # polls cancel out).
 #   bash bench/core/instr.sh OLD_BIN NEW_BIN [PATH...]     (N=20000)
+# OLD_ARGS / NEW_ARGS: extra flags for each (one binary with and without a middleware:
+#   NEW_ARGS="--rate-limit '/json rate=1000000/s'" bash bench/core/instr.sh build/roost build/roost /json)
 set -euo pipefail
 old=$(realpath "${1:?old binary}")
 new=$(realpath "${2:?new binary}")
@@ -35,12 +37,14 @@ s.close()
 PY
 }
 
-run() { # bin path n -> total Ir
-    local bin=$1 path=$2 n=$3 p out
+run() { # bin path n args -> total Ir
+    local bin=$1 path=$2 n=$3 args=$4 p out
     p=$(port)
     out="$tmp/cg.$RANDOM"
+    local extra=()
+    [ -n "$args" ] && eval "extra=($args)"
     valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out" "$bin" \
-        --port "$p" --threads 1 --data-dir "$tmp/data" >/dev/null 2>&1 &
+        --port "$p" --threads 1 --data-dir "$tmp/data" "${extra[@]}" >/dev/null 2>&1 &
     local pid=$!
     for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$p/healthz" && break; sleep 0.1; done
     [ "$n" -gt 0 ] && send "$p" "$path" "$n"
@@ -55,10 +59,10 @@ echo "| binary | path | instructions per request |"
 echo "|---|---|---:|"
 for path in "${paths[@]}"; do
     for which in old new; do
-        bin=$old
-        [ "$which" = new ] && bin=$new
-        one=$(run "$bin" "$path" "$N")
-        two=$(run "$bin" "$path" $((2 * N)))
+        bin=$old args=${OLD_ARGS:-}
+        [ "$which" = new ] && bin=$new args=${NEW_ARGS:-}
+        one=$(run "$bin" "$path" "$N" "$args")
+        two=$(run "$bin" "$path" $((2 * N)) "$args")
         echo "| $which | $path | $(( (two - one) / N )) |"
     done
 done

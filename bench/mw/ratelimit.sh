@@ -102,28 +102,11 @@ echo
 echo "requests the policy checked and allowed: $allowed"
 echo "CPU cost: the rate-limited server's CPU time per request over the plain one's, minus one"
 
-# Instructions per request (callgrind, one loop each, wrk -c8 for IR_SECONDS): a count that the
-# neighbours on the machine do not move, unlike req/s and CPU time. CALLGRIND=0 skips it.
+# Instructions per request (callgrind, the loop thread only, one request at a time on one
+# connection, N then 2N requests: bench/core/instr.sh): a count that the neighbours on the
+# machine do not move, unlike req/s and CPU time. "old" has no rate limit, "new" the policy.
+# CALLGRIND=0 skips it.
 [ "${CALLGRIND:-1}" = 1 ] && command -v valgrind >/dev/null || exit 0
-ir_per_request() { # name, flags...
-    local name=$1 port vpid n
-    shift
-    port=$(bench_free_port)
-    valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$name" "$ROOST_BIN" --port "$port" \
-        --threads 1 --data-dir "$tmp/cg-$name" "$@" >"$tmp/cg-$name.log" 2>&1 &
-    vpid=$!
-    for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.2; done
-    callgrind_control -z "$vpid" >/dev/null 2>&1 # start-up is not counted
-    n=$(wrk -t1 -c8 -d"${IR_SECONDS:-10}s" "http://127.0.0.1:$port/json" | awk '/requests in/ {print $1}')
-    kill "$vpid"
-    wait "$vpid" 2>/dev/null || true
-    cat "$tmp"/cg."$name"* | awk -v n="$n" '/^(summary|totals):/ {s = $2} END {printf "%d %.0f\n", n, s / n}'
-}
-read -r na ia < <(ir_per_request none)
-read -r nb ib < <(ir_per_request ratelimit --rate-limit '/json rate=1000000/s burst=1000000 key=ip name=bench')
 echo
-echo "| callgrind, 1 loop | requests | instructions/request |"
-echo "|---|---:|---:|"
-echo "| no middleware | $na | $ia |"
-echo "| rate limit (always allows) | $nb | $ib |"
-echo "| cost | | $(awk -v a="$ia" -v b="$ib" 'BEGIN {printf "%+.1f%%", (b - a) / a * 100}') |"
+N=${N:-5000} NEW_ARGS="--rate-limit '/json rate=1000000/s burst=1000000 key=ip name=bench'" \
+    bash bench/core/instr.sh "$ROOST_BIN" "$ROOST_BIN" /json

@@ -57,14 +57,16 @@ int mw_rl_policy_parse(const char *spec, mw_rl_policy_t *p, char *err, size_t er
 void mw_rl_policy_clear(mw_rl_policy_t *p);
 
 /* ---- rl_table.c: the clients' TATs, bounded, shared by every loop ----
- * Striped: a key's hash picks one of up to 64 stripes, each with its own mutex, hash chains and
+ * Striped: a key's hash picks one of up to 64 stripes, each with its own lock, hash chains and
  * LRU list, so two loops contend only when they touch the same stripe at the same moment. A
  * stripe that is full forgets its least recently seen key: nothing is lost when that key's TAT
  * is past (it reads as a new client), else the client gets a fresh burst (counted). */
 typedef struct mw_rl_table mw_rl_table_t;
 mw_rl_table_t *mw_rl_table_new(size_t max_keys);
 void mw_rl_table_free(mw_rl_table_t *t);
-/* Runs GCRA for (policy, key) at now and stores the result; any thread. */
+/* Runs GCRA for (policy, key) at now and stores the result; any thread. policy is any number
+ * that keeps apart keys that must not share a bucket (the middleware: its id and the key's kind).
+ */
 void mw_rl_table_check(mw_rl_table_t *t, unsigned policy, const void *key, size_t len,
                        const mw_gcra_t *g, int64_t now, mw_gcra_result_t *out);
 size_t mw_rl_table_keys(mw_rl_table_t *t);

@@ -121,9 +121,10 @@ static roost_str_t api_key(const roost_req_t *req)
     return roost_req_header(req, "X-API-Key");
 }
 
-/* Writes the key into buf: a kind byte then the value, so that a header whose value is an
- * address never shares a bucket with that address. Returns its length. */
-static size_t request_key(const roost_req_t *req, const mw_rl_policy_t *p, char *buf, size_t size)
+/* The client's key for a policy, without copying it: the header's value, or the client's
+ * address (the connection's, asked of the kernel once per connection). *kind tells which, so
+ * that a header whose value is an address never shares a bucket with that address. */
+static roost_str_t request_key(const roost_req_t *req, const mw_rl_policy_t *p, unsigned *kind)
 {
     roost_str_t v = {NULL, 0};
     if (p->key == MW_KEY_HEADER)
@@ -131,14 +132,12 @@ static size_t request_key(const roost_req_t *req, const mw_rl_policy_t *p, char 
     else if (p->key == MW_KEY_API_KEY)
         v = api_key(req);
     if (v.ptr && v.len) {
-        buf[0] = p->key == MW_KEY_HEADER ? 'h' : 'k';
-        size_t n = v.len < size - 1 ? v.len : size - 1;
-        memcpy(buf + 1, v.ptr, n);
-        return n + 1;
+        *kind = p->key == MW_KEY_HEADER ? 1 : 2;
+        return v;
     }
-    buf[0] = 'a';
-    roost_req_client_addr(req, buf + 1, size - 1);
-    return 1 + strlen(buf + 1);
+    *kind = 0;
+    const char *addr = req->sess ? http_session_peer(req->sess) : NULL;
+    return addr ? (roost_str_t){addr, strlen(addr)} : (roost_str_t){"", 0};
 }
 
 /* ---- the phases ---- */
@@ -233,19 +232,21 @@ static void rl_request_remote(roost_req_t *req, rl_ctx_t *ctx, roost_str_t path)
         return;
     }
     int n = 0;
-    char key[512];
     for (int i = 0; i < m->n; i++) {
         rl_policy_t *pol = &m->pol[i];
         if (!glob_match(pol, path))
             continue;
-        size_t klen = request_key(req, &pol->p, key, sizeof key);
-        char *k = roost_req_alloc(req, klen);
+        /* Stored as text: a kind byte then the value (an address never shares a header's). */
+        unsigned kind;
+        roost_str_t v = request_key(req, &pol->p, &kind);
+        char *k = roost_req_alloc(req, v.len + 1);
         if (!k) {
             roost_respond_error(req, 503, "Out of memory");
             return;
         }
-        memcpy(k, key, klen);
-        asks[n++] = (mw_rl_ask_t){.p = &pol->p, .key = k, .key_len = klen, .pol = i};
+        k[0] = "ahk"[kind];
+        memcpy(k + 1, v.ptr, v.len);
+        asks[n++] = (mw_rl_ask_t){.p = &pol->p, .key = k, .key_len = v.len + 1, .pol = i};
     }
     if (n == 0)
         return;
@@ -268,15 +269,16 @@ static void rl_request(roost_req_t *req, void *c, void *ud)
         rl_request_remote(req, ctx, path);
         return;
     }
-    int64_t now = (int64_t)time_now_ns();
-    char key[512]; /* a longer header value is cut: its first 511 bytes are the client */
+    int64_t now = (int64_t)req->start_ns; /* when it arrived: one clock read less */
     for (int i = 0; i < m->n; i++) {
         rl_policy_t *pol = &m->pol[i];
         if (!glob_match(pol, path))
             continue;
-        size_t klen = request_key(req, &pol->p, key, sizeof key);
+        unsigned kind;
+        roost_str_t key = request_key(req, &pol->p, &kind);
         mw_gcra_result_t r;
-        mw_rl_table_check(m->rs->table, pol->id, key, klen, &pol->p.gcra, now, &r);
+        mw_rl_table_check(m->rs->table, pol->id << 2 | kind, key.ptr, key.len, &pol->p.gcra, now,
+                          &r);
         if (rl_apply(req, pol, &seen[i], &r))
             return;
     }
@@ -302,7 +304,8 @@ static char *put(char *p, const char *s, size_t n)
 static void rl_headers_one(roost_req_t *req, const rl_policy_t *pol, const rl_seen_t *s)
 {
     sbuf_t *h = &req->res_headers;
-    if (sbuf_reserve(h, pol->head_len + pol->limit_len + 160) < 0)
+    size_t need = pol->head_len + pol->limit_len + 160;
+    if (h->len + need + 1 > h->cap && sbuf_reserve(h, need) < 0) /* the call only to grow */
         return;
     char *p = put(h->p + h->len, pol->head, pol->head_len), *r = p;
     p = put_long(p, s->remaining);

@@ -43,7 +43,7 @@ static redis_script_t store_script = {
 
 /* KEYS: the path's set. ARGV: channel, path. Drops every key of the path, then tells the
  * nodes. */
-static redis_script_t evict_script = {
+static const redis_script_t evict_script = {
     .source = "local ks = redis.call('SMEMBERS', KEYS[1])\n"
               "for i = 1, #ks do redis.call('DEL', ks[i]) end\n"
               "redis.call('DEL', KEYS[1])\n"
@@ -272,9 +272,12 @@ static void cache_evict_remote(void *ud, const char *path, size_t len)
     char *pkey = redis_key('p', path, len, &plen);
     if (!pkey)
         return;
-    const char *argv[] = {pkey, EVICT_CHANNEL, path};
-    size_t lens[] = {plen, strlen(EVICT_CHANNEL), len};
-    if (redis_eval(sh->redis, &evict_script, 1, 3, argv, lens, NULL, NULL) < 0)
+    /* EVAL, not EVALSHA: a NOSCRIPT's retry would run after the commands pipelined behind it,
+     * and a lookup right after an eviction must not find the evicted answer. Evictions are
+     * rare; the script's text is small. */
+    const char *argv[] = {"EVAL", evict_script.source, "1", pkey, EVICT_CHANNEL, path};
+    size_t lens[] = {4, strlen(evict_script.source), 1, plen, strlen(EVICT_CHANNEL), len};
+    if (redis_command(sh->redis, NULL, NULL, 6, argv, lens) < 0)
         shared_failed(sh, SHARED_CACHE);
     free(pkey);
 }
@@ -292,7 +295,6 @@ int shared_cache_start(shared_t *sh)
 {
     redis_script_init(&lookup_script);
     redis_script_init(&store_script);
-    redis_script_init(&evict_script);
     cache_remote_t ops = {
         .lookup = cache_lookup_remote,
         .store = cache_store_remote,
