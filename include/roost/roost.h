@@ -94,7 +94,8 @@ typedef struct {
 
 typedef struct {
     int history;   /* --history: messages kept per room for ?since= */
-    int max_rooms; /* --max-rooms: rooms kept at once (rooms are never freed) */
+    int max_rooms; /* --max-rooms: rooms kept at once, a hard cap */
+    double idle_s; /* --room-idle-s: a room empty (and unused) this long is freed */
 } roost_rooms_config_t;
 
 /* Scale-out through Redis (src/redis): off while url is empty. */
@@ -859,6 +860,10 @@ int roost_job_final(const char *status);
  * thread; rooms are bridged through it from then on. 0 without --redis; -EINVAL for a bad URL.
  * Main thread, before roost_run. */
 int roost_redis_start(roost_server_t *srv);
+/* Makes the rooms now rather than at their first use: with --redis, this node then hears the
+ * other nodes' presence from the start (counts on every node). Main thread, after
+ * roost_redis_start. */
+int roost_rooms_start(roost_server_t *srv);
 /* -1 without --redis, else 1 while Redis is connected and 0 while it is not. Any thread. */
 int roost_redis_state(roost_server_t *srv);
 /* With --redis: rate limits, the response cache (a second level) and the jobs' idempotency keys

@@ -32,7 +32,7 @@ int main(int argc, char **argv)
         return 1;
     }
     /* First, so that it stops last: every layer that may use Redis stops before it. */
-    if (roost_redis_start(srv) < 0 || roost_shared_start(srv) < 0) {
+    if (roost_redis_start(srv) < 0 || roost_rooms_start(srv) < 0 || roost_shared_start(srv) < 0) {
         roost_server_free(srv);
         return 2;
     }

@@ -40,9 +40,11 @@ typedef struct {
 } reply_t;
 
 /* A submit whose Idempotency-Key this node claimed in Redis (--redis): its first answer is
- * stored there for the other nodes. */
+ * stored there for the other nodes before the client gets it. */
 typedef struct {
     roost_req_t *req;
+    json_t *task;
+    int status;
     char key[];
 } claimed_t;
 
@@ -86,17 +88,25 @@ static void reply_later(json_t *task, int status, void *arg)
     roost_req_resume(r->req, send_reply, r);
 }
 
-/* On the queue's thread, for a claimed key: the answer goes to Redis before the client. */
+/* Redis has the first answer (or failed): now the client gets it. Any thread. */
+static void claimed_stored(void *arg)
+{
+    claimed_t *c = arg;
+    reply_later(c->task, c->status, c->req);
+    free(c);
+}
+
+/* On the queue's thread, for a claimed key: the answer goes to Redis before the client, so a
+ * repeat on another node after this answer always finds it. */
 static void reply_claimed(json_t *task, int status, void *arg)
 {
     claimed_t *c = arg;
-    roost_req_t *req = c->req;
-    roost_server_t *srv = roost_req_server(req);
     char *answer = task && (status == 201 || status == 200) ? json_dumps(task, JSON_COMPACT) : NULL;
-    shared_idem_store(srv, c->key, answer, answer ? strlen(answer) : 0);
+    c->task = task;
+    c->status = status;
+    shared_idem_store(roost_req_server(c->req), c->key, answer, answer ? strlen(answer) : 0,
+                      claimed_stored, c);
     free(answer);
-    free(c);
-    reply_later(task, status, req);
 }
 
 static void submit(roost_req_t *req, int claimed);
@@ -190,7 +200,7 @@ static void submit(roost_req_t *req, int claimed)
         if (roost_job_submit(roost_req_server(req), &spec, c ? reply_claimed : reply_later,
                              c ? (void *)c : req) < 0) {
             if (c)
-                shared_idem_store(roost_req_server(req), c->key, NULL, 0);
+                shared_idem_store(roost_req_server(req), c->key, NULL, 0, NULL, NULL);
             free(c);
             roost_respond_error(req, 503, "The task could not be queued");
             roost_req_resume(req, NULL, NULL); /* nothing will: end the wait */

@@ -113,6 +113,8 @@ static const opt_t rooms_opts[] = {
     {"max-rooms", INT, OFF(rooms.max_rooms), 1, 100000000,
      "rooms kept at once; a new room above it is refused (503, or close 1013)"},
     {"history", INT, OFF(rooms.history), 0, 1000000, "messages kept per room for ?since="},
+    {"room-idle-s", SECS, OFF(rooms.idle_s), 0.1, 86400 * 365,
+     "a room without members this long is freed with its history here (Redis keeps it)"},
 };
 
 static const opt_t fetch_opts[] = {
@@ -262,7 +264,7 @@ void roost_config_init(roost_config_t *cfg)
         .ping_s = 30,
         .pong_timeout_s = 10,
     };
-    cfg->rooms = (roost_rooms_config_t){.history = 100, .max_rooms = 100000};
+    cfg->rooms = (roost_rooms_config_t){.history = 100, .max_rooms = 100000, .idle_s = 600};
     cfg->redis = (roost_redis_config_t){
         .url = "", .node_id = "", .presence_ttl_s = 10, .fail = "open", .wait_ms = 50};
     cfg->jobs = (roost_jobs_config_t){.workers = 8, .prefetch = 64, .retry_backoff_s = 1};

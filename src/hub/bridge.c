@@ -17,39 +17,40 @@
 
 /* KEYS: the room's hash, its stream, its channel; ARGV: the frame's JSON without its closing
  * brace, the history length, an epoch for a room Redis does not know (anymore). */
-static redis_script_t publish_script = {.source =
-    "local id = redis.call('HINCRBY', KEYS[1], 'id', 1)\n"
-    "if not redis.call('HGET', KEYS[1], 'epoch') then\n"
-    "  redis.call('HSET', KEYS[1], 'epoch', ARGV[3])\n"
-    "  redis.call('DEL', KEYS[2])\n"
-    "end\n"
-    "local msg = ARGV[1] .. ',\"id\":' .. id .. '}'\n"
-    "if tonumber(ARGV[2]) > 0 then\n"
-    "  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], id .. '-0', 'm', msg)\n"
-    "end\n"
-    "redis.call('PUBLISH', KEYS[3], id .. ' \\n' .. msg)\n"
-    "return id\n"};
+static redis_script_t publish_script = {
+    .source = "local id = redis.call('HINCRBY', KEYS[1], 'id', 1)\n"
+              "if not redis.call('HGET', KEYS[1], 'epoch') then\n"
+              "  redis.call('HSET', KEYS[1], 'epoch', ARGV[3])\n"
+              "  redis.call('DEL', KEYS[2])\n"
+              "end\n"
+              "local msg = ARGV[1] .. ',\"id\":' .. id .. '}'\n"
+              "if tonumber(ARGV[2]) > 0 then\n"
+              "  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], id .. '-0', 'm', msg)\n"
+              "end\n"
+              "redis.call('PUBLISH', KEYS[3], id .. ' \\n' .. msg)\n"
+              "return id\n"};
 
 /* KEYS: hash, stream; ARGV: a new epoch, since (-1: none), the client's epoch (or "").
  * Returns {epoch, last_id, id1, frame1, id2, frame2, ...}: the stream after since. */
-static redis_script_t sync_script = {.source =
-    "local epoch = redis.call('HGET', KEYS[1], 'epoch')\n"
-    "if not epoch then\n"
-    "  epoch = ARGV[1]\n"
-    "  redis.call('HSET', KEYS[1], 'epoch', epoch)\n"
-    "  redis.call('DEL', KEYS[2])\n"
-    "end\n"
-    "local last = tonumber(redis.call('HGET', KEYS[1], 'id') or '0')\n"
-    "local since = tonumber(ARGV[2])\n"
-    "local out = {epoch, last}\n"
-    "if since >= 0 and since < last and (ARGV[3] == '' or ARGV[3] == epoch) then\n"
-    "  for _, e in ipairs(redis.call('XRANGE', KEYS[2], (since + 1) .. '-0', '+', 'COUNT',\n"
-    "                                 last - since)) do\n"
-    "    table.insert(out, tonumber(string.match(e[1], '^(%d+)')))\n"
-    "    table.insert(out, e[2][2])\n"
-    "  end\n"
-    "end\n"
-    "return out\n"};
+static redis_script_t sync_script = {
+    .source =
+        "local epoch = redis.call('HGET', KEYS[1], 'epoch')\n"
+        "if not epoch then\n"
+        "  epoch = ARGV[1]\n"
+        "  redis.call('HSET', KEYS[1], 'epoch', epoch)\n"
+        "  redis.call('DEL', KEYS[2])\n"
+        "end\n"
+        "local last = tonumber(redis.call('HGET', KEYS[1], 'id') or '0')\n"
+        "local since = tonumber(ARGV[2])\n"
+        "local out = {epoch, last}\n"
+        "if since >= 0 and since < last and (ARGV[3] == '' or ARGV[3] == epoch) then\n"
+        "  for _, e in ipairs(redis.call('XRANGE', KEYS[2], (since + 1) .. '-0', '+', 'COUNT',\n"
+        "                                 last - since)) do\n"
+        "    table.insert(out, tonumber(string.match(e[1], '^(%d+)')))\n"
+        "    table.insert(out, e[2][2])\n"
+        "  end\n"
+        "end\n"
+        "return out\n"};
 
 static void keys(const room_t *r, char hash[KEY_MAX], char stream[KEY_MAX], char chan[KEY_MAX])
 {
@@ -93,6 +94,7 @@ static void on_published(redis_t *rd, const redisReply *reply, int err, void *ud
             log_warn("redis: room %s: %s", p->room->name, reply->str);
         local_fallback(p->hub, p->room, p->json, p->to[0] ? p->to : NULL);
     }
+    hub_room_unref(p->room);
     free(p);
 }
 
@@ -109,6 +111,7 @@ int hub_bridge_publish(hub_t *hub, room_t *r, const json_t *o, const char *to)
     }
     p->hub = hub;
     p->room = r;
+    hub_room_ref(r);
     snprintf(p->to, sizeof p->to, "%s", to ? to : "");
     memcpy(p->json, json, n + 1);
     free(json);
@@ -119,6 +122,7 @@ int hub_bridge_publish(hub_t *hub, room_t *r, const json_t *o, const char *to)
         /* A direct message: no id, no history; only the nodes with `to` deliver it. */
         char *msg = malloc(n + strlen(p->to) + 4);
         if (!msg) {
+            hub_room_unref(r);
             free(p);
             return -ENOMEM;
         }
@@ -134,8 +138,10 @@ int hub_bridge_publish(hub_t *hub, room_t *r, const json_t *o, const char *to)
         size_t lens[] = {strlen(hash), strlen(stream), strlen(chan), n - 1, strlen(hist), 16};
         rc = redis_eval(hub->redis, &publish_script, 3, 6, argv, lens, on_published, p);
     }
-    if (rc < 0)
+    if (rc < 0) {
+        hub_room_unref(r);
         free(p);
+    }
     return rc;
 }
 
@@ -156,8 +162,10 @@ static void on_message(redis_t *rd, const char *channel, const char *data, size_
     if (!r)
         return;
     rbuf_t *frame = ws_frame_new(WS_OP_TEXT, nl + 1, len - (size_t)(nl + 1 - data));
-    if (!frame)
+    if (!frame) {
+        hub_room_unref(r);
         return;
+    }
     pthread_mutex_lock(&r->lock);
     if (id) {
         if (id > r->last_id)
@@ -167,6 +175,7 @@ static void on_message(redis_t *rd, const char *channel, const char *data, size_
     hub_post(hub, r, frame, ++r->seq, to[0] ? to : NULL);
     pthread_mutex_unlock(&r->lock);
     rbuf_unref(frame);
+    hub_room_unref(r);
 }
 
 void hub_bridge_watch(hub_t *hub, room_t *r, int watching)
@@ -204,6 +213,7 @@ static void sync_free(sync_t *s)
         rbuf_unref(s->frames[i]);
     free(s->frames);
     free(s->ids);
+    hub_room_unref(s->room);
     free(s);
 }
 
@@ -250,8 +260,8 @@ static void welcome(net_loop_t *loop, net_msg_t *msg)
             ring[nring++] = rbuf_ref(e->frame);
     }
     json_t *w = json_pack("{s:s,s:s,s:s,s:i,s:s,s:I}", "type", "welcome", "room", r->name, "user",
-                          m->user, "online", (json_int_t)r->online, "epoch", r->epoch,
-                          "last_id", (json_int_t)r->last_id);
+                          m->user, "online", (json_int_t)r->online, "epoch", r->epoch, "last_id",
+                          (json_int_t)r->last_id);
     json_t *reset_msg = reset ? json_pack("{s:s,s:s,s:s,s:I}", "type", "reset", "room", r->name,
                                           "epoch", r->epoch, "last_id", (json_int_t)r->last_id)
                               : NULL;
@@ -309,6 +319,7 @@ void hub_bridge_join(hub_t *hub, room_t *r, hub_member_t *m, long long since, co
         return; /* m waits unwelcomed; it can leave */
     s->hub = hub;
     s->room = r;
+    hub_room_ref(r);
     s->serial = m->serial;
     s->loop = m->loop;
     s->since = since;
@@ -350,6 +361,7 @@ static void on_resynced(redis_t *rd, const redisReply *reply, int err, void *ud)
         }
         pthread_mutex_unlock(&r->lock);
     }
+    hub_room_unref(r);
     free(rs);
 }
 
@@ -358,7 +370,10 @@ static void resync_room(const char *key, void *value, void *ud)
     hub_t *hub = ud;
     room_t *r = value;
     pthread_mutex_lock(&r->lock);
-    int watched = r->online && r->epoch[0];
+    int watched = r->local_total > 0;
+    if (watched)
+        hub_nodes_query(hub, r); /* presence announcements were lost while down */
+    watched = watched && r->epoch[0];
     pthread_mutex_unlock(&r->lock);
     if (!watched)
         return;
@@ -367,12 +382,15 @@ static void resync_room(const char *key, void *value, void *ud)
         return;
     rs->hub = hub;
     rs->room = r;
+    hub_room_ref(r);
     char hash[KEY_MAX], stream[KEY_MAX], chan[KEY_MAX], fresh[17];
     keys(r, hash, stream, chan);
     new_epoch(fresh);
     const char *argv[] = {hash, stream, fresh, "-1", ""};
-    if (redis_eval(hub->redis, &sync_script, 2, 5, argv, NULL, on_resynced, rs) < 0)
+    if (redis_eval(hub->redis, &sync_script, 2, 5, argv, NULL, on_resynced, rs) < 0) {
+        hub_room_unref(r);
         free(rs);
+    }
 }
 
 static void on_state(redis_t *rd, int up, void *ud)
@@ -398,6 +416,7 @@ void hub_bridge_init(hub_t *hub)
     hub->redis = redis_of(hub->srv);
     if (!hub->redis)
         return;
+    hub->node = redis_node_id(hub->srv);
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, scripts_init);
     hub->c_not_bridged =
@@ -407,4 +426,10 @@ void hub_bridge_init(hub_t *hub)
                                   "Rooms whose history Redis lost (a new epoch, reset sent)");
     redis_on_message(hub->redis, "roost:room:", on_message, hub);
     redis_on_state(hub->redis, on_state, hub);
+    hub_nodes_init(hub);
+}
+
+int roost_rooms_start(roost_server_t *srv)
+{
+    return hub_get(srv) ? 0 : -ENOMEM;
 }

@@ -18,7 +18,7 @@ static hub_member_t *member_of(const roost_ws_t *ws)
 
 typedef struct {
     net_msg_t msg;
-    room_t *room; /* rooms live as long as the hub */
+    room_t *room; /* a reference */
     hub_t *hub;
     rbuf_t *frame;
     uint64_t seq;
@@ -40,6 +40,7 @@ static void deliver(net_loop_t *loop, net_msg_t *msg)
         roost_counter_add(d->hub->c_deliveries, sent);
     }
     rbuf_unref(d->frame);
+    hub_room_unref(d->room);
     free(d);
 }
 
@@ -57,6 +58,7 @@ void hub_post(hub_t *hub, room_t *r, rbuf_t *frame, uint64_t seq, const char *to
             continue;
         d->msg.fn = deliver;
         d->room = r;
+        hub_room_ref(r);
         d->hub = hub;
         d->frame = rbuf_ref(frame);
         d->seq = seq;
@@ -112,15 +114,20 @@ long long roost_room_publish(roost_server_t *srv, const char *name, const char *
     const char *trace = roost_trace_is_shared() ? roost_trace_current() : NULL;
     if (trace && (fields || (fields = json_object())) && !json_object_get(fields, "trace_id"))
         json_object_set_new(fields, "trace_id", json_string(trace));
-    if (hub->redis) /* bridged: the id comes from Redis; every node delivers what it hears */
-        return bridge_publish(hub, r, hub_frame_object(r, type, fields, 0), NULL, online);
+    if (hub->redis) { /* bridged: the id comes from Redis; every node delivers what it hears */
+        long long rc = bridge_publish(hub, r, hub_frame_object(r, type, fields, 0), NULL, online);
+        hub_room_unref(r);
+        return rc;
+    }
     pthread_mutex_lock(&r->lock);
     uint64_t id = r->last_id + 1;
     rbuf_t *frame = hub_frame(r, type, fields, id);
     if (!frame) {
         pthread_mutex_unlock(&r->lock);
+        hub_room_unref(r);
         return -ENOMEM;
     }
+    r->idle_since_ms = time_now_ms(); /* its history is wanted a while yet */
     r->last_id = id;
     hub_history_push(hub, r, id, frame);
     hub_post(hub, r, frame, ++r->seq, NULL);
@@ -128,6 +135,7 @@ long long roost_room_publish(roost_server_t *srv, const char *name, const char *
         *online = r->online;
     pthread_mutex_unlock(&r->lock);
     rbuf_unref(frame);
+    hub_room_unref(r);
     return (long long)id;
 }
 
@@ -182,11 +190,14 @@ static void list_del(hub_member_t **head, hub_member_t *m)
 
 static void users_add(room_t *r, const char *user, long delta)
 {
-    intptr_t n = (intptr_t)strmap_get(&r->users, user) + delta;
+    hub_users_add(r, user, delta);
+    intptr_t n = (intptr_t)strmap_get(&r->local_users, user) + delta;
     if (n > 0)
-        strmap_put(&r->users, user, (void *)n);
+        strmap_put(&r->local_users, user, (void *)n);
     else
-        strmap_del(&r->users, user);
+        strmap_del(&r->local_users, user);
+    r->local_total += delta;
+    r->presence_dirty = 1;
 }
 
 /* Which history frames a client that saw up to `since` needs; NULL result with *reset set when
@@ -230,9 +241,11 @@ int roost_room_join(roost_ws_t *ws, const char *name, const char *user, long lon
     if (!r)
         return errno == ENOSPC ? -ENOSPC : -ENOMEM;
     size_t ulen = strlen(user);
-    hub_member_t *m = r ? calloc(1, sizeof *m + ulen + 1) : NULL;
-    if (!m)
+    hub_member_t *m = calloc(1, sizeof *m + ulen + 1); /* holds the lookup's reference */
+    if (!m) {
+        hub_room_unref(r);
         return -ENOMEM;
+    }
     net_loop_t *loop = ws->conn->loop;
     m->ws = ws;
     m->room = r;
@@ -248,8 +261,11 @@ int roost_room_join(roost_ws_t *ws, const char *name, const char *user, long lon
     ws_set_detach(ws, leave, m);
     if (hub->redis) {
         /* Welcomed when Redis tells the room's epoch, last id and history (bridge.c). */
-        if (r->online == 1)
+        if (r->local_total == 1) {
             hub_bridge_watch(hub, r, 1);
+            hub_nodes_query(hub, r);
+        }
+        hub_nodes_start(hub);
         m->waiting = 1;
         m->serial = atomic_fetch_add(&hub->serials, 1) + 1;
         list_add(&r->waiting[m->loop], m);
@@ -300,14 +316,17 @@ static void leave(roost_ws_t *ws, void *arg)
     pthread_mutex_lock(&r->lock);
     list_del(m->waiting ? &r->waiting[m->loop] : &r->local[m->loop], m);
     r->online--;
-    if (hub->redis && r->online == 0)
-        hub_bridge_watch(hub, r, 0);
     roost_counter_add(hub->c_members, -1);
     r->local_n[m->loop]--;
     users_add(r, m->user, -1);
+    if (hub->redis && r->local_total == 0)
+        hub_bridge_watch(hub, r, 0);
+    if (r->online == 0)
+        r->idle_since_ms = time_now_ms();
     hub_notice(hub, r, 0, m->user, ws->conn->loop);
     pthread_mutex_unlock(&r->lock);
     free(m);
+    hub_room_unref(r);
 }
 
 const char *roost_ws_room(const roost_ws_t *ws)

@@ -38,6 +38,11 @@ typedef struct {
 } hub_entry_t;
 
 struct room {
+    /* Held by the registry (1), each lookup until its caller lets go (hub_room_unref), each
+     * member, delivery, notice timer and Redis call in flight: the room is freed by whoever
+     * lets go last once the idle sweep took it out of the registry. */
+    _Atomic long refs;
+    uint64_t idle_since_ms; /* the last time it was empty or published to (under the lock) */
     pthread_mutex_t lock;
     char *name;
     uint64_t last_id; /* room messages: 1, 2, 3 ... */
@@ -50,6 +55,11 @@ struct room {
     hub_member_t **local;   /* members per loop (touched only by that loop) */
     hub_member_t **waiting; /* bridged: joined, not yet welcomed (per loop, like local) */
     char epoch[40];         /* bridged: the room's epoch in Redis, "" until known */
+    /* Bridged presence (nodes.c): online and users above count every node's members. */
+    long local_total;     /* members on this node */
+    strmap_t local_users; /* user -> connections on this node */
+    strmap_t remote;      /* node id -> hub_remote_t, as its last announcement said */
+    int presence_dirty;   /* this node's members changed since its last announcement */
     /* presence notices waiting for the end of the window */
     uint64_t notice_at;
     json_t *pending_join, *pending_leave; /* arrays of names */
@@ -64,12 +74,18 @@ typedef struct hub {
     char epoch[17];
     long max_rooms;
     _Atomic long nrooms;
+    uint64_t idle_ms;               /* --room-idle-s */
+    _Atomic uint64_t last_sweep_ms; /* idle rooms are looked for at most once a second ... */
+    roost_counter_t *c_freed;       /* ... or when --max-rooms is reached */
     /* On /metrics: rooms made, members joined (gauges), frames handed to members. */
     roost_counter_t *c_rooms, *c_members, *c_deliveries;
     /* With --redis (bridge.c): the client, and publishes delivered only here. */
     redis_t *redis;
     roost_counter_t *c_not_bridged, *c_resets;
     _Atomic uint64_t serials;
+    _Atomic int ticking;      /* nodes.c's timer runs (on loop 0) */
+    uint64_t next_refresh_ms; /* loop 0 only */
+    const char *node;
     struct {
         pthread_mutex_t lock;
         strmap_t rooms;
@@ -78,8 +94,11 @@ typedef struct hub {
 
 /* room.c */
 hub_t *hub_get(roost_server_t *srv); /* created on first use */
-/* The room; create: made when missing, unless --max-rooms are there (NULL, errno ENOSPC). */
+/* The room, with a reference the caller gives back with hub_room_unref; create: made when
+ * missing, unless --max-rooms are there (NULL, errno ENOSPC). */
 room_t *hub_room(hub_t *hub, const char *name, int create);
+void hub_room_ref(room_t *r);
+void hub_room_unref(room_t *r);
 int hub_valid_name(const char *s, size_t len);
 /* With the room locked: a frame for {"type",...fields,"room"} (+ "id" when id > 0) and "ts". */
 rbuf_t *hub_frame(room_t *r, const char *type, json_t *fields, uint64_t id);
@@ -104,6 +123,21 @@ void hub_bridge_watch(hub_t *hub, room_t *r, int watching);
 /* The frame's JSON object: {"type","room",...fields,"ts"} (+ "id" when id > 0). Steals fields. */
 json_t *hub_frame_object(room_t *r, const char *type, json_t *fields, uint64_t id);
 rbuf_t *hub_frame_encode(json_t *o); /* and decrefs o */
+/* nodes.c: presence across nodes. Each node announces its members of a room on the room's
+ * channel when they change and every --presence-ttl-s / 3; another node's announcement counts
+ * until the TTL passes without a new one (a node killed -9 has its members leave then). */
+typedef struct {
+    strmap_t users; /* user -> connections (intptr_t) */
+    uint64_t expires_ms;
+} hub_remote_t;
+#define HUB_PRESENCE_CHANNEL "roost:presence"
+void hub_nodes_init(hub_t *hub);  /* subscribes to the presence channel */
+void hub_nodes_start(hub_t *hub); /* the tick on loop 0; any thread, once */
+/* With the room locked: this node starts watching r; the others announce their members. */
+void hub_nodes_query(hub_t *hub, room_t *r);
+void hub_users_add(room_t *r, const char *user, long delta); /* with the room locked */
+void hub_remote_free(void *p);
+
 /* fanout.c, on m's loop with the room locked: m leaves r->waiting for the members list. */
 void hub_member_link(room_t *r, hub_member_t *m);
 

@@ -43,7 +43,9 @@ static void flush_pending(hub_t *hub, room_t *r, int join)
 
 static void on_timer_closed(uv_handle_t *h)
 {
-    free(h->data);
+    notice_timer_t *nt = h->data;
+    hub_room_unref(nt->room);
+    free(nt);
 }
 
 static void on_window_end(uv_timer_t *t)
@@ -95,6 +97,7 @@ void hub_notice(hub_t *hub, room_t *r, int join, const char *user, net_loop_t *l
         return;
     nt->hub = hub;
     nt->room = r;
+    hub_room_ref(r);
     uv_timer_init(&loop->uv, &nt->timer);
     nt->timer.data = nt;
     uint64_t due = r->notice_at + HUB_NOTICE_MS;

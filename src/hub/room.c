@@ -1,5 +1,7 @@
 /* Rooms by name (a registry sharded by hash, each shard with its own mutex), their history
- * rings and the read-only queries: online counts, the room list, who is present. */
+ * rings and the read-only queries: online counts, the room list, who is present. Rooms empty
+ * for --room-idle-s are freed (the sweep runs when rooms are made, so that a node seeing
+ * millions of short-lived rooms keeps bounded memory without a timer). */
 #include "hub/hub.h"
 
 #include <errno.h>
@@ -14,6 +16,8 @@ static void room_free(void *p)
     for (int i = 0; i < r->ring_len; i++)
         rbuf_unref(r->ring[(r->ring_head + i) % r->ring_cap].frame);
     strmap_free(&r->users, NULL);
+    strmap_free(&r->local_users, NULL);
+    strmap_free(&r->remote, hub_remote_free);
     json_decref(r->pending_join);
     json_decref(r->pending_leave);
     pthread_mutex_destroy(&r->lock);
@@ -45,6 +49,7 @@ static void *hub_new(roost_server_t *srv)
     hub->nloops = srv->cfg.net.threads;
     hub->history = srv->cfg.rooms.history;
     hub->max_rooms = srv->cfg.rooms.max_rooms > 0 ? srv->cfg.rooms.max_rooms : 100000;
+    hub->idle_ms = (uint64_t)((srv->cfg.rooms.idle_s > 0 ? srv->cfg.rooms.idle_s : 600) * 1000);
     /* A new epoch per process: history lives in memory, so a restart cannot honour ?since. */
     unsigned char rnd[8];
     if (RAND_bytes(rnd, sizeof rnd) != 1)
@@ -53,7 +58,9 @@ static void *hub_new(roost_server_t *srv)
         snprintf(hub->epoch + 2 * i, 3, "%02x", rnd[i]);
     for (int i = 0; i < HUB_SHARDS; i++)
         pthread_mutex_init(&hub->shards[i].lock, NULL);
-    hub->c_rooms = roost_gauge(srv, "roost_rooms", NULL, "Rooms (never freed; --max-rooms)");
+    hub->c_rooms = roost_gauge(srv, "roost_rooms", NULL, "Rooms held (--max-rooms)");
+    hub->c_freed = roost_counter(srv, "roost_rooms_freed_total", NULL,
+                                 "Rooms freed after --room-idle-s without members");
     hub->c_members =
         roost_gauge(srv, "roost_room_members", NULL, "WebSocket connections joined to a room");
     hub->c_deliveries = roost_counter(srv, "roost_room_deliveries_total", NULL,
@@ -102,6 +109,8 @@ static room_t *room_new(hub_t *hub, const char *name)
         return NULL;
     pthread_mutex_init(&r->lock, NULL);
     r->name = strdup(name);
+    atomic_init(&r->refs, 1);
+    r->idle_since_ms = time_now_ms();
     r->ring_cap = hub->history;
     r->ring = hub->history ? calloc((size_t)hub->history, sizeof *r->ring) : NULL;
     r->local_n = calloc((size_t)hub->nloops, sizeof *r->local_n);
@@ -114,14 +123,78 @@ static room_t *room_new(hub_t *hub, const char *name)
     return r;
 }
 
+void hub_room_ref(room_t *r)
+{
+    atomic_fetch_add(&r->refs, 1);
+}
+
+void hub_room_unref(room_t *r)
+{
+    if (r && atomic_fetch_sub(&r->refs, 1) == 1)
+        room_free(r);
+}
+
+typedef struct {
+    hub_t *hub;
+    uint64_t now;
+    sbuf_t idle; /* room_t pointers */
+} sweep_t;
+
+/* Under the shard's lock, where no lookup can take a new reference: a room only the registry
+ * holds has no member, delivery, timer or call left. */
+static void find_idle(const char *key, void *value, void *ud)
+{
+    sweep_t *s = ud;
+    room_t *r = value;
+    if (atomic_load(&r->refs) == 1 && !r->online && s->now - r->idle_since_ms >= s->hub->idle_ms)
+        sbuf_append(&s->idle, &r, sizeof r);
+}
+
+static void sweep(hub_t *hub, uint64_t now)
+{
+    for (int i = 0; i < HUB_SHARDS; i++) {
+        sweep_t s = {.hub = hub, .now = now};
+        pthread_mutex_lock(&hub->shards[i].lock);
+        strmap_each(&hub->shards[i].rooms, find_idle, &s);
+        room_t **idle = (room_t **)s.idle.p;
+        size_t n = s.idle.len / sizeof *idle;
+        for (size_t k = 0; k < n; k++)
+            strmap_del(&hub->shards[i].rooms, idle[k]->name);
+        pthread_mutex_unlock(&hub->shards[i].lock);
+        for (size_t k = 0; k < n; k++) {
+            hub_room_unref(idle[k]);
+            atomic_fetch_sub(&hub->nrooms, 1);
+        }
+        roost_counter_add(hub->c_rooms, -(long)n);
+        roost_counter_add(hub->c_freed, (long)n);
+        sbuf_free(&s.idle);
+    }
+}
+
+static void maybe_sweep(hub_t *hub)
+{
+    uint64_t now = time_now_ms(), last = atomic_load(&hub->last_sweep_ms);
+    if (now - last < 1000 && atomic_load(&hub->nrooms) < hub->max_rooms)
+        return;
+    if (atomic_compare_exchange_strong(&hub->last_sweep_ms, &last, now))
+        sweep(hub, now);
+}
+
 room_t *hub_room(hub_t *hub, const char *name, int create)
 {
     unsigned sh = shard_of(name);
     pthread_mutex_lock(&hub->shards[sh].lock);
     room_t *r = strmap_get(&hub->shards[sh].rooms, name);
-    if (!r && create) {
-        /* Rooms are never freed (members, deliveries and timers hold them), so their number is
-         * bounded instead; a reservation first, so that shards cannot race past the bound. */
+    if (r)
+        hub_room_ref(r);
+    pthread_mutex_unlock(&hub->shards[sh].lock);
+    if (r || !create)
+        return r;
+    maybe_sweep(hub); /* before this shard's lock: the sweep takes each shard's in turn */
+    pthread_mutex_lock(&hub->shards[sh].lock);
+    r = strmap_get(&hub->shards[sh].rooms, name);
+    if (!r) {
+        /* A reservation first, so that shards cannot race past the bound. */
         int err = ENOSPC;
         if (atomic_fetch_add(&hub->nrooms, 1) < hub->max_rooms) {
             err = ENOMEM;
@@ -137,6 +210,8 @@ room_t *hub_room(hub_t *hub, const char *name, int create)
             errno = err;
         }
     }
+    if (r)
+        hub_room_ref(r);
     pthread_mutex_unlock(&hub->shards[sh].lock);
     return r;
 }
@@ -199,7 +274,15 @@ void hub_history_push(hub_t *hub, room_t *r, uint64_t id, rbuf_t *frame)
 int roost_room_available(roost_server_t *srv, const char *name)
 {
     hub_t *hub = hub_get(srv);
-    return hub && (atomic_load(&hub->nrooms) < hub->max_rooms || hub_room(hub, name, 0));
+    if (!hub)
+        return 0;
+    if (atomic_load(&hub->nrooms) >= hub->max_rooms)
+        maybe_sweep(hub);
+    if (atomic_load(&hub->nrooms) < hub->max_rooms)
+        return 1;
+    room_t *r = hub_room(hub, name, 0);
+    hub_room_unref(r);
+    return r != NULL;
 }
 
 long roost_room_online(roost_server_t *srv, const char *name)
@@ -211,6 +294,7 @@ long roost_room_online(roost_server_t *srv, const char *name)
     pthread_mutex_lock(&r->lock);
     long n = r->online;
     pthread_mutex_unlock(&r->lock);
+    hub_room_unref(r);
     return n;
 }
 
@@ -255,6 +339,7 @@ json_t *roost_room_users(roost_server_t *srv, const char *name)
     pthread_mutex_lock(&r->lock);
     strmap_each(&r->users, add_user, users);
     pthread_mutex_unlock(&r->lock);
+    hub_room_unref(r);
     /* Sorted for a stable answer: through a plain array of the (owned) values. */
     size_t n = json_array_size(users);
     json_t **v = malloc((n ? n : 1) * sizeof *v);

@@ -95,10 +95,32 @@ static void on_reply(redisAsyncContext *ac, void *replyp, void *privdata)
     free(k);
 }
 
+/* SCRIPT LOAD ahead of a script's first use on this connection: without it, the first
+ * EVALSHAs of a fresh Redis would come back NOSCRIPT and run again later, out of order. */
+static void load_script(redis_t *r, const redis_script_t *s)
+{
+    for (int i = 0; i < r->nloaded; i++)
+        if (r->loaded[i] == s)
+            return;
+    if (r->nloaded == r->loaded_cap) {
+        int cap = r->loaded_cap ? r->loaded_cap * 2 : 8;
+        const redis_script_t **v = realloc(r->loaded, (size_t)cap * sizeof *v);
+        if (!v)
+            return; /* NOSCRIPT will load it */
+        r->loaded = v;
+        r->loaded_cap = cap;
+    }
+    const char *argv[3] = {"SCRIPT", "LOAD", s->source};
+    if (redisAsyncCommandArgv(r->cmd.ac, NULL, NULL, 3, argv, NULL) == REDIS_OK)
+        r->loaded[r->nloaded++] = s;
+}
+
 static void cmd_send(redis_t *r, redis_cmd_t *k)
 {
     if (k->sent || r->cmd.state != CONN_UP)
         return;
+    if (k->script && !strcmp(k->argv[0], "EVALSHA"))
+        load_script(r, k->script);
     if (redisAsyncCommandArgv(r->cmd.ac, on_reply, k, k->argc, k->argv, k->lens) != REDIS_OK) {
         queue_unlink(r, k);
         cmd_finish(r, k, NULL, -ECONNRESET);
@@ -221,6 +243,8 @@ static void conn_ready(redis_conn_t *c)
     redis_t *r = c->r;
     c->state = CONN_UP;
     c->attempts = 0;
+    if (!c->is_sub)
+        r->nloaded = 0; /* a new connection, maybe a new (empty) server */
     uv_timer_stop(&c->timer);
     if (c->is_sub)
         redis_sub_ready(r);
@@ -609,6 +633,7 @@ void redis_free(redis_t *r)
     pthread_join(r->thread, NULL);
     uv_loop_close(&r->loop);
     redis_sub_free(r);
+    free(r->loaded);
     for (int i = 0; i < r->nmessage; i++)
         free(r->on_message[i].prefix);
     pthread_mutex_destroy(&r->lock);

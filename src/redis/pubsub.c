@@ -105,8 +105,7 @@ void redis_sub_change(redis_t *r, const char *name, int delta)
 typedef struct {
     redis_t *r;
     uint64_t now;
-    char **gone;
-    size_t ngone, cap;
+    sbuf_t gone; /* names to forget, each NUL-terminated */
 } sweep_t;
 
 static void sweep_one(const char *name, void *value, void *ud)
@@ -115,22 +114,10 @@ static void sweep_one(const char *name, void *value, void *ud)
     channel_t *ch = value;
     if (ch->count > 0 || ch->unsub_pending || s->now - ch->zero_since < REDIS_UNSUB_IDLE_MS)
         return;
-    if (ch->subscribed && s->r->sub.state == CONN_UP) {
+    if (ch->subscribed && s->r->sub.state == CONN_UP)
         send_sub(s->r, name, ch, 0);
-        return;
-    }
-    if (ch->subscribed) /* down: the next connection will not subscribe it */
-        return;
-    if (s->ngone == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 16;
-        char **g = realloc(s->gone, cap * sizeof *g);
-        if (!g)
-            return;
-        s->gone = g;
-        s->cap = cap;
-    }
-    if ((s->gone[s->ngone] = strdup(name)))
-        s->ngone++;
+    else if (!ch->subscribed) /* while down, the next connection will not subscribe it */
+        sbuf_append(&s->gone, name, strlen(name) + 1);
 }
 
 void redis_sub_sweep(redis_t *r, uint64_t now)
@@ -141,11 +128,9 @@ void redis_sub_sweep(redis_t *r, uint64_t now)
     last = now;
     sweep_t s = {.r = r, .now = now};
     strmap_each(&r->channels, sweep_one, &s);
-    for (size_t i = 0; i < s.ngone; i++) {
-        free(strmap_del(&r->channels, s.gone[i]));
-        free(s.gone[i]);
-    }
-    free(s.gone);
+    for (size_t off = 0; off < s.gone.len; off += strlen(s.gone.p + off) + 1)
+        free(strmap_del(&r->channels, s.gone.p + off));
+    sbuf_free(&s.gone);
 }
 
 void redis_sub_free(redis_t *r)

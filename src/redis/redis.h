@@ -70,8 +70,10 @@ int redis_on_message(redis_t *r, const char *prefix, redis_message_fn fn, void *
 int redis_command(redis_t *r, redis_reply_fn fn, void *ud, int argc, const char **argv,
                   const size_t *argvlen);
 
-/* A Lua script run by its SHA1 (EVALSHA); when Redis answers NOSCRIPT (restarted, or SCRIPT
- * FLUSH) it is sent once with EVAL, which also loads it. Define it once, static. */
+/* A Lua script run by its SHA1 (EVALSHA). The client sends SCRIPT LOAD ahead of a script's
+ * first EVALSHA on each connection (pipelined, so order is kept); if Redis still answers
+ * NOSCRIPT (a SCRIPT FLUSH), it is sent again with EVAL, after what was sent meanwhile. Define
+ * it once, static: the client remembers it by address. */
 typedef struct {
     const char *source;
     char sha[41]; /* filled by redis_script_init */
@@ -127,7 +129,9 @@ struct redis {
     int stopping;
     redis_conn_t cmd, sub;
     redis_cmd_t *queue_head, *queue_tail; /* waiting or sent, oldest first */
-    strmap_t channels;                    /* channel -> redis_channel_t, this thread only */
+    const redis_script_t **loaded;        /* SCRIPT LOADed on the current command connection */
+    int nloaded, loaded_cap;
+    strmap_t channels; /* channel -> redis_channel_t, this thread only */
     struct {
         redis_state_fn fn;
         void *ud;

@@ -293,8 +293,8 @@ static void on_evict(redis_t *r, const char *channel, const char *data, size_t l
 
 int shared_cache_start(shared_t *sh)
 {
-    redis_script_init(&lookup_script);
-    redis_script_init(&store_script);
+    if (shared_script_add(sh, &lookup_script) < 0 || shared_script_add(sh, &store_script) < 0)
+        return -ENOSPC;
     cache_remote_t ops = {
         .lookup = cache_lookup_remote,
         .store = cache_store_remote,

@@ -137,6 +137,25 @@ int shared_failed(shared_t *sh, shared_what_t what)
     return closed;
 }
 
+int shared_script_add(shared_t *sh, redis_script_t *s)
+{
+    if (sh->nscripts == (int)ARRAY_LEN(sh->scripts))
+        return -ENOSPC;
+    redis_script_init(s);
+    sh->scripts[sh->nscripts++] = s;
+    return 0;
+}
+
+/* On the client's thread: Redis is up (maybe a new one, without our scripts). */
+static void on_state(redis_t *r, int up, void *ud)
+{
+    shared_t *sh = ud;
+    for (int i = 0; up && i < sh->nscripts; i++) {
+        const char *argv[] = {"SCRIPT", "LOAD", sh->scripts[i]->source};
+        redis_command(r, NULL, NULL, 3, argv, NULL);
+    }
+}
+
 static const char *const what_names[SHARED_N] = {"ratelimit", "cache", "idempotency"};
 
 int roost_shared_start(roost_server_t *srv)
@@ -171,8 +190,8 @@ int roost_shared_start(roost_server_t *srv)
     sh->c_late = roost_counter(srv, "roost_redis_shared_late_total", NULL,
                                "Redis replies that came after their request stopped waiting");
     core_server_ctx_set(srv, core_slot_of(&slot_cache, &slot_ops), sh);
-    shared_idem_init();
-    if (shared_ratelimit_start(sh) < 0 || shared_cache_start(sh) < 0)
+    if (shared_ratelimit_start(sh) < 0 || shared_cache_start(sh) < 0 || shared_idem_start(sh) < 0 ||
+        redis_on_state(r, on_state, sh) < 0)
         return -ENOMEM;
     return 0;
 }

@@ -117,17 +117,39 @@ int shared_idem_claim(roost_server_t *srv, roost_req_t *req, const char *key, sh
     return rc;
 }
 
-void shared_idem_store(roost_server_t *srv, const char *key, const char *answer, size_t len)
+typedef struct {
+    void (*done)(void *arg);
+    void *arg;
+} stored_t;
+
+static void on_stored(redis_t *r, const redisReply *reply, int err, void *ud)
+{
+    (void)r;
+    stored_t *st = ud;
+    if (err || reply->type == REDIS_REPLY_ERROR)
+        log_error("shared: the first answer of an Idempotency-Key was not stored in Redis");
+    st->done(st->arg);
+    free(st);
+}
+
+void shared_idem_store(roost_server_t *srv, const char *key, const char *answer, size_t len,
+                       void (*done)(void *arg), void *arg)
 {
     shared_t *sh = shared_of(srv);
     size_t klen = 0;
     char *k = sh ? key_of(key, &klen) : NULL;
     char *value = answer ? malloc(len + 2) : NULL;
-    if (!k || (answer && !value)) {
+    stored_t *st = done ? malloc(sizeof *st) : NULL;
+    if (!k || (answer && !value) || (done && !st)) {
         free(k);
         free(value);
+        free(st);
+        if (done)
+            done(arg);
         return;
     }
+    if (st)
+        *st = (stored_t){done, arg};
     if (value) {
         memcpy(value, "A:", 2);
         memcpy(value + 2, answer, len);
@@ -137,14 +159,19 @@ void shared_idem_store(roost_server_t *srv, const char *key, const char *answer,
     snprintf(ms, sizeof ms, "%d", ANSWER_MS);
     const char *argv[] = {k, value ? value : "", ms, pending};
     size_t lens[] = {klen, value ? len + 2 : 0, strlen(ms), strlen(pending)};
-    if (redis_eval(sh->redis, &store_script, 1, 4, argv, lens, NULL, NULL) < 0)
+    if (redis_eval(sh->redis, &store_script, 1, 4, argv, lens, st ? on_stored : NULL, st) < 0) {
         shared_failed(sh, SHARED_IDEM);
+        free(st);
+        if (done)
+            done(arg);
+    }
     free(k);
     free(value);
 }
 
-void shared_idem_init(void)
+int shared_idem_start(shared_t *sh)
 {
-    redis_script_init(&claim_script);
-    redis_script_init(&store_script);
+    if (shared_script_add(sh, &claim_script) < 0 || shared_script_add(sh, &store_script) < 0)
+        return -ENOSPC;
+    return 0;
 }

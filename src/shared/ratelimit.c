@@ -152,6 +152,7 @@ static int rl_remote(void *ud, roost_req_t *req, mw_rl_query_t *q, mw_rl_done_fn
 
 int shared_ratelimit_start(shared_t *sh)
 {
-    redis_script_init(&gcra_script);
+    if (shared_script_add(sh, &gcra_script) < 0)
+        return -ENOSPC;
     return mw_rl_set_remote(sh->srv, rl_remote, sh);
 }

@@ -57,9 +57,15 @@ struct shared {
     const char *node_id; /* redis_node_id */
     roost_counter_t *c_fail[SHARED_N][2]; /* [what][closed] */
     roost_counter_t *c_late;              /* replies that came after their bound */
+    redis_script_t *scripts[8];           /* loaded at every connection (shared_script_add) */
+    int nscripts;
 };
 /* The server's, or NULL without --redis. */
 shared_t *shared_of(roost_server_t *srv);
+/* Registers a script the layer uses: it is loaded (SCRIPT LOAD) each time Redis comes up, so
+ * the first EVALSHA after a restart does not pay NOSCRIPT's second round trip (and commands
+ * sent behind it are not overtaken by its retry). Main thread, at start. */
+int shared_script_add(shared_t *sh, redis_script_t *s);
 /* Counts a failure of what and says whether to answer 503 (--redis-fail closed). */
 int shared_failed(shared_t *sh, shared_what_t what);
 
@@ -78,13 +84,17 @@ typedef enum {
 } shared_idem_t;
 typedef void (*shared_idem_fn)(roost_req_t *req, shared_idem_t verdict, const char *answer,
                                size_t len, void *arg);
-void shared_idem_init(void); /* the scripts' SHAs, at start */
+int shared_idem_start(shared_t *sh); /* idem.c: its scripts */
 /* 1 when keys go through Redis on this server. */
 int shared_idem_on(roost_server_t *srv);
 /* On the loop: parks req until the verdict, given to fn on the loop. 0 or < 0 (not parked). */
 int shared_idem_claim(roost_server_t *srv, roost_req_t *req, const char *key, shared_idem_fn fn,
                       void *arg);
-/* Any thread, no wait: the first answer (answer NULL: the submit failed, free the key). */
-void shared_idem_store(roost_server_t *srv, const char *key, const char *answer, size_t len);
+/* Any thread: stores the first answer (answer NULL: the submit failed, free the key), then
+ * calls done(arg) once Redis has it (or failed), on the client's thread or, when nothing could
+ * be sent, at once; done may be NULL (no wait). The client should get its answer from done, so
+ * that a repeat on another node finds it. */
+void shared_idem_store(roost_server_t *srv, const char *key, const char *answer, size_t len,
+                       void (*done)(void *arg), void *arg);
 
 #endif

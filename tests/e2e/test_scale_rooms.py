@@ -9,22 +9,27 @@ import time
 
 import pytest
 
-from conftest import _SharedServers, metric_sum, post_json
+from conftest import RoostServer, _SharedServers, metric_sum, post_json
 from redisserver import redis  # noqa: F401
 from wsclient import join, unique
 
 pytestmark = pytest.mark.deadline(60)
 
 NODES = 3
+TTL_S = 2  # --presence-ttl-s: a dead node's members leave after this
 
 
 @pytest.fixture(scope="module")
 def nodes(redis, tmp_path_factory):  # noqa: F811
     shared = _SharedServers(tmp_path_factory)
-    servers = [shared.get(["--threads", "2", "--redis", redis.url, "--node-id", f"n{i}"])
-               for i in range(NODES)]
+    servers = [shared.get(node_flags(redis, f"n{i}")) for i in range(NODES)]
     yield servers
     shared.shutdown()
+
+
+def node_flags(redis, node_id):  # noqa: F811
+    return ["--threads", "2", "--redis", redis.url, "--node-id", node_id,
+            "--presence-ttl-s", str(TTL_S)]
 
 
 @pytest.fixture(autouse=True)
@@ -66,6 +71,17 @@ def messages(conn, count, timeout=5.0, types=("message", "broadcast")):
     return out
 
 
+def no_more_messages(conn, seconds):
+    """Within `seconds`, nothing but presence notices."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            frame = conn.recv_json(timeout=left)
+        except TimeoutError:
+            return
+        assert frame["type"] in ("join", "leave"), frame
+
+
 def settle():
     time.sleep(0.3)  # the nodes' SUBSCRIBEs reach Redis
 
@@ -88,7 +104,7 @@ def test_messages_reach_every_node_once_with_the_same_ids(nodes):
         mine = [t for t in texts[0] if t.startswith(f"from {i} ")]
         assert mine == [f"from {i} #{k}" for k in range(3)]
     for c in conns:  # and nothing twice
-        c.expect_silence(0.3)
+        no_more_messages(c, 0.5)
     for c in conns:
         c.close()
 
@@ -133,6 +149,69 @@ def test_direct_message_reaches_a_user_on_another_node(nodes):
         c.close()
 
 
+def room_view(srv, room):
+    resp = srv.get(f"/rooms/{room}/users")
+    assert resp.status == 200, resp
+    body = resp.json()
+    return body["online"], body["users"]
+
+
+def wait_views(nodes, room, want, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        views = [room_view(srv, room) for srv in nodes]
+        if all(v == want for v in views) or time.monotonic() > deadline:
+            return views
+        time.sleep(0.1)
+
+
+def test_counts_and_user_lists_agree_on_every_node(nodes):
+    room = unique()
+    a, _ = join(nodes[0].port, room, "alice")
+    b1, _ = join(nodes[1].port, room, "bob")
+    b2, _ = join(nodes[2].port, room, "bob")  # one user, two nodes
+    c, _ = join(nodes[2].port, room, "carol")
+    want = (4, ["alice", "bob", "carol"])
+    assert wait_views(nodes, room, want) == [want] * NODES
+    # alice, on node 0, hears of carol, who joined on node 2
+    joined = set()
+    deadline = time.monotonic() + 5
+    while "carol" not in joined and time.monotonic() < deadline:
+        f = a.recv_json(timeout=5)
+        if f["type"] == "join":
+            joined.update(f.get("users", [f["user"]]))
+    assert "carol" in joined
+    c.close()
+    want = (3, ["alice", "bob"])
+    assert wait_views(nodes, room, want) == [want] * NODES
+    for x in (a, b1, b2):
+        x.close()
+
+
+def test_killed_node_members_leave_within_the_ttl(nodes, redis, tmp_path):  # noqa: F811
+    room = unique()
+    doomed = RoostServer(tmp_path / "doomed", node_flags(redis, "doomed")).wait_ready()
+    try:
+        wait_health(doomed, "up")
+        watcher, _ = join(nodes[0].port, room, "watcher")
+        ghost, _ = join(doomed.port, room, "ghost")
+        want = (2, ["ghost", "watcher"])
+        assert wait_views(nodes + [doomed], room, want) == [want] * (NODES + 1)
+        doomed.proc.kill()  # SIGKILL: it says goodbye to nobody
+        killed_at = time.monotonic()
+        left = None
+        while left is None:
+            f = watcher.recv_json(timeout=TTL_S + 3)
+            if f["type"] == "leave" and "ghost" in f.get("users", [f["user"]]):
+                left = time.monotonic() - killed_at
+        assert left <= TTL_S + 1.0, left
+        want = (1, ["watcher"])
+        assert wait_views(nodes, room, want, timeout=1) == [want] * NODES
+        watcher.close()
+    finally:
+        doomed.kill()
+
+
 def test_redis_down_keeps_local_delivery_then_resets_and_bridges_again(nodes, redis):  # noqa: F811
     room = unique()
     a0, w = join(nodes[0].port, room, "a0")
@@ -168,4 +247,29 @@ def test_redis_down_keeps_local_delivery_then_resets_and_bridges_again(nodes, re
         assert f["text"] == "after" and f["id"] == 1, f
     assert metric_sum(nodes[0].metrics(), "roost_redis_up") == 1
     for c in (a0, b0, c1):
+        c.close()
+
+
+def test_idle_rooms_are_freed_and_max_rooms_stays_the_cap(start_server):
+    """--room-idle-s (default 600): an empty room is freed (counted), so new rooms fit under
+    --max-rooms; a room with a member is never freed. Without Redis: one node's own rooms."""
+    srv = start_server("--room-idle-s", "0.5", "--max-rooms", "2")
+    kept, _ = join(srv.port, "kept", "k")
+    gone, _ = join(srv.port, "gone", "g")
+    gone.close()
+    resp = post_json(srv.port, "/broadcast", {"room": "third", "message": "x"})
+    assert resp.status == 503  # both rooms held: the hard cap
+    time.sleep(1.2)
+    resp = post_json(srv.port, "/broadcast", {"room": "third", "message": "x"})
+    assert resp.status == 200, resp  # "gone" was freed for it
+    assert metric_sum(srv.metrics(), "roost_rooms_freed_total") == 1
+    rooms = {r["room"] for r in srv.get("/rooms").json()["rooms"]}
+    assert rooms == {"kept", "third"}, rooms
+    kept.send_json({"type": "chat", "message": "still here"})
+    assert messages(kept, 1)[0]["text"] == "still here"
+    time.sleep(1.2)  # "third" was published to, then left empty
+    again, w = join(srv.port, "gone", "g")  # made again: a new life, no history
+    assert w["last_id"] == 0 and w["online"] == 1, w
+    assert metric_sum(srv.metrics(), "roost_rooms_freed_total") == 2
+    for c in (kept, again):
         c.close()
