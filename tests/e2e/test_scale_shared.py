@@ -110,6 +110,22 @@ def test_an_idempotency_key_on_two_nodes_gives_one_task(nodes, redis):  # noqa: 
     assert resp.status == 409, resp
 
 
+def test_a_slow_redis_gets_the_fail_mode_within_the_bound(nodes, redis):  # noqa: F811
+    cid = uuid.uuid4().hex
+    redis.command("CLIENT", "PAUSE", "1500", "ALL")  # every reply waits 1.5 s
+    t0 = time.monotonic()
+    opened = limited(nodes[OPEN], cid)
+    closed = limited(nodes[CLOSED], cid)
+    took = time.monotonic() - t0
+    assert opened.status == 200 and opened.header("X-RateLimit-Remaining") is None, opened
+    assert closed.status == 503, closed
+    assert took < 1.2, took  # two requests, each bounded by --redis-wait-ms (200 here)
+    deadline = time.monotonic() + 5  # the replies come after the pause: counted as late
+    while metric_sum(nodes[OPEN].metrics(), "roost_redis_shared_late_total") < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
 def test_redis_down_open_lets_through_closed_answers_503_then_shared_again(nodes, redis):  # noqa: F811,E501
     redis.stop()
     for srv in nodes:
