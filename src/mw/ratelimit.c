@@ -221,39 +221,18 @@ static void rl_remote_done(roost_req_t *req, mw_rl_query_t *q)
     roost_req_continue(req);
 }
 
-/* With --redis: every matching policy in one question to the shared table, which parks the
- * request until it answers. */
-static void rl_request_remote(roost_req_t *req, rl_ctx_t *ctx, roost_str_t path)
+/* With --redis: one policy's question to the shared table, its key stored as text: a kind
+ * byte then the value (so an address never shares a header's bucket). */
+static int ask_add(roost_req_t *req, mw_rl_ask_t *a, const rl_policy_t *pol, int i, roost_str_t v,
+                   unsigned kind)
 {
-    rl_mw_t *m = ctx->m;
-    mw_rl_ask_t *asks = roost_req_alloc(req, (size_t)m->n * sizeof *asks);
-    if (!asks) {
-        roost_respond_error(req, 503, "Out of memory");
-        return;
-    }
-    int n = 0;
-    for (int i = 0; i < m->n; i++) {
-        rl_policy_t *pol = &m->pol[i];
-        if (!glob_match(pol, path))
-            continue;
-        /* Stored as text: a kind byte then the value (an address never shares a header's). */
-        unsigned kind;
-        roost_str_t v = request_key(req, &pol->p, &kind);
-        char *k = roost_req_alloc(req, v.len + 1);
-        if (!k) {
-            roost_respond_error(req, 503, "Out of memory");
-            return;
-        }
-        k[0] = "ahk"[kind];
-        memcpy(k + 1, v.ptr, v.len);
-        asks[n++] = (mw_rl_ask_t){.p = &pol->p, .key = k, .key_len = v.len + 1, .pol = i};
-    }
-    if (n == 0)
-        return;
-    ctx->q = (mw_rl_query_t){.asks = asks, .n = n};
-    if (m->rs->remote(m->rs->remote_ud, req, &ctx->q, rl_remote_done) < 0) {
-        roost_counter_add(m->rs->c_unchecked, 1); /* not parked: let it through */
-    }
+    char *k = roost_req_alloc(req, v.len + 1);
+    if (!k)
+        return -ENOMEM;
+    k[0] = "ahk"[kind];
+    memcpy(k + 1, v.ptr, v.len);
+    *a = (mw_rl_ask_t){.p = &pol->p, .key = k, .key_len = v.len + 1, .pol = i};
+    return 0;
 }
 
 static void rl_request(roost_req_t *req, void *c, void *ud)
@@ -265,10 +244,14 @@ static void rl_request(roost_req_t *req, void *c, void *ud)
     if (!path.ptr)
         return; /* a malformed path is answered 400 by dispatch */
     ctx->m = m;
-    if (m->rs->remote) {
-        rl_request_remote(req, ctx, path);
+    /* With --redis, every matching policy goes in one question to the shared table, which
+     * parks the request until it answers (rl_remote_done). */
+    mw_rl_ask_t *asks = m->rs->remote ? roost_req_alloc(req, (size_t)m->n * sizeof *asks) : NULL;
+    if (m->rs->remote && !asks) {
+        roost_respond_error(req, 503, "Out of memory");
         return;
     }
+    int n = 0;
     int64_t now = (int64_t)req->start_ns; /* when it arrived: one clock read less */
     for (int i = 0; i < m->n; i++) {
         rl_policy_t *pol = &m->pol[i];
@@ -276,12 +259,24 @@ static void rl_request(roost_req_t *req, void *c, void *ud)
             continue;
         unsigned kind;
         roost_str_t key = request_key(req, &pol->p, &kind);
+        if (asks) {
+            if (ask_add(req, &asks[n++], pol, i, key, kind) < 0) {
+                roost_respond_error(req, 503, "Out of memory");
+                return;
+            }
+            continue;
+        }
         mw_gcra_result_t r;
         mw_rl_table_check(m->rs->table, pol->id << 2 | kind, key.ptr, key.len, &pol->p.gcra, now,
                           &r);
         if (rl_apply(req, pol, &seen[i], &r))
             return;
     }
+    if (n == 0)
+        return;
+    ctx->q = (mw_rl_query_t){.asks = asks, .n = n};
+    if (m->rs->remote(m->rs->remote_ud, req, &ctx->q, rl_remote_done) < 0)
+        roost_counter_add(m->rs->c_unchecked, 1); /* not parked: let it through */
 }
 
 /* Field values are written by hand: with snprintf, formatting was the largest part of the
