@@ -259,11 +259,13 @@ static void welcome(net_loop_t *loop, net_msg_t *msg)
         if (e->id > after)
             ring[nring++] = rbuf_ref(e->frame);
     }
+    /* Never told by Redis: this process's epoch, which Redis's will differ from (reset). */
+    const char *epoch = r->epoch[0] ? r->epoch : s->hub->epoch;
     json_t *w = json_pack("{s:s,s:s,s:s,s:i,s:s,s:I}", "type", "welcome", "room", r->name, "user",
-                          m->user, "online", (json_int_t)r->online, "epoch", r->epoch, "last_id",
+                          m->user, "online", (json_int_t)r->online, "epoch", epoch, "last_id",
                           (json_int_t)r->last_id);
     json_t *reset_msg = reset ? json_pack("{s:s,s:s,s:s,s:I}", "type", "reset", "room", r->name,
-                                          "epoch", r->epoch, "last_id", (json_int_t)r->last_id)
+                                          "epoch", epoch, "last_id", (json_int_t)r->last_id)
                               : NULL;
     hub_member_link(r, m); /* deliveries after this snapshot (seq) are m's */
     pthread_mutex_unlock(&r->lock);
@@ -329,8 +331,10 @@ void hub_bridge_join(hub_t *hub, room_t *r, hub_member_t *m, long long since, co
     new_epoch(fresh);
     snprintf(since_s, sizeof since_s, "%lld", since);
     const char *argv[] = {hash, stream, fresh, since_s, s->client_epoch};
-    if (redis_eval(hub->redis, &sync_script, 2, 5, argv, NULL, on_synced, s) < 0)
-        on_synced(hub->redis, NULL, -ENOTCONN, s); /* welcomed at once, with what is here */
+    /* Redis down: welcomed at once with what is here, rather than after the command timeout */
+    if (!redis_up(hub->redis) ||
+        redis_eval(hub->redis, &sync_script, 2, 5, argv, NULL, on_synced, s) < 0)
+        on_synced(hub->redis, NULL, -ENOTCONN, s);
 }
 
 /* ---- Redis back: rooms whose history was lost (a new epoch) tell their members ---- */

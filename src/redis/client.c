@@ -1,7 +1,7 @@
-/* The client's thread and its two connections: connecting (AUTH, SELECT), reconnecting with
- * capped exponential backoff, the command queue (held while down, bounded, timed out) and the
- * inbox through which other threads hand it commands and subscriptions. Subscriptions
- * themselves are pubsub.c's; the server's own client is server.c's. */
+/* The client's thread, its command queue (held while down, bounded, timed out; scripts loaded
+ * ahead of their first EVALSHA) and the inbox through which other threads hand it commands and
+ * subscriptions. Connecting and reconnecting are conn.c's, subscriptions pubsub.c's, the
+ * server's own client server.c's. */
 #include "redis/redis.h"
 
 #include <errno.h>
@@ -32,8 +32,6 @@ struct redis_cmd {
     const char **argv;
     size_t *lens;
 };
-
-static void conn_start(redis_conn_t *c);
 
 /* ---- commands ---- */
 
@@ -143,8 +141,6 @@ static void queue_add(redis_t *r, redis_cmd_t *k)
 }
 
 /* A reply late by the command timeout means the connection is stuck: renew it. */
-static void conn_drop(redis_conn_t *c);
-
 static void expire(redis_t *r, uint64_t now)
 {
     int stuck = 0;
@@ -161,7 +157,7 @@ static void expire(redis_t *r, uint64_t now)
     }
     if (stuck && r->cmd.state == CONN_UP) {
         log_warn("redis: a command got no reply in %.1fs: reconnecting", r->opts.command_timeout_s);
-        conn_drop(&r->cmd);
+        redis_conn_drop(&r->cmd);
     }
 }
 
@@ -173,165 +169,24 @@ static void on_tick(uv_timer_t *t)
     redis_sub_sweep(r, now);
 }
 
-/* ---- connections ---- */
-
-static void set_up(redis_t *r)
+/* For conn.c: a new connection sends what waited; a broken one ends what it had sent. */
+void redis_cmds_flush(redis_t *r)
 {
-    int up = r->cmd.state == CONN_UP && r->sub.state == CONN_UP;
-    if (up == atomic_load(&r->up))
-        return;
-    atomic_store(&r->up, up);
-    roost_counter_add(r->c_up, up ? 1 : -1);
-    log_info("redis: %s (%s:%d)", up ? "up" : "down", r->url.host, r->url.port);
-    for (int i = 0, n = atomic_load(&r->nstate); i < n; i++)
-        r->on_state[i].fn(r, up, r->on_state[i].ud);
-}
-
-static void on_backoff(uv_timer_t *t)
-{
-    redis_conn_t *c = t->data;
-    if (c->state == CONN_DOWN) {
-        conn_start(c);
-    } else if (c->state != CONN_UP) { /* the connect timeout */
-        log_warn("redis: no connection within %.1fs", c->r->opts.connect_timeout_s);
-        conn_drop(c);
+    for (redis_cmd_t *k = r->queue_head, *next; k; k = next) {
+        next = k->next;
+        cmd_send(r, k);
     }
 }
 
-/* The connection ended (hiredis frees its context): try again after the backoff. */
-static void conn_lost(redis_conn_t *c)
+void redis_cmds_cut(redis_t *r, int err)
 {
-    redis_t *r = c->r;
-    c->ac = NULL;
-    c->state = CONN_DOWN;
-    set_up(r);
-    if (r->stopping)
-        return;
-    double delay = r->opts.backoff_min_s;
-    for (int i = 0; i < c->attempts && delay < r->opts.backoff_max_s; i++)
-        delay *= 2;
-    if (delay > r->opts.backoff_max_s)
-        delay = r->opts.backoff_max_s;
-    /* up to a quarter less, so that many nodes do not reconnect in step */
-    delay *= 1.0 - (double)(rand() % 250) / 1000.0;
-    c->attempts++;
-    uv_timer_start(&c->timer, on_backoff, (uint64_t)(delay * 1000), 0);
-}
-
-static void conn_drop(redis_conn_t *c)
-{
-    redisAsyncContext *ac = c->ac;
-    if (!ac)
-        return;
-    ac->data = NULL; /* its callbacks, run by the free, know it is no longer ours */
-    if (!c->is_sub) {
-        /* hiredis calls on_reply for each sent command, with r unknown: finish them here */
-        for (redis_cmd_t *k = c->r->queue_head, *next; k; k = next) {
-            next = k->next;
-            if (!k->sent)
-                continue;
-            queue_unlink(c->r, k);
-            cmd_finish(c->r, k, NULL, c->r->stopping ? -ECANCELED : -ECONNRESET);
-        }
+    for (redis_cmd_t *k = r->queue_head, *next; k; k = next) {
+        next = k->next;
+        if (!k->sent)
+            continue;
+        queue_unlink(r, k);
+        cmd_finish(r, k, NULL, err); /* on_reply frees it, with the context */
     }
-    redisAsyncFree(ac);
-    conn_lost(c);
-}
-
-static void conn_ready(redis_conn_t *c)
-{
-    redis_t *r = c->r;
-    c->state = CONN_UP;
-    c->attempts = 0;
-    if (!c->is_sub)
-        r->nloaded = 0; /* a new connection, maybe a new (empty) server */
-    uv_timer_stop(&c->timer);
-    if (c->is_sub)
-        redis_sub_ready(r);
-    else
-        for (redis_cmd_t *k = r->queue_head, *next; k; k = next) {
-            next = k->next;
-            cmd_send(r, k);
-        }
-    set_up(r);
-}
-
-static void on_handshake(redisAsyncContext *ac, void *replyp, void *privdata)
-{
-    redis_conn_t *c = ac->data;
-    redisReply *reply = replyp;
-    if (!c || !reply)
-        return;
-    if (reply->type == REDIS_REPLY_ERROR) {
-        log_error("redis: %s", reply->str);
-        conn_drop(c);
-        return;
-    }
-    if (--c->handshake_left == 0)
-        conn_ready(c);
-}
-
-static void on_connect(const redisAsyncContext *cac, int status)
-{
-    redisAsyncContext *ac = (redisAsyncContext *)cac;
-    redis_conn_t *c = ac->data;
-    if (!c)
-        return;
-    if (status != REDIS_OK) {
-        if (c->attempts == 0)
-            log_warn("redis: cannot connect to %s:%d: %s", c->r->url.host, c->r->url.port,
-                     ac->errstr);
-        conn_lost(c); /* hiredis frees the context after this callback */
-        return;
-    }
-    redis_t *r = c->r;
-    c->state = CONN_HANDSHAKE;
-    c->handshake_left = 0;
-    if (r->url.password) {
-        const char *argv[3] = {"AUTH", r->url.user ? r->url.user : r->url.password,
-                               r->url.password};
-        redisAsyncCommandArgv(ac, on_handshake, c, r->url.user ? 3 : 2, argv, NULL);
-        c->handshake_left++;
-    }
-    if (r->url.db && !c->is_sub) {
-        char db[16];
-        snprintf(db, sizeof db, "%d", r->url.db);
-        const char *argv[2] = {"SELECT", db};
-        redisAsyncCommandArgv(ac, on_handshake, c, 2, argv, NULL);
-        c->handshake_left++;
-    }
-    if (!c->handshake_left)
-        conn_ready(c);
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-    redis_conn_t *c = ac->data;
-    if (!c)
-        return;
-    if (c->state == CONN_UP)
-        log_warn("redis: connection lost: %s", ac->errstr[0] ? ac->errstr : "closed");
-    conn_lost(c);
-}
-
-static void conn_start(redis_conn_t *c)
-{
-    redis_t *r = c->r;
-    if (c->attempts > 0)
-        roost_counter_add(r->c_reconnects, 1);
-    redisAsyncContext *ac = redisAsyncConnect(r->url.host, r->url.port);
-    if (!ac || ac->err || redis_uv_attach(ac, &r->loop) < 0) {
-        if (ac)
-            redisAsyncFree(ac);
-        conn_lost(c);
-        return;
-    }
-    ac->data = c;
-    c->ac = ac;
-    c->state = CONN_CONNECTING;
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    uv_timer_start(&c->timer, on_backoff, (uint64_t)(r->opts.connect_timeout_s * 1000), 0);
 }
 
 /* ---- the thread and its inbox ---- */
@@ -343,8 +198,8 @@ static void on_closed(uv_handle_t *h)
 static void stop(redis_t *r)
 {
     r->stopping = 1;
-    conn_drop(&r->cmd);
-    conn_drop(&r->sub);
+    redis_conn_drop(&r->cmd);
+    redis_conn_drop(&r->sub);
     while (r->queue_head) {
         redis_cmd_t *k = r->queue_head;
         queue_unlink(r, k);
@@ -388,8 +243,8 @@ static void *thread_main(void *arg)
 {
     redis_t *r = arg;
     pthread_setname_np(pthread_self(), "roost-redis"); /* for top -H, perf, gdb */
-    conn_start(&r->cmd);
-    conn_start(&r->sub);
+    redis_conn_start(&r->cmd);
+    redis_conn_start(&r->sub);
     uv_run(&r->loop, UV_RUN_DEFAULT);
     return NULL;
 }

@@ -145,6 +145,11 @@ struct redis {
     roost_counter_t *c_up, *c_reconnects, *c_failed, *c_timeouts, *c_commands, *c_messages;
 };
 
+/* conn.c and client.c, on the client's thread */
+void redis_conn_start(redis_conn_t *c);
+void redis_conn_drop(redis_conn_t *c);    /* ends it now, and tries again after the backoff */
+void redis_cmds_flush(redis_t *r);        /* the command connection is ready: send what waits */
+void redis_cmds_cut(redis_t *r, int err); /* it broke: end what was sent with err */
 /* pubsub.c, on the client's thread */
 void redis_sub_ready(redis_t *r); /* the pub/sub connection is ready: subscribe all */
 void redis_sub_change(redis_t *r, const char *channel, int delta);

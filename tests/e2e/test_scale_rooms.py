@@ -165,6 +165,21 @@ def wait_views(nodes, room, want, timeout=5.0):
         time.sleep(0.1)
 
 
+def test_job_progress_on_one_node_reaches_a_watcher_on_another(nodes):
+    resp = post_json(nodes[0].port, "/tasks", {"type": "sleep", "delay_s": 1.0,
+                                               "payload": {"steps": 3, "seconds": 0.2}})
+    assert resp.status == 201, resp
+    task_id = resp.json()["task_id"]
+    watcher, _ = join(nodes[1].port, f"task:{task_id}", "watcher")
+    statuses = []
+    while not statuses or statuses[-1] not in ("completed", "failed", "cancelled"):
+        f = messages(watcher, 1, types=("task",), timeout=10)[0]
+        assert f["task"]["task_id"] == task_id and isinstance(f["id"], int), f
+        statuses.append(f["task"]["status"])
+    assert "running" in statuses and statuses[-1] == "completed", statuses
+    watcher.close()
+
+
 def test_counts_and_user_lists_agree_on_every_node(nodes):
     room = unique()
     a, _ = join(nodes[0].port, room, "alice")
@@ -230,6 +245,10 @@ def test_redis_down_keeps_local_delivery_then_resets_and_bridges_again(nodes, re
     for c in (a0, b0):  # delivered on its node, without an id (no shared history has it)
         f = messages(c, 1)[0]
         assert f["text"] == "local" and "id" not in f, f
+    started = time.monotonic()  # a join while down is welcomed at once, from what is here
+    d2, _ = join(nodes[2].port, room, "d2")
+    assert time.monotonic() - started < 1.0
+    d2.close()
     after = metric_sum(nodes[0].metrics(), "roost_redis_publishes_not_bridged_total")
     assert after == before + 1
     assert metric_sum(nodes[0].metrics(), "roost_redis_up") == 0
