@@ -21,7 +21,7 @@ BASEFLAGS += $(VIPS_CFLAGS)
 LIBS     += $(shell pkg-config --libs vips 2>/dev/null)
 
 LIB_SRC  := $(sort $(wildcard src/base/*.c src/net/*.c src/core/*.c src/http/*.c src/mw/*.c \
-                               src/ws/*.c src/redis/*.c src/hub/*.c src/jobs/*.c src/db/*.c src/fetch/*.c))
+                               src/ws/*.c src/redis/*.c src/shared/*.c src/hub/*.c src/jobs/*.c src/db/*.c src/fetch/*.c))
 APP_SRC  := $(sort $(wildcard src/app/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))

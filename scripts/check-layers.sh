@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Low to high.
-ORDER=(base net core http mw ws fetch redis hub db jobs app)
+ORDER=(base net core http mw ws fetch redis shared hub db jobs app)
 declare -A RANK
 for i in "${!ORDER[@]}"; do RANK[${ORDER[$i]}]=$i; done
 

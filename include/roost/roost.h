@@ -110,6 +110,9 @@ typedef struct {
     const char *url;       /* --redis: redis://[[user]:password@]host[:port][/db] */
     const char *node_id;   /* --node-id: this node's name in Redis, default host:port */
     double presence_ttl_s; /* --presence-ttl-s: a dead node's members leave after this */
+    /* Shared limits, cache and idempotency keys (src/shared): */
+    const char *fail; /* --redis-fail open|closed: when Redis does not answer in time */
+    int wait_ms;      /* --redis-wait-ms: how long a request waits for Redis, default 50 */
 } roost_redis_config_t;
 
 typedef struct {
@@ -664,6 +667,11 @@ int roost_req_wait(roost_req_t *req);
  * the calls were made, then ends one wait. When the last wait ends and nothing was answered,
  * the answer is 500 (an open stream is ended). fn may call roost_req_wait to wait again. */
 void roost_req_resume(roost_req_t *req, roost_resume_fn fn, void *arg);
+/* From the resume fn of a request that an on_request hook parked (roost_req_wait): goes on as
+ * if the hook had let it pass: the later on_request hooks, the route's checks, the handler.
+ * Nothing when the request was answered meanwhile. Loop. (A hook that asks a remote store, as
+ * the shared rate limits do, parks the request then continues it.) */
+void roost_req_continue(roost_req_t *req);
 /* On the loop: the client has gone, anything sent now is dropped. */
 int roost_req_gone(const roost_req_t *req);
 
@@ -923,6 +931,10 @@ int roost_redis_start(roost_server_t *srv);
 int roost_rooms_start(roost_server_t *srv);
 /* -1 without --redis, else 1 while Redis is connected and 0 while it is not. Any thread. */
 int roost_redis_state(roost_server_t *srv);
+/* With --redis: rate limits, the response cache (a second level) and the jobs' idempotency keys
+ * shared by every node through Redis (src/shared). 0 without --redis; -EINVAL for a bad
+ * --redis-fail. Main thread, after roost_redis_start, before roost_run. */
+int roost_shared_start(roost_server_t *srv);
 
 /* ---- counters, exported on /metrics ---- */
 typedef struct roost_counter roost_counter_t;

@@ -14,7 +14,7 @@
 static int setup(roost_server_t *srv, const roost_config_t *cfg, app_config_t *app)
 {
     /* First, so that it stops last: every layer that may use Redis stops before it. */
-    if (roost_redis_start(srv) < 0 || roost_rooms_start(srv) < 0)
+    if (roost_redis_start(srv) < 0 || roost_rooms_start(srv) < 0 || roost_shared_start(srv) < 0)
         return -EINVAL;
     /* The first two middleware: every later one's time and answer are in what they report. */
     if (roost_use(srv, &roost_mw_timing) < 0 || roost_use_logs(srv) < 0) {

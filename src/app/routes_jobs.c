@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "app/app.h"
+#include "shared/shared.h"
 
 #define IDEM_KEY_MAX 200
 #define COUNT_OF(a)  (sizeof(a) / sizeof((a)[0]))
@@ -37,6 +38,15 @@ typedef struct {
     json_t *task;
     int status;
 } reply_t;
+
+/* A submit whose Idempotency-Key this node claimed in Redis (--redis): its first answer is
+ * stored there for the other nodes before the client gets it. */
+typedef struct {
+    roost_req_t *req;
+    json_t *task;
+    int status;
+    char key[];
+} claimed_t;
 
 /* On the loop: the answer the queue's thread prepared. */
 static void send_reply(roost_req_t *req, void *arg)
@@ -78,7 +88,71 @@ static void reply_later(json_t *task, int status, void *arg)
     roost_req_resume(r->req, send_reply, r);
 }
 
+/* Redis has the first answer (or failed): now the client gets it. Any thread. */
+static void claimed_stored(void *arg)
+{
+    claimed_t *c = arg;
+    reply_later(c->task, c->status, c->req);
+    free(c);
+}
+
+/* On the queue's thread, for a claimed key: the answer goes to Redis before the client, so a
+ * repeat on another node after this answer always finds it. */
+static void reply_claimed(json_t *task, int status, void *arg)
+{
+    claimed_t *c = arg;
+    char *answer = task && (status == 201 || status == 200) ? json_dumps(task, JSON_COMPACT) : NULL;
+    c->task = task;
+    c->status = status;
+    shared_idem_store(roost_req_server(c->req), c->key, answer, answer ? strlen(answer) : 0,
+                      claimed_stored, c);
+    free(answer);
+}
+
+static void submit(roost_req_t *req, int claimed);
+
+/* On the loop: what Redis says of the request's Idempotency-Key. */
+static void idem_verdict(roost_req_t *req, shared_idem_t verdict, const char *answer, size_t len,
+                         void *arg)
+{
+    (void)arg;
+    json_t *task;
+    switch (verdict) {
+    case SHARED_IDEM_CLAIMED:
+    case SHARED_IDEM_OPEN:
+        submit(req, verdict == SHARED_IDEM_CLAIMED);
+        break;
+    case SHARED_IDEM_REPLAY:
+        task = json_loadb(answer, len, 0, NULL);
+        if (!task) {
+            roost_respond_error(req, 503,
+                                "The first answer for this Idempotency-Key is unreadable");
+            break;
+        }
+        roost_res_header(req, "Idempotent-Replayed", "true");
+        roost_respond_json(req, 201, task);
+        break;
+    case SHARED_IDEM_BUSY:
+        roost_res_header(req, "Retry-After", "1");
+        roost_respond_error(req, 409,
+                            "A request with this Idempotency-Key is still being processed");
+        break;
+    case SHARED_IDEM_CLOSED:
+        roost_res_header(req, "Retry-After", "1");
+        roost_respond_error(req, 503,
+                            "Idempotency keys are unavailable (Redis did not answer; "
+                            "--redis-fail closed)");
+        break;
+    }
+}
+
 static void create_task(roost_req_t *req, void *ud)
+{
+    submit(req, -1);
+}
+
+/* claimed -1: first pass (may ask Redis for the key); 0 or 1: after Redis's verdict. */
+static void submit(roost_req_t *req, int claimed)
 {
     json_t *body = roost_req_json_body(req);
     roost_str_t key = roost_req_header(req, "idempotency-key");
@@ -112,10 +186,23 @@ static void create_task(roost_req_t *req, void *ud)
         roost_job_validate(roost_req_server(req), &spec, errors);
     if (json_array_size(errors) > 0) {
         roost_respond_422(req, errors);
+    } else if (claimed < 0 && spec.idempotency_key && shared_idem_on(roost_req_server(req)) &&
+               shared_idem_claim(roost_req_server(req), req, spec.idempotency_key, idem_verdict,
+                                 NULL) == 0) {
+        json_decref(errors); /* parked: idem_verdict goes on */
     } else {
         json_decref(errors);
+        claimed_t *c = claimed == 1 ? malloc(sizeof *c + strlen(spec.idempotency_key) + 1) : NULL;
+        if (c) {
+            c->req = req;
+            strcpy(c->key, spec.idempotency_key);
+        }
         roost_req_wait(req);
-        if (roost_job_submit(roost_req_server(req), &spec, reply_later, req) < 0) {
+        if (roost_job_submit(roost_req_server(req), &spec, c ? reply_claimed : reply_later,
+                             c ? (void *)c : req) < 0) {
+            if (c)
+                shared_idem_store(roost_req_server(req), c->key, NULL, 0, NULL, NULL);
+            free(c);
             roost_respond_error(req, 503, "The task could not be queued");
             roost_req_resume(req, NULL, NULL); /* nothing will: end the wait */
         }

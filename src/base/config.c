@@ -130,6 +130,11 @@ static const opt_t redis_opts[] = {
     {"node-id", STR, OFF(redis.node_id), 0, 0, "this node's name in Redis (empty: host:port)"},
     {"presence-ttl-s", SECS, OFF(redis.presence_ttl_s), 1, 3600,
      "a node that stops refreshing its members in Redis has them leave after this"},
+    {"redis-fail", STR, OFF(redis.fail), 0, 0,
+     "open|closed: shared rate limits, cache and idempotency keys when Redis does not answer "
+     "in time (open: allowed and counted; closed: 503)"},
+    {"redis-wait-ms", INT, OFF(redis.wait_ms), 1, 60000,
+     "how long a request waits for Redis (shared limits, cache) before --redis-fail applies"},
 };
 
 static const opt_t jobs_opts[] = {
@@ -262,7 +267,8 @@ void roost_config_init(roost_config_t *cfg)
         .pong_timeout_s = 10,
     };
     cfg->rooms = (roost_rooms_config_t){.history = 100, .max_rooms = 100000, .idle_s = 600};
-    cfg->redis = (roost_redis_config_t){.url = "", .node_id = "", .presence_ttl_s = 10};
+    cfg->redis = (roost_redis_config_t){
+        .url = "", .node_id = "", .presence_ttl_s = 10, .fail = "open", .wait_ms = 50};
     cfg->jobs =
         (roost_jobs_config_t){.workers = 8, .prefetch = 64, .retry_backoff_s = 1, .lease_s = 30};
     cfg->data = (roost_data_config_t){

@@ -133,6 +133,7 @@ struct roost_req {
     http_mw_t *mw; /* the server's global chain, or the arena's with the route's */
     char *mw_ctx;  /* every entry's context, zeroed, from the arena */
     int nmw;
+    int mw_next;        /* the on_request hook after the one that parked (roost_req_continue) */
     uint8_t has_filter; /* some mw has on_body */
     uint8_t body_kept;  /* the filters passed the whole body on as it was: res_body (or res_shared)
                            stands */
@@ -363,8 +364,9 @@ void http_sse_stop(roost_req_t *req);
  * shares hs->chain. Loop. Returns 0 or -ENOMEM (the chain is then empty). */
 int http_mw_chain(roost_req_t *req, const struct http_server *hs,
                   const roost_middleware_t *const *route);
-/* Runs on_request hooks until one answers; returns 1 if one did. */
-int http_mw_request(roost_req_t *req);
+/* Runs on_request hooks, from the first (from: 0) until one answers or parks the request;
+ * returns 1 if one did (req->mw_next is then the hook after it). */
+int http_mw_request(roost_req_t *req, int from);
 /* Runs on_headers hooks then the body filters over the whole res_body. */
 void http_mw_respond(roost_req_t *req);
 /* Runs on_headers hooks (a stream's head). */

@@ -97,16 +97,21 @@ int http_mw_chain(roost_req_t *req, const http_server_t *hs, const roost_middlew
     return 0;
 }
 
-int http_mw_request(roost_req_t *req)
+int http_mw_request(roost_req_t *req, int from)
 {
-    for (int i = 0; i < req->nmw; i++) {
+    for (int i = from; i < req->nmw; i++) {
         const roost_middleware_t *m = req->mw[i].mw;
         if (m->on_request) {
+            /* From roost_req_continue the request waits already: a hook parks it when it adds
+             * a wait of its own. */
+            int waits = atomic_load(&req->waits);
             m->on_request(req, ctx_of(req, i), m->ud);
             if (req->status)
                 return 1;
-            if (atomic_load(&req->waits) > 0) {
-                /* It parked the request (a cache fill's twin): its resume answers. */
+            if (atomic_load(&req->waits) > waits) {
+                /* It parked the request (a cache fill's twin, a shared rate limit): its resume
+                 * answers or continues (roost_req_continue). */
+                req->mw_next = i + 1;
                 http_req_set_phase(req, HTTP_REQ_WAITING);
                 return 1;
             }

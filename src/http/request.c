@@ -134,6 +134,8 @@ static int parse_int(const char *s, size_t len)
 /* Routes req and runs it: the on_request hooks (which may answer), then the checks that answer
  * 400/404/405/422 (path, then the route's schemas), then the handler. Every answer goes through
  * the same chain's on_headers. */
+static void dispatch_route(roost_req_t *req, const char *allow);
+
 void http_dispatch(roost_req_t *req)
 {
     http_server_t *hs = req->hs;
@@ -156,8 +158,14 @@ void http_dispatch(roost_req_t *req)
         roost_respond_error(req, 503, "Out of memory");
         return;
     }
-    if (http_mw_request(req))
+    if (http_mw_request(req, 0))
         return;
+    dispatch_route(req, allow);
+}
+
+/* After the on_request hooks: the checks that answer 400/404/405/422, then the handler. */
+static void dispatch_route(roost_req_t *req, const char *allow)
+{
     if (!req->path.ptr) {
         roost_respond_error(req, 400, "Invalid request path");
         return;
@@ -189,6 +197,23 @@ void http_dispatch(roost_req_t *req)
     }
     if (http_route_validate(req) == 0)
         http_run_handler(req);
+}
+
+void roost_req_continue(roost_req_t *req)
+{
+    if (req->status || http_req_phase(req) != HTTP_REQ_ON_LOOP)
+        return; /* answered, or not called from a resume */
+    if (http_mw_request(req, req->mw_next))
+        return;
+    char allow[128] = "";
+    if (!req->route && req->path.ptr) {
+        /* Only for the Allow field of a 405: match again (the first match's is gone). */
+        int nparams = 0;
+        http_param_t params[HTTP_MAX_PARAMS];
+        const char *method = llhttp_method_name((llhttp_method_t)req->method);
+        router_match(req->hs->router, method, req->path, params, &nparams, allow, sizeof allow);
+    }
+    dispatch_route(req, allow);
 }
 
 uint64_t roost_res_bytes(const roost_req_t *req)

@@ -26,6 +26,8 @@ typedef struct {
     roost_counter_t *c_hit, *c_miss, *c_stale, *c_wait, *c_fill_err, *c_evict, *c_lru, *c_bytes;
     roost_counter_t *c_304, *c_revalidate;
     cache_route_t *routes; /* what roost_mw_cache made, freed with the server */
+    cache_remote_t remote; /* with --redis (src/shared): the second level; lookup NULL: none */
+    roost_counter_t *c_remote_hit, *c_remote_fail;
 } cache_server_t;
 
 /* Every counter of the cache, on /metrics. */
@@ -78,7 +80,8 @@ enum { ST_NONE, ST_SERVED, ST_FILL, ST_WAIT };
 
 /* The per-request context (the arena's, zeroed). */
 typedef struct {
-    cache_waiter_t w; /* first: the store parks it */
+    cache_waiter_t w;   /* first: the store parks it */
+    cache_remote_q_t q; /* the second level's answer */
     roost_req_t *req;
     const cache_route_t *route;
     int state;
@@ -197,6 +200,7 @@ static void wake(roost_req_t *req, void *arg)
 /* ---- the hooks ---- */
 
 static void wake_all(cache_waiter_t *w, rbuf_t *give, uint64_t give_stored_ns, const char *label);
+static void remote_done(roost_req_t *req, cache_remote_q_t *q);
 
 static int make_key(roost_req_t *req, cache_ctx_t *ctx, const cache_route_t *r)
 {
@@ -269,6 +273,11 @@ static void cache_request(roost_req_t *req, void *c, void *ud)
         ctx->stale = f.resp;
         ctx->stale_stored_ns = f.stored_ns;
         ctx->stale_sie_until = f.sie_until_ns;
+        if (r->cs->remote.lookup) {
+            /* The second level first: another node may have it, or be filling it. */
+            ctx->q.key = &ctx->key;
+            r->cs->remote.lookup(r->cs->remote.ud, req, &ctx->q, remote_done);
+        }
         break;
     }
 }
@@ -288,14 +297,50 @@ static void wake_all(cache_waiter_t *w, rbuf_t *give, uint64_t give_stored_ns, c
 }
 
 /* Ends this request's fill: stores resp (NULL: nothing) and hands `give` to every waiter. */
-static void end_fill(cache_ctx_t *ctx, const cache_route_t *r, rbuf_t *resp, rbuf_t *give,
-                     uint64_t give_stored_ns, const char *label)
+static void end_fill_ttl(cache_ctx_t *ctx, const cache_route_t *r, rbuf_t *resp, rbuf_t *give,
+                         uint64_t give_stored_ns, const char *label, uint64_t ttl_ns)
 {
-    uint64_t now = time_now_ns(), fresh = now + r->ttl_ns;
+    uint64_t now = time_now_ns(), fresh = now + ttl_ns;
     cache_waiter_t *w = cache_fill_done(r->cs->store, &ctx->key, resp, now, fresh,
                                         fresh + r->swr_ns, fresh + r->sie_ns);
     ctx->state = ST_SERVED;
     wake_all(w, give, give_stored_ns, label);
+}
+
+static void end_fill(cache_ctx_t *ctx, const cache_route_t *r, rbuf_t *resp, rbuf_t *give,
+                     uint64_t give_stored_ns, const char *label)
+{
+    const cache_server_t *cs = r->cs;
+    if (cs->remote.store && ctx->state == ST_FILL)
+        cs->remote.store(cs->remote.ud, &ctx->key, resp, r->ttl_ns, ctx->q.locked);
+    end_fill_ttl(ctx, r, resp, give, give_stored_ns, label, r->ttl_ns);
+}
+
+/* On the loop, from the second level's resume: another node's answer, or this request fills. */
+static void remote_done(roost_req_t *req, cache_remote_q_t *q)
+{
+    cache_ctx_t *ctx = CONTAINER_OF(q, cache_ctx_t, q);
+    const cache_route_t *r = ctx->route;
+    if (q->result == CACHE_REMOTE_HIT) {
+        roost_counter_add(r->cs->c_remote_hit, 1);
+        uint64_t now = time_now_ns();
+        end_fill_ttl(ctx, r, q->resp, q->resp, now, "HIT", q->ttl_left_ns);
+        serve(req, ctx, r, q->resp, now, "HIT");
+        rbuf_unref(q->resp);
+        q->resp = NULL;
+        return;
+    }
+    if (q->result == CACHE_REMOTE_FAIL) {
+        roost_counter_add(r->cs->c_remote_fail, 1);
+        if (q->fail_closed) {
+            end_fill_ttl(ctx, r, NULL, NULL, 0, NULL, 0); /* the twins get a 503 too */
+            roost_respond_error(req, 503,
+                                "The shared cache (Redis) did not answer "
+                                "(--redis-fail closed)");
+            return;
+        }
+    }
+    roost_req_continue(req); /* the handler fills, on_headers stores in both levels */
 }
 
 /* Puts a stored answer in place of the error the handler made (stale-if-error). */
@@ -434,12 +479,33 @@ const roost_middleware_t *roost_mw_cache(roost_server_t *srv, const roost_cache_
     return &r->mw;
 }
 
-int roost_cache_evict(roost_server_t *srv, const char *path)
+int cache_evict_local(roost_server_t *srv, const char *path, size_t len)
 {
     cache_server_t *cs = cache_server(srv);
     if (!cs)
         return -ENOMEM;
-    int n = cache_evict_path(cs->store, path, strlen(path));
+    int n = cache_evict_path(cs->store, path, len);
     roost_counter_add(cs->c_evict, n);
     return n;
+}
+
+int roost_cache_evict(roost_server_t *srv, const char *path)
+{
+    cache_server_t *cs = cache_server(srv);
+    if (cs && cs->remote.evict)
+        cs->remote.evict(cs->remote.ud, path, strlen(path));
+    return cache_evict_local(srv, path, strlen(path));
+}
+
+int cache_set_remote(roost_server_t *srv, const cache_remote_t *ops)
+{
+    cache_server_t *cs = cache_server(srv);
+    if (!cs)
+        return -ENOMEM;
+    cs->c_remote_hit = roost_counter(srv, "roost_cache_lookups_total", "result=\"shared_hit\"",
+                                     "Response cache lookups by outcome");
+    cs->c_remote_fail = roost_counter(srv, "roost_cache_shared_failures_total", NULL,
+                                      "Lookups the shared cache (Redis) did not answer in time");
+    cs->remote = *ops;
+    return 0;
 }

@@ -104,4 +104,37 @@ int cache_evict_path(cache_store_t *s, const char *path, size_t len);
 size_t cache_store_bytes(const cache_store_t *s);
 size_t cache_store_entries(const cache_store_t *s);
 
+/* ---- a second level shared by every node: with --redis, a layer above (src/shared) keeps
+ * answers in Redis; the local store stays the first level and the path without it ---- */
+typedef enum {
+    CACHE_REMOTE_HIT,  /* resp (a reference the callee drops): another node's answer */
+    CACHE_REMOTE_FILL, /* nobody has it: this request fills (locked: it holds the nodes' lock) */
+    CACHE_REMOTE_FAIL, /* no answer in time (err); fail_closed: answer 503, else fill */
+} cache_remote_result_t;
+
+typedef struct cache_remote_q {
+    const cache_key_t *key; /* the request's */
+    /* filled by the remote: */
+    cache_remote_result_t result;
+    rbuf_t *resp;
+    uint64_t ttl_left_ns; /* a hit: how long it stays fresh */
+    int locked, err, fail_closed;
+} cache_remote_q_t;
+
+typedef void (*cache_remote_done_fn)(struct roost_req *req, cache_remote_q_t *q);
+typedef struct {
+    /* On the loop from on_request: parks req (roost_req_wait), fills q, then calls done(req, q)
+     * on the loop from a resume, once. < 0: nothing parked, done not called. */
+    int (*lookup)(void *ud, struct roost_req *req, cache_remote_q_t *q, cache_remote_done_fn done);
+    /* Any thread, no wait: stores resp (NULL: nothing, only let go of the lock when held). */
+    void (*store)(void *ud, const cache_key_t *k, const rbuf_t *resp, uint64_t ttl_ns, int locked);
+    /* Any thread, no wait: every node drops the path. */
+    void (*evict)(void *ud, const char *path, size_t len);
+    void *ud;
+} cache_remote_t;
+/* Main thread, before the loops run. 0 or -ENOMEM. */
+int cache_set_remote(roost_server_t *srv, const cache_remote_t *ops);
+/* Drops the path from this node's store only (what another node's eviction asks). */
+int cache_evict_local(roost_server_t *srv, const char *path, size_t len);
+
 #endif

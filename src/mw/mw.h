@@ -73,4 +73,30 @@ size_t mw_rl_table_keys(mw_rl_table_t *t);
 /* Keys forgotten to make room: while their TAT was still ahead (state lost) or already past. */
 void mw_rl_table_evictions(mw_rl_table_t *t, long *live, long *expired);
 
+/* ---- a shared table: with --redis, a layer above (src/shared) checks the rate limits in Redis
+ * for every node at once; the local table stays the path without it ---- */
+typedef struct {
+    const mw_rl_policy_t *p;
+    const char *key; /* the client's key (the request's arena) */
+    size_t key_len;
+    int pol;            /* the policy's index in its middleware */
+    mw_gcra_result_t r; /* filled for the first `checked` asks */
+} mw_rl_ask_t;
+
+typedef struct mw_rl_query {
+    mw_rl_ask_t *asks; /* in the policies' order; the store stops after a refusal (not shadow) */
+    int n;
+    int checked;     /* filled: asks answered (the later ones were not charged) */
+    int err;         /* filled: 0, or why the store gave no answer (-ETIMEDOUT, -ENOTCONN...) */
+    int fail_closed; /* filled with err: answer 503 (--redis-fail closed) instead of allowing */
+} mw_rl_query_t;
+
+/* Called on the loop from on_request: parks req (roost_req_wait) and, once q is filled, calls
+ * done(req, q) on the loop from a resume (exactly once). < 0: nothing parked, done not called. */
+typedef void (*mw_rl_done_fn)(struct roost_req *req, mw_rl_query_t *q);
+typedef int (*mw_rl_remote_fn)(void *ud, struct roost_req *req, mw_rl_query_t *q,
+                               mw_rl_done_fn done);
+/* Main thread, before the loops run. 0 or -ENOMEM. */
+int mw_rl_set_remote(roost_server_t *srv, mw_rl_remote_fn fn, void *ud);
+
 #endif

@@ -18,8 +18,11 @@ typedef struct {
     mw_rl_table_t *table;
     rl_mw_t **mws;
     int nmws;
-    unsigned next_policy; /* ids of policies in the table */
-    int named_default;    /* policies named "default" so far (the next gets "default-N") */
+    unsigned next_policy;   /* ids of policies in the table */
+    int named_default;      /* policies named "default" so far (the next gets "default-N") */
+    mw_rl_remote_fn remote; /* with --redis: the shared table (src/shared), else NULL */
+    void *remote_ud;
+    roost_counter_t *c_unchecked; /* the shared table gave no answer: let through (open) */
 } rl_server_t;
 
 #define ITEM_MAX (MW_RL_NAME_MAX + 64) /* one policy's item in either IETF field */
@@ -60,6 +63,14 @@ typedef struct {
     long remaining;
     long window_s, reset_s, retry_s;
 } rl_seen_t;
+
+/* The per-request context: the query to the shared table (with --redis), then one rl_seen_t
+ * per policy. */
+typedef struct {
+    mw_rl_query_t q; /* first: done gets &q */
+    rl_mw_t *m;
+    rl_seen_t seen[];
+} rl_ctx_t;
 
 static void *server_new(roost_server_t *srv)
 {
@@ -155,13 +166,83 @@ static void glob_classify(rl_policy_t *pol)
     }
 }
 
-static void rl_request(roost_req_t *req, void *ctx, void *ud)
+/* One policy's answer: counted, kept for on_headers; 1 when it refuses the request. */
+static int rl_apply(roost_req_t *req, rl_policy_t *pol, rl_seen_t *seen, const mw_gcra_result_t *r)
+{
+    int res = r->allowed ? RES_ALLOWED : pol->p.shadow ? RES_SHADOW : RES_LIMITED;
+    roost_counter_add(pol->c[res], 1);
+    if (pol->p.shadow)
+        return 0;
+    *seen = (rl_seen_t){
+        .covered = 1,
+        .limited = !r->allowed,
+        .remaining = r->remaining,
+        .window_s = mw_ceil_s(r->window_ns),
+        .reset_s = mw_ceil_s(r->reset_ns),
+        .retry_s = mw_ceil_s(r->retry_ns),
+    };
+    if (r->allowed)
+        return 0;
+    roost_respond_error(req, 429, "Too Many Requests");
+    return 1; /* later policies are not charged for a refused request */
+}
+
+/* On the loop, from the shared table's resume: the same answers as the local path. */
+static void rl_remote_done(roost_req_t *req, mw_rl_query_t *q)
+{
+    rl_ctx_t *ctx = (rl_ctx_t *)q;
+    rl_mw_t *m = ctx->m;
+    if (q->err) {
+        if (q->fail_closed) {
+            roost_res_header(req, "Retry-After", "1");
+            roost_respond_error(req, 503,
+                                "Rate limits are unavailable (the shared store, Redis, "
+                                "did not answer; --redis-fail closed)");
+            return;
+        }
+        roost_counter_add(m->rs->c_unchecked, 1);
+        roost_req_continue(req);
+        return;
+    }
+    for (int i = 0; i < q->checked; i++) {
+        mw_rl_ask_t *a = &q->asks[i];
+        if (rl_apply(req, &m->pol[a->pol], &ctx->seen[a->pol], &a->r))
+            return;
+    }
+    roost_req_continue(req);
+}
+
+/* With --redis: one policy's question to the shared table, its key stored as text: a kind
+ * byte then the value (so an address never shares a header's bucket). */
+static int ask_add(roost_req_t *req, mw_rl_ask_t *a, const rl_policy_t *pol, int i, roost_str_t v,
+                   unsigned kind)
+{
+    char *k = roost_req_alloc(req, v.len + 1);
+    if (!k)
+        return -ENOMEM;
+    k[0] = "ahk"[kind];
+    memcpy(k + 1, v.ptr, v.len);
+    *a = (mw_rl_ask_t){.p = &pol->p, .key = k, .key_len = v.len + 1, .pol = i};
+    return 0;
+}
+
+static void rl_request(roost_req_t *req, void *c, void *ud)
 {
     rl_mw_t *m = ud;
-    rl_seen_t *seen = ctx;
+    rl_ctx_t *ctx = c;
+    rl_seen_t *seen = ctx->seen;
     roost_str_t path = roost_req_path(req);
     if (!path.ptr)
-        return;                           /* a malformed path is answered 400 by dispatch */
+        return; /* a malformed path is answered 400 by dispatch */
+    ctx->m = m;
+    /* With --redis, every matching policy goes in one question to the shared table, which
+     * parks the request until it answers (rl_remote_done). */
+    mw_rl_ask_t *asks = m->rs->remote ? roost_req_alloc(req, (size_t)m->n * sizeof *asks) : NULL;
+    if (m->rs->remote && !asks) {
+        roost_respond_error(req, 503, "Out of memory");
+        return;
+    }
+    int n = 0;
     int64_t now = (int64_t)req->start_ns; /* when it arrived: one clock read less */
     for (int i = 0; i < m->n; i++) {
         rl_policy_t *pol = &m->pol[i];
@@ -169,26 +250,24 @@ static void rl_request(roost_req_t *req, void *ctx, void *ud)
             continue;
         unsigned kind;
         roost_str_t key = request_key(req, &pol->p, &kind);
+        if (asks) {
+            if (ask_add(req, &asks[n++], pol, i, key, kind) < 0) {
+                roost_respond_error(req, 503, "Out of memory");
+                return;
+            }
+            continue;
+        }
         mw_gcra_result_t r;
         mw_rl_table_check(m->rs->table, pol->id << 2 | kind, key.ptr, key.len, &pol->p.gcra, now,
                           &r);
-        int res = r.allowed ? RES_ALLOWED : pol->p.shadow ? RES_SHADOW : RES_LIMITED;
-        roost_counter_add(pol->c[res], 1);
-        if (pol->p.shadow)
-            continue;
-        seen[i] = (rl_seen_t){
-            .covered = 1,
-            .limited = !r.allowed,
-            .remaining = r.remaining,
-            .window_s = mw_ceil_s(r.window_ns),
-            .reset_s = mw_ceil_s(r.reset_ns),
-            .retry_s = mw_ceil_s(r.retry_ns),
-        };
-        if (!r.allowed) {
-            roost_respond_error(req, 429, "Too Many Requests");
-            return; /* later policies are not charged for a refused request */
-        }
+        if (rl_apply(req, pol, &seen[i], &r))
+            return;
     }
+    if (n == 0)
+        return;
+    ctx->q = (mw_rl_query_t){.asks = asks, .n = n};
+    if (m->rs->remote(m->rs->remote_ud, req, &ctx->q, rl_remote_done) < 0)
+        roost_counter_add(m->rs->c_unchecked, 1); /* not parked: let it through */
 }
 
 /* Field values are written by hand: with snprintf, formatting was the largest part of the
@@ -234,7 +313,7 @@ static void rl_headers_one(roost_req_t *req, const rl_policy_t *pol, const rl_se
 static void rl_headers(roost_req_t *req, void *ctx, void *ud)
 {
     rl_mw_t *m = ud;
-    rl_seen_t *seen = ctx;
+    rl_seen_t *seen = ((rl_ctx_t *)ctx)->seen;
     if (m->n == 1) {
         if (seen[0].covered)
             rl_headers_one(req, &m->pol[0], &seen[0]);
@@ -359,7 +438,7 @@ static rl_mw_t *rl_new(roost_server_t *srv, const char *const *specs, int n)
     }
     m->mw = (roost_middleware_t){
         .name = "rate-limit",
-        .ctx_size = (size_t)n * sizeof(rl_seen_t),
+        .ctx_size = sizeof(rl_ctx_t) + (size_t)n * sizeof(rl_seen_t),
         .on_request = rl_request,
         .on_headers = rl_headers,
         .ud = m,
@@ -371,6 +450,19 @@ const roost_middleware_t *roost_rate_limit(roost_server_t *srv, const char *spec
 {
     rl_mw_t *m = rl_new(srv, &spec, 1);
     return m ? &m->mw : NULL;
+}
+
+int mw_rl_set_remote(roost_server_t *srv, mw_rl_remote_fn fn, void *ud)
+{
+    rl_server_t *rs = rl_server(srv);
+    if (!rs)
+        return -ENOMEM;
+    rs->c_unchecked = roost_counter(srv, "roost_rate_limit_unchecked_total", NULL,
+                                    "Requests let through unchecked: the shared rate-limit store "
+                                    "(Redis) gave no answer in time (--redis-fail open)");
+    rs->remote = fn;
+    rs->remote_ud = ud;
+    return 0;
 }
 
 int roost_rate_limit_init(roost_server_t *srv)

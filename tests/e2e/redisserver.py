@@ -5,6 +5,7 @@ be called again: a restart keeps the port.
 
 Fixture: `redis` (one server per test module, flushed before each test)."""
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
+from conftest import _SharedServers, free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -100,3 +101,26 @@ def redis():
     srv = RedisServer().start()
     yield srv
     srv.remove()
+
+
+def wait_health(srv, state, timeout=10.0):
+    """Polls a node's /healthz (always 200) until it says "redis": state."""
+    deadline = time.monotonic() + timeout
+    body = None
+    while time.monotonic() < deadline:
+        body = srv.get("/healthz").json()
+        if body.get("redis") == state:
+            return body
+        time.sleep(0.05)
+    pytest.fail(f"{srv!r}: /healthz never said redis={state} (last {body})")
+
+
+@contextlib.contextmanager
+def roost_nodes(redis, tmp_path_factory, count, flags_of=lambda i: []):
+    """`count` roost nodes on this Redis (--node-id n0, n1...), each with flags_of(i) added."""
+    shared = _SharedServers(tmp_path_factory)
+    try:
+        yield [shared.get(["--redis", redis.url, "--node-id", f"n{i}", *flags_of(i)])
+               for i in range(count)]
+    finally:
+        shared.shutdown()

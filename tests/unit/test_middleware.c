@@ -115,6 +115,50 @@ TEST(middleware_on_request_answer_skips_later_hooks_and_the_handler)
     harness_free(&h);
 }
 
+/* ---- on_request parks, its resume continues (roost_req_continue) ---- */
+
+static void go_on(roost_req_t *req, void *arg)
+{
+    note("C", "");
+    roost_req_continue(req);
+}
+
+static void park_request(roost_req_t *req, void *ctx, void *ud)
+{
+    note("P", "");
+    roost_req_wait(req);
+    roost_req_resume(req, go_on, NULL); /* runs after this hook returned, on the loop */
+}
+
+static const roost_middleware_t park = {.name = "park", .on_request = park_request};
+
+TEST(middleware_parked_request_continues_with_the_later_hooks_and_the_handler)
+{
+    harness_t h;
+    trace[0] = '\0';
+    handler_runs = 0;
+    get_once(&h, (const roost_middleware_t *const[]){&park, &later, NULL}, "/hello", hello);
+    CHECK(harness_find(&h, "HTTP/1.1 200 ") == 0);
+    CHECK_EQ_INT(handler_runs, 1);
+    CHECK_EQ_STR(trace, "P C R2 X H2 D2 "); /* the hook after the parked one ran once */
+    harness_free(&h);
+}
+
+TEST(middleware_parked_then_continued_request_still_gets_the_routes_404)
+{
+    harness_t h;
+    trace[0] = '\0';
+    harness_init(&h);
+    roost_use(h.srv, &park);
+    roost_route(h.srv, "GET", "/hello", hello, NULL, ROOST_LOOP);
+    harness_connect(&h);
+    harness_send(&h, "GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n");
+    CHECK_EQ_INT(harness_run_until(&h, 1, 1000), 1);
+    CHECK(harness_find(&h, "HTTP/1.1 404 ") == 0);
+    CHECK_EQ_STR(trace, "P C ");
+    harness_free(&h);
+}
+
 /* ---- contexts and on_headers ---- */
 
 typedef struct {
