@@ -113,6 +113,10 @@ void time_http_date(char out[30], int64_t t);
 
 /* ---- logging ---- */
 void log_vwrite(const char *level, const char *fmt, va_list ap);
+/* As roost_trace_enter, for ids drawn but not yet written: fill(arg) writes their text into
+ * trace_id and span_id on the first roost_trace_current or log line that reads them (most
+ * requests never log, so most ids are never formatted). */
+void trace_enter_lazy(char *trace_id, char *span_id, void (*fill)(const void *), const void *arg);
 /* 1: every line a JSON object {time, level, msg, trace_id} (--log-format json); 0: text. */
 void log_set_json(int on);
 #define log_info(...)  roost_log("info", __VA_ARGS__)

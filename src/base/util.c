@@ -175,12 +175,34 @@ void time_http_date(char out[30], int64_t t)
  * submitted and frames published here carry it. Pointers into the caller's storage. */
 static _Thread_local const char *cur_trace, *cur_span;
 static _Thread_local int cur_local;
+static _Thread_local void (*cur_fill)(const void *);
+static _Thread_local const void *cur_fill_arg;
 
 void roost_trace_enter(const char *trace_id, const char *span_id)
 {
     cur_trace = trace_id && trace_id[0] ? trace_id : NULL;
     cur_span = cur_trace ? span_id : NULL;
     cur_local = 0;
+    cur_fill = NULL;
+}
+
+void trace_enter_lazy(char *trace_id, char *span_id, void (*fill)(const void *), const void *arg)
+{
+    cur_trace = trace_id;
+    cur_span = span_id;
+    cur_local = 0;
+    cur_fill = fill;
+    cur_fill_arg = arg;
+}
+
+/* The ids' text, written on the first read of a lazily entered trace. */
+static void filled(void)
+{
+    if (cur_fill) {
+        void (*fill)(const void *) = cur_fill;
+        cur_fill = NULL;
+        fill(cur_fill_arg);
+    }
 }
 
 void roost_trace_mark_local(void)
@@ -195,11 +217,13 @@ int roost_trace_is_shared(void)
 
 const char *roost_trace_current(void)
 {
+    filled();
     return cur_trace;
 }
 
 const char *roost_trace_current_span(void)
 {
+    filled();
     return cur_span;
 }
 
@@ -238,6 +262,7 @@ void log_vwrite(const char *level, const char *fmt, va_list ap)
     snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
     vsnprintf(msg, sizeof msg, fmt, ap);
+    filled();
     size_t len;
     if (atomic_load_explicit(&log_json, memory_order_relaxed)) {
         len = (size_t)snprintf(line, sizeof line, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"",

@@ -124,6 +124,8 @@ struct roost_req {
     char parent_span[17]; /* the caller's span from traceparent, or "" */
     uint8_t trace_flags;
     uint8_t trace_local;      /* no valid traceparent came: the trace began here */
+    uint8_t trace_pending;    /* the ids are drawn (trace_raw) but not yet written as hex */
+    uint64_t trace_raw[3];    /* the new trace id (two words, trace_local only) and span id */
     struct http_valid *valid; /* what the route's schemas validated (schema.c), or NULL */
     http_param_t params[HTTP_MAX_PARAMS];
     int nparams;
@@ -418,6 +420,8 @@ void http_trace_start(roost_req_t *req);
 void http_trace_enter(const roost_req_t *req);
 /* The request's server span, to the exporter when one runs. */
 void http_trace_end(roost_req_t *req);
+/* 1 when the request has a trace (tracing on); its ids read through roost_req_trace_id. */
+int http_trace_on(const roost_req_t *req);
 
 void http_count_limit(roost_server_t *srv, const char *limit);
 

@@ -540,6 +540,7 @@ void http_req_reset(roost_req_t *req)
     req->res_bytes = 0;
     req->trace_id[0] = req->span_id[0] = req->parent_span[0] = '\0';
     req->trace_flags = 0;
+    req->trace_pending = 0;
     req->nparams = 0;
     req->status = 0;
     req->res_type = NULL;

@@ -96,7 +96,7 @@ void http_req_unref(roost_req_t *req)
     http_server_t *hs = http_server(req->srv);
     if (hs->metrics && req->status)
         http_metrics_record(hs->metrics, req);
-    if (req->trace_id[0] && roost_span_enabled())
+    if (http_trace_on(req) && roost_span_enabled())
         http_trace_end(req);
     http_mw_done(req); /* after the last byte, or the client left */
     if (req->after)
