@@ -117,6 +117,20 @@ def test_a_pipeline_deeper_than_max_pipeline_over_tls(beside, pki):
             assert resp.status == 200 and resp.body == b"Hello, World!"
 
 
+def test_a_pipeline_of_one_record_per_request_over_tls(beside, pki):
+    """Many small records arriving while the head of the pipeline waits on a worker: each is
+    decrypted from the loop's read buffer in place (tls.c's input BIO) and answered in order."""
+    with tls_conn(beside.tls_port, client_ctx(pki), timeout=20) as c:
+        # On a worker, so that the 64 of --max-pipeline are all waiting when the rest arrives.
+        pad = {"X-Pad": "p" * 400}  # ~400 KiB in all: reads of the read buffer's whole size
+        for i in range(1000):  # one TLS record each, sent back to back
+            wait = 0.3 if i == 0 else 0  # the rest piles up in the socket meanwhile
+            c.sock.sendall(build_request("GET", f"/slow-sync?seconds={wait}&i={i}", pad))
+        for _ in range(1000):
+            assert c.read_response(timeout=20).status == 200
+        c.send(build_request("GET", "/json"))
+        assert c.read_response().json() == {"message": "Hello, World!"}
+
 def test_alpn_selects_http11(beside, pki):
     ctx = client_ctx(pki)
     ctx.set_alpn_protocols(["h2", "http/1.1"])
