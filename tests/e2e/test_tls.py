@@ -131,6 +131,20 @@ def test_a_pipeline_of_one_record_per_request_over_tls(beside, pki):
         c.send(build_request("GET", "/json"))
         assert c.read_response().json() == {"message": "Hello, World!"}
 
+def test_a_connection_idle_past_the_buffer_sweep_still_works(beside, pki):
+    """A kept-alive connection idle for over a second has its record buffers freed (tls.c's
+    net_tls_sweep); its next requests, in both directions, must not notice."""
+    with tls_conn(beside.tls_port, client_ctx(pki)) as c:
+        for _ in range(2):
+            c.send(build_request("GET", "/plaintext"))
+            assert c.read_response().body == b"Hello, World!"
+            time.sleep(2.2)  # two sweeps: the first marks it idle, the second frees
+        c.send(build_request("GET", "/plaintext", {"X-Pad": "p" * 6000}))  # a bigger record
+        assert c.read_response().body == b"Hello, World!"
+        c.send(build_request("GET", "/metrics"))  # a bigger answer
+        resp = c.read_response()
+        assert resp.status == 200 and b"roost_" in resp.body
+
 def test_alpn_selects_http11(beside, pki):
     ctx = client_ctx(pki)
     ctx.set_alpn_protocols(["h2", "http/1.1"])
