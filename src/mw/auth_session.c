@@ -71,8 +71,7 @@ int mw_session_check(const unsigned char *secret, const char *cookie_header, siz
                      long long now)
 {
     size_t vl = 0;
-    const char *v = cookie_header ? cookie_value(cookie_header, len, MW_SESSION_COOKIE, &vl)
-                                   : NULL;
+    const char *v = cookie_header ? cookie_value(cookie_header, len, MW_SESSION_COOKIE, &vl) : NULL;
     if (!v)
         return 0;
     long long exp = 0;
