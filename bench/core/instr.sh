@@ -3,10 +3,13 @@
 # on a busy machine). Each binary serves N pipelined requests of PATH on one connection with one
 # loop, then 2N; the difference over N is what a request costs (start, stop and the readiness
 # polls cancel out).
-#   bash bench/core/instr.sh OLD_BIN NEW_BIN [PATH...]     (N=20000; DEPTH=16: pipelined)
+#   bash bench/core/instr.sh OLD_BIN NEW_BIN [PATH...]     (N=20000; DEPTH=16: pipelined; TLS=0)
 # OLD_ARGS / NEW_ARGS: extra flags for each (one binary with and without a middleware:
 #   NEW_ARGS="--rate-limit '/json rate=1000000/s'" bash bench/core/instr.sh build/roost build/roost /json;
 #   or with metrics and tracing off: OLD_ARGS="--metrics off --tracing off").
+# With TLS=1 both serve HTTPS (a self-signed certificate made here; TLS 1.3, the client's
+# default cipher): what the TLS layer adds per kept-alive request. KEEP=DIR keeps the callgrind
+# files there (callgrind_annotate them).
 set -euo pipefail
 old=$(realpath "${1:?old binary}")
 new=$(realpath "${2:?new binary}")
@@ -16,14 +19,27 @@ paths=("${@:-/plaintext}")
 N=${N:-20000}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+scheme=http
+tls_args=()
+if [ "${TLS:-0}" = 1 ]; then
+    scheme=https
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/k.pem" -out "$tmp/c.pem" -days 2 \
+        -subj /CN=localhost 2>/dev/null
+    tls_args=(--tls-cert "$tmp/c.pem" --tls-key "$tmp/k.pem")
+fi
 port() { /usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
-send() { # port path n: DEPTH requests at a time (default 1) on one kept-alive connection, so
-         # that every batch is one read and one write whatever the machine's load
+send() { # port path n scheme: DEPTH requests at a time (default 1) on one kept-alive
+         # connection, so that every batch is one read and one write whatever the machine's load
     /usr/bin/python3 - "$@" "${DEPTH:-1}" <<'PY'
-import socket, sys
-port, path, n, depth = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+import socket, ssl, sys
+port, path, n, depth = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[5])
 s = socket.create_connection(("127.0.0.1", port))
+if sys.argv[4] == "https":
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    s = ctx.wrap_socket(s)
 req = f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
 buf = b""
 for _ in range(n // depth):
@@ -47,15 +63,16 @@ run() { # bin path n args -> total Ir
     local extra=()
     [ -n "$args" ] && eval "extra=($args)"
     valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out" "$bin" \
-        --port "$p" --threads 1 --data-dir "$tmp/data" "${extra[@]}" >/dev/null 2>&1 &
+        --port "$p" --threads 1 --data-dir "$tmp/data" "${tls_args[@]}" "${extra[@]}" >/dev/null 2>&1 &
     local pid=$!
-    for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$p/healthz" && break; sleep 0.1; done
-    [ "$n" -gt 0 ] && send "$p" "$path" "$n"
+    for _ in $(seq 200); do curl -sk -o /dev/null "$scheme://127.0.0.1:$p/healthz" && break; sleep 0.1; done
+    [ "$n" -gt 0 ] && send "$p" "$path" "$n" "$scheme"
     kill -TERM "$pid"
     wait "$pid" || true
     # The loop thread's count only: the other threads (watchdog, job dispatcher, idle workers)
     # work per second, not per request.
     grep -l "loop_main" "$out"-* | xargs awk '/^summary:/ {print $2}' | sort -n | tail -1
+    [ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$out"-* "$KEEP/" || true
 }
 
 echo "| binary | path | instructions per request |"

@@ -7,6 +7,8 @@
 # server's CPU time per 1,000 requests (from /proc, all threads or workers) is a figure that a
 # loaded machine disturbs less: on a shared 2-core box the client, not the server, is the limit.
 #   bash bench/tls/run.sh [ROOST_BIN]          (ROUNDS=2, WRK_SECONDS=8, CONNS=64)
+# Instructions per kept-alive TLS request (callgrind; the count a busy machine cannot move):
+#   TLS=1 bash bench/core/instr.sh OLD_ROOST NEW_ROOST /plaintext
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=$(realpath "${1:-$here/../../build/roost}")

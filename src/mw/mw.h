@@ -99,4 +99,16 @@ typedef int (*mw_rl_remote_fn)(void *ud, struct roost_req *req, mw_rl_query_t *q
 /* Main thread, before the loops run. 0 or -ENOMEM. */
 int mw_rl_set_remote(roost_server_t *srv, mw_rl_remote_fn fn, void *ud);
 
+/* ---- auth_session.c: a browser's session cookie, traded for an API key (auth.c) ----
+ * The value is "<expiry, unix seconds>.<hex HMAC-SHA256 of it under a per-process secret>". */
+#define MW_SESSION_COOKIE    "roost_session"
+#define MW_SESSION_SECRET    32
+#define MW_SESSION_MAX_AGE_S (8 * 3600) /* a working day; then the page asks for the key again */
+int mw_session_secret(unsigned char secret[MW_SESSION_SECRET]); /* random; 0 or -EIO */
+/* The cookie's value for a session ending at exp into out: 0, or -ENOSPC / -EIO. */
+int mw_session_mint(const unsigned char *secret, long long exp, char *out, size_t cap);
+/* 1 when a Cookie header (NULL: none) holds a session cookie of this secret not yet expired. */
+int mw_session_check(const unsigned char *secret, const char *cookie_header, size_t len,
+                     long long now);
+
 #endif

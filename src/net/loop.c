@@ -108,6 +108,10 @@ static void on_tick(uv_timer_t *t)
     sample_rate(loop, now_ms);
     refresh_clock(loop);
     wheel_advance(&loop->wheel, uv_now(&loop->uv), net_conn_expire, loop);
+    if (net_group_opts(loop->group)->tls && uv_now(&loop->uv) - loop->tls_swept_ms >= 1000) {
+        loop->tls_swept_ms = uv_now(&loop->uv);
+        net_tls_sweep(loop);
+    }
 }
 
 /* ---- listening ---- */

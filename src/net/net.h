@@ -200,6 +200,7 @@ struct net_loop {
     uv_tcp_t tls_listener; /* --tls-port's, beside the plain one */
     int tls_listening;
     uv_timer_t tick;
+    uint64_t tls_swept_ms; /* the last net_tls_sweep */
     uv_async_t inbox_async;
     pthread_mutex_t inbox_lock;
     net_msg_t *inbox_head, *inbox_tail;
@@ -261,10 +262,10 @@ void net_group_join_free(net_group_t *g);
 int net_group_running(net_group_t *g);
 
 /* ---- TLS (tls.c): a layer between the socket and the protocol, on the loop thread ----
- * Ciphertext read from the socket goes into the connection's memory BIO and plaintext comes out
- * into the loop's read buffer for the protocol's on_data; what the protocol writes is encrypted
- * into the connection's output BIO, which the write path sends as its slices. The protocol's
- * on_accept runs once the handshake is done. The SSL_CTX is OpenSSL-refcounted: a reload
+ * Ciphertext read from the socket is read in place by the connection's input BIO and plaintext
+ * comes out into a per-thread buffer for the protocol's on_data; what the protocol writes is
+ * encrypted into the connection's output BIO, which the write path sends as its slices. The
+ * protocol's on_accept runs once the handshake is done. The SSL_CTX is OpenSSL-refcounted: a reload
  * (SIGHUP) makes a new one for new connections while old connections keep theirs. */
 typedef struct {
     roost_counter_t *handshakes, *failed, *timeouts, *reloads;
@@ -288,6 +289,9 @@ size_t net_tls_pending(const net_conn_t *c);
 void net_tls_close_notify(net_conn_t *c);
 void net_tls_expire(net_conn_t *c);
 int net_tls_handshaking(const net_conn_t *c);
+/* Every second from the loop's tick: frees the record buffers of connections idle since the
+ * last sweep (busy ones keep theirs: no allocation per record). */
+void net_tls_sweep(net_loop_t *loop);
 /* conn.c, for tls.c: hands plaintext to the protocol (corked), and the handshake's end. */
 void net_conn_deliver(net_conn_t *c, char *data, size_t len);
 void net_conn_secured(net_conn_t *c);

@@ -49,3 +49,17 @@ def test_live_charts_draw_and_move_under_load(start_server, tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=100)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert Path(shot).stat().st_size > 10000
+
+
+@pytest.mark.deadline(120)
+def test_dashboard_signs_in_with_an_api_key_in_a_browser(start_server):
+    """With --api-key the page asks for the key, trades it for an HttpOnly cookie and then works
+    (fetch and EventSource); without the cookie the data is refused: see
+    tests/e2e/browser/dashboard_auth.test.js."""
+    key = "browser-key-0123456789"
+    srv = start_server("--threads", "2", "--job-workers", "2", "--api-key", key)
+    proc = subprocess.run(
+        ["node", str(REPO / "tests/e2e/browser/dashboard_auth.test.js"),
+         f"http://127.0.0.1:{srv.port}", key],
+        cwd=REPO, capture_output=True, text=True, timeout=100)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -117,6 +117,34 @@ def test_a_pipeline_deeper_than_max_pipeline_over_tls(beside, pki):
             assert resp.status == 200 and resp.body == b"Hello, World!"
 
 
+def test_a_pipeline_of_one_record_per_request_over_tls(beside, pki):
+    """Many small records arriving while the head of the pipeline waits on a worker: each is
+    decrypted from the loop's read buffer in place (tls.c's input BIO) and answered in order."""
+    with tls_conn(beside.tls_port, client_ctx(pki), timeout=20) as c:
+        # On a worker, so that the 64 of --max-pipeline are all waiting when the rest arrives.
+        pad = {"X-Pad": "p" * 400}  # ~400 KiB in all: reads of the read buffer's whole size
+        for i in range(1000):  # one TLS record each, sent back to back
+            wait = 0.3 if i == 0 else 0  # the rest piles up in the socket meanwhile
+            c.sock.sendall(build_request("GET", f"/slow-sync?seconds={wait}&i={i}", pad))
+        for _ in range(1000):
+            assert c.read_response(timeout=20).status == 200
+        c.send(build_request("GET", "/json"))
+        assert c.read_response().json() == {"message": "Hello, World!"}
+
+def test_a_connection_idle_past_the_buffer_sweep_still_works(beside, pki):
+    """A kept-alive connection idle for over a second has its record buffers freed (tls.c's
+    net_tls_sweep); its next requests, in both directions, must not notice."""
+    with tls_conn(beside.tls_port, client_ctx(pki)) as c:
+        for _ in range(2):
+            c.send(build_request("GET", "/plaintext"))
+            assert c.read_response().body == b"Hello, World!"
+            time.sleep(2.2)  # two sweeps: the first marks it idle, the second frees
+        c.send(build_request("GET", "/plaintext", {"X-Pad": "p" * 6000}))  # a bigger record
+        assert c.read_response().body == b"Hello, World!"
+        c.send(build_request("GET", "/metrics"))  # a bigger answer
+        resp = c.read_response()
+        assert resp.status == 200 and b"roost_" in resp.body
+
 def test_alpn_selects_http11(beside, pki):
     ctx = client_ctx(pki)
     ctx.set_alpn_protocols(["h2", "http/1.1"])
