@@ -35,16 +35,21 @@ def git_status():
     return run(["git", "-C", str(REPO), "status", "--porcelain", "--ignored"]).stdout
 
 
+EMBEDDED = ("uplot", "swagger-ui-dist")
+
+
 def copy_tree(dest):
-    """The tree as git sees it (tracked and new files, not ignored ones) and node_modules/uplot,
-    which the dashboard embeds at build time (npm: Debian has no package of it)."""
+    """The tree as git sees it (tracked and new files, not ignored ones) and the npm packages the
+    binary embeds at build time (uPlot for the dashboard, Swagger UI for /docs: Debian has no
+    package of either)."""
     files = run(["git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard", "-z"]).stdout
     for name in filter(None, files.split("\0")):
         src = REPO / name
         if src.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
-    shutil.copytree(REPO / "node_modules" / "uplot", dest / "node_modules" / "uplot")
+    for package in EMBEDDED:
+        shutil.copytree(REPO / "node_modules" / package, dest / "node_modules" / package)
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +57,9 @@ def built():
     for tool in ("dpkg-buildpackage", "dh", "fakeroot"):
         if not shutil.which(tool):
             pytest.skip(f"{tool} is not installed (scripts/deps.sh installs the packaging tools)")
-    if not (REPO / "node_modules" / "uplot").is_dir():
-        pytest.skip("node_modules/uplot is missing: run scripts/deps.sh")
+    for package in EMBEDDED:
+        if not (REPO / "node_modules" / package).is_dir():
+            pytest.skip(f"node_modules/{package} is missing: run scripts/deps.sh")
     before = git_status()
     top = Path(tempfile.mkdtemp(prefix="roost-deb-"))
     try:
