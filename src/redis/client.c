@@ -437,6 +437,7 @@ redis_t *redis_new(const redis_opts_t *opts)
         return NULL;
     }
     pthread_mutex_init(&r->lock, NULL);
+    pthread_mutex_init(&r->listen_lock, NULL);
     r->cmd.r = r->sub.r = r;
     r->sub.is_sub = 1;
     uv_async_init(&r->loop, &r->wake, on_wake);
@@ -492,6 +493,16 @@ void redis_free(redis_t *r)
     for (int i = 0; i < r->nmessage; i++)
         free(r->on_message[i].prefix);
     pthread_mutex_destroy(&r->lock);
+    pthread_mutex_destroy(&r->listen_lock);
     redis_url_free(&r->url);
     free(r);
+}
+
+void redis_listeners_stop(redis_t *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->listen_lock);
+    r->listeners_off = 1;
+    pthread_mutex_unlock(&r->listen_lock);
 }

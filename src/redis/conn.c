@@ -16,8 +16,10 @@ static void set_up(redis_t *r)
     atomic_store(&r->up, up);
     roost_counter_add(r->c_up, up ? 1 : -1);
     log_info("redis: %s (%s:%d)", up ? "up" : "down", r->url.host, r->url.port);
-    for (int i = 0, n = atomic_load(&r->nstate); i < n; i++)
+    pthread_mutex_lock(&r->listen_lock);
+    for (int i = 0, n = r->listeners_off ? 0 : atomic_load(&r->nstate); i < n; i++)
         r->on_state[i].fn(r, up, r->on_state[i].ud);
+    pthread_mutex_unlock(&r->listen_lock);
 }
 
 static void on_backoff(uv_timer_t *t)

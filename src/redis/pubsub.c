@@ -24,11 +24,13 @@ static void dispatch(redis_t *r, const redisReply *ch, const redisReply *data)
     if (ch->type != REDIS_REPLY_STRING || data->type != REDIS_REPLY_STRING)
         return;
     roost_counter_add(r->c_messages, 1);
-    for (int i = 0, n = atomic_load(&r->nmessage); i < n; i++) {
+    pthread_mutex_lock(&r->listen_lock);
+    for (int i = 0, n = r->listeners_off ? 0 : atomic_load(&r->nmessage); i < n; i++) {
         const char *prefix = r->on_message[i].prefix;
         if (!strncmp(ch->str, prefix, strlen(prefix)))
             r->on_message[i].fn(r, ch->str, data->str, data->len, r->on_message[i].ud);
     }
+    pthread_mutex_unlock(&r->listen_lock);
 }
 
 static void send_sub(redis_t *r, const char *name, channel_t *ch, int sub);

@@ -61,6 +61,9 @@ int redis_up(const redis_t *r);
 #define REDIS_LISTENERS 8
 int redis_on_state(redis_t *r, redis_state_fn fn, void *ud);
 int redis_on_message(redis_t *r, const char *prefix, redis_message_fn fn, void *ud);
+/* No listener runs once this returns (it waits for one running now): called when the server
+ * drains, so that no message reaches a loop that is about to be freed. Commands still work. */
+void redis_listeners_stop(redis_t *r);
 
 /* Sends a command (the arguments are copied; argvlen may be NULL for C strings); fn (may be
  * NULL) gets its reply. Returns 0 (fn will be called exactly once) or, without calling fn,
@@ -142,6 +145,8 @@ struct redis {
         char *prefix;
     } on_message[REDIS_LISTENERS];
     _Atomic int nstate, nmessage; /* entries are written before the count grows */
+    pthread_mutex_t listen_lock;  /* held while a listener runs; see redis_listeners_stop */
+    int listeners_off;
     roost_counter_t *c_up, *c_reconnects, *c_failed, *c_timeouts, *c_commands, *c_messages;
 };
 

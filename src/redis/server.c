@@ -40,6 +40,13 @@ const char *redis_node_id(roost_server_t *srv)
     return s ? s->node_id : "";
 }
 
+/* Draining: the loops end soon, and listeners hand messages to them. */
+static void drain(void *ud)
+{
+    redis_server_t *s = ud;
+    redis_listeners_stop(atomic_load(&s->client));
+}
+
 static void stop(void *ud)
 {
     redis_server_t *s = ud;
@@ -66,7 +73,7 @@ int redis_server_start(roost_server_t *srv)
         return -EINVAL;
     }
     atomic_store(&s->client, r);
-    core_service_t svc = {.name = "redis", .stop = stop, .ud = s};
+    core_service_t svc = {.name = "redis", .drain = drain, .stop = stop, .ud = s};
     if (core_service_add(srv, &svc) < 0) {
         server_free(s);
         return -ENOMEM;
