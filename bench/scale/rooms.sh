@@ -18,7 +18,10 @@ M=${M:-1000}
 RATE=${RATE:-100}
 PEERS=${PEERS:-roost,fastapi,socketio}
 ROOST=${ROOST_BIN:-$root/build/roost}
-kit=$(cd "$root/../shared/bench" 2>/dev/null && pwd || echo /work/shared/bench)
+# the shared kit beside the checkout (a worktree's ../shared may be another worktree: look for
+# the tool itself)
+kit=/work/shared/bench
+[[ -f $root/../shared/bench/tools/wsbench.c ]] && kit=$(cd "$root/../shared/bench" && pwd)
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 cc -O2 -o "$bench_tmp/wsbench" "$kit/tools/wsbench.c"
@@ -98,7 +101,7 @@ run_peer() {
         --ready-url "http://127.0.0.1:$lb/rooms/bench/count" --ready-max 60 \
         --pids "$(IFS=,; echo "${pids[*]}")" --max-time 300 --label "$name" \
         --json "$bench_tmp/$name.json" >"$dir/wsbench.out" 2>&1 || true
-    tail -3 "$dir/wsbench.out" >&2
+    grep -E "^(connections|ready|settle|publish|delivery|latency|cpu|frames)" "$dir/wsbench.out" >&2 || true
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     redis-cli -p "$rp" shutdown nosave >/dev/null 2>&1 || true
     pkill -f "nginx -p $dir/lb" 2>/dev/null || true
