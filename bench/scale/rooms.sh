@@ -8,7 +8,10 @@
 #   fastapi   3 x uvicorn (1 worker each) running the seed's design: a ConnectionManager per
 #             worker and Redis pub/sub written by hand (fastapi_redis_chat.py)
 #   socketio  3 x node running Socket.IO with @socket.io/redis-adapter (sio/server.js)
-# Usage: bench/scale/rooms.sh   (N=10000 M=1000 RATE=100 PEERS=roost,fastapi,socketio)
+# Usage: bench/scale/rooms.sh   (N=10000 M=1000 RATE=100 PUB_CONNS=64 PEERS=roost,fastapi,socketio)
+# PUB_CONNS: wsbench's publishers, one POST in flight each: with its default 8 and POSTs taking
+# ~0.5-1 s through a loaded balancer, the publisher itself capped the rate at 8-16/s (published
+# < M when the schedule's grace ran out), for every peer.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -16,6 +19,7 @@ root=$(cd "$here/../.." && pwd)
 N=${N:-10000}
 M=${M:-1000}
 RATE=${RATE:-100}
+PUB_CONNS=${PUB_CONNS:-64}
 PEERS=${PEERS:-roost,fastapi,socketio}
 ROOST=${ROOST_BIN:-$root/build/roost}
 # the shared kit beside the checkout (a worktree's ../shared may be another worktree: look for
@@ -99,6 +103,7 @@ run_peer() {
     "$bench_tmp/wsbench" -u "ws://127.0.0.1:$lb$path" -n "$N" -m "$M" -r "$RATE" \
         --pub-url "http://127.0.0.1:$lb/broadcast" --pub-body '{"room":"bench","message":"{msg}"}' \
         --ready-url "http://127.0.0.1:$lb/rooms/bench/count" --ready-max 60 \
+        --pub-conns "$PUB_CONNS" --connect-max 120 --settle-max 60 \
         --pids "$(IFS=,; echo "${pids[*]}")" --max-time 300 --label "$name" \
         --json "$bench_tmp/$name.json" >"$dir/wsbench.out" 2>&1 || true
     grep -E "^(connections|ready|settle|publish|delivery|latency|cpu|frames)" "$dir/wsbench.out" >&2 || true
