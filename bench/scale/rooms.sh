@@ -8,7 +8,10 @@
 #   fastapi   3 x uvicorn (1 worker each) running the seed's design: a ConnectionManager per
 #             worker and Redis pub/sub written by hand (fastapi_redis_chat.py)
 #   socketio  3 x node running Socket.IO with @socket.io/redis-adapter (sio/server.js)
-# Usage: bench/scale/rooms.sh   (N=10000 M=1000 RATE=100 PEERS=roost,fastapi,socketio)
+# Usage: bench/scale/rooms.sh   (N=10000 M=1000 RATE=100 PUB_CONNS=64 PEERS=roost,fastapi,socketio)
+# PUB_CONNS: wsbench's publishers, one POST in flight each: with its default 8 and POSTs taking
+# ~0.5-1 s through a loaded balancer, the publisher itself capped the rate at 8-16/s (published
+# < M when the schedule's grace ran out), for every peer.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -16,9 +19,13 @@ root=$(cd "$here/../.." && pwd)
 N=${N:-10000}
 M=${M:-1000}
 RATE=${RATE:-100}
+PUB_CONNS=${PUB_CONNS:-64}
 PEERS=${PEERS:-roost,fastapi,socketio}
 ROOST=${ROOST_BIN:-$root/build/roost}
-kit=$(cd "$root/../shared/bench" 2>/dev/null && pwd || echo /work/shared/bench)
+# the shared kit beside the checkout (a worktree's ../shared may be another worktree: look for
+# the tool itself)
+kit=/work/shared/bench
+[[ -f $root/../shared/bench/tools/wsbench.c ]] && kit=$(cd "$root/../shared/bench" && pwd)
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 cc -O2 -o "$bench_tmp/wsbench" "$kit/tools/wsbench.c"
@@ -96,9 +103,10 @@ run_peer() {
     "$bench_tmp/wsbench" -u "ws://127.0.0.1:$lb$path" -n "$N" -m "$M" -r "$RATE" \
         --pub-url "http://127.0.0.1:$lb/broadcast" --pub-body '{"room":"bench","message":"{msg}"}' \
         --ready-url "http://127.0.0.1:$lb/rooms/bench/count" --ready-max 60 \
+        --pub-conns "$PUB_CONNS" --connect-max 120 --settle-max 60 \
         --pids "$(IFS=,; echo "${pids[*]}")" --max-time 300 --label "$name" \
         --json "$bench_tmp/$name.json" >"$dir/wsbench.out" 2>&1 || true
-    tail -3 "$dir/wsbench.out" >&2
+    grep -E "^(connections|ready|settle|publish|delivery|latency|cpu|frames)" "$dir/wsbench.out" >&2 || true
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     redis-cli -p "$rp" shutdown nosave >/dev/null 2>&1 || true
     pkill -f "nginx -p $dir/lb" 2>/dev/null || true

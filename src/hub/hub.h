@@ -18,6 +18,12 @@
 #define HUB_SHARDS       16
 #define HUB_NOTICE_MS    100 /* presence notices: at most one frame per room per window */
 #define HUB_NOTICE_NAMES 100 /* names listed in one coalesced notice */
+/* A big room's window is longer: a notice costs one frame per member here, so from
+ * HUB_NOTICE_BIG members on the window grows with them, keeping the room's notices to about
+ * HUB_NOTICE_BUDGET frames a second on this node (up to HUB_NOTICE_MAX_MS). */
+#define HUB_NOTICE_BIG    500
+#define HUB_NOTICE_BUDGET 1000
+#define HUB_NOTICE_MAX_MS 5000
 
 typedef struct room room_t;
 
@@ -79,6 +85,7 @@ typedef struct hub {
     roost_counter_t *c_freed;       /* ... or when --max-rooms is reached */
     /* On /metrics: rooms made, members joined (gauges), frames handed to members. */
     roost_counter_t *c_rooms, *c_members, *c_deliveries;
+    roost_counter_t *c_notices_held; /* presence events held for the end of a window */
     /* With --redis (bridge.c): the client, and publishes delivered only here. */
     redis_t *redis;
     roost_counter_t *c_not_bridged, *c_resets;

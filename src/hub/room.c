@@ -65,6 +65,9 @@ static void *hub_new(roost_server_t *srv)
         roost_gauge(srv, "roost_room_members", NULL, "WebSocket connections joined to a room");
     hub->c_deliveries = roost_counter(srv, "roost_room_deliveries_total", NULL,
                                       "Room frames handed to members (the fan-out)");
+    hub->c_notices_held =
+        roost_counter(srv, "roost_room_notices_held_total", NULL,
+                      "Join/leave events held for the end of the room's presence window");
     hub_bridge_init(hub);
     return hub;
 }
