@@ -30,8 +30,9 @@ async function main() {
     const count = req.url.match(/^\/rooms\/([^/]+)\/count$/);
     if (req.method === "GET" && count) {
       const room = decodeURIComponent(count[1]);
-      io.in(room).allSockets().then(
-        (ids) => json(res, 200, { room, online: ids.size }),
+      // fetchSockets asks every process through the adapter (allSockets answers this one's only)
+      io.in(room).fetchSockets().then(
+        (sockets) => json(res, 200, { room, online: sockets.length }),
         (err) => json(res, 503, { detail: String(err) }));
       return;
     }
