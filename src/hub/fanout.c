@@ -35,8 +35,9 @@ static void deliver(net_loop_t *loop, net_msg_t *msg)
             next = m->next; /* sending may close m's connection, which unlinks m */
             if (m->join_seq >= d->seq || (d->to[0] && strcmp(m->user, d->to) != 0))
                 continue;
-            sent += ws_send_shared(m->ws, d->frame) == 0;
+            sent += ws_queue_shared(m->ws, d->frame) == 0;
         }
+        ws_count_sent(ws_stats(d->hub->srv), sent, sent * (long)d->frame->len);
         roost_counter_add(d->hub->c_deliveries, sent);
     }
     rbuf_unref(d->frame);

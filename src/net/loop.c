@@ -438,6 +438,7 @@ void net_group_join_free(net_group_t *g)
         }
         uv_run(&loop->uv, UV_RUN_NOWAIT);
         uv_loop_close(&loop->uv);
+        net_loop_wsegs_free(loop);
         pthread_mutex_destroy(&loop->inbox_lock);
         sbuf_free(&loop->cork);
         free(loop->rbuf);

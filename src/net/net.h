@@ -217,6 +217,8 @@ struct net_loop {
     net_conn_t *cork_conn;
     uv_check_t flush_check; /* flushes the dirty connections once per iteration */
     net_conn_t *dirty;
+    net_wseg_t *wseg_free; /* write-queue slices kept for reuse (conn.c), this thread's only */
+    unsigned wseg_nfree;
     char date[30]; /* the current IMF-fixdate, refreshed by the tick */
     int64_t date_sec;
     /* read by the watchdog thread */
@@ -256,6 +258,8 @@ void *net_group_ud(const net_group_t *g);
 void net_group_drain(net_group_t *g);
 void net_group_force(net_group_t *g);
 const net_group_opts_t *net_group_opts(const net_group_t *g);
+/* Frees the write-queue slices a loop keeps for reuse (conn.c), once its connections are gone. */
+void net_loop_wsegs_free(net_loop_t *loop);
 /* Waits for every loop thread to end (after drain), then frees the group. */
 void net_group_join_free(net_group_t *g);
 /* Loop threads not yet ended. */

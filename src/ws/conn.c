@@ -131,15 +131,29 @@ static int over_backlog(roost_ws_t *ws, size_t more)
     return 1;
 }
 
-int ws_send_shared(roost_ws_t *ws, rbuf_t *frame)
+int ws_queue_shared(roost_ws_t *ws, rbuf_t *frame)
 {
     if (ws->close_sent || ws->conn->closing)
         return -EPIPE;
     if (over_backlog(ws, frame->len))
         return -ENOBUFS;
-    roost_counter_add(ws->st->msgs_out, 1);
-    roost_counter_add(ws->st->bytes_out, (long)frame->len);
     return net_conn_queue_rbuf(ws->conn, frame, 0, frame->len);
+}
+
+void ws_count_sent(ws_stats_t *st, long messages, long bytes)
+{
+    if (!st)
+        return;
+    roost_counter_add(st->msgs_out, messages);
+    roost_counter_add(st->bytes_out, bytes);
+}
+
+int ws_send_shared(roost_ws_t *ws, rbuf_t *frame)
+{
+    int rc = ws_queue_shared(ws, frame);
+    if (rc == 0)
+        ws_count_sent(ws->st, 1, (long)frame->len);
+    return rc;
 }
 
 int roost_ws_send(roost_ws_t *ws, int binary, const void *data, size_t len)

@@ -53,6 +53,10 @@ void ws_drop(void *ws); /* the 101 was never written: free */
 /* Queues a frame shared by many connections (a room message) for the end-of-iteration flush.
  * Closes the connection with 1008 instead when its backlog would pass ws_max_backlog. */
 int ws_send_shared(roost_ws_t *ws, rbuf_t *frame);
+/* The same without counting it in /metrics: a fan-out counts its sends once (ws_count_sent)
+ * rather than two atomic adds per member. */
+int ws_queue_shared(roost_ws_t *ws, rbuf_t *frame);
+void ws_count_sent(ws_stats_t *st, long messages, long bytes);
 /* Sends a text message built in a JSON value (not stolen). */
 int ws_send_json_borrowed(roost_ws_t *ws, const json_t *msg);
 /* Encodes a whole server frame (header + payload) into a new shared buffer. */
