@@ -15,16 +15,8 @@ bin=$(realpath "${1:-$here/../../build/roost}")
 rounds=${ROUNDS:-2}
 secs=${WRK_SECONDS:-8}
 conns=${CONNS:-64}
-work=$(mktemp -d -t roost-tls-bench.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$here/../common.sh"
+work=$bench_tmp
 
 cd "$work"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
@@ -34,7 +26,7 @@ echo "subjectAltName=DNS:localhost,IP:127.0.0.1" > ext.cnf
 openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 \
     -extfile ext.cnf 2>/dev/null
 
-nginx_port=$(free_port)
+nginx_port=$(bench_free_port)
 mkdir -p nginx
 cat > nginx/nginx.conf <<EOF
 worker_processes 2;
@@ -62,13 +54,13 @@ http {
 }
 EOF
 nginx -p "$work/nginx" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" -g 'daemon off;' &
-pids+=($!)
+bench_track $!
 nginx_pid=$!
 
-roost_port=$(free_port)
+roost_port=$(bench_free_port)
 "$bin" --port "$roost_port" --threads 2 --tls-cert srv.pem --tls-key srv.key \
     --data-dir "$work/data" 2> roost.log &
-pids+=($!)
+bench_track $!
 roost_pid=$!
 
 for port in $nginx_port $roost_port; do
