@@ -105,10 +105,10 @@ ns = lambda path: dict(map(int, l.split()) for l in open(path) if len(l.split())
 start, end = ns(c0), ns(c1)
 cpu = sum(v - start.get(tid, 0) for tid, v in end.items()) / 1e9
 ticks = (int(t1) - int(t0)) / int(hz)
-notes = [f"{v} x {k}" for k, v in r["statuses"].items() if not k.startswith("2")]
-notes += [f"{v} x {k}" for k, v in r["errors"].items()]
+notes = [f"{v:,} x {k}" for k, v in r["statuses"].items() if not k.startswith("2")]
+notes += [f"{v:,} x {k}" for k, v in r["errors"].items()]
 if r["slow_connects"]:
-    notes.append(f"{r['slow_connects']} connects over 0.9 s (SYN dropped)")
+    notes.append(f"{r['slow_connects']:,} connects over 0.9 s (SYN dropped)")
 if int(drops):
     notes.append(f"{int(drops):,} listen-queue drops on the machine")
 if fds and float(fds):
