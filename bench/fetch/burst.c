@@ -80,8 +80,10 @@ static int start_one(void)
 {
     call_t *c = &calls[next_call];
     int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 && (errno == EMFILE || errno == ENFILE) && finished < next_call)
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE) && finished < next_call) {
+        connect_retries++;
         return -EAGAIN;
+    }
     c->t_start = now_ns();
     next_call++;
     if (fd < 0) {
@@ -358,8 +360,9 @@ static void print_counts(const char *key, const count_t *counts, int ncounts)
  * p99_s and max_s of the 2xx calls (connect to last byte), statuses (complete responses per
  * code), errors (calls with none, per cause; "timeout: ..." says which phase the deadline
  * found), connect_p99_s and connect_max_s, slow_connects (connects over 0.9 s: a dropped SYN),
- * connected_s (when the last connect completed), connect_retries (waits for a descriptor or a
- * local port) and client_cpu_s (this process's user + system time). */
+ * connected_s (when the last connect completed), connect_retries (times a call had to wait for
+ * a descriptor or a local port, held by calls in flight) and client_cpu_s (this process's user +
+ * system time). */
 static void report(uint64_t t0)
 {
     uint64_t *lat = calloc((size_t)ncalls + 1, sizeof *lat);

@@ -5,6 +5,7 @@ with `/usr/bin/python3 -m pytest bench/fetch/test_burst.py -q -p no:cacheprovide
 
 import json
 import os
+import resource
 import socket
 import subprocess
 import threading
@@ -75,9 +76,11 @@ def burst(tmp_path_factory):
                    check=True)
     server = Server()
 
-    def run(path, n, timeout="10", port=server.port):
+    def run(path, n, timeout="10", port=server.port, max_fds=None):
+        limit = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (max_fds, max_fds))
         out = subprocess.run([exe, "-c", "4", f"http://127.0.0.1:{port}{path}", str(n), timeout],
-                             check=True, capture_output=True, text=True).stdout
+                             check=True, capture_output=True, text=True,
+                             preexec_fn=limit if max_fds else None).stdout
         return json.loads(out)
 
     run.server = server
@@ -118,3 +121,8 @@ def test_a_refused_connection_is_an_error(burst):
     port = s.getsockname()[1]
     s.close()
     assert burst("/", 3, port=port)["errors"] == {"refused": 3}
+
+
+def test_calls_short_of_a_descriptor_wait_for_one(burst):
+    r = burst("/length", 100, max_fds=20)
+    assert r["ok"] == 100 and r["errors"] == {} and r["connect_retries"] > 0
