@@ -116,9 +116,8 @@ if fds and float(fds):
 if ticks > cpu + 0.05:  # a thread exited during the burst, with its time: count ticks
     notes.append(f"CPU in ticks (schedstat: {cpu:.2f} s)")
     cpu = ticks
-finished = sum(r["statuses"].values()) + sum(v for k, v in r["errors"].items()
-                                            if not k.startswith("timeout"))
-wall = f"{r['wall_s']:.2f}" if finished == n and r["wall_s"] is not None else f"- (> {timeout} s)"
+timed_out = sum(v for k, v in r["errors"].items() if k.startswith("timeout"))
+wall = f"- (> {timeout} s)" if timed_out else "-" if r["wall_s"] is None else f"{r['wall_s']:.2f}"
 f = lambda v: "-" if v is None else f"{v:.2f}"
 label = f"{n:,}" + (" (fd max)" if n == int(n_max) else "")
 print(f"| {name} | {label} | {r['ok']:,} | {wall} | {f(r['p50_s'])} | {f(r['p99_s'])} | "
