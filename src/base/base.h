@@ -29,6 +29,20 @@
             (head) = (item);                                                                       \
         (tail) = (item);                                                                           \
     } while (0)
+/* Unlinks item from the doubly linked list (head, tail) whose links are `prev` (towards head)
+ * and `next` (towards tail); item's links are left NULL. */
+#define DLIST_UNLINK(head, tail, item, prev, next)                                                 \
+    do {                                                                                           \
+        if ((item)->prev)                                                                          \
+            (item)->prev->next = (item)->next;                                                     \
+        else                                                                                       \
+            (head) = (item)->next;                                                                 \
+        if ((item)->next)                                                                          \
+            (item)->next->prev = (item)->prev;                                                     \
+        else                                                                                       \
+            (tail) = (item)->prev;                                                                 \
+        (item)->prev = (item)->next = NULL;                                                        \
+    } while (0)
 
 /* ---- rbuf: reference-counted bytes; the data follows the header in one allocation ---- */
 typedef struct rbuf {

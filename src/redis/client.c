@@ -37,15 +37,7 @@ struct redis_cmd {
 
 static void queue_unlink(redis_t *r, redis_cmd_t *k)
 {
-    if (k->prev)
-        k->prev->next = k->next;
-    else
-        r->queue_head = k->next;
-    if (k->next)
-        k->next->prev = k->prev;
-    else
-        r->queue_tail = k->prev;
-    k->prev = k->next = NULL;
+    DLIST_UNLINK(r->queue_head, r->queue_tail, k, prev, next);
 }
 
 /* Calls fn once; the command is freed unless hiredis still holds it. */
