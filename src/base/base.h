@@ -61,6 +61,11 @@ static inline rbuf_t *rbuf_ref(rbuf_t *b)
 }
 void rbuf_unref(rbuf_t *b); /* frees at zero; NULL is fine */
 
+/* Grows the heap block p of *cap bytes to hold need bytes: the capacity doubles from *cap (first
+ * when 0), but stops at most when need fits under it. Returns the block, *cap updated, or NULL on
+ * ENOMEM with p and *cap as they were. */
+void *mem_grow(void *p, size_t *cap, size_t need, size_t first, size_t most);
+
 /* ---- sbuf: a growable string owned by one place ---- */
 typedef struct {
     char *p;
