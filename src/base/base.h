@@ -29,6 +29,15 @@
             (head) = (item);                                                                       \
         (tail) = (item);                                                                           \
     } while (0)
+/* Moves the whole singly linked list (head, tail) to dst and leaves it empty: how a loop takes
+ * its inbox at once, under the lock the other threads append under. */
+#define LIST_TAKE(dst, head, tail) ((dst) = (head), (head) = (tail) = NULL)
+#define LIST_TAKE_LOCKED(dst, lock, head, tail)                                                    \
+    do {                                                                                           \
+        pthread_mutex_lock(lock);                                                                  \
+        LIST_TAKE(dst, head, tail);                                                                \
+        pthread_mutex_unlock(lock);                                                                \
+    } while (0)
 /* Unlinks item from the doubly linked list (head, tail) whose links are `prev` (towards head)
  * and `next` (towards tail); item's links are left NULL. */
 #define DLIST_UNLINK(head, tail, item, prev, next)                                                 \
