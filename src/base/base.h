@@ -113,6 +113,19 @@ int str_has_token(roost_str_t list, const char *token); /* comma list, case-inse
  * *p moved past it; 0 when no item is left. */
 int str_list_next(const char **p, const char *end, roost_str_t *item);
 
+/* The decimal s (at most 9 digits, no sign) from lo to hi into *out; -EINVAL otherwise. */
+int str_to_int(roost_str_t s, int lo, int hi, int *out);
+
+/* ---- url.c: scheme://[user[:password]@]host[:port][/path], split in place ---- */
+typedef struct {
+    roost_str_t scheme, user, password, host;
+    roost_str_t port; /* ptr NULL without a ':' after the host */
+    roost_str_t path; /* after the '/', ptr NULL without one */
+    int has_password; /* a ':' in the user part */
+} url_parts_t;
+/* Slices of url into out (url must outlive them); -EINVAL without a scheme or a host. */
+int url_split(const char *url, url_parts_t *out);
+
 /* Ends a thread that waits on cond under lock until *stop: sets it, wakes the thread, joins it,
  * then destroys lock and cond. */
 void thread_stop_join(pthread_t thread, pthread_mutex_t *lock, pthread_cond_t *cond, int *stop);
