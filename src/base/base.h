@@ -124,7 +124,8 @@ typedef struct {
     roost_str_t path; /* after the '/', ptr NULL without one */
     int has_password; /* a ':' in the user part */
 } url_parts_t;
-/* Slices of url into out (url must outlive them); -EINVAL without a scheme or a host. */
+/* Slices of url into out (url must outlive them); -EINVAL without a scheme. The host may be
+ * empty (libpq's postgresql://user:pw@/db?host=/run/postgresql): the caller decides. */
 int url_split(const char *url, url_parts_t *out);
 
 /* Ends a thread that waits on cond under lock until *stop: sets it, wakes the thread, joins it,

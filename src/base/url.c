@@ -36,7 +36,7 @@ int url_split(const char *url, url_parts_t *out)
         out->port = str_make(colon + 1, (size_t)(hostend - colon - 1));
     if (slash)
         out->path = str_make(slash + 1, (size_t)(end - slash - 1));
-    return out->host.len ? 0 : -EINVAL;
+    return 0;
 }
 
 int str_to_int(roost_str_t s, int lo, int hi, int *out)

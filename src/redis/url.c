@@ -19,7 +19,7 @@ int redis_url_parse(const char *url, redis_url_t *u)
     memset(u, 0, sizeof *u);
     u->port = 6379;
     url_parts_t parts;
-    if (url_split(url, &parts) < 0 || !str_eq_nocase(parts.scheme, "redis"))
+    if (url_split(url, &parts) < 0 || !str_eq_nocase(parts.scheme, "redis") || !parts.host.len)
         return -EINVAL;
     int bad = parts.port.ptr && str_to_int(parts.port, 1, 65535, &u->port) < 0;
     if (!bad && parts.path.len)
