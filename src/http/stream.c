@@ -59,16 +59,16 @@ int roost_stream_write(roost_req_t *req, const void *data, size_t len)
 
 /* The one ending of a stream, on the request's loop: a whole one sends its last chunk; an
  * aborted one closes the connection instead, so the client must not take the body for whole. */
-static void stream_finish(roost_req_t *req, int abort)
+static void stream_finish(roost_req_t *req, int aborted)
 {
     if (http_on_worker(req)) {
-        http_worker_stream_end(req, abort);
+        http_worker_stream_end(req, aborted);
         return;
     }
     if (!req->streamed || http_req_phase(req) != HTTP_REQ_STREAMING)
         return;
     http_sse_stop(req);
-    if (abort)
+    if (aborted)
         req->close_after = 1;
     else if (http_mw_stream(req, NULL, 0, 1) < 0)
         log_error("%s: a stream's end was lost (out of memory)",
