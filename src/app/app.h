@@ -85,6 +85,16 @@ int app_register(roost_server_t *srv, const roost_route_opts_t *routes, size_t n
 /* Zeroed heap memory for state that outlives the handler (a stream, a WebSocket's); NULL after
  * answering 503 when there is none. */
 void *app_calloc(roost_req_t *req, size_t size);
+/* A job queue's answer (roost_job_done_fn's task, owned, and status) carried to the request's
+ * loop: app_job_resume, on the queue's thread, resumes req with fn(req, answer); fn ends with
+ * app_job_answer_free. Out of memory, the task is dropped and the request waits until its
+ * connection ends. */
+typedef struct {
+    json_t *task;
+    int status;
+} app_job_answer_t;
+void app_job_resume(roost_req_t *req, json_t *task, int status, roost_resume_fn fn);
+void app_job_answer_free(app_job_answer_t *a);
 #define APP_COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 /* A query field from lo to hi, d when absent (FastAPI's Query(d, ge=lo, le=hi)); more
  * designators (a description) may follow. */

@@ -84,33 +84,21 @@ static void search(roost_req_t *req, void *ud)
 
 /* ---- jobs: submit from the loop, answer {"task_id","status"} ---- */
 
-typedef struct {
-    json_t *task;
-    int status;
-} submitted_t;
-
 static void submitted_answer(roost_req_t *req, void *arg)
 {
-    submitted_t *s = arg;
+    app_job_answer_t *s = arg;
     if (s->status >= 500 || !s->task)
         roost_respond_error(req, 503, "The task could not be stored");
     else
         roost_respond_json(req, 202,
                            json_pack("{s:O,s:O}", "task_id", json_object_get(s->task, "task_id"),
                                      "status", json_object_get(s->task, "status")));
-    json_decref(s->task);
-    free(s);
+    app_job_answer_free(s);
 }
 
 static void submitted(json_t *task, int status, void *arg)
 {
-    submitted_t *s = malloc(sizeof *s);
-    if (!s) {
-        json_decref(task);
-        return;
-    }
-    *s = (submitted_t){task, status};
-    roost_req_resume(arg, submitted_answer, s);
+    app_job_resume(arg, task, status, submitted_answer);
 }
 
 /* Validates and submits; answers 422 or, once stored, 202 {"task_id","status":"pending"}. */

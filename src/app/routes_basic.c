@@ -201,6 +201,23 @@ void *app_calloc(roost_req_t *req, size_t size)
     return p;
 }
 
+void app_job_resume(roost_req_t *req, json_t *task, int status, roost_resume_fn fn)
+{
+    app_job_answer_t *a = malloc(sizeof *a);
+    if (!a) {
+        json_decref(task);
+        return;
+    }
+    *a = (app_job_answer_t){task, status};
+    roost_req_resume(req, fn, a);
+}
+
+void app_job_answer_free(app_job_answer_t *a)
+{
+    json_decref(a->task);
+    free(a);
+}
+
 int app_routes_basic(roost_server_t *srv, const app_config_t *cfg)
 {
     int rc = app_register(srv, routes, APP_COUNT_OF(routes), NULL);

@@ -33,12 +33,6 @@ static const roost_field_t task_fields[] = {
 };
 static const roost_schema_t task_schema = {.fields = task_fields, .nfields = COUNT_OF(task_fields)};
 
-typedef struct {
-    roost_req_t *req;
-    json_t *task;
-    int status;
-} reply_t;
-
 /* A submit whose Idempotency-Key this node claimed in Redis (--redis): its first answer is
  * stored there for the other nodes before the client gets it. */
 typedef struct {
@@ -51,7 +45,7 @@ typedef struct {
 /* On the loop: the answer the queue's thread prepared. */
 static void send_reply(roost_req_t *req, void *arg)
 {
-    reply_t *r = arg;
+    app_job_answer_t *r = arg;
     if (!roost_req_gone(req)) {
         if (r->status == 503)
             roost_respond_error(req, 503, "The task could not be stored");
@@ -70,22 +64,13 @@ static void send_reply(roost_req_t *req, void *arg)
             roost_respond_json(req, r->status, json_incref(r->task));
         }
     }
-    json_decref(r->task);
-    free(r);
+    app_job_answer_free(r);
 }
 
 /* On the queue's thread: hand the answer (and the task, ours now) to the request's loop. */
 static void reply_later(json_t *task, int status, void *arg)
 {
-    reply_t *r = malloc(sizeof *r);
-    if (!r) {
-        json_decref(task);
-        return; /* the request waits until its connection ends */
-    }
-    r->req = arg;
-    r->task = task;
-    r->status = status;
-    roost_req_resume(r->req, send_reply, r);
+    app_job_resume(arg, task, status, send_reply);
 }
 
 /* Redis has the first answer (or failed): now the client gets it. Any thread. */

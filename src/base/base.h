@@ -29,6 +29,29 @@
             (head) = (item);                                                                       \
         (tail) = (item);                                                                           \
     } while (0)
+/* Moves the whole singly linked list (head, tail) to dst and leaves it empty: how a loop takes
+ * its inbox at once, under the lock the other threads append under. */
+#define LIST_TAKE(dst, head, tail) ((dst) = (head), (head) = (tail) = NULL)
+#define LIST_TAKE_LOCKED(dst, lock, head, tail)                                                    \
+    do {                                                                                           \
+        pthread_mutex_lock(lock);                                                                  \
+        LIST_TAKE(dst, head, tail);                                                                \
+        pthread_mutex_unlock(lock);                                                                \
+    } while (0)
+/* Unlinks item from the doubly linked list (head, tail) whose links are `prev` (towards head)
+ * and `next` (towards tail); item's links are left NULL. */
+#define DLIST_UNLINK(head, tail, item, prev, next)                                                 \
+    do {                                                                                           \
+        if ((item)->prev)                                                                          \
+            (item)->prev->next = (item)->next;                                                     \
+        else                                                                                       \
+            (head) = (item)->next;                                                                 \
+        if ((item)->next)                                                                          \
+            (item)->next->prev = (item)->prev;                                                     \
+        else                                                                                       \
+            (tail) = (item)->prev;                                                                 \
+        (item)->prev = (item)->next = NULL;                                                        \
+    } while (0)
 
 /* ---- rbuf: reference-counted bytes; the data follows the header in one allocation ---- */
 typedef struct rbuf {
@@ -46,6 +69,12 @@ static inline rbuf_t *rbuf_ref(rbuf_t *b)
     return b;
 }
 void rbuf_unref(rbuf_t *b); /* frees at zero; NULL is fine */
+
+/* Grows the heap block p of *cap bytes to hold need bytes: the capacity doubles from *cap (first
+ * when 0), but stops at most when need fits under it. Returns the block, *cap updated, or NULL on
+ * ENOMEM with p and *cap as they were. Cold: inlined into sbuf_reserve, it kept sbuf_append from
+ * inlining that, 30 instructions a request more (bench/core/instr.sh, /plaintext). */
+void *mem_grow(void *p, size_t *cap, size_t need, size_t first, size_t most) __attribute__((cold));
 
 /* ---- sbuf: a growable string owned by one place ---- */
 typedef struct {
@@ -84,6 +113,20 @@ int str_has_token(roost_str_t list, const char *token); /* comma list, case-inse
 /* The next item of a comma-separated list from *p (up to end), blanks around it left out, and
  * *p moved past it; 0 when no item is left. */
 int str_list_next(const char **p, const char *end, roost_str_t *item);
+
+/* The decimal s (at most 9 digits, no sign) from lo to hi into *out; -EINVAL otherwise. */
+int str_to_int(roost_str_t s, int lo, int hi, int *out);
+
+/* ---- url.c: scheme://[user[:password]@]host[:port][/path], split in place ---- */
+typedef struct {
+    roost_str_t scheme, user, password, host;
+    roost_str_t port; /* ptr NULL without a ':' after the host */
+    roost_str_t path; /* after the '/', ptr NULL without one */
+    int has_password; /* a ':' in the user part */
+} url_parts_t;
+/* Slices of url into out (url must outlive them); -EINVAL without a scheme. The host may be
+ * empty (libpq's postgresql://user:pw@/db?host=/run/postgresql): the caller decides. */
+int url_split(const char *url, url_parts_t *out);
 
 /* Ends a thread that waits on cond under lock until *stop: sets it, wakes the thread, joins it,
  * then destroys lock and cond. */

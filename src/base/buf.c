@@ -36,18 +36,27 @@ void rbuf_unref(rbuf_t *b)
         free(b);
 }
 
+void *mem_grow(void *p, size_t *cap, size_t need, size_t first, size_t most)
+{
+    size_t n = *cap ? *cap : first;
+    while (n < need)
+        n = n > SIZE_MAX / 2 ? need : n * 2;
+    if (n > most && need <= most)
+        n = most; /* doubling need not overshoot the limit */
+    void *grown = realloc(p, n);
+    if (grown)
+        *cap = n;
+    return grown;
+}
+
 int sbuf_reserve(sbuf_t *s, size_t extra)
 {
     if (s->len + extra + 1 <= s->cap)
         return 0;
-    size_t cap = s->cap ? s->cap : 256;
-    while (cap < s->len + extra + 1)
-        cap *= 2;
-    char *p = realloc(s->p, cap);
+    char *p = mem_grow(s->p, &s->cap, s->len + extra + 1, 256, SIZE_MAX);
     if (!p)
         return -ENOMEM;
     s->p = p;
-    s->cap = cap;
     return 0;
 }
 

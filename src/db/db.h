@@ -235,5 +235,9 @@ void db_stmt_free_all(db_conn_t *c, void (*drop)(void *handle));
 
 /* Sets c->err (printf) and returns code. */
 int db_fail(db_conn_t *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* An engine's failed call, classified as code: recorded (db_fail) and, when it is no ordinary
+ * outcome (-EIO: not a constraint, a conflict or a lost connection), logged with the engine's
+ * name and its own detail (SQLSTATE, result code). Returns code. */
+int db_engine_fail(db_conn_t *c, int code, const char *msg, const char *detail);
 
 #endif

@@ -52,10 +52,7 @@ static int fail(pg_conn_t *c, PGresult *res)
     }
     if (code == -EAGAIN && (PQstatus(c->pg) != CONNECTION_OK || (state && strncmp(state, "53", 2))))
         c->base.broken = 1;
-    db_fail(&c->base, code, "%s", msg);
-    if (code == -EIO)
-        log_error("data: postgresql: %s (%s)", c->base.err, state ? state : "no state");
-    return code;
+    return db_engine_fail(&c->base, code, msg, state ? state : "no state");
 }
 
 static void pg_finish(db_conn_t *base)

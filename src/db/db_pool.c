@@ -43,6 +43,14 @@ int db_fail(db_conn_t *c, int code, const char *fmt, ...)
     return code;
 }
 
+int db_engine_fail(db_conn_t *c, int code, const char *msg, const char *detail)
+{
+    db_fail(c, code, "%s", msg);
+    if (code == -EIO)
+        log_error("data: %s: %s (%s)", c->db->ops->name, c->err, detail);
+    return code;
+}
+
 int db_stmt_slot(db_conn_t *c, int k)
 {
     if (k < c->nstmt)

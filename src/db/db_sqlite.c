@@ -40,10 +40,9 @@ static int fail(sq_conn_t *c, int rc)
     default:
         code = -EIO;
     }
-    db_fail(&c->base, code, "%s", sqlite3_errmsg(c->h));
-    if (code == -EIO)
-        log_error("data: sqlite: %s (%d)", c->base.err, rc);
-    return code;
+    char detail[16];
+    snprintf(detail, sizeof detail, "%d", rc);
+    return db_engine_fail(&c->base, code, sqlite3_errmsg(c->h), detail);
 }
 
 static void sq_finish(db_conn_t *base)

@@ -11,17 +11,13 @@
 static char *mask_password(const char *url)
 {
     /* scheme://user:password@host... -> scheme://user:***@host... */
-    char *out = strdup(url);
-    const char *scheme = strstr(url, "://");
-    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
-    const char *colon = scheme ? strchr(scheme + 3, ':') : NULL;
-    if (!out || !at || !colon || colon > at)
-        return out;
-    free(out);
-    size_t n = (size_t)(colon - url) + 1;
-    out = malloc(n + 3 + strlen(at) + 1);
+    url_parts_t parts;
+    if (url_split(url, &parts) < 0 || !parts.has_password)
+        return strdup(url);
+    const char *rest = parts.password.ptr + parts.password.len;
+    char *out = malloc((size_t)(parts.password.ptr - url) + 3 + strlen(rest) + 1);
     if (out)
-        sprintf(out, "%.*s***%s", (int)n, url, at);
+        sprintf(out, "%.*s***%s", (int)(parts.password.ptr - url), url, rest);
     return out;
 }
 

@@ -57,34 +57,34 @@ int roost_stream_write(roost_req_t *req, const void *data, size_t len)
     return 0;
 }
 
-void roost_stream_end(roost_req_t *req)
+/* The one ending of a stream, on the request's loop: a whole one sends its last chunk; an
+ * aborted one closes the connection instead, so the client must not take the body for whole. */
+static void stream_finish(roost_req_t *req, int aborted)
 {
     if (http_on_worker(req)) {
-        http_worker_stream_end(req, 0);
+        http_worker_stream_end(req, aborted);
         return;
     }
     if (!req->streamed || http_req_phase(req) != HTTP_REQ_STREAMING)
         return;
     http_sse_stop(req);
-    if (http_mw_stream(req, NULL, 0, 1) < 0)
+    if (aborted)
+        req->close_after = 1;
+    else if (http_mw_stream(req, NULL, 0, 1) < 0)
         log_error("%s: a stream's end was lost (out of memory)",
                   req->route ? req->route->name : "?");
     http_req_set_phase(req, HTTP_REQ_RESPONDED);
     http_req_responded(req);
 }
 
+void roost_stream_end(roost_req_t *req)
+{
+    stream_finish(req, 0);
+}
+
 void roost_stream_abort(roost_req_t *req)
 {
-    if (http_on_worker(req)) {
-        http_worker_stream_end(req, 1);
-        return;
-    }
-    if (!req->streamed || http_req_phase(req) != HTTP_REQ_STREAMING)
-        return;
-    http_sse_stop(req);
-    req->close_after = 1; /* no last chunk: the client must not take the body for whole */
-    http_req_set_phase(req, HTTP_REQ_RESPONDED);
-    http_req_responded(req);
+    stream_finish(req, 1);
 }
 
 /* A pending drain callback may go on when the backlog is down to half the limit. Bytes gathered

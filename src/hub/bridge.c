@@ -71,8 +71,7 @@ static void new_epoch(char out[17])
 /* ---- publishing ---- */
 
 typedef struct {
-    hub_t *hub;
-    room_t *room;
+    hub_held_t held;
     char to[65];
     char json[]; /* the frame without its id, for local delivery if Redis fails us */
 } pub_t;
@@ -91,10 +90,10 @@ static void on_published(redis_t *rd, const redisReply *reply, int err, void *ud
     pub_t *p = ud;
     if (err || !reply || reply->type == REDIS_REPLY_ERROR) {
         if (reply && reply->type == REDIS_REPLY_ERROR)
-            log_warn("redis: room %s: %s", p->room->name, reply->str);
-        local_fallback(p->hub, p->room, p->json, p->to[0] ? p->to : NULL);
+            log_warn("redis: room %s: %s", p->held.room->name, reply->str);
+        local_fallback(p->held.hub, p->held.room, p->json, p->to[0] ? p->to : NULL);
     }
-    hub_room_unref(p->room);
+    hub_room_unref(p->held.room);
     free(p);
 }
 
@@ -109,9 +108,7 @@ int hub_bridge_publish(hub_t *hub, room_t *r, const json_t *o, const char *to)
         free(json);
         return -ENOMEM;
     }
-    p->hub = hub;
-    p->room = r;
-    hub_room_ref(r);
+    hub_room_hold(&p->held, hub, r);
     snprintf(p->to, sizeof p->to, "%s", to ? to : "");
     memcpy(p->json, json, n + 1);
     free(json);
@@ -192,8 +189,7 @@ void hub_bridge_watch(hub_t *hub, room_t *r, int watching)
 
 typedef struct {
     net_msg_t msg;
-    hub_t *hub;
-    room_t *room;
+    hub_held_t held;
     uint64_t serial;
     int loop;
     long long since;
@@ -213,7 +209,7 @@ static void sync_free(sync_t *s)
         rbuf_unref(s->frames[i]);
     free(s->frames);
     free(s->ids);
-    hub_room_unref(s->room);
+    hub_room_unref(s->held.room);
     free(s);
 }
 
@@ -229,7 +225,7 @@ static hub_member_t *find_waiting(room_t *r, int loop, uint64_t serial)
 static void welcome(net_loop_t *loop, net_msg_t *msg)
 {
     sync_t *s = CONTAINER_OF(msg, sync_t, msg);
-    room_t *r = s->room;
+    room_t *r = s->held.room;
     hub_member_t *m = loop ? find_waiting(r, s->loop, s->serial) : NULL;
     if (!m) { /* it left meanwhile */
         sync_free(s);
@@ -260,7 +256,7 @@ static void welcome(net_loop_t *loop, net_msg_t *msg)
             ring[nring++] = rbuf_ref(e->frame);
     }
     /* Never told by Redis: this process's epoch, which Redis's will differ from (reset). */
-    const char *epoch = r->epoch[0] ? r->epoch : s->hub->epoch;
+    const char *epoch = r->epoch[0] ? r->epoch : s->held.hub->epoch;
     json_t *w = json_pack("{s:s,s:s,s:s,s:i,s:s,s:I}", "type", "welcome", "room", r->name, "user",
                           m->user, "online", (json_int_t)r->online, "epoch", epoch, "last_id",
                           (json_int_t)r->last_id);
@@ -303,9 +299,9 @@ static void on_synced(redis_t *rd, const redisReply *reply, int err, void *ud)
             s->ids[s->n++] = (uint64_t)id->integer;
         }
     } else if (reply && reply->type == REDIS_REPLY_ERROR) {
-        log_warn("redis: room %s: %s", s->room->name, reply->str);
+        log_warn("redis: room %s: %s", s->held.room->name, reply->str);
     }
-    net_group_t *g = s->hub->srv->group;
+    net_group_t *g = s->held.hub->srv->group;
     if (!g) {
         sync_free(s);
         return;
@@ -319,9 +315,7 @@ void hub_bridge_join(hub_t *hub, room_t *r, hub_member_t *m, long long since, co
     sync_t *s = calloc(1, sizeof *s);
     if (!s)
         return; /* m waits unwelcomed; it can leave */
-    s->hub = hub;
-    s->room = r;
-    hub_room_ref(r);
+    hub_room_hold(&s->held, hub, r);
     s->serial = m->serial;
     s->loop = m->loop;
     s->since = since;
@@ -339,14 +333,9 @@ void hub_bridge_join(hub_t *hub, room_t *r, hub_member_t *m, long long since, co
 
 /* ---- Redis back: rooms whose history was lost (a new epoch) tell their members ---- */
 
-typedef struct {
-    hub_t *hub;
-    room_t *room;
-} resync_t;
-
 static void on_resynced(redis_t *rd, const redisReply *reply, int err, void *ud)
 {
-    resync_t *rs = ud;
+    hub_held_t *rs = ud;
     room_t *r = rs->room;
     if (!err && reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
         reply->element[0]->type == REDIS_REPLY_STRING) {
@@ -381,12 +370,10 @@ static void resync_room(const char *key, void *value, void *ud)
     pthread_mutex_unlock(&r->lock);
     if (!watched)
         return;
-    resync_t *rs = malloc(sizeof *rs);
+    hub_held_t *rs = malloc(sizeof *rs);
     if (!rs)
         return;
-    rs->hub = hub;
-    rs->room = r;
-    hub_room_ref(r);
+    hub_room_hold(rs, hub, r);
     char hash[KEY_MAX], stream[KEY_MAX], chan[KEY_MAX], fresh[17];
     keys(r, hash, stream, chan);
     new_epoch(fresh);

@@ -106,6 +106,13 @@ hub_t *hub_get(roost_server_t *srv); /* created on first use */
 room_t *hub_room(hub_t *hub, const char *name, int create);
 void hub_room_ref(room_t *r);
 void hub_room_unref(room_t *r);
+/* A room held by work that ends later (a Redis reply, a timer): hub_room_hold takes the
+ * reference, hub_room_unref(held.room) gives it back. */
+typedef struct {
+    hub_t *hub;
+    room_t *room;
+} hub_held_t;
+void hub_room_hold(hub_held_t *held, hub_t *hub, room_t *r);
 int hub_valid_name(const char *s, size_t len);
 /* With the room locked: a frame for {"type",...fields,"room"} (+ "id" when id > 0) and "ts". */
 rbuf_t *hub_frame(room_t *r, const char *type, json_t *fields, uint64_t id);

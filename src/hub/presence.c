@@ -13,8 +13,7 @@
 
 typedef struct {
     uv_timer_t timer;
-    hub_t *hub;
-    room_t *room;
+    hub_held_t held;
 } notice_timer_t;
 
 static void send_notice(hub_t *hub, room_t *r, int join, json_t *fields)
@@ -46,17 +45,17 @@ static void flush_pending(hub_t *hub, room_t *r, int join)
 static void on_timer_closed(uv_handle_t *h)
 {
     notice_timer_t *nt = h->data;
-    hub_room_unref(nt->room);
+    hub_room_unref(nt->held.room);
     free(nt);
 }
 
 static void on_window_end(uv_timer_t *t)
 {
     notice_timer_t *nt = t->data;
-    room_t *r = nt->room;
+    room_t *r = nt->held.room;
     pthread_mutex_lock(&r->lock);
-    flush_pending(nt->hub, r, 1);
-    flush_pending(nt->hub, r, 0);
+    flush_pending(nt->held.hub, r, 1);
+    flush_pending(nt->held.hub, r, 0);
     r->notice_at = uv_now(t->loop);
     r->notice_scheduled = 0;
     pthread_mutex_unlock(&r->lock);
@@ -107,9 +106,7 @@ void hub_notice(hub_t *hub, room_t *r, int join, const char *user, net_loop_t *l
     notice_timer_t *nt = malloc(sizeof *nt);
     if (!nt)
         return;
-    nt->hub = hub;
-    nt->room = r;
-    hub_room_ref(r);
+    hub_room_hold(&nt->held, hub, r);
     uv_timer_init(&loop->uv, &nt->timer);
     nt->timer.data = nt;
     uint64_t due = r->notice_at + window;

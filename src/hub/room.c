@@ -121,6 +121,13 @@ void hub_room_ref(room_t *r)
     atomic_fetch_add(&r->refs, 1);
 }
 
+void hub_room_hold(hub_held_t *held, hub_t *hub, room_t *r)
+{
+    held->hub = hub;
+    held->room = r;
+    hub_room_ref(r);
+}
+
 void hub_room_unref(room_t *r)
 {
     if (r && atomic_fetch_sub(&r->refs, 1) == 1)

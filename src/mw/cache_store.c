@@ -109,15 +109,7 @@ static stripe_t *stripe_of(cache_store_t *s, const char *path, size_t len)
 
 static void lru_unlink(stripe_t *st, entry_t *e)
 {
-    if (e->newer)
-        e->newer->older = e->older;
-    else
-        st->newest = e->older;
-    if (e->older)
-        e->older->newer = e->newer;
-    else
-        st->oldest = e->newer;
-    e->newer = e->older = NULL;
+    DLIST_UNLINK(st->newest, st->oldest, e, newer, older);
 }
 
 static void lru_push(stripe_t *st, entry_t *e)

@@ -59,19 +59,24 @@ void net_loop_post(net_loop_t *loop, net_msg_t *msg)
         uv_async_send(&loop->inbox_async);
 }
 
-static void on_inbox(uv_async_t *a)
+/* Runs the messages taken from the inbox, oldest first (each may free itself). */
+static void run_msgs(net_loop_t *loop, net_msg_t *m, int count_events)
 {
-    net_loop_t *loop = a->data;
-    pthread_mutex_lock(&loop->inbox_lock);
-    net_msg_t *m = loop->inbox_head;
-    loop->inbox_head = loop->inbox_tail = NULL;
-    pthread_mutex_unlock(&loop->inbox_lock);
     while (m) {
         net_msg_t *next = m->next;
-        net_loop_event(loop);
+        if (count_events)
+            net_loop_event(loop);
         m->fn(loop, m);
         m = next;
     }
+}
+
+static void on_inbox(uv_async_t *a)
+{
+    net_loop_t *loop = a->data;
+    net_msg_t *m;
+    LIST_TAKE_LOCKED(m, &loop->inbox_lock, loop->inbox_head, loop->inbox_tail);
+    run_msgs(loop, m, 1);
 }
 
 /* ---- tick: heartbeat, Date, timeouts ---- */
@@ -194,19 +199,15 @@ static void maybe_finish(net_loop_t *loop)
 {
     if (!loop->draining || loop->nconns > 0)
         return;
+    net_msg_t *m;
     pthread_mutex_lock(&loop->inbox_lock);
     int already = loop->inbox_closed;
     loop->inbox_closed = 1;
-    net_msg_t *m = loop->inbox_head;
-    loop->inbox_head = loop->inbox_tail = NULL;
+    LIST_TAKE(m, loop->inbox_head, loop->inbox_tail);
     pthread_mutex_unlock(&loop->inbox_lock);
     if (already)
         return;
-    while (m) { /* anything posted before the close still runs here */
-        net_msg_t *next = m->next;
-        m->fn(loop, m);
-        m = next;
-    }
+    run_msgs(loop, m, 0); /* anything posted before the close still runs here */
     uv_close((uv_handle_t *)&loop->inbox_async, on_handle_closed);
     uv_close((uv_handle_t *)&loop->tick, on_handle_closed);
     uv_close((uv_handle_t *)&loop->flush_check, on_handle_closed);

@@ -25,37 +25,35 @@ static void on_poll(uv_poll_t *h, int status, int events)
         redisAsyncHandleRead(e->ac);
 }
 
-static void set_events(uv_events_t *e, int events)
+/* hiredis asks for one kind of event at a time to be added or removed (the four hooks below). */
+static void want(void *p, int kind, int on)
 {
-    e->events = events;
-    if (events)
-        uv_poll_start(&e->poll, events, on_poll);
+    uv_events_t *e = p;
+    e->events = on ? e->events | kind : e->events & ~kind;
+    if (e->events)
+        uv_poll_start(&e->poll, e->events, on_poll);
     else
         uv_poll_stop(&e->poll);
 }
 
 static void add_read(void *p)
 {
-    uv_events_t *e = p;
-    set_events(e, e->events | UV_READABLE);
+    want(p, UV_READABLE, 1);
 }
 
 static void del_read(void *p)
 {
-    uv_events_t *e = p;
-    set_events(e, e->events & ~UV_READABLE);
+    want(p, UV_READABLE, 0);
 }
 
 static void add_write(void *p)
 {
-    uv_events_t *e = p;
-    set_events(e, e->events | UV_WRITABLE);
+    want(p, UV_WRITABLE, 1);
 }
 
 static void del_write(void *p)
 {
-    uv_events_t *e = p;
-    set_events(e, e->events & ~UV_WRITABLE);
+    want(p, UV_WRITABLE, 0);
 }
 
 static void on_closed(uv_handle_t *h)

@@ -37,15 +37,7 @@ struct redis_cmd {
 
 static void queue_unlink(redis_t *r, redis_cmd_t *k)
 {
-    if (k->prev)
-        k->prev->next = k->next;
-    else
-        r->queue_head = k->next;
-    if (k->next)
-        k->next->prev = k->prev;
-    else
-        r->queue_tail = k->prev;
-    k->prev = k->next = NULL;
+    DLIST_UNLINK(r->queue_head, r->queue_tail, k, prev, next);
 }
 
 /* Calls fn once; the command is freed unless hiredis still holds it. */
@@ -215,10 +207,8 @@ static void stop(redis_t *r)
 static void on_wake(uv_async_t *a)
 {
     redis_t *r = a->data;
-    pthread_mutex_lock(&r->lock);
-    redis_op_t *op = r->inbox_head;
-    r->inbox_head = r->inbox_tail = NULL;
-    pthread_mutex_unlock(&r->lock);
+    redis_op_t *op;
+    LIST_TAKE_LOCKED(op, &r->lock, r->inbox_head, r->inbox_tail);
     while (op) {
         redis_op_t *next = op->next;
         if (r->stopping) {
@@ -254,11 +244,7 @@ static int post(redis_t *r, redis_op_t *op)
     pthread_mutex_lock(&r->lock);
     int closed = r->inbox_closed;
     if (!closed) {
-        if (r->inbox_tail)
-            r->inbox_tail->next = op;
-        else
-            r->inbox_head = op;
-        r->inbox_tail = op;
+        LIST_APPEND(r->inbox_head, r->inbox_tail, op, next);
         if (op->kind == OP_STOP)
             r->inbox_closed = 1;
         uv_async_send(&r->wake);

@@ -9,68 +9,33 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *dup_n(const char *p, size_t n)
+static char *dup_str(roost_str_t s)
 {
-    char *s = malloc(n + 1);
-    if (s) {
-        memcpy(s, p, n);
-        s[n] = '\0';
-    }
-    return s;
-}
-
-static int parse_int(const char *p, size_t n, int lo, int hi, int *out)
-{
-    if (n == 0 || n > 9)
-        return -EINVAL;
-    long v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -EINVAL;
-        v = v * 10 + (p[i] - '0');
-    }
-    if (v < lo || v > hi)
-        return -EINVAL;
-    *out = (int)v;
-    return 0;
+    return s.ptr ? strndup(s.ptr, s.len) : NULL;
 }
 
 int redis_url_parse(const char *url, redis_url_t *u)
 {
     memset(u, 0, sizeof *u);
     u->port = 6379;
-    if (!url || strncmp(url, "redis://", 8) != 0)
+    url_parts_t parts;
+    if (url_split(url, &parts) < 0 || !str_eq_nocase(parts.scheme, "redis") || !parts.host.len)
         return -EINVAL;
-    const char *p = url + 8, *end = p + strlen(p);
-    const char *slash = memchr(p, '/', (size_t)(end - p));
-    const char *hostend = slash ? slash : end;
-    const char *at = NULL;
-    for (const char *q = p; q < hostend; q++)
-        if (*q == '@')
-            at = q;
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (!colon) { /* redis://password@host, as some tools write it */
-            u->password = dup_n(p, (size_t)(at - p));
-        } else {
-            if (colon > p)
-                u->user = dup_n(p, (size_t)(colon - p));
-            u->password = dup_n(colon + 1, (size_t)(at - colon - 1));
-        }
-        p = at + 1;
+    int bad = parts.port.ptr && str_to_int(parts.port, 1, 65535, &u->port) < 0;
+    if (!bad && parts.path.len)
+        bad = str_to_int(parts.path, 0, 1 << 20, &u->db) < 0;
+    if (bad)
+        return -EINVAL;
+    if (!parts.has_password) { /* redis://password@host, as some tools write it */
+        parts.password = parts.user;
+        parts.user = str_make(NULL, 0);
     }
-    const char *colon = memchr(p, ':', (size_t)(hostend - p));
-    const char *hend = colon ? colon : hostend;
-    int bad = hend == p;
-    if (!bad && colon)
-        bad = parse_int(colon + 1, (size_t)(hostend - colon - 1), 1, 65535, &u->port) < 0;
-    if (!bad && slash && slash + 1 < end)
-        bad = parse_int(slash + 1, (size_t)(end - slash - 1), 0, 1 << 20, &u->db) < 0;
-    if (!bad)
-        u->host = dup_n(p, (size_t)(hend - p));
-    if (bad || !u->host) {
+    u->host = dup_str(parts.host);
+    u->user = parts.user.len ? dup_str(parts.user) : NULL;
+    u->password = dup_str(parts.password);
+    if (!u->host || (parts.user.len && !u->user) || (parts.password.ptr && !u->password)) {
         redis_url_free(u);
-        return -EINVAL;
+        return -ENOMEM;
     }
     return 0;
 }

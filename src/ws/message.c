@@ -2,6 +2,7 @@
  * closes. It assembles fragments (copying only when it must), validates text as it arrives and
  * parses close payloads and codes (RFC 6455 §5.4, §5.5, §7). It does not write anything back:
  * answering pings and closes is the caller's, through encode.c. */
+#include "base/base.h"
 #include "ws/ws.h"
 
 #include <errno.h>
@@ -71,19 +72,14 @@ void ws_reader_free(ws_reader_t *r)
  * announce: a client may announce a megabyte and send one byte. */
 static int reserve(ws_reader_t *r, size_t n)
 {
-    size_t need = r->len + n, cap = r->cap ? r->cap : 1024;
+    size_t need = r->len + n;
 
     if (need <= r->cap)
         return 0;
-    while (cap < need)
-        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    if (cap > r->parser.max_message && need <= r->parser.max_message)
-        cap = (size_t)r->parser.max_message; /* doubling need not overshoot the limit */
-    uint8_t *b = realloc(r->buf, cap);
+    uint8_t *b = mem_grow(r->buf, &r->cap, need, 1024, (size_t)r->parser.max_message);
     if (!b)
         return -ENOMEM;
     r->buf = b;
-    r->cap = cap;
     return 0;
 }
 

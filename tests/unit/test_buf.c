@@ -35,6 +35,22 @@ TEST(sbuf_grows_and_formats)
     CHECK(s.p == NULL);
 }
 
+TEST(mem_grow_doubles_but_stops_at_the_limit)
+{
+    size_t cap = 0;
+    char *p = mem_grow(NULL, &cap, 10, 16, 1000);
+    CHECK(p != NULL);
+    CHECK_EQ_INT(cap, 16);
+    p = mem_grow(p, &cap, 600, 16, 1000); /* 16, 32, ..., 1024 would pass the limit */
+    CHECK(p != NULL);
+    CHECK_EQ_INT(cap, 1000);
+    memset(p, 'x', cap);
+    p = mem_grow(p, &cap, 1500, 16, 1000); /* above the limit: doubling is all it does */
+    CHECK(p != NULL);
+    CHECK_EQ_INT(cap, 2000);
+    free(p);
+}
+
 TEST(arena_aligns_resets_and_keeps_one_chunk)
 {
     arena_t a = {0};

@@ -72,6 +72,13 @@ TEST(db_url_masks_the_password_and_nothing_else)
     CHECK_EQ_STR(u.target, "postgres://app:p:w@db:5433/prod?sslmode=require");
     CHECK_EQ_STR(u.display, "postgres://app:***@db:5433/prod?sslmode=require");
     db_url_clear(&u);
+    /* libpq's socket-folder form (no host) and a password holding an '@' are masked whole */
+    CHECK_EQ_INT(db_url_parse(&u, "postgresql://app:pw@/prod?host=/run/postgresql", NULL), 0);
+    CHECK_EQ_STR(u.display, "postgresql://app:***@/prod?host=/run/postgresql");
+    db_url_clear(&u);
+    CHECK_EQ_INT(db_url_parse(&u, "postgresql://app:p@ss@db/prod", NULL), 0);
+    CHECK_EQ_STR(u.display, "postgresql://app:***@db/prod");
+    db_url_clear(&u);
 }
 
 TEST(db_url_sqlite_forms_name_the_same_file_as_the_default)

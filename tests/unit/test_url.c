@@ -197,3 +197,26 @@ TEST(url_query_get_skips_names_too_long_to_compare)
     CHECK_EQ_STR(q(&a, query, name), "<none>"); /* names of 128 bytes and more are skipped */
     arena_free(&a);
 }
+
+/* url_split (src/base/url.c): connection URLs of --database and --redis. */
+static int is(roost_str_t s, const char *want)
+{
+    return want ? s.ptr && s.len == strlen(want) && !memcmp(s.ptr, want, s.len) : !s.ptr;
+}
+
+TEST(url_split_gives_each_part_and_marks_absent_ones)
+{
+    url_parts_t u;
+    CHECK_EQ_INT(url_split("postgresql://app:p@ss@db.local:5433/shop", &u), 0);
+    CHECK(is(u.scheme, "postgresql") && is(u.user, "app") && is(u.password, "p@ss"));
+    CHECK(u.has_password && is(u.host, "db.local") && is(u.port, "5433") && is(u.path, "shop"));
+    CHECK_EQ_INT(url_split("redis://secret@h", &u), 0);
+    CHECK(is(u.user, "secret") && !u.has_password && is(u.host, "h"));
+    CHECK(is(u.port, NULL) && is(u.path, NULL));
+    CHECK_EQ_INT(url_split("redis://h:/", &u), 0);
+    CHECK(is(u.port, "") && is(u.path, ""));
+    CHECK_EQ_INT(url_split("postgresql://u:pw@/db?host=/run/postgresql", &u), 0);
+    CHECK(is(u.password, "pw") && u.host.len == 0 && is(u.path, "db?host=/run/postgresql"));
+    CHECK_EQ_INT(url_split("host:1", &u), -EINVAL);
+    CHECK_EQ_INT(url_split(NULL, &u), -EINVAL);
+}
