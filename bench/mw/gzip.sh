@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# gzip side by side in one run: GET /large-data (10,000 items, 1.2 MB of JSON) with
-# Accept-Encoding: gzip from roost (libdeflate per request, --gzip-level 6 and 1), nginx `gzip on`
-# serving the same bytes as a static file (gzip_comp_level 1, nginx's default, and 6), and FastAPI
-# with GZipMiddleware(minimum_size=1000); then the filter's cost on /json (27 bytes, below the
+# gzip side by side in one run: GET /large-data (10,000 items, 1.2 MB of JSON, a shared body made
+# once) with Accept-Encoding: gzip from roost (libdeflate, --gzip-level 1 and 6, compressing each
+# request with --gzip-cache-bytes 0, then with its gzip kept, the default), nginx serving the same
+# bytes as a static file (`gzip on`, gzip_comp_level 1, its default, and 6; then `gzip_static on`
+# with a .gz made beforehand, its twin of roost's kept gzip), and FastAPI with
+# GZipMiddleware(minimum_size=1000); then the filter's cost on /json (27 bytes, below the
 # minimum: not compressed) as roost --gzip on vs --gzip off, alternated three times. One server at a
 # time, each with 2 threads / workers; wrk -t1 for WRK_SECONDS after a 2 s warm-up.
 #   bash bench/mw/gzip.sh           WRK_SECONDS=5 ROOST_BIN=build/roost
@@ -38,18 +40,30 @@ GZ='Accept-Encoding: gzip'
 echo "| /large-data, Accept-Encoding: gzip, 16 connections | level | gzip bytes | req/s |"
 echo "|---|---:|---:|---:|"
 declare -A rps
-for lvl in 6 1; do
-    start_roost --gzip-level "$lvl"
+for lvl in 1 6; do
+    start_roost --gzip-level "$lvl" --gzip-cache-bytes 0
     url="http://127.0.0.1:$port/large-data"
     curl -s "$url" >"$tmp/large.json" # the same bytes for nginx
     rps[roost$lvl]=$(load "$url" 16 "$GZ")
-    echo "| roost (libdeflate) | $lvl | $(gz_bytes "$url") | ${rps[roost$lvl]} |"
+    echo "| roost (libdeflate), compressed per request | $lvl | $(gz_bytes "$url") | ${rps[roost$lvl]} |"
+    stop
+done
+for lvl in 1 6; do
+    start_roost --gzip-level "$lvl"
+    url="http://127.0.0.1:$port/large-data"
+    rps[roostc$lvl]=$(load "$url" 16 "$GZ")
+    echo "| roost (libdeflate), gzip kept (--gzip-cache-bytes default) | $lvl | $(gz_bytes "$url") | ${rps[roostc$lvl]} |"
     stop
 done
 
 mkdir -p "$tmp/www"
 cp "$tmp/large.json" "$tmp/www/large-data"
-for lvl in 1 6; do
+for lvl in 1 6 static; do
+    gz="gzip on;"
+    if [ "$lvl" = static ]; then # the .gz made once beforehand, at level 6
+        gzip -6 -c "$tmp/www/large-data" >"$tmp/www/large-data.gz"
+        gz="gzip_static on;"
+    fi
     port=$(bench_free_port)
     cat >"$tmp/nginx.conf" <<NGX
 worker_processes 2;
@@ -65,10 +79,10 @@ http {
         listen 127.0.0.1:$port;
         root $tmp/www;
         default_type application/json;
-        gzip on;
+        $gz
         gzip_types application/json;
         gzip_min_length 1000;
-        gzip_comp_level $lvl;
+        gzip_comp_level ${lvl/static/6};
     }
 }
 NGX
@@ -78,7 +92,9 @@ NGX
     bench_wait_http "http://127.0.0.1:$port/large-data"
     url="http://127.0.0.1:$port/large-data"
     rps[nginx$lvl]=$(load "$url" 16 "$GZ")
-    echo "| nginx gzip on (static file) | $lvl | $(gz_bytes "$url") | ${rps[nginx$lvl]} |"
+    what="gzip on (static file)"
+    [ "$lvl" = static ] && what="gzip_static on (a .gz made beforehand)"
+    echo "| nginx $what | ${lvl/static/6} | $(gz_bytes "$url") | ${rps[nginx$lvl]} |"
     stop
 done
 
@@ -94,10 +110,13 @@ echo "| FastAPI GZipMiddleware (2 workers) | 9 | $(gz_bytes "$url") | ${rps[fast
 stop
 
 echo
-echo "roost level 6 / nginx level 1: $($PY -c "print(f'{${rps[roost6]}/${rps[nginx1]}:.2f}x')");" \
-    "roost level 1 / nginx level 1: $($PY -c "print(f'{${rps[roost1]}/${rps[nginx1]}:.2f}x')");" \
-    "roost level 6 / nginx level 6: $($PY -c "print(f'{${rps[roost6]}/${rps[nginx6]}:.2f}x')");" \
-    "roost level 6 / FastAPI: $($PY -c "print(f'{${rps[roost6]}/max(${rps[fastapi]},0.1):.0f}x')")"
+ratio() { $PY -c "print(f'{$1/max($2,0.1):.2f}x')"; }
+echo "Per request: roost 1 / nginx 1: $(ratio "${rps[roost1]}" "${rps[nginx1]}");" \
+    "roost 6 / nginx 6: $(ratio "${rps[roost6]}" "${rps[nginx6]}");" \
+    "roost 6 / nginx 1: $(ratio "${rps[roost6]}" "${rps[nginx1]}")." \
+    "Kept: roost 1 / nginx gzip_static: $(ratio "${rps[roostc1]}" "${rps[nginxstatic]}");" \
+    "roost 1 kept / nginx 1 (each default): $(ratio "${rps[roostc1]}" "${rps[nginx1]}");" \
+    "roost 1 / FastAPI: $(ratio "${rps[roost1]}" "${rps[fastapi]}")"
 echo
 echo "| /json, 64 connections | run 1 req/s | run 2 req/s | run 3 req/s | mean |"
 echo "|---|---:|---:|---:|---:|"

@@ -206,6 +206,8 @@ static const opt_t gzip_opts[] = {
     {"gzip-min-bytes", SIZE, OFF(gzip.min_bytes), 0, 1ull << 32,
      "whole bodies below this go uncompressed"},
     {"gzip-level", INT, OFF(gzip.level), 1, 9, "compression level, 1 fastest .. 9 smallest"},
+    {"gzip-cache-bytes", SIZE, OFF(gzip.cache_bytes), 0, 1ull << 40,
+     "compressed copies of shared bodies (made once, sent many times) kept; 0: compress each"},
 };
 
 static const section_t sections[] = {
@@ -294,6 +296,7 @@ void roost_config_init(roost_config_t *cfg)
                                     .log_buffer = 1 << 20,
                                     .otlp_endpoint = ""};
     cfg->gzip = (roost_gzip_config_t){.on = 1, .min_bytes = 1000, .level = 6};
+    cfg->gzip.cache_bytes = 16u << 20;
 }
 
 /* "on", "off", "true", "false", "1" or "0": a bool flag's value given as the next argument. */
