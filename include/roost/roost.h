@@ -174,7 +174,7 @@ typedef struct {
 typedef struct {
     int on;             /* --gzip on|off: the gzip middleware on every route, default on */
     size_t min_bytes;   /* --gzip-min-bytes: smaller whole bodies go plain, default 1000 */
-    int level;          /* --gzip-level: 1 (fastest) .. 9 (smallest), default 6 */
+    int level;          /* --gzip-level: 1 (fastest) .. 9 (smallest), default 1 */
     size_t cache_bytes; /* --gzip-cache-bytes: compressed shared bodies kept, default 16 MiB */
 } roost_gzip_config_t;
 
