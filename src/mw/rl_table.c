@@ -74,6 +74,7 @@ static inline uint64_t load4(const unsigned char *p)
     memcpy(&w, p, 4);
     return w;
 }
+
 /* A stripe is held for one lookup and a few stores (~100 instructions): a spin lock, since a
  * futex mutex's lock and unlock cost half as much again (callgrind, 57 instructions a
  * request). A holder descheduled mid-hold (2 cores shared by many threads) is waited for with
