@@ -172,9 +172,10 @@ typedef struct {
 } roost_obs_config_t;
 
 typedef struct {
-    int on;           /* --gzip on|off: the gzip middleware on every route, default on */
-    size_t min_bytes; /* --gzip-min-bytes: smaller whole bodies go plain, default 1000 */
-    int level;        /* --gzip-level: 1 (fastest) .. 9 (smallest), default 6 */
+    int on;             /* --gzip on|off: the gzip middleware on every route, default on */
+    size_t min_bytes;   /* --gzip-min-bytes: smaller whole bodies go plain, default 1000 */
+    int level;          /* --gzip-level: 1 (fastest) .. 9 (smallest), default 1 */
+    size_t cache_bytes; /* --gzip-cache-bytes: compressed shared bodies kept, default 16 MiB */
 } roost_gzip_config_t;
 
 typedef struct {
@@ -594,6 +595,15 @@ void roost_respond(roost_req_t *req, int status, const char *content_type, const
                    size_t len);
 /* Sends `body` serialized as JSON, and drops the caller's reference. */
 void roost_respond_json(roost_req_t *req, int status, json_t *body);
+/* A body made once and sent many times with no copy (a static file's twin): an immutable,
+ * reference-counted copy of data; NULL on ENOMEM. Any thread. Filters may keep what they make
+ * of it while it lives (gzip keeps its compressed bytes: --gzip-cache-bytes). */
+typedef struct rbuf roost_shared_body_t;
+roost_shared_body_t *roost_shared_body_new(const void *data, size_t len);
+void roost_shared_body_unref(roost_shared_body_t *b); /* drops the caller's reference; NULL ok */
+/* Sends b, not copied: the answer holds its own reference until written. */
+void roost_respond_shared(roost_req_t *req, int status, const char *content_type,
+                          roost_shared_body_t *b);
 /* Sends {"detail": detail}. */
 void roost_respond_error(roost_req_t *req, int status, const char *detail);
 /* Sends FastAPI's 422 shape: {"detail":[errors...]}; steals `errors` (a JSON array). */

@@ -12,11 +12,11 @@
 
 /* ---- GET /large-data: [{"id":0,"data":"xxx..."}, ...], like the article's list of dicts ---- */
 
-static char *large_body;
-static size_t large_len;
+static roost_shared_body_t *large_body;
 static pthread_once_t large_once = PTHREAD_ONCE_INIT;
 
-/* The list never changes: serialized once, as a static file would be. */
+/* The list never changes: serialized once and sent with no copy, as a static file would be
+ * (a copy of its 1.2 MB was 4% of a gzip answer's time). */
 static void large_make(void)
 {
     char x[101];
@@ -31,8 +31,8 @@ static void large_make(void)
         len += (size_t)snprintf(b + len, cap - len, "%s{\"id\":%d,\"data\":\"%s\"}", i ? "," : "",
                                 i, x);
     b[len++] = ']';
-    large_body = b;
-    large_len = len;
+    large_body = roost_shared_body_new(b, len);
+    free(b);
 }
 
 static void large_data(roost_req_t *req, void *ud)
@@ -42,7 +42,7 @@ static void large_data(roost_req_t *req, void *ud)
         roost_respond_error(req, 503, "Out of memory");
         return;
     }
-    roost_respond(req, 200, "application/json", large_body, large_len);
+    roost_respond_shared(req, 200, "application/json", large_body);
 }
 
 /* ---- GET /download-large-file?lines=N&line_delay_ms=M ---- */

@@ -212,6 +212,22 @@ void http_respond_shared(roost_req_t *req, int status, const char *content_type,
     respond_end(req);
 }
 
+roost_shared_body_t *roost_shared_body_new(const void *data, size_t len)
+{
+    return rbuf_from(data, len);
+}
+
+void roost_shared_body_unref(roost_shared_body_t *b)
+{
+    rbuf_unref(b);
+}
+
+void roost_respond_shared(roost_req_t *req, int status, const char *content_type,
+                          roost_shared_body_t *b)
+{
+    http_respond_shared(req, status, content_type, b, 0, b->len);
+}
+
 void http_res_shared_release(roost_req_t *req)
 {
     rbuf_unref(req->res_shared);

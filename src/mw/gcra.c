@@ -1,5 +1,6 @@
-/* GCRA arithmetic and the rate-limit policy spec parser: pure functions, no table, no HTTP.
- * The table of clients is rl_table.c; the middleware that answers 429 is ratelimit.c. */
+/* The rate-limit policy spec parser: pure functions, no table, no HTTP. The GCRA arithmetic
+ * itself is inline in mw.h; the table of clients is rl_table.c; the middleware that answers 429
+ * is ratelimit.c. */
 #include "mw/mw.h"
 
 #include <ctype.h>
@@ -9,30 +10,6 @@
 #include <string.h>
 
 #define NS_PER_S 1000000000LL
-
-void mw_gcra_check(const mw_gcra_t *g, int64_t stored, int64_t now, mw_gcra_result_t *out)
-{
-    int64_t t = g->interval_ns, span = g->burst * g->interval_ns;
-    int64_t tat = stored > now ? stored : now;
-    int64_t new_tat = tat + t;
-    int64_t allow_at = new_tat - span; /* the earliest time this request fits in the burst */
-    if (now < allow_at) {
-        out->allowed = 0;
-        out->tat = stored;
-        out->remaining = 0;
-        out->retry_ns = allow_at - now;
-        out->window_ns = out->retry_ns;
-        out->reset_ns = tat - now;
-        return;
-    }
-    out->allowed = 1;
-    out->tat = new_tat;
-    out->remaining = (long)((now - allow_at) / t);
-    out->retry_ns = 0;
-    /* One more request fits once now reaches allow_at + (remaining + 1) * T. */
-    out->window_ns = allow_at + (out->remaining + 1) * t - now;
-    out->reset_ns = new_tat - now;
-}
 
 static int fail(mw_rl_policy_t *p, char *err, size_t size, const char *what, const char *tok,
                 size_t len)

@@ -1,8 +1,10 @@
 /* gzip: compresses an answer when its client accepts gzip (Accept-Encoding, q-values honoured).
  * Whole bodies of at least --gzip-min-bytes go through libdeflate in one call; streams (chunked,
  * SSE) of a compressible type are always compressed, with zlib and a sync flush per write so
- * that every piece reaches the client at once. Never HEAD, 1xx/204/206/304, a body that has a
- * Content-Encoding already, or a type that is compressed already (images, archives...). */
+ * that every piece reaches the client at once. A shared body (made once, sent many times: a
+ * cache HIT, roost_respond_shared) is compressed once and its gzip kept, bounded by
+ * --gzip-cache-bytes, as nginx's gzip_static keeps a file's. Never HEAD, 1xx/204/206/304, a
+ * body that has a Content-Encoding already, or a type that is compressed already. */
 #include "http/http.h"
 
 #include <errno.h>
@@ -16,7 +18,20 @@
 #include "core/core.h"
 
 /* The filter's counters, on /metrics. */
-enum { C_WHOLE, C_STREAM, C_IN, C_OUT, C_SMALL, C_REFUSED, C_TYPE, C_COUNT };
+enum {
+    C_WHOLE,
+    C_STREAM,
+    C_IN,
+    C_OUT,
+    C_SMALL,
+    C_REFUSED,
+    C_TYPE,
+    C_HIT,
+    C_STORED,
+    C_EVICTED,
+    C_UNSTORED,
+    C_COUNT
+};
 static const char *const counter_defs[C_COUNT][3] = {
     {"roost_gzip_responses_total", "mode=\"whole\"", "answers compressed with gzip"},
     {"roost_gzip_responses_total", "mode=\"stream\"", "answers compressed with gzip"},
@@ -26,12 +41,36 @@ static const char *const counter_defs[C_COUNT][3] = {
     {"roost_gzip_skipped_total", "reason=\"not_accepted\"",
      "answers sent plain though gzip could apply"},
     {"roost_gzip_skipped_total", "reason=\"type\"", "answers sent plain though gzip could apply"},
+    {"roost_gzip_cache_total", "result=\"hit\"",
+     "compressed shared bodies, by what became of them"},
+    {"roost_gzip_cache_total", "result=\"stored\"",
+     "compressed shared bodies, by what became of them"},
+    {"roost_gzip_cache_total", "result=\"evicted\"",
+     "compressed shared bodies, by what became of them"},
+    {"roost_gzip_cache_total", "result=\"too_big\"",
+     "compressed shared bodies, by what became of them"},
 };
+
+/* A shared body's gzip. The entry holds a reference on the source: its bytes cannot change and
+ * its address cannot be reused by another body while the entry lives. */
+#define GZ_CACHE_MAX 64
+typedef struct {
+    rbuf_t *src; /* NULL: a free slot */
+    size_t off, len;
+    int level;
+    rbuf_t *gz;
+    uint64_t used; /* the last hit's tick: the least recently used goes first */
+} gz_cached_t;
 
 typedef struct {
     size_t min_bytes;
     int level;
     roost_counter_t *c[C_COUNT];
+    /* The cache, shared by the loops: held for a scan of 64 pointers, never while compressing. */
+    pthread_mutex_t lock;
+    size_t cache_max, cache_bytes; /* bytes kept alive: sources and their gzip */
+    uint64_t tick;
+    gz_cached_t cache[GZ_CACHE_MAX];
 } gz_state_t;
 
 enum { GZ_NONE, GZ_WHOLE, GZ_STREAM };
@@ -52,13 +91,97 @@ static void *gz_state_new(roost_server_t *srv)
     const roost_gzip_config_t *cfg = &roost_server_config(srv)->gzip;
     st->min_bytes = cfg->min_bytes;
     st->level = cfg->level;
+    st->cache_max = cfg->cache_bytes;
+    pthread_mutex_init(&st->lock, NULL);
     for (int i = 0; i < C_COUNT; i++)
         st->c[i] = roost_counter(srv, counter_defs[i][0], counter_defs[i][1], counter_defs[i][2]);
     return st;
 }
 
+static void gz_state_free(void *p)
+{
+    gz_state_t *st = p;
+    for (int i = 0; i < GZ_CACHE_MAX; i++) {
+        rbuf_unref(st->cache[i].src);
+        rbuf_unref(st->cache[i].gz);
+    }
+    pthread_mutex_destroy(&st->lock);
+    free(st);
+}
+
 static CORE_SERVER_CTX_FN(gz_state_t, gz_state, .name = "gzip", .server_new = gz_state_new,
-                          .server_free = free)
+                          .server_free = gz_state_free)
+
+/* ---- the cache of compressed shared bodies ---- */
+
+/* The gzip of src's [off, off+len) at level, with a reference for the caller; NULL: none. */
+static rbuf_t *cache_get(gz_state_t *st, const rbuf_t *src, size_t off, size_t len, int level)
+{
+    rbuf_t *gz = NULL;
+    pthread_mutex_lock(&st->lock);
+    for (int i = 0; i < GZ_CACHE_MAX; i++) {
+        gz_cached_t *e = &st->cache[i];
+        if (e->src == src && e->off == off && e->len == len && e->level == level) {
+            e->used = ++st->tick;
+            gz = rbuf_ref(e->gz);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&st->lock);
+    return gz;
+}
+
+static void cache_drop(gz_state_t *st, gz_cached_t *e)
+{
+    st->cache_bytes -= e->len + e->gz->len;
+    rbuf_unref(e->src);
+    rbuf_unref(e->gz);
+    *e = (gz_cached_t){0};
+}
+
+/* Keeps a copy of the n bytes of gzip made from src's [off, off+len), making room by dropping
+ * the least recently used; a body bigger than the whole cache is not kept. */
+static void cache_put(gz_state_t *st, rbuf_t *src, size_t off, size_t len, int level,
+                      const void *gz_bytes, size_t n)
+{
+    if (len + n > st->cache_max) {
+        roost_counter_add(st->c[C_UNSTORED], 1);
+        return;
+    }
+    rbuf_t *gz = rbuf_from(gz_bytes, n);
+    if (!gz)
+        return;
+    pthread_mutex_lock(&st->lock);
+    gz_cached_t *slot = NULL;
+    for (;;) {
+        gz_cached_t *oldest = NULL;
+        slot = NULL;
+        for (int i = 0; i < GZ_CACHE_MAX; i++) {
+            gz_cached_t *e = &st->cache[i];
+            if (!e->src) {
+                slot = slot ? slot : e;
+                continue;
+            }
+            if (e->src == src && e->off == off && e->len == len && e->level == level) {
+                /* Another loop made it meanwhile: keep theirs. */
+                pthread_mutex_unlock(&st->lock);
+                rbuf_unref(gz);
+                return;
+            }
+            if (!oldest || e->used < oldest->used)
+                oldest = e;
+        }
+        if (slot && st->cache_bytes + len + n <= st->cache_max)
+            break;
+        cache_drop(st, oldest); /* the bound holds at least this body: oldest is not NULL */
+        roost_counter_add(st->c[C_EVICTED], 1);
+    }
+    *slot = (gz_cached_t){
+        .src = rbuf_ref(src), .off = off, .len = len, .level = level, .gz = gz, .used = ++st->tick};
+    st->cache_bytes += len + n;
+    pthread_mutex_unlock(&st->lock);
+    roost_counter_add(st->c[C_STORED], 1);
+}
 
 /* ---- per thread: a libdeflate compressor and an output buffer, reused across answers ---- */
 
@@ -226,9 +349,31 @@ static void gz_headers(roost_req_t *req, void *ctx, void *ud)
 
 /* ---- the filters ---- */
 
-static int gz_whole(gz_ctx_t *g, gz_state_t *st, const void *p, size_t n, int last,
-                    roost_body_next_t *next)
+/* The shared buffer whose bytes p is, when the body reached this filter whole and unchanged. */
+static rbuf_t *shared_source(const roost_req_t *req, const void *p, size_t n, int last)
 {
+    rbuf_t *b = req->res_shared;
+    if (!b || !last || n != req->res_shared_len || p != b->data + req->res_shared_off)
+        return NULL;
+    return b;
+}
+
+static int gz_whole(roost_req_t *req, gz_ctx_t *g, gz_state_t *st, const void *p, size_t n,
+                    int last, roost_body_next_t *next)
+{
+    rbuf_t *src = st->cache_max && !g->pend.len ? shared_source(req, p, n, last) : NULL;
+    size_t off = src ? req->res_shared_off : 0;
+    if (src) {
+        rbuf_t *hit = cache_get(st, src, off, n, st->level);
+        if (hit) {
+            roost_counter_add(st->c[C_HIT], 1);
+            roost_counter_add(st->c[C_IN], (long)n);
+            roost_counter_add(st->c[C_OUT], (long)hit->len);
+            int rc = roost_body_emit(next, hit->data, hit->len, 1);
+            rbuf_unref(hit);
+            return rc;
+        }
+    }
     if (!last || g->pend.len) { /* a filter before this one cut the body: gather it */
         if (n && sbuf_append(&g->pend, p, n) < 0)
             return -ENOMEM;
@@ -256,6 +401,8 @@ static int gz_whole(gz_ctx_t *g, gz_state_t *st, const void *p, size_t n, int la
         return -ENOMEM; /* cannot happen with the bound */
     roost_counter_add(st->c[C_IN], (long)n);
     roost_counter_add(st->c[C_OUT], (long)out);
+    if (src)
+        cache_put(st, src, off, n, st->level, t->out.p, out);
     return roost_body_emit(next, t->out.p, out, 1);
 }
 
@@ -307,7 +454,7 @@ static int gz_body(roost_req_t *req, const void *p, size_t n, int last, roost_bo
 {
     gz_ctx_t *g = ctx;
     if (g->mode == GZ_WHOLE)
-        return gz_whole(g, ud, p, n, last, next);
+        return gz_whole(req, g, ud, p, n, last, next);
     if (g->mode == GZ_STREAM)
         return gz_stream(g, ud, p, n, last, next);
     return roost_body_emit(next, p, n, last);

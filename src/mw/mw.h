@@ -28,8 +28,38 @@ typedef struct {
     int64_t reset_ns;  /* until the whole burst is back */
 } mw_gcra_result_t;
 
-/* stored: the client's TAT, 0 (or any time before now) for a client not seen lately. */
-void mw_gcra_check(const mw_gcra_t *g, int64_t stored, int64_t now, mw_gcra_result_t *out);
+/* stored: the client's TAT, 0 (or any time before now) for a client not seen lately. Inline:
+ * it runs under a stripe's lock on every request a policy covers, and the call with its result
+ * through memory was half its cost (callgrind, /json with a rate limit). */
+static inline void mw_gcra_check(const mw_gcra_t *g, int64_t stored, int64_t now,
+                                 mw_gcra_result_t *out)
+{
+    int64_t t = g->interval_ns;
+    if (stored <= now) { /* a full bucket: no division (remaining is burst - 1) */
+        *out = (mw_gcra_result_t){.allowed = 1,
+                                  .tat = now + t,
+                                  .remaining = (long)g->burst - 1,
+                                  .window_ns = t,
+                                  .reset_ns = t};
+        return;
+    }
+    int64_t new_tat = stored + t;
+    int64_t allow_at = new_tat - g->burst * t; /* the earliest time this request fits */
+    if (now < allow_at) {
+        *out = (mw_gcra_result_t){.tat = stored,
+                                  .retry_ns = allow_at - now,
+                                  .window_ns = allow_at - now,
+                                  .reset_ns = stored - now};
+        return;
+    }
+    long remaining = (long)((now - allow_at) / t);
+    /* One more request fits once now reaches allow_at + (remaining + 1) * T. */
+    *out = (mw_gcra_result_t){.allowed = 1,
+                              .tat = new_tat,
+                              .remaining = remaining,
+                              .window_ns = allow_at + (remaining + 1) * t - now,
+                              .reset_ns = new_tat - now};
+}
 /* Whole seconds for a header, rounded up so a client that waits that long is not refused. */
 static inline long mw_ceil_s(int64_t ns)
 {

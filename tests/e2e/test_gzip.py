@@ -226,3 +226,39 @@ def test_sse_is_compressed_and_each_event_inflates_when_sent(server):
     assert len(events) >= 3
     assert '"status":"completed"' in events[-1]
     assert total > 1.2 and first_event_at < total / 2
+
+
+def gzip_cache_delta(before, after, result):
+    return metric_sum(after, "roost_gzip_cache_total", result=result) - metric_sum(
+        before, "roost_gzip_cache_total", result=result
+    )
+
+
+def test_a_shared_body_is_compressed_once_and_its_gzip_kept(shared_servers):
+    with shared_servers.use("--gzip-cache-bytes", "4000000") as srv:
+        plain = plain_large(srv).body
+        before = srv.metrics()
+        bodies = [srv.get("/large-data", headers=GZ) for _ in range(3)]
+        after = srv.metrics()
+        for resp in bodies:
+            assert resp.header("Content-Encoding") == "gzip"
+            assert gzip.decompress(resp.body) == plain
+        assert bodies[0].body == bodies[1].body == bodies[2].body
+        hits = gzip_cache_delta(before, after, "hit")
+        assert hits >= 2 and hits + gzip_cache_delta(before, after, "stored") == 3
+        # a client that refuses gzip still gets the plain bytes
+        assert srv.get("/large-data", headers={"Accept-Encoding": "identity"}).body == plain
+
+
+@pytest.mark.parametrize("cache_bytes, too_big", [("100000", 2), ("0", 0)])
+def test_gzip_kept_only_within_its_bound(shared_servers, cache_bytes, too_big):
+    # 100 kB cannot hold the 1.2 MB body it was made from; 0 turns keeping off
+    with shared_servers.use("--gzip-cache-bytes", cache_bytes) as srv:
+        plain = plain_large(srv).body
+        before = srv.metrics()
+        for _ in range(2):
+            assert gzip.decompress(srv.get("/large-data", headers=GZ).body) == plain
+        after = srv.metrics()
+        assert gzip_cache_delta(before, after, "hit") == 0
+        assert gzip_cache_delta(before, after, "stored") == 0
+        assert gzip_cache_delta(before, after, "too_big") == too_big

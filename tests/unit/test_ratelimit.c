@@ -195,3 +195,49 @@ TEST(rl_table_holds_long_keys_by_hash)
     CHECK(r.allowed);
     mw_rl_table_free(t);
 }
+
+/* The hash reads keys of 1-3, 4-7, 8-16 and more bytes differently (overlapping words): a key
+ * of every length, and one byte changed at every place, is each a client of its own. */
+TEST(rl_table_tells_apart_keys_of_every_length_and_every_byte)
+{
+    mw_rl_table_t *t = mw_rl_table_new(4096);
+    const mw_gcra_t g = {.interval_ns = S, .burst = 1};
+    mw_gcra_result_t r;
+    char k[40];
+    memset(k, 'a', sizeof k);
+    size_t n = 0;
+    for (size_t len = 0; len <= sizeof k; len++, n++) {
+        mw_rl_table_check(t, 0, k, len, &g, S, &r);
+        CHECK(r.allowed); /* "aaa" is not "aa" */
+    }
+    for (size_t len = 1; len <= sizeof k; len++)
+        for (size_t at = 0; at < len; at++, n++) {
+            k[at] = 'b';
+            mw_rl_table_check(t, 0, k, len, &g, S, &r);
+            CHECK(r.allowed);
+            k[at] = 'a';
+        }
+    CHECK_EQ_INT(mw_rl_table_keys(t), n);
+    mw_rl_table_check(t, 0, k, 17, &g, S, &r); /* each is still remembered: refused now */
+    CHECK(!r.allowed);
+    mw_rl_table_free(t);
+}
+
+/* A client whose bucket is full (new, or idle a whole burst's span) takes the short path: the
+ * same answer as the formula gives one nanosecond into a bucket that is not quite full. */
+TEST(gcra_full_bucket_answers_like_the_formula)
+{
+    int64_t now = 100 * S;
+    mw_gcra_result_t full, almost;
+    mw_gcra_check(&ten_a_minute, now - 1, now, &full);
+    CHECK(full.allowed);
+    CHECK_EQ_INT(full.remaining, 9);
+    CHECK_EQ_INT(full.window_ns, 6 * S);
+    CHECK_EQ_INT(full.reset_ns, 6 * S);
+    CHECK_EQ_INT(full.tat, now + 6 * S);
+    mw_gcra_check(&ten_a_minute, now + 1, now, &almost); /* 1 ns of one share still in use */
+    CHECK(almost.allowed);
+    CHECK_EQ_INT(almost.remaining, 8);
+    CHECK_EQ_INT(almost.window_ns, 1); /* the 9th share is back 1 ns later */
+    CHECK_EQ_INT(almost.reset_ns, 6 * S + 1);
+}
