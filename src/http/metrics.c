@@ -70,8 +70,9 @@ void http_metrics_free(struct http_metrics *m)
     free(m);
 }
 
-/* The first SHARDS threads that record own a shard each: their adds are a plain load and store
- * (one writer; a scrape reads whole longs). Later threads share, with locked adds. */
+/* The first SHARDS - 1 threads that record own a shard each: their adds are a plain load and
+ * store (one writer; a scrape reads whole longs). Later threads share the last shard, with
+ * locked adds: never an owner's, whose plain load and store could undo a sharer's add. */
 static atomic_uint next_shard;
 static _Thread_local unsigned my_shard = ~0u;
 static _Thread_local int my_own;
@@ -187,8 +188,8 @@ void http_metrics_record(struct http_metrics *m, const roost_req_t *req)
     if (last.gen != m->gen || last.key != key) {
         if (my_shard == ~0u) {
             unsigned n = atomic_fetch_add(&next_shard, 1);
-            my_shard = n % SHARDS;
-            my_own = n < SHARDS;
+            my_own = n < SHARDS - 1;
+            my_shard = my_own ? n : SHARDS - 1;
         }
         if (!(c = cell_of(m, key)))
             return;
