@@ -2,9 +2,9 @@
 # The cost of observability on GET /json: one binary started twice, with per-route metrics and
 # tracing on (the defaults) and with --metrics off --tracing off, side by side; wrk -t1 -c64
 # against each in turn, ROUNDS times alternated, so drift on a shared machine hits both alike.
-# Beside req/s, each round reads the server's CPU time (every thread's, from
-# /proc/PID/task/*/schedstat, in ns) over the requests wrk counted: CPU per request barely moves
-# when other processes take the cores, where req/s swings by half (a machine shared by agents).
+# Beside req/s, each round reads the server's CPU time (all threads' utime + stime from
+# /proc/PID/stat, 10 ms ticks: ~1% of a 3 s round) over the requests wrk counted: CPU per
+# request moves less than req/s when other processes take the cores (a machine shared by agents).
 # Prints each round and a Markdown table of the medians with the cost in percent (target <= 3).
 #   ROOST_BIN (build/roost)  WRK_SECONDS (5)  ROUNDS (5)  CONNS (64)  THREADS (1)
 set -euo pipefail
@@ -47,8 +47,10 @@ start() { # NAME ARGS...: starts a server; sets PORT and PID (not in a subshell:
     exit 1
 }
 
-cpu_ns() { # PID: CPU time of all its threads so far
-    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ns += $1} END {printf "%d", ns}'
+TICK_NS=$((1000000000 / $(getconf CLK_TCK)))
+cpu_ns() { # PID: CPU time of all its threads so far (utime + stime, in ns;
+           # mawk: %d stops at 2^31, hence %.0f)
+    awk -v tick="$TICK_NS" '{sub(/.*\) /, ""); printf "%.0f", ($12 + $13) * tick}' /proc/"$1"/stat
 }
 
 round() { # PORT PID -> "req/s CPU-us-per-request"
