@@ -9,8 +9,11 @@
 #   or with metrics and tracing off: OLD_ARGS="--metrics off --tracing off").
 # With TLS=1 both serve HTTPS (a self-signed certificate made here; TLS 1.3, the client's
 # default cipher): what the TLS layer adds per kept-alive request. KEEP=DIR keeps the callgrind
-# files there (callgrind_annotate them).
+# files there (callgrind_annotate them). STATS=1 adds, per request, the simulated D1 and
+# last-level cache misses (callgrind's cache simulator, a fixed 32 KB D1 and 8 MB LL so that
+# machines compare) and the locked instructions run (atomic adds and swaps: bench/core/cgstats.py).
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 old=$(realpath "${1:?old binary}")
 new=$(realpath "${2:?new binary}")
 shift 2
@@ -62,7 +65,10 @@ run() { # bin path n args -> total Ir
     out="$tmp/cg.$RANDOM"
     local extra=()
     [ -n "$args" ] && eval "extra=($args)"
-    valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out" "$bin" \
+    local stats=()
+    [ "${STATS:-0}" = 1 ] && stats=(--cache-sim=yes --dump-instr=yes --I1=32768,8,64
+        --D1=32768,8,64 --LL=8388608,16,64)
+    valgrind --tool=callgrind --separate-threads=yes "${stats[@]}" --callgrind-out-file="$out" "$bin" \
         --port "$p" --threads 1 --data-dir "$tmp/data" "${tls_args[@]}" "${extra[@]}" >/dev/null 2>&1 &
     local pid=$!
     for _ in $(seq 200); do curl -sk -o /dev/null "$scheme://127.0.0.1:$p/healthz" && break; sleep 0.1; done
@@ -71,18 +77,35 @@ run() { # bin path n args -> total Ir
     wait "$pid" || true
     # The loop thread's count only: the other threads (watchdog, job dispatcher, idle workers)
     # work per second, not per request.
-    grep -l "loop_main" "$out"-* | xargs awk '/^summary:/ {print $2}' | sort -n | tail -1
+    local f
+    f=$(grep -l "loop_main" "$out"-* | xargs awk '/^summary:/ {print $2, FILENAME}' | sort -n |
+        tail -1 | cut -d' ' -f2)
+    if [ "${STATS:-0}" = 1 ]; then
+        /usr/bin/python3 "$here/cgstats.py" "$f"
+    else
+        awk '/^summary:/ {print $2}' "$f"
+    fi
     [ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$out"-* "$KEEP/" || true
 }
 
-echo "| binary | path | instructions per request |"
-echo "|---|---|---:|"
+if [ "${STATS:-0}" = 1 ]; then
+    echo "| binary | path | instructions | D1 misses | LL misses | locked instructions |"
+    echo "|---|---|---:|---:|---:|---:|"
+else
+    echo "| binary | path | instructions per request |"
+    echo "|---|---|---:|"
+fi
 for path in "${paths[@]}"; do
     for which in old new; do
         bin=$old args=${OLD_ARGS:-}
         [ "$which" = new ] && bin=$new args=${NEW_ARGS:-}
-        one=$(run "$bin" "$path" "$N" "$args")
-        two=$(run "$bin" "$path" $((2 * N)) "$args")
-        echo "| $which | $path | $(( (two - one) / N )) |"
+        one=($(run "$bin" "$path" "$N" "$args"))
+        two=($(run "$bin" "$path" $((2 * N)) "$args"))
+        row="| $which | $path |"
+        for i in "${!one[@]}"; do # per request: (2N - N) / N, two decimals under 10
+            row+=" $(awk -v a="${one[$i]}" -v b="${two[$i]}" -v n="$N" \
+                'BEGIN { d = (b - a) / n; printf(d < 10 && d > -10 ? "%.2f" : "%d", d) }') |"
+        done
+        echo "$row"
     done
 done

@@ -1,7 +1,8 @@
 /* Named counters for /metrics: registered at start-up (or lazily, under a mutex), then bumped
- * with relaxed atomic adds from any thread, so the hot path takes no lock. Each counter has a
- * cache line per thread slot: loops bumping the same counter do not bounce one line between
- * cores; a read sums the slots. */
+ * from any thread with no lock and no locked instruction for the first threads. Slot-major, like
+ * the kernel's per-CPU areas: counters live in chunks of CHUNK, and each thread slot has its own
+ * contiguous run of a chunk, so one thread's counters share its cache lines and no line is
+ * written by two threads; a read sums the slots. Not the per-route series (http/metrics.c). */
 #include "base/base.h"
 
 #include <pthread.h>
@@ -9,14 +10,16 @@
 #include <string.h>
 
 #define SLOTS 16
+#define CHUNK 64 /* counters per chunk: one slot's run is 512 bytes, eight whole lines */
 
-struct __attribute__((aligned(64))) slot {
-    atomic_long v;
-    char pad[64 - sizeof(atomic_long)];
+/* SLOTS runs of CHUNK values: counter i of slot s is v[s * CHUNK + i]. */
+struct chunk {
+    struct chunk *next;
+    _Alignas(64) atomic_long v[SLOTS * CHUNK];
 };
 
-struct __attribute__((aligned(64))) roost_counter {
-    struct slot slots[SLOTS];
+struct roost_counter {
+    atomic_long *v; /* slot 0's value; slot s's is v[s * CHUNK] */
     struct roost_counter *next;
     char *name;
     char *labels;
@@ -27,6 +30,8 @@ struct __attribute__((aligned(64))) roost_counter {
 struct counters {
     pthread_mutex_t lock;
     struct roost_counter *head, *tail;
+    struct chunk *chunks; /* the newest first */
+    int used;             /* counters given out of the newest chunk */
 };
 
 counters_t *counters_new(void)
@@ -50,6 +55,10 @@ void counters_free(counters_t *c)
         free(k);
         k = next;
     }
+    for (struct chunk *ch = c->chunks, *next; ch; ch = next) {
+        next = ch->next;
+        free(ch);
+    }
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
@@ -57,6 +66,25 @@ void counters_free(counters_t *c)
 static int same(const char *a, const char *b)
 {
     return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+/* A counter with the next free place of the newest chunk (a new chunk when it is full). Under
+ * c->lock. */
+static struct roost_counter *new_counter(counters_t *c)
+{
+    if (!c->chunks || c->used == CHUNK) {
+        struct chunk *ch = aligned_alloc(64, sizeof *ch);
+        if (!ch)
+            return NULL;
+        memset(ch, 0, sizeof *ch);
+        ch->next = c->chunks;
+        c->chunks = ch;
+        c->used = 0;
+    }
+    struct roost_counter *k = calloc(1, sizeof *k);
+    if (k)
+        k->v = &c->chunks->v[c->used++];
+    return k;
 }
 
 roost_counter_t *counters_get(counters_t *c, const char *name, const char *labels, const char *help)
@@ -72,8 +100,7 @@ roost_counter_t *counters_get_kind(counters_t *c, const char *name, const char *
     for (k = c->head; k; k = k->next)
         if (strcmp(k->name, name) == 0 && same(k->labels, labels))
             break;
-    if (!k && (k = aligned_alloc(64, sizeof *k))) {
-        memset(k, 0, sizeof *k);
+    if (!k && (k = new_counter(c))) {
         k->name = strdup(name);
         k->labels = strdup(labels ? labels : "");
         k->help = strdup(help ? help : name);
@@ -111,22 +138,34 @@ void counters_render(counters_t *c, sbuf_t *out)
     pthread_mutex_unlock(&c->lock);
 }
 
+/* The first SLOTS - 1 threads that bump a counter own a slot: their add is a plain load and
+ * store (one writer; a read sees whole longs). Later threads share the last slot with locked
+ * adds, never an owner's slot, whose plain store could undo a sharer's add. */
 static atomic_uint next_slot;
 static _Thread_local unsigned my_slot = ~0u;
+static _Thread_local int my_own;
 
 void roost_counter_add(roost_counter_t *k, long n)
 {
     if (!k)
         return;
-    if (my_slot == ~0u)
-        my_slot = atomic_fetch_add(&next_slot, 1) % SLOTS;
-    atomic_fetch_add_explicit(&k->slots[my_slot].v, n, memory_order_relaxed);
+    if (my_slot == ~0u) {
+        unsigned i = atomic_fetch_add(&next_slot, 1);
+        my_own = i < SLOTS - 1;
+        my_slot = my_own ? i : SLOTS - 1;
+    }
+    atomic_long *v = &k->v[my_slot * CHUNK];
+    if (my_own)
+        atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + n,
+                              memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(v, n, memory_order_relaxed);
 }
 
 long roost_counter_get(const roost_counter_t *k)
 {
     long sum = 0;
     for (int i = 0; k && i < SLOTS; i++)
-        sum += atomic_load_explicit(&((roost_counter_t *)k)->slots[i].v, memory_order_relaxed);
+        sum += atomic_load_explicit(&k->v[i * CHUNK], memory_order_relaxed);
     return sum;
 }

@@ -49,6 +49,7 @@ static int copy_head(roost_req_t *bg, const roost_req_t *req)
     }
     memcpy(bg->headers, req->headers, (size_t)req->nheaders * sizeof *bg->headers);
     bg->nheaders = req->nheaders;
+    bg->traceparent = req->traceparent; /* the same index into the copied headers */
     return 0;
 }
 

