@@ -47,8 +47,8 @@ int db_group_run(db_conn_t *c, const db_write_t *w, int n)
         if (!fresh) {
             /* One round trip: release the last op's savepoint into the group, open the next. */
             db->ops->finish(c);
-            rc = db->ops->exec(c, "RELEASE SAVEPOINT " GROUP_SAVEPOINT "; SAVEPOINT " GROUP_SAVEPOINT,
-                               NULL);
+            rc = db->ops->exec(
+                c, "RELEASE SAVEPOINT " GROUP_SAVEPOINT "; SAVEPOINT " GROUP_SAVEPOINT, NULL);
             if (rc < 0)
                 return group_fail(c, w, state, i + 1, rc);
         }

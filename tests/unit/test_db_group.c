@@ -1,0 +1,152 @@
+/* Unit tests of the group commit of write ops (src/db/db_group.c) on a SQLite file: a group whose
+ * middle op collides keeps the others and undoes only that one, a grouped op cannot end the
+ * group's transaction, and a group whose transaction fails commits nothing and tells every op
+ * that had kept writes. PostgreSQL's side is end to end (tests/e2e/test_data_group_commit.py). */
+#include "unit.h"
+
+#include "db/db.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+enum { Q_INSERT, Q_COUNT, NQ };
+static const char *const sql[NQ] = {
+    [Q_INSERT] = "INSERT INTO t (name) VALUES ($1)",
+    [Q_COUNT] = "SELECT count(*) FROM t WHERE name = $1",
+};
+static const char *const migrations[] = {"CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)"};
+
+static db_t *open_temp(char path[128])
+{
+    snprintf(path, 128, "/tmp/roost-test-group-%d-%ld/x.db", (int)getpid(), random());
+    char spec[160];
+    snprintf(spec, sizeof spec, "sqlite:%s", path);
+    db_url_t url;
+    if (db_url_parse(&url, spec, NULL) < 0)
+        return NULL;
+    db_pool_opts_t opts = {1, 0, 1};
+    db_t *db = db_open(&url, &opts, sql, NQ);
+    if (db && db_migrate(db, "test", migrations, 1) < 0) {
+        db_close(db);
+        return NULL;
+    }
+    return db;
+}
+
+static void remove_temp(const char *path)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf \"$(dirname '%s')\"", path);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", path);
+}
+
+/* One op: inserts `name` (or misbehaves as `mode` says) and records what it was told. */
+typedef struct {
+    const char *name;
+    int mode;       /* 0 insert, 1 also try to commit the group, 2 release the group's savepoint */
+    int ran, rc;    /* rc: the insert's */
+    int told, lost; /* fn(NULL, lost) calls */
+    int commit_rc;  /* mode 1: roost_db_commit's answer */
+} op_t;
+
+static int op_fn(roost_dbconn_t *c, int rc, void *arg)
+{
+    op_t *o = arg;
+    if (!c) {
+        o->told++;
+        o->lost = rc;
+        return rc;
+    }
+    o->ran++;
+    o->rc = roost_db_query(c, Q_INSERT, "s", o->name);
+    if (o->mode == 1)
+        o->commit_rc = roost_db_commit(c);
+    if (o->mode == 2)
+        db_release(c, "roost_group_op"); /* breaks the group's next step on purpose */
+    return o->rc;
+}
+
+static long long count_of(db_conn_t *c, const char *name)
+{
+    long long n = -1;
+    if (roost_db_query(c, Q_COUNT, "s", name) == 0 && roost_db_next(c) == 1)
+        n = roost_db_int(c, 0);
+    c->db->ops->finish(c);
+    return n;
+}
+
+static int run_group(db_conn_t *c, op_t *ops, int n)
+{
+    db_write_t w[DB_GROUP_MAX];
+    for (int i = 0; i < n; i++)
+        w[i] = (db_write_t){op_fn, &ops[i]};
+    return db_group_run(c, w, n);
+}
+
+TEST(db_group_undoes_only_the_op_that_failed_and_commits_the_others_once)
+{
+    char path[128];
+    db_t *db = open_temp(path);
+    if (!db)
+        return unit_fail(__FILE__, __LINE__, "cannot open a temporary database");
+    db_conn_t *c;
+    CHECK_EQ_INT(db_checkout(db, &c), 0);
+    op_t ops[4] = {{.name = "ann"}, {.name = "bob"}, {.name = "ann"}, {.name = "cid", .mode = 1}};
+    CHECK_EQ_INT(run_group(c, ops, 4), 4);
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ_INT(ops[i].ran, 1);
+        CHECK_EQ_INT(ops[i].told, 0);
+    }
+    CHECK_EQ_INT(ops[2].rc, -EEXIST);
+    CHECK_EQ_INT(ops[3].commit_rc, -EINVAL); /* a grouped op cannot end the transaction */
+    CHECK_EQ_INT(c->in_tx, 0);
+    CHECK_EQ_INT(count_of(c, "ann"), 1);
+    CHECK_EQ_INT(count_of(c, "bob"), 1);
+    CHECK_EQ_INT(count_of(c, "cid"), 1);
+    CHECK_EQ_INT(atomic_load(&db->n_group_commits), 1);
+    CHECK_EQ_INT(atomic_load(&db->n_grouped_ops), 4);
+    CHECK_EQ_INT(atomic_load(&db->n_group_lost), 0);
+    /* The connection is usable again, outside any transaction. */
+    CHECK_EQ_INT(roost_db_begin(c, ROOST_DB_WRITE), 0);
+    CHECK_EQ_INT(roost_db_commit(c), 0);
+    db_checkin(c);
+    db_close(db);
+    remove_temp(path);
+}
+
+TEST(db_group_whose_transaction_fails_commits_nothing_and_tells_the_kept_ops)
+{
+    char path[128];
+    db_t *db = open_temp(path);
+    if (!db)
+        return unit_fail(__FILE__, __LINE__, "cannot open a temporary database");
+    db_conn_t *c;
+    CHECK_EQ_INT(db_checkout(db, &c), 0);
+    op_t ops[5] = {{.name = "dan"},
+                   {.name = "dan"},
+                   {.name = "eve", .mode = 2},
+                   {.name = "fay"},
+                   {.name = "gus"}};
+    /* The savepoint's release before ops[3] fails: the group ends there, the rest is the
+     * caller's to run in another group. */
+    CHECK_EQ_INT(run_group(c, ops, 5), 4);
+    CHECK_EQ_INT(ops[0].told, 1); /* kept, then lost */
+    CHECK(ops[0].lost < 0);
+    CHECK_EQ_INT(ops[1].told, 0); /* its own 409 stands */
+    CHECK_EQ_INT(ops[2].told, 1);
+    CHECK_EQ_INT(ops[3].ran, 0); /* could not run: told */
+    CHECK_EQ_INT(ops[3].told, 1);
+    CHECK_EQ_INT(ops[4].ran + ops[4].told, 0);
+    CHECK_EQ_INT(c->in_tx, 0);
+    CHECK_EQ_INT(count_of(c, "dan"), 0);
+    CHECK_EQ_INT(count_of(c, "eve"), 0);
+    CHECK_EQ_INT(atomic_load(&db->n_group_commits), 0);
+    CHECK_EQ_INT(atomic_load(&db->n_group_lost), 3);
+    CHECK_EQ_INT(run_group(c, &ops[4], 1), 1);
+    CHECK_EQ_INT(count_of(c, "gus"), 1);
+    db_checkin(c);
+    db_close(db);
+    remove_temp(path);
+}
