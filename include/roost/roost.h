@@ -1037,8 +1037,10 @@ int roost_db_run_query(roost_db_t *db, roost_req_t *req, roost_db_rows_fn rows, 
  * stand. done(req, arg) runs only after the group's COMMIT succeeded, so that a success answered
  * is on disk. When the op could not run (c is NULL: no connection), or its kept writes were lost
  * with the group (its COMMIT or transaction failed; nothing of it was committed), fn(NULL, rc,
- * arg) is called, again if it had run, before done: answer rc as an error (-EAGAIN: 503). fn must
- * not begin, commit or roll back (refused with -EINVAL): an op with its own transaction goes
+ * arg) is called, again if it had run, before done: answer rc as an error (-EAGAIN: 503). An op
+ * that returns -EDEADLK (it waited on another group's rows until PostgreSQL broke the deadlock) is
+ * run again, fn(c, 0, arg), after its group committed: fn must then start its answer afresh. fn
+ * must not begin, commit or roll back (refused with -EINVAL): an op with its own transaction goes
  * through roost_db_run, which never groups. */
 typedef int (*roost_db_write_fn)(roost_dbconn_t *c, int rc, void *arg);
 int roost_db_run_write(roost_db_t *db, roost_req_t *req, roost_db_write_fn fn, roost_timer_fn done,

@@ -477,14 +477,14 @@ static void job_run(roost_dbconn_t *c, void *arg)
 static int job_write(roost_dbconn_t *c, int rc, void *arg)
 {
     job_t *j = arg;
+    json_decref(j->o.body); /* told of a lost group, or run again after a deadlock */
+    memset(&j->o, 0, sizeof j->o);
     if (!c) {
-        json_decref(j->o.body);
-        memset(&j->o, 0, sizeof j->o);
         data_failed(&j->o, rc, NULL);
         return rc;
     }
     job_run(c, j);
-    return j->o.status / 100 == 2 ? 0 : -EIO;
+    return j->o.status / 100 == 2 ? 0 : j->o.rc < 0 ? j->o.rc : -EIO;
 }
 
 /* The reads are one statement each: queued as such, PostgreSQL gets them in one round trip

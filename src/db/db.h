@@ -152,7 +152,7 @@ struct roost_db {
     _Atomic long long last_warn_ms; /* rate of "cannot connect" log lines */
     /* Group commit (db_group.c): groups committed, the ops in them, and ops whose kept writes a
      * failed group lost (they answered the error). */
-    _Atomic long n_group_commits, n_grouped_ops, n_group_lost;
+    _Atomic long n_group_commits, n_grouped_ops, n_group_lost, n_group_retries;
 
     /* SQLite: one writer at a time in this process. Writers queue on a mutex instead of
      * polling SQLite's busy handler (which sleeps in steps of up to 100 ms); busy_timeout then
@@ -232,6 +232,8 @@ void db_runner_stop(db_runner_t *r); /* runs what is queued, then joins */
  * subtransaction id, and PostgreSQL keeps 64 per backend in shared memory (PGPROC's subxid
  * cache); past that, every snapshot in the cluster has to look subtransactions up on disk. */
 #define DB_GROUP_MAX 32
+/* Times an op that lost a deadlock to another group runs again (db_group.c). */
+#define DB_GROUP_RETRIES 3
 
 typedef struct {
     roost_db_write_fn fn;
@@ -243,7 +245,8 @@ typedef struct {
  * the first: all n, or fewer when the transaction itself failed (BEGIN, a savepoint, a
  * connection lost), so that the caller goes on with the rest on a working connection. When the
  * group fails, each handled op whose writes it had kept (or that could not run) is told with
- * fn(NULL, rc, arg); nothing of the group is then committed. */
+ * fn(NULL, rc, arg); nothing of the group is then committed. An op whose fn returned -EDEADLK
+ * runs again after the commit (fn(c, 0, arg) once more), up to DB_GROUP_RETRIES times. */
 int db_group_run(db_conn_t *c, const db_write_t *w, int n);
 
 /* ---- db_url.c ---- */

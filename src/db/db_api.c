@@ -146,9 +146,13 @@ static void db_service_metrics(void *ud, sbuf_t *out)
                 "# HELP roost_db_group_lost_ops_total Write ops answered with an error because "
                 "their group's transaction failed\n"
                 "# TYPE roost_db_group_lost_ops_total counter\n"
-                "roost_db_group_lost_ops_total{engine=\"%s\"} %ld\n",
+                "roost_db_group_lost_ops_total{engine=\"%s\"} %ld\n"
+                "# HELP roost_db_group_retries_total Write ops run again after losing a deadlock "
+                "to another group\n"
+                "# TYPE roost_db_group_retries_total counter\n"
+                "roost_db_group_retries_total{engine=\"%s\"} %ld\n",
                 e, atomic_load(&db->n_group_commits), e, atomic_load(&db->n_grouped_ops), e,
-                atomic_load(&db->n_group_lost));
+                atomic_load(&db->n_group_lost), e, atomic_load(&db->n_group_retries));
     db_query_metrics(db, out);
 }
 

@@ -28,12 +28,14 @@ static int group_fail(db_conn_t *c, const db_write_t *w, const signed char *stat
     return end;
 }
 
-int db_group_run(db_conn_t *c, const db_write_t *w, int n)
+/* One transaction over w[0..n); see db_group_run. The ops that lost a deadlock (-EDEADLK) in a
+ * group that then committed are copied to retry[*nretry]. */
+static int group_once(db_conn_t *c, const db_write_t *w, int n, db_write_t *retry, int *nretry)
 {
     db_t *db = c->db;
     signed char state[DB_GROUP_MAX];
-    if (n > DB_GROUP_MAX)
-        n = DB_GROUP_MAX;
+    int deadlocked[DB_GROUP_MAX];
+    *nretry = 0;
     for (int i = 0; i < n; i++)
         state[i] = NOT_RUN;
     int rc = db_begin(c, 1);
@@ -55,6 +57,7 @@ int db_group_run(db_conn_t *c, const db_write_t *w, int n)
         rc = w[i].fn(c, 0, w[i].arg);
         db->ops->finish(c);
         state[i] = rc == 0 ? KEPT : UNDONE;
+        deadlocked[i] = rc == -EDEADLK;
         /* Rolled back to, a savepoint stays open and empty: the next op reuses it as it is. */
         fresh = rc < 0;
         if (rc < 0 && (rc = db_rollback_to(c, GROUP_SAVEPOINT)) < 0)
@@ -66,5 +69,28 @@ int db_group_run(db_conn_t *c, const db_write_t *w, int n)
         return group_fail(c, w, state, n, rc);
     atomic_fetch_add_explicit(&db->n_group_commits, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&db->n_grouped_ops, n, memory_order_relaxed);
+    for (int i = 0; i < n; i++)
+        if (deadlocked[i])
+            retry[(*nretry)++] = w[i];
     return n;
+}
+
+/* Two groups that write the same keys in opposite orders (two clients sending the same new
+ * username at once, updates of the same rows) wait for each other until PostgreSQL's deadlock
+ * check (deadlock_timeout, 1 s) fails one op of one group: a wait that single-statement
+ * transactions never had. Its group goes on without it, and once that group has committed
+ * (releasing what the other waited for), the op runs again; the last try's answer stands. */
+int db_group_run(db_conn_t *c, const db_write_t *w, int n)
+{
+    db_write_t retry[DB_GROUP_MAX];
+    int m;
+    if (n > DB_GROUP_MAX)
+        n = DB_GROUP_MAX;
+    int handled = group_once(c, w, n, retry, &m);
+    for (int round = 0; m > 0 && round < DB_GROUP_RETRIES && !c->broken; round++) {
+        atomic_fetch_add_explicit(&c->db->n_group_retries, m, memory_order_relaxed);
+        /* Reads retry[0..m) while writing a prefix of it: the copy never overtakes the read. */
+        group_once(c, retry, m, retry, &m);
+    }
+    return handled;
 }

@@ -15,7 +15,8 @@ static const char *const sql[NQ] = {
     [Q_INSERT] = "INSERT INTO t (name) VALUES ($1)",
     [Q_COUNT] = "SELECT count(*) FROM t WHERE name = $1",
 };
-static const char *const migrations[] = {"CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)"};
+static const char *const migrations[] = {
+    "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)"};
 
 static db_t *open_temp(char path[128])
 {
