@@ -33,13 +33,15 @@ static int group_fail(db_conn_t *c, const db_write_t *w, const signed char *stat
 static int group_once(db_conn_t *c, const db_write_t *w, int n, db_write_t *retry, int *nretry)
 {
     db_t *db = c->db;
-    signed char state[DB_GROUP_MAX];
+    signed char state[DB_GROUP_MAX] = {0};
     int deadlocked[DB_GROUP_MAX];
     *nretry = 0;
     for (int i = 0; i < n; i++)
         state[i] = NOT_RUN;
+    /* An op alone needs no savepoint (a round trip): its failure rolls the transaction back. */
+    int sp = n > 1;
     int rc = db_begin(c, 1);
-    if (rc == 0)
+    if (rc == 0 && sp)
         rc = db_savepoint(c, GROUP_SAVEPOINT);
     if (rc < 0)
         return group_fail(c, w, state, 1, rc);
@@ -60,15 +62,19 @@ static int group_once(db_conn_t *c, const db_write_t *w, int n, db_write_t *retr
         deadlocked[i] = rc == -EDEADLK;
         /* Rolled back to, a savepoint stays open and empty: the next op reuses it as it is. */
         fresh = rc < 0;
-        if (rc < 0 && (rc = db_rollback_to(c, GROUP_SAVEPOINT)) < 0)
+        if (rc < 0 && sp && (rc = db_rollback_to(c, GROUP_SAVEPOINT)) < 0)
             return group_fail(c, w, state, i + 1, rc);
     }
     c->grouped = 0;
-    rc = db_commit(c);
-    if (rc < 0)
-        return group_fail(c, w, state, n, rc);
-    atomic_fetch_add_explicit(&db->n_group_commits, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&db->n_grouped_ops, n, memory_order_relaxed);
+    if (sp || state[0] == KEPT) {
+        rc = db_commit(c);
+        if (rc < 0)
+            return group_fail(c, w, state, n, rc);
+        atomic_fetch_add_explicit(&db->n_group_commits, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&db->n_grouped_ops, n, memory_order_relaxed);
+    } else {
+        db_rollback(c); /* the op alone failed: nothing to keep */
+    }
     for (int i = 0; i < n; i++)
         if (deadlocked[i])
             retry[(*nretry)++] = w[i];

@@ -109,6 +109,13 @@ TEST(db_group_undoes_only_the_op_that_failed_and_commits_the_others_once)
     CHECK_EQ_INT(atomic_load(&db->n_group_commits), 1);
     CHECK_EQ_INT(atomic_load(&db->n_grouped_ops), 4);
     CHECK_EQ_INT(atomic_load(&db->n_group_lost), 0);
+    /* An op alone runs without a savepoint: its failure rolls back, nothing is committed. */
+    op_t alone = {.name = "bob"};
+    CHECK_EQ_INT(run_group(c, &alone, 1), 1);
+    CHECK_EQ_INT(alone.rc, -EEXIST);
+    CHECK_EQ_INT(alone.told, 0);
+    CHECK_EQ_INT(atomic_load(&db->n_group_commits), 1);
+    CHECK_EQ_INT(count_of(c, "bob"), 1);
     /* The connection is usable again, outside any transaction. */
     CHECK_EQ_INT(roost_db_begin(c, ROOST_DB_WRITE), 0);
     CHECK_EQ_INT(roost_db_commit(c), 0);
