@@ -1,7 +1,8 @@
 """Group commit of the data writes (src/db/db_group.c), on both engines: many concurrent
 POST /users all answered 201 and all readable afterwards, with the group counters showing that
 ops shared commits; a concurrent batch where some usernames and emails collide answers 409 for
-exactly those (with the usual detail) and 201 for the others; and on a PostgreSQL that keeps its
+exactly those (with the usual detail) and 201 for the others; 32 clients racing to create the
+same two usernames get one 201 each and 409s, never a 503; and on a PostgreSQL that keeps its
 commits (synchronous_commit on), every 201 answered before roost and then PostgreSQL were killed
 is there after both restart."""
 
@@ -9,6 +10,7 @@ import concurrent.futures
 import http.client
 import itertools
 import json
+import random
 import threading
 import time
 import uuid
@@ -185,3 +187,46 @@ def test_every_201_survives_kill_9_of_roost_and_of_postgresql(start_server, dura
         if resp.status != 200 or resp.json() != user:
             lost.append((user, resp.status))
     assert not lost, f"{len(lost)} of {len(accepted)} answered users are gone: {lost[:3]}"
+
+
+
+
+def test_racing_creates_of_the_same_usernames_win_once_each_and_never_503(db_server):
+    # Each round, 32 clients at once create one of two new usernames (half each, in random
+    # order): a data thread's group that holds one name waits on another group for the other,
+    # which waits back, until PostgreSQL fails one op to break the deadlock; that op runs
+    # again after its group committed, and answers 409 like any other loser, not 503.
+    rounds, barrier = 6, threading.Barrier(THREADS)
+    names = [(user_body(tag()), user_body(tag())) for _ in range(rounds)]
+    answers = [[] for _ in range(rounds)]
+    lock = threading.Lock()
+
+    def client(k):
+        conn = http.client.HTTPConnection("127.0.0.1", db_server.port, timeout=30)
+        rng = random.Random(k)
+        try:
+            for r in range(rounds):
+                body = dict(names[r][rng.randrange(2)], email=f"{k}.{tag()}@race.example")
+                barrier.wait(timeout=30)
+                conn.request("POST", "/users", json.dumps(body),
+                             {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                with lock:
+                    answers[r].append((body["username"], resp.status, json.loads(resp.read())))
+        finally:
+            conn.close()
+
+    with concurrent.futures.ThreadPoolExecutor(THREADS) as pool:
+        for f in [pool.submit(client, k) for k in range(THREADS)]:
+            f.result(timeout=120)
+    for r in range(rounds):
+        for body in names[r]:
+            mine = [(s, a) for name, s, a in answers[r] if name == body["username"]]
+            statuses = [s for s, _ in mine]
+            assert statuses.count(201) == (1 if mine else 0), (body, mine)
+            assert set(statuses) <= {201, 409}, (body, mine)
+            for s, a in mine:
+                if s == 409:
+                    assert a == {"detail": "Username already registered"}
+                else:
+                    assert_stored(db_server, a)

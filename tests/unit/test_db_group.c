@@ -1,7 +1,8 @@
 /* Unit tests of the group commit of write ops (src/db/db_group.c) on a SQLite file: a group whose
  * middle op collides keeps the others and undoes only that one, a grouped op cannot end the
- * group's transaction, and a group whose transaction fails commits nothing and tells every op
- * that had kept writes. PostgreSQL's side is end to end (tests/e2e/test_data_group_commit.py). */
+ * group's transaction, a group whose transaction fails commits nothing and tells every op that
+ * had kept writes, and an op that lost a deadlock runs again after the commit. PostgreSQL's side is
+ * end to end (tests/e2e/test_data_group_commit.py). */
 #include "unit.h"
 
 #include "db/db.h"
@@ -46,7 +47,8 @@ static void remove_temp(const char *path)
 /* One op: inserts `name` (or misbehaves as `mode` says) and records what it was told. */
 typedef struct {
     const char *name;
-    int mode;       /* 0 insert, 1 also try to commit the group, 2 release the group's savepoint */
+    int mode; /* 0 insert, 1 also try to commit the group, 2 release the group's savepoint, 3 lose
+               * a deadlock (-EDEADLK) the first time */
     int ran, rc;    /* rc: the insert's */
     int told, lost; /* fn(NULL, lost) calls */
     int commit_rc;  /* mode 1: roost_db_commit's answer */
@@ -60,7 +62,8 @@ static int op_fn(roost_dbconn_t *c, int rc, void *arg)
         o->lost = rc;
         return rc;
     }
-    o->ran++;
+    if (++o->ran == 1 && o->mode == 3)
+        return o->rc = -EDEADLK;
     o->rc = roost_db_query(c, Q_INSERT, "s", o->name);
     if (o->mode == 1)
         o->commit_rc = roost_db_commit(c);
@@ -154,6 +157,28 @@ TEST(db_group_whose_transaction_fails_commits_nothing_and_tells_the_kept_ops)
     CHECK_EQ_INT(atomic_load(&db->n_group_lost), 3);
     CHECK_EQ_INT(run_group(c, &ops[4], 1), 1);
     CHECK_EQ_INT(count_of(c, "gus"), 1);
+    db_checkin(c);
+    db_close(db);
+    remove_temp(path);
+}
+
+TEST(db_group_runs_an_op_that_lost_a_deadlock_again_after_the_commit)
+{
+    char path[128];
+    db_t *db = open_temp(path);
+    if (!db)
+        return unit_fail(__FILE__, __LINE__, "cannot open a temporary database");
+    db_conn_t *c;
+    CHECK_EQ_INT(db_checkout(db, &c), 0);
+    op_t ops[3] = {{.name = "hal"}, {.name = "ida", .mode = 3}, {.name = "jon"}};
+    CHECK_EQ_INT(run_group(c, ops, 3), 3);
+    CHECK_EQ_INT(ops[1].ran, 2);
+    CHECK_EQ_INT(ops[1].rc, 0);
+    CHECK_EQ_INT(ops[1].told, 0);
+    CHECK_EQ_INT(count_of(c, "ida"), 1);
+    CHECK_EQ_INT(count_of(c, "jon"), 1);
+    CHECK_EQ_INT(atomic_load(&db->n_group_retries), 1);
+    CHECK_EQ_INT(atomic_load(&db->n_group_commits), 2); /* the group, then the op again alone */
     db_checkin(c);
     db_close(db);
     remove_temp(path);
