@@ -44,6 +44,30 @@ static void remove_temp(const char *path)
         fprintf(stderr, "could not remove %s\n", path);
 }
 
+/* A database with one connection checked out, for one test. */
+typedef struct {
+    char path[128];
+    db_t *db;
+    db_conn_t *c;
+} fixture_t;
+
+static int fixture_open(fixture_t *f)
+{
+    f->db = open_temp(f->path);
+    if (!f->db || db_checkout(f->db, &f->c) < 0) {
+        unit_fail(__FILE__, __LINE__, "cannot open a temporary database");
+        return -1;
+    }
+    return 0;
+}
+
+static void fixture_close(fixture_t *f)
+{
+    db_checkin(f->c);
+    db_close(f->db);
+    remove_temp(f->path);
+}
+
 /* One op: inserts `name` (or misbehaves as `mode` says) and records what it was told. */
 typedef struct {
     const char *name;
@@ -91,12 +115,11 @@ static int run_group(db_conn_t *c, op_t *ops, int n)
 
 TEST(db_group_undoes_only_the_op_that_failed_and_commits_the_others_once)
 {
-    char path[128];
-    db_t *db = open_temp(path);
-    if (!db)
-        return unit_fail(__FILE__, __LINE__, "cannot open a temporary database");
-    db_conn_t *c;
-    CHECK_EQ_INT(db_checkout(db, &c), 0);
+    fixture_t f;
+    if (fixture_open(&f) < 0)
+        return;
+    db_t *db = f.db;
+    db_conn_t *c = f.c;
     op_t ops[4] = {{.name = "ann"}, {.name = "bob"}, {.name = "ann"}, {.name = "cid", .mode = 1}};
     CHECK_EQ_INT(run_group(c, ops, 4), 4);
     for (int i = 0; i < 4; i++) {
@@ -122,19 +145,16 @@ TEST(db_group_undoes_only_the_op_that_failed_and_commits_the_others_once)
     /* The connection is usable again, outside any transaction. */
     CHECK_EQ_INT(roost_db_begin(c, ROOST_DB_WRITE), 0);
     CHECK_EQ_INT(roost_db_commit(c), 0);
-    db_checkin(c);
-    db_close(db);
-    remove_temp(path);
+    fixture_close(&f);
 }
 
 TEST(db_group_whose_transaction_fails_commits_nothing_and_tells_the_kept_ops)
 {
-    char path[128];
-    db_t *db = open_temp(path);
-    if (!db)
-        return unit_fail(__FILE__, __LINE__, "cannot open a temporary database");
-    db_conn_t *c;
-    CHECK_EQ_INT(db_checkout(db, &c), 0);
+    fixture_t f;
+    if (fixture_open(&f) < 0)
+        return;
+    db_t *db = f.db;
+    db_conn_t *c = f.c;
     op_t ops[5] = {{.name = "dan"},
                    {.name = "dan"},
                    {.name = "eve", .mode = 2},
@@ -157,19 +177,16 @@ TEST(db_group_whose_transaction_fails_commits_nothing_and_tells_the_kept_ops)
     CHECK_EQ_INT(atomic_load(&db->n_group_lost), 3);
     CHECK_EQ_INT(run_group(c, &ops[4], 1), 1);
     CHECK_EQ_INT(count_of(c, "gus"), 1);
-    db_checkin(c);
-    db_close(db);
-    remove_temp(path);
+    fixture_close(&f);
 }
 
 TEST(db_group_runs_an_op_that_lost_a_deadlock_again_after_the_commit)
 {
-    char path[128];
-    db_t *db = open_temp(path);
-    if (!db)
-        return unit_fail(__FILE__, __LINE__, "cannot open a temporary database");
-    db_conn_t *c;
-    CHECK_EQ_INT(db_checkout(db, &c), 0);
+    fixture_t f;
+    if (fixture_open(&f) < 0)
+        return;
+    db_t *db = f.db;
+    db_conn_t *c = f.c;
     op_t ops[3] = {{.name = "hal"}, {.name = "ida", .mode = 3}, {.name = "jon"}};
     CHECK_EQ_INT(run_group(c, ops, 3), 3);
     CHECK_EQ_INT(ops[1].ran, 2);
@@ -179,7 +196,5 @@ TEST(db_group_runs_an_op_that_lost_a_deadlock_again_after_the_commit)
     CHECK_EQ_INT(count_of(c, "jon"), 1);
     CHECK_EQ_INT(atomic_load(&db->n_group_retries), 1);
     CHECK_EQ_INT(atomic_load(&db->n_group_commits), 2); /* the group, then the op again alone */
-    db_checkin(c);
-    db_close(db);
-    remove_temp(path);
+    fixture_close(&f);
 }
