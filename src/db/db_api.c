@@ -106,6 +106,12 @@ static void db_service_stop(void *ud)
     db_close(db);
 }
 
+static void counter(sbuf_t *out, const char *name, const char *help, const char *engine, long v)
+{
+    sbuf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s{engine=\"%s\"} %ld\n", name, help, name,
+                name, engine, v);
+}
+
 static void db_service_metrics(void *ud, sbuf_t *out)
 {
     db_t *db = ud;
@@ -135,24 +141,17 @@ static void db_service_metrics(void *ud, sbuf_t *out)
                 "roost_db_pool_events_total{engine=\"%s\",event=\"timeout\"} %ld\n",
                 e, atomic_load(&db->n_connects), e, atomic_load(&db->n_connect_errors), e,
                 atomic_load(&db->n_broken), e, atomic_load(&db->n_timeouts));
-    sbuf_printf(out,
-                "# HELP roost_db_group_commits_total Transactions that committed a group of write "
-                "ops (roost_db_run_write)\n"
-                "# TYPE roost_db_group_commits_total counter\n"
-                "roost_db_group_commits_total{engine=\"%s\"} %ld\n"
-                "# HELP roost_db_grouped_ops_total Write ops run in a group that committed\n"
-                "# TYPE roost_db_grouped_ops_total counter\n"
-                "roost_db_grouped_ops_total{engine=\"%s\"} %ld\n"
-                "# HELP roost_db_group_lost_ops_total Write ops answered with an error because "
-                "their group's transaction failed\n"
-                "# TYPE roost_db_group_lost_ops_total counter\n"
-                "roost_db_group_lost_ops_total{engine=\"%s\"} %ld\n"
-                "# HELP roost_db_group_retries_total Write ops run again after losing a deadlock "
-                "to another group\n"
-                "# TYPE roost_db_group_retries_total counter\n"
-                "roost_db_group_retries_total{engine=\"%s\"} %ld\n",
-                e, atomic_load(&db->n_group_commits), e, atomic_load(&db->n_grouped_ops), e,
-                atomic_load(&db->n_group_lost), e, atomic_load(&db->n_group_retries));
+    counter(out, "roost_db_group_commits_total",
+            "Transactions that committed a group of write ops (roost_db_run_write)", e,
+            atomic_load(&db->n_group_commits));
+    counter(out, "roost_db_grouped_ops_total", "Write ops run in a group that committed", e,
+            atomic_load(&db->n_grouped_ops));
+    counter(out, "roost_db_group_lost_ops_total",
+            "Write ops answered with an error because their group's transaction failed", e,
+            atomic_load(&db->n_group_lost));
+    counter(out, "roost_db_group_retries_total",
+            "Write ops run again after losing a deadlock to another group", e,
+            atomic_load(&db->n_group_retries));
     db_query_metrics(db, out);
 }
 

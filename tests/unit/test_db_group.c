@@ -6,6 +6,7 @@
 #include "unit.h"
 
 #include "db/db.h"
+#include "db_temp.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -19,31 +20,6 @@ static const char *const sql[NQ] = {
 static const char *const migrations[] = {
     "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)"};
 
-static db_t *open_temp(char path[128])
-{
-    snprintf(path, 128, "/tmp/roost-test-group-%d-%ld/x.db", (int)getpid(), random());
-    char spec[160];
-    snprintf(spec, sizeof spec, "sqlite:%s", path);
-    db_url_t url;
-    if (db_url_parse(&url, spec, NULL) < 0)
-        return NULL;
-    db_pool_opts_t opts = {1, 0, 1};
-    db_t *db = db_open(&url, &opts, sql, NQ);
-    if (db && db_migrate(db, "test", migrations, 1) < 0) {
-        db_close(db);
-        return NULL;
-    }
-    return db;
-}
-
-static void remove_temp(const char *path)
-{
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf \"$(dirname '%s')\"", path);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", path);
-}
-
 /* A database with one connection checked out, for one test. */
 typedef struct {
     char path[128];
@@ -53,7 +29,8 @@ typedef struct {
 
 static int fixture_open(fixture_t *f)
 {
-    f->db = open_temp(f->path);
+    db_pool_opts_t opts = {1, 0, 1};
+    f->db = unit_db_open(f->path, &opts, sql, NQ, migrations, 1);
     if (!f->db || db_checkout(f->db, &f->c) < 0) {
         unit_fail(__FILE__, __LINE__, "cannot open a temporary database");
         return -1;
@@ -65,7 +42,7 @@ static void fixture_close(fixture_t *f)
 {
     db_checkin(f->c);
     db_close(f->db);
-    remove_temp(f->path);
+    unit_db_remove(f->path);
 }
 
 /* One op: inserts `name` (or misbehaves as `mode` says) and records what it was told. */
@@ -118,33 +95,31 @@ TEST(db_group_undoes_only_the_op_that_failed_and_commits_the_others_once)
     fixture_t f;
     if (fixture_open(&f) < 0)
         return;
-    db_t *db = f.db;
-    db_conn_t *c = f.c;
     op_t ops[4] = {{.name = "ann"}, {.name = "bob"}, {.name = "ann"}, {.name = "cid", .mode = 1}};
-    CHECK_EQ_INT(run_group(c, ops, 4), 4);
+    CHECK_EQ_INT(run_group(f.c, ops, 4), 4);
     for (int i = 0; i < 4; i++) {
         CHECK_EQ_INT(ops[i].ran, 1);
         CHECK_EQ_INT(ops[i].told, 0);
     }
     CHECK_EQ_INT(ops[2].rc, -EEXIST);
     CHECK_EQ_INT(ops[3].commit_rc, -EINVAL); /* a grouped op cannot end the transaction */
-    CHECK_EQ_INT(c->in_tx, 0);
-    CHECK_EQ_INT(count_of(c, "ann"), 1);
-    CHECK_EQ_INT(count_of(c, "bob"), 1);
-    CHECK_EQ_INT(count_of(c, "cid"), 1);
-    CHECK_EQ_INT(atomic_load(&db->n_group_commits), 1);
-    CHECK_EQ_INT(atomic_load(&db->n_grouped_ops), 4);
-    CHECK_EQ_INT(atomic_load(&db->n_group_lost), 0);
+    CHECK_EQ_INT(f.c->in_tx, 0);
+    CHECK_EQ_INT(count_of(f.c, "ann"), 1);
+    CHECK_EQ_INT(count_of(f.c, "bob"), 1);
+    CHECK_EQ_INT(count_of(f.c, "cid"), 1);
+    CHECK_EQ_INT(atomic_load(&f.db->n_group_commits), 1);
+    CHECK_EQ_INT(atomic_load(&f.db->n_grouped_ops), 4);
+    CHECK_EQ_INT(atomic_load(&f.db->n_group_lost), 0);
     /* An op alone runs without a savepoint: its failure rolls back, nothing is committed. */
     op_t alone = {.name = "bob"};
-    CHECK_EQ_INT(run_group(c, &alone, 1), 1);
+    CHECK_EQ_INT(run_group(f.c, &alone, 1), 1);
     CHECK_EQ_INT(alone.rc, -EEXIST);
     CHECK_EQ_INT(alone.told, 0);
-    CHECK_EQ_INT(atomic_load(&db->n_group_commits), 1);
-    CHECK_EQ_INT(count_of(c, "bob"), 1);
+    CHECK_EQ_INT(atomic_load(&f.db->n_group_commits), 1);
+    CHECK_EQ_INT(count_of(f.c, "bob"), 1);
     /* The connection is usable again, outside any transaction. */
-    CHECK_EQ_INT(roost_db_begin(c, ROOST_DB_WRITE), 0);
-    CHECK_EQ_INT(roost_db_commit(c), 0);
+    CHECK_EQ_INT(roost_db_begin(f.c, ROOST_DB_WRITE), 0);
+    CHECK_EQ_INT(roost_db_commit(f.c), 0);
     fixture_close(&f);
 }
 
@@ -153,8 +128,6 @@ TEST(db_group_whose_transaction_fails_commits_nothing_and_tells_the_kept_ops)
     fixture_t f;
     if (fixture_open(&f) < 0)
         return;
-    db_t *db = f.db;
-    db_conn_t *c = f.c;
     op_t ops[5] = {{.name = "dan"},
                    {.name = "dan"},
                    {.name = "eve", .mode = 2},
@@ -162,7 +135,7 @@ TEST(db_group_whose_transaction_fails_commits_nothing_and_tells_the_kept_ops)
                    {.name = "gus"}};
     /* The savepoint's release before ops[3] fails: the group ends there, the rest is the
      * caller's to run in another group. */
-    CHECK_EQ_INT(run_group(c, ops, 5), 4);
+    CHECK_EQ_INT(run_group(f.c, ops, 5), 4);
     CHECK_EQ_INT(ops[0].told, 1); /* kept, then lost */
     CHECK(ops[0].lost < 0);
     CHECK_EQ_INT(ops[1].told, 0); /* its own 409 stands */
@@ -170,13 +143,13 @@ TEST(db_group_whose_transaction_fails_commits_nothing_and_tells_the_kept_ops)
     CHECK_EQ_INT(ops[3].ran, 0); /* could not run: told */
     CHECK_EQ_INT(ops[3].told, 1);
     CHECK_EQ_INT(ops[4].ran + ops[4].told, 0);
-    CHECK_EQ_INT(c->in_tx, 0);
-    CHECK_EQ_INT(count_of(c, "dan"), 0);
-    CHECK_EQ_INT(count_of(c, "eve"), 0);
-    CHECK_EQ_INT(atomic_load(&db->n_group_commits), 0);
-    CHECK_EQ_INT(atomic_load(&db->n_group_lost), 3);
-    CHECK_EQ_INT(run_group(c, &ops[4], 1), 1);
-    CHECK_EQ_INT(count_of(c, "gus"), 1);
+    CHECK_EQ_INT(f.c->in_tx, 0);
+    CHECK_EQ_INT(count_of(f.c, "dan"), 0);
+    CHECK_EQ_INT(count_of(f.c, "eve"), 0);
+    CHECK_EQ_INT(atomic_load(&f.db->n_group_commits), 0);
+    CHECK_EQ_INT(atomic_load(&f.db->n_group_lost), 3);
+    CHECK_EQ_INT(run_group(f.c, &ops[4], 1), 1);
+    CHECK_EQ_INT(count_of(f.c, "gus"), 1);
     fixture_close(&f);
 }
 
@@ -185,16 +158,14 @@ TEST(db_group_runs_an_op_that_lost_a_deadlock_again_after_the_commit)
     fixture_t f;
     if (fixture_open(&f) < 0)
         return;
-    db_t *db = f.db;
-    db_conn_t *c = f.c;
     op_t ops[3] = {{.name = "hal"}, {.name = "ida", .mode = 3}, {.name = "jon"}};
-    CHECK_EQ_INT(run_group(c, ops, 3), 3);
+    CHECK_EQ_INT(run_group(f.c, ops, 3), 3);
     CHECK_EQ_INT(ops[1].ran, 2);
     CHECK_EQ_INT(ops[1].rc, 0);
     CHECK_EQ_INT(ops[1].told, 0);
-    CHECK_EQ_INT(count_of(c, "ida"), 1);
-    CHECK_EQ_INT(count_of(c, "jon"), 1);
-    CHECK_EQ_INT(atomic_load(&db->n_group_retries), 1);
-    CHECK_EQ_INT(atomic_load(&db->n_group_commits), 2); /* the group, then the op again alone */
+    CHECK_EQ_INT(count_of(f.c, "ida"), 1);
+    CHECK_EQ_INT(count_of(f.c, "jon"), 1);
+    CHECK_EQ_INT(atomic_load(&f.db->n_group_retries), 1);
+    CHECK_EQ_INT(atomic_load(&f.db->n_group_commits), 2); /* the group, then the op again alone */
     fixture_close(&f);
 }
