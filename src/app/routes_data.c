@@ -1,11 +1,10 @@
 /* The data endpoints (DESIGN.md "Data"), the seeds' async SQLAlchemy chapter on roost_db: the
  * schema, request validation, rows as JSON, the operations, and the endpoints that are one
- * statement each (users CRUD and pages, accounts), run on data threads (roost_db_run; writes
- * group-committed, roost_db_run_write) so that
- * neither a loop nor a worker per request waits on the database. The transactions are in
- * routes_data_tx.c. The same code runs on SQLite and PostgreSQL. Money: integer cents in the
- * database (BIGINT on both engines, never a float); the API speaks currency units, JSON numbers
- * with at most 2 decimals. */
+ * statement each (users CRUD and pages, accounts), run on data threads (roost_db_run; the writes
+ * group-committed with roost_db_run_write) so that neither a loop nor a worker per request waits
+ * on the database. The transactions are in routes_data_tx.c. The same code runs on SQLite and
+ * PostgreSQL. Money: integer cents in the database (BIGINT on both engines, never a float); the API
+ * speaks currency units, JSON numbers with at most 2 decimals. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>

@@ -4,9 +4,9 @@
  * pooled connection, and posts each answer back to its request's loop. A busy server then pays
  * one wake-up per batch instead of one hand-off per request, and ops that are one statement each
  * go to PostgreSQL together, one round trip per group (bench/README.md, "Data"); write ops that
- * follow one another commit together (db_group.c). The threads are
- * a base tpool whose queue hands out batches. It is not a second worker pool: ops must be short
- * and must not wait on anything but the database. */
+ * follow one another commit together (db_group.c). The threads are a base tpool whose queue
+ * hands out batches. It is not a second worker pool: ops must be short and must not wait on
+ * anything but the database. */
 #include "db/db.h"
 
 #include <errno.h>
