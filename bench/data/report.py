@@ -1,5 +1,7 @@
 """Reads the wrk outputs of bench/data/run.sh (DIR/<engine>-<server>-<endpoint>.txt) and prints
-the Markdown table: req/s, p50 and p99 latency, errors, and roost's ratio to the FastAPI app.
+the Markdown table: req/s, p50 and p99 latency, errors, and roost's ratio to the FastAPI app;
+then, when the run had them, every server side by side (ROOST_BEFORE's "before" build too) with
+PostgreSQL's WAL flushes and writes per POST (the .wal files: pg_stat_wal around the runs).
 Usage: report.py DIR"""
 
 import re
@@ -53,6 +55,8 @@ def main():
     for e in engines:
         for ep, label in (("get", "GET /users/{id}"), ("post", "POST /users")):
             r, f = parse(d / f"{e}-roost-{ep}.txt"), parse(d / f"{e}-fastapi-{ep}.txt")
+            if not r and not f:  # not run (ENDPOINTS)
+                continue
             ok = r and f and not r["bad"] and not f["bad"] and f["rps"] > 0
             ratio = f"**x{r['rps'] / f['rps']:.1f}**" if ok else "n/a"
             print(f"| {e} | {label} | {cell(r)} | {cell(f)} | {ratio} |")
@@ -62,6 +66,42 @@ def main():
                          f"/json in the same run ({j['rps']:,.0f} req/s, p99 {fmt_ms(j['p99'])})")
     print()
     print("\n".join(lines))
+    side_by_side(d, engines)
+
+
+def requests(path):
+    m = path.exists() and re.search(r"(\d+) requests in", path.read_text())
+    return int(m.group(1)) if m else 0
+
+
+def wal_per_request(d, e, server):
+    """(syncs, writes) per request of the POST run and its warm-up, or None."""
+    f = d / f"{e}-{server}-post.txt.wal"
+    nums = f.read_text().split() if f.exists() else []
+    n = requests(d / f"{e}-{server}-post.txt") + requests(d / f"{e}-{server}-post.txt.warm")
+    if len(nums) != 4 or n == 0:
+        return None
+    s0, w0, s1, w1 = map(int, nums)
+    return (s1 - s0) / n, (w1 - w0) / n
+
+
+def side_by_side(d, engines):
+    servers = [s for s in ("roost", "before", "fastapi") if any(d.glob(f"*-{s}-*.txt"))]
+    if "before" not in servers and not any(d.glob("*.wal")):
+        return
+    names = {"roost": "roost", "before": "roost (before)", "fastapi": "FastAPI"}
+    print()
+    print("| engine | endpoint | server | req/s | p50 | p99 | WAL flushes / req | WAL writes / req |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for e in engines:
+        for ep, label in (("get", "GET /users/{id}"), ("post", "POST /users")):
+            for s in servers:
+                r = parse(d / f"{e}-{s}-{ep}.txt")
+                if not r:
+                    continue
+                wal = wal_per_request(d, e, s) if ep == "post" else None
+                w = f"{wal[0]:.3f} | {wal[1]:.3f}" if wal else "n/a | n/a"
+                print(f"| {e} | {label} | {names[s]} | {cell(r)} | {w} |")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@
 # prints a Markdown table with roost's ratio to the FastAPI app. Stops everything it started.
 #   ROOST_BIN (build/roost)  WRK_SECONDS (10)  CONNS (64)  USERS (1000)
 #   ENGINES ("sqlite postgresql")  KEEP=1 keeps the wrk outputs (their folder is printed)
+#   ROOST_BEFORE (unset): another roost binary (an older build) run the same way beside, as
+#   "before", for a before/after table in the same run  ENDPOINTS ("get post"): the wrk runs
+# On PostgreSQL each POST run also records pg_stat_wal's wal_sync and wal_write (WAL flushes
+# and writes) around it, for flushes per request.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOST_BIN=${ROOST_BIN:-build/roost}
@@ -13,6 +17,8 @@ WRK_SECONDS=${WRK_SECONDS:-10}
 CONNS=${CONNS:-64}
 USERS=${USERS:-1000}
 ENGINES=${ENGINES:-"sqlite postgresql"}
+ROOST_BEFORE=${ROOST_BEFORE:-}
+ENDPOINTS=${ENDPOINTS:-"get post"}
 PY=/usr/bin/python3 # Debian's python sees python3-fastapi, -sqlalchemy, -aiosqlite, -asyncpg
 HERE=bench/data
 
@@ -68,12 +74,21 @@ pg_start() {
     as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$dir/server.log" -w \
         -o "-p $PG_PORT -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" start \
         >/dev/null
-    for db in roost fastapi; do
+    for db in roost fastapi roost_before; do
         psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -c "CREATE DATABASE $db" postgres
     done
 }
 
-# wrk_to FILE URL [SCRIPT ARG]: a 2 s warm-up (discarded), then the measured run
+# pg_stat_wal's "wal_sync wal_write" (PostgreSQL 14+). A backend publishes its counts when idle
+# for a second, or 10 s after its last report: wait that out before reading.
+pg_wal() {
+    sleep 11
+    psql -X -q -A -t -F' ' -h 127.0.0.1 -p "$PG_PORT" -U postgres \
+        -c "SELECT wal_sync, wal_write FROM pg_stat_wal" postgres 2>/dev/null || echo "0 0"
+}
+
+# wrk_to FILE URL [SCRIPT ARG]: a 2 s warm-up (FILE.warm), then the measured run. WAL=1: the
+# WAL counters before the warm-up and after the run go to FILE.wal.
 wrk_to() {
     local file=$1 url=$2
     local warm=("$url") run=("$url")
@@ -81,8 +96,21 @@ wrk_to() {
         warm=(-s "$3" "$url" -- "$4-warm")
         run=(-s "$3" "$url" -- "$4-run")
     fi
-    wrk -t1 -c"$CONNS" -d2s "${warm[@]}" >/dev/null 2>&1 || true
+    [ "${WAL:-0}" = 0 ] || pg_wal >"$file.wal"
+    wrk -t1 -c"$CONNS" -d2s "${warm[@]}" >"$file.warm" 2>&1 || true
     wrk -t1 -c"$CONNS" -d"${WRK_SECONDS}s" --latency "${run[@]}" >"$file" 2>&1 || true
+    [ "${WAL:-0}" = 0 ] || pg_wal >>"$file.wal"
+}
+
+# start_roost NAME BIN DB: a roost on a free port; sets rport and rpid
+start_roost() {
+    rport=$(free_port)
+    "$2" --port "$rport" --data-dir "$WORK/$1-$engine" --database "$3" \
+        >"$WORK/$1-$engine.log" 2>&1 &
+    rpid=$!
+    PIDS+=("$rpid")
+    wait_http "$rport" /healthz
+    $PY "$HERE/seed.py" "$rport" "$USERS"
 }
 
 mkdir -p "$WORK/out"
@@ -90,16 +118,19 @@ for engine in $ENGINES; do
     if [ "$engine" = postgresql ]; then
         [ -n "$PG_DATA" ] || pg_start
         roost_db="postgresql://postgres@127.0.0.1:$PG_PORT/roost"
+        before_db="postgresql://postgres@127.0.0.1:$PG_PORT/roost_before"
         fastapi_db="postgresql+asyncpg://postgres@127.0.0.1:$PG_PORT/fastapi"
     else
         roost_db="sqlite:$WORK/roost-sqlite/roost.db"
+        before_db="sqlite:$WORK/before-sqlite/roost.db"
         fastapi_db="sqlite+aiosqlite:///$WORK/fastapi.db"
     fi
-    rport=$(free_port)
-    "$ROOST_BIN" --port "$rport" --data-dir "$WORK/roost-$engine" --database "$roost_db" \
-        >"$WORK/roost-$engine.log" 2>&1 &
-    rpid=$!
-    PIDS+=("$rpid")
+    bport="" bpid=""
+    if [ -n "$ROOST_BEFORE" ]; then
+        start_roost before "$ROOST_BEFORE" "$before_db"
+        bport=$rport bpid=$rpid
+    fi
+    start_roost roost "$ROOST_BIN" "$roost_db"
     fport=$(free_port)
     (ulimit -n 65536 2>/dev/null || true
      cd "$HERE" && DATABASE_URL=$fastapi_db exec $PY -m uvicorn fastapi_app:app \
@@ -107,22 +138,29 @@ for engine in $ENGINES; do
         --no-access-log --log-level warning) >"$WORK/fastapi-$engine.log" 2>&1 &
     fpid=$!
     PIDS+=("$fpid")
-    wait_http "$rport" /healthz
     wait_http "$fport" /json
-    $PY "$HERE/seed.py" "$rport" "$USERS"
     $PY "$HERE/seed.py" "$fport" "$USERS"
-    echo "== $engine: roost (pid $rpid, port $rport), FastAPI (pid $fpid, port $fport)" >&2
-    for server in roost fastapi; do
+    echo "== $engine: roost (pid $rpid, port $rport), FastAPI (pid $fpid, port $fport)" \
+        "${bpid:+before (pid $bpid, port $bport)}" >&2
+    for server in roost ${ROOST_BEFORE:+before} fastapi; do
         port=$rport
         [ "$server" = roost ] || port=$fport
-        wrk_to "$WORK/out/$engine-$server-get.txt" "http://127.0.0.1:$port" \
-            "$HERE/get_user.lua" "$USERS"
-        wrk_to "$WORK/out/$engine-$server-post.txt" "http://127.0.0.1:$port" \
-            "$HERE/post_user.lua" "$server$engine"
+        [ "$server" != before ] || port=$bport
+        if [[ " $ENDPOINTS " = *" get "* ]]; then
+            wrk_to "$WORK/out/$engine-$server-get.txt" "http://127.0.0.1:$port" \
+                "$HERE/get_user.lua" "$USERS"
+        fi
+        if [[ " $ENDPOINTS " = *" post "* ]]; then
+            WAL=$([ "$engine" = postgresql ] && echo 1 || echo 0) \
+                wrk_to "$WORK/out/$engine-$server-post.txt" "http://127.0.0.1:$port" \
+                "$HERE/post_user.lua" "$server$engine"
+        fi
     done
-    wrk_to "$WORK/out/$engine-roost-json.txt" "http://127.0.0.1:$rport/json"
+    [[ " $ENDPOINTS " != *" get "* ]] ||
+        wrk_to "$WORK/out/$engine-roost-json.txt" "http://127.0.0.1:$rport/json"
     stop_pid "$rpid"
     stop_pid "$fpid"
+    [ -z "$bpid" ] || stop_pid "$bpid"
 done
 
 echo "wrk -t1 -c$CONNS -d${WRK_SECONDS}s --latency, $USERS users seeded, $(nproc) cores," \

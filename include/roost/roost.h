@@ -1039,6 +1039,22 @@ int roost_db_run(roost_db_t *db, roost_req_t *req, roost_db_fn fn, roost_timer_f
 typedef void (*roost_db_rows_fn)(roost_dbconn_t *c, int rc, void *arg);
 int roost_db_run_query(roost_db_t *db, roost_req_t *req, roost_db_rows_fn rows, roost_timer_fn done,
                        void *arg, int stmt, const char *types, ...);
+/* The same for an op that writes a few rows (create, update, delete) and opens no transaction of
+ * its own: the write ops a data thread takes one after the other run in ONE transaction, each in
+ * a savepoint, and commit together (group commit: one WAL flush for the group instead of one per
+ * request). fn(c, 0, arg) runs the op and returns 0 to keep its writes, or < 0 when it failed
+ * (a statement's error, such as a unique violation): its savepoint is rolled back and the others
+ * stand. done(req, arg) runs only after the group's COMMIT succeeded, so that a success answered
+ * is on disk. When the op could not run (c is NULL: no connection), or its kept writes were lost
+ * with the group (its COMMIT or transaction failed; nothing of it was committed), fn(NULL, rc,
+ * arg) is called, again if it had run, before done: answer rc as an error (-EAGAIN: 503). An op
+ * that returns -EDEADLK (it waited on another group's rows until PostgreSQL broke the deadlock) is
+ * run again, fn(c, 0, arg), after its group committed: fn must then start its answer afresh. fn
+ * must not begin, commit or roll back (refused with -EINVAL): an op with its own transaction goes
+ * through roost_db_run, which never groups. */
+typedef int (*roost_db_write_fn)(roost_dbconn_t *c, int rc, void *arg);
+int roost_db_run_write(roost_db_t *db, roost_req_t *req, roost_db_write_fn fn, roost_timer_fn done,
+                       void *arg);
 
 /* Transactions. ROOST_DB_WRITE declares that the transaction will write: on SQLite it takes the
  * write lock at its start (BEGIN IMMEDIATE; one writer at a time), so that reading then writing

@@ -1,10 +1,10 @@
 /* The data endpoints (DESIGN.md "Data"), the seeds' async SQLAlchemy chapter on roost_db: the
  * schema, request validation, rows as JSON, the operations, and the endpoints that are one
- * statement each (users CRUD and pages, accounts), run on data threads (roost_db_run) so that
- * neither a loop nor a worker per request waits on the database. The transactions are in
- * routes_data_tx.c. The same code runs on SQLite and PostgreSQL. Money: integer cents in the
- * database (BIGINT on both engines, never a float); the API speaks currency units, JSON numbers
- * with at most 2 decimals. */
+ * statement each (users CRUD and pages, accounts), run on data threads (roost_db_run; the writes
+ * group-committed with roost_db_run_write) so that neither a loop nor a worker per request waits
+ * on the database. The transactions are in routes_data_tx.c. The same code runs on SQLite and
+ * PostgreSQL. Money: integer cents in the database (BIGINT on both engines, never a float); the API
+ * speaks currency units, JSON numbers with at most 2 decimals. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -471,6 +471,21 @@ static void job_run(roost_dbconn_t *c, void *arg)
     }
 }
 
+/* The writes, grouped (roost_db_run_write): kept when they succeeded, else their savepoint is
+ * rolled back. Told of a lost group (c NULL), the job answers its error instead. */
+static int job_write(roost_dbconn_t *c, int rc, void *arg)
+{
+    job_t *j = arg;
+    json_decref(j->o.body); /* told of a lost group, or run again after a deadlock */
+    memset(&j->o, 0, sizeof j->o);
+    if (!c) {
+        data_failed(&j->o, rc, NULL);
+        return rc;
+    }
+    job_run(c, j);
+    return j->o.status / 100 == 2 ? 0 : j->o.rc < 0 ? j->o.rc : -EIO;
+}
+
 /* The reads are one statement each: queued as such, PostgreSQL gets them in one round trip
  * with the others of their batch. */
 static void read_rows(roost_dbconn_t *c, int rc, void *arg)
@@ -508,13 +523,13 @@ static job_t *new_job(roost_req_t *req, int kind, long long id)
     return j;
 }
 
-/* Queues a job of code; takes `in`. */
+/* Queues a write job; takes `in`. */
 static void submit(roost_req_t *req, roost_db_t *db, int kind, long long id, json_t *in)
 {
     job_t *j = new_job(req, kind, id);
     if (j)
         j->in = in;
-    if (!j || roost_db_run(db, req, job_run, job_done, j) < 0)
+    if (!j || roost_db_run_write(db, req, job_write, job_done, j) < 0)
         json_decref(in); /* answered already */
 }
 

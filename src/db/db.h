@@ -6,8 +6,8 @@
  * Files: db_pool.c (the pool of connections: checkout with a deadline, overflow, checks before
  * use, broken connections replaced; statements), db_url.c (--database URLs, SQL placeholders),
  * db_tx.c (transactions, savepoints), db_migrate.c (migrations), db_sqlite.c and db_pg.c (the
- * engines), db_run.c (data threads), db_api.c (the public functions, metrics, shutdown, the
- * server's shared pools).
+ * engines), db_run.c (data threads), db_group.c (group commit of their write ops), db_api.c (the
+ * public functions, metrics, shutdown, the server's shared pools).
  *
  * Threads: a db_t is shared by every thread; a db_conn_t belongs to the thread that checked it
  * out until it is checked in. Everything here blocks: call it from workers, never on a loop.
@@ -76,6 +76,7 @@ struct roost_dbconn {
     unsigned broken : 1;     /* closed instead of going back to the pool */
     unsigned in_tx : 1;      /* between begin and commit/rollback */
     unsigned write_lock : 1; /* SQLite: holds the process's write lock (db_t.write_mutex) */
+    unsigned grouped : 1;    /* running an op of a write group (db_group.c): its transaction */
     char err[256];           /* the last error's message */
     /* [nstmt]: the engine's handle of each statement prepared on this connection (SQLite's
      * sqlite3_stmt, PostgreSQL's statement name), NULL before; the engine's close frees them
@@ -149,6 +150,9 @@ struct roost_db {
     /* Query time (db_tx.c): per bucket of db_query_le, not cumulative; the last is +Inf. */
     _Atomic long q_n[DB_QUERY_NLE + 1], q_ns;
     _Atomic long long last_warn_ms; /* rate of "cannot connect" log lines */
+    /* Group commit (db_group.c): groups committed, the ops in them, and ops whose kept writes a
+     * failed group lost (they answered the error). */
+    _Atomic long n_group_commits, n_grouped_ops, n_group_lost, n_group_retries;
 
     /* SQLite: one writer at a time in this process. Writers queue on a mutex instead of
      * polling SQLite's busy handler (which sleeps in steps of up to 100 ms); busy_timeout then
@@ -221,6 +225,29 @@ db_t *db_share_jobs(roost_server_t *srv);
 typedef struct db_runner db_runner_t;
 db_runner_t *db_runner_start(db_t *db, int threads);
 void db_runner_stop(db_runner_t *r); /* runs what is queued, then joins */
+
+/* ---- db_group.c: group commit of write ops ---- */
+
+/* At most this many ops in one transaction: each op's savepoint that writes takes a
+ * subtransaction id, and PostgreSQL keeps 64 per backend in shared memory (PGPROC's subxid
+ * cache); past that, every snapshot in the cluster has to look subtransactions up on disk. */
+#define DB_GROUP_MAX 32
+/* Times an op that lost a deadlock to another group runs again (db_group.c). */
+#define DB_GROUP_RETRIES 3
+
+typedef struct {
+    roost_db_write_fn fn;
+    void *arg;
+} db_write_t;
+
+/* Runs w[0..n) (n <= DB_GROUP_MAX) on c in one write transaction, each op inside a savepoint
+ * (rolled back when its fn returns < 0), and commits once. Returns how many ops it handled, from
+ * the first: all n, or fewer when the transaction itself failed (BEGIN, a savepoint, a
+ * connection lost), so that the caller goes on with the rest on a working connection. When the
+ * group fails, each handled op whose writes it had kept (or that could not run) is told with
+ * fn(NULL, rc, arg); nothing of the group is then committed. An op whose fn returned -EDEADLK
+ * runs again after the commit (fn(c, 0, arg) once more), up to DB_GROUP_RETRIES times. */
+int db_group_run(db_conn_t *c, const db_write_t *w, int n);
 
 /* ---- db_url.c ---- */
 

@@ -106,6 +106,12 @@ static void db_service_stop(void *ud)
     db_close(db);
 }
 
+static void counter(sbuf_t *out, const char *name, const char *help, const char *engine, long v)
+{
+    sbuf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s{engine=\"%s\"} %ld\n", name, help, name,
+                name, engine, v);
+}
+
 static void db_service_metrics(void *ud, sbuf_t *out)
 {
     db_t *db = ud;
@@ -135,6 +141,17 @@ static void db_service_metrics(void *ud, sbuf_t *out)
                 "roost_db_pool_events_total{engine=\"%s\",event=\"timeout\"} %ld\n",
                 e, atomic_load(&db->n_connects), e, atomic_load(&db->n_connect_errors), e,
                 atomic_load(&db->n_broken), e, atomic_load(&db->n_timeouts));
+    counter(out, "roost_db_group_commits_total",
+            "Transactions that committed a group of write ops (roost_db_run_write)", e,
+            atomic_load(&db->n_group_commits));
+    counter(out, "roost_db_grouped_ops_total", "Write ops run in a group that committed", e,
+            atomic_load(&db->n_grouped_ops));
+    counter(out, "roost_db_group_lost_ops_total",
+            "Write ops answered with an error because their group's transaction failed", e,
+            atomic_load(&db->n_group_lost));
+    counter(out, "roost_db_group_retries_total",
+            "Write ops run again after losing a deadlock to another group", e,
+            atomic_load(&db->n_group_retries));
     db_query_metrics(db, out);
 }
 
@@ -299,19 +316,26 @@ const char *roost_db_error(const roost_dbconn_t *c)
     return c->err;
 }
 
+/* An op of a write group runs inside the group's transaction: ending it would commit or undo the
+ * other ops' writes under them. */
+static int refused_in_group(roost_dbconn_t *c)
+{
+    return db_fail(c, -EINVAL, "a grouped write op cannot begin or end a transaction");
+}
+
 int roost_db_begin(roost_dbconn_t *c, int mode)
 {
-    return db_begin(c, mode == ROOST_DB_WRITE);
+    return c->grouped ? refused_in_group(c) : db_begin(c, mode == ROOST_DB_WRITE);
 }
 
 int roost_db_commit(roost_dbconn_t *c)
 {
-    return db_commit(c);
+    return c->grouped ? refused_in_group(c) : db_commit(c);
 }
 
 int roost_db_rollback(roost_dbconn_t *c)
 {
-    return db_rollback(c);
+    return c->grouped ? refused_in_group(c) : db_rollback(c);
 }
 
 int roost_db_savepoint(roost_dbconn_t *c, const char *name)

@@ -3,9 +3,10 @@
  * ("op"); a data thread takes the queued ops in a batch, runs them one after the other on one
  * pooled connection, and posts each answer back to its request's loop. A busy server then pays
  * one wake-up per batch instead of one hand-off per request, and ops that are one statement each
- * go to PostgreSQL together, one round trip per group (bench/README.md, "Data"). The threads are
- * a base tpool whose queue hands out batches. It is not a second worker pool: ops must be short
- * and must not wait on anything but the database. */
+ * go to PostgreSQL together, one round trip per group (bench/README.md, "Data"); write ops that
+ * follow one another commit together (db_group.c). The threads are a base tpool whose queue
+ * hands out batches. It is not a second worker pool: ops must be short and must not wait on
+ * anything but the database. */
 #include "db/db.h"
 
 #include <errno.h>
@@ -23,8 +24,9 @@
 typedef struct db_op {
     tpool_work_t link; /* in the runner's list (its run is unused: the batch runs ops) */
     roost_req_t *req;
-    roost_db_fn fn; /* an op of code, or (NULL) of one statement: */
-    db_stmt_t stmt;
+    roost_db_fn fn;          /* an op of code, */
+    roost_db_write_fn write; /* or of code that writes, grouped (db_group.c), */
+    db_stmt_t stmt;          /* or (both NULL) of one statement */
     db_param_t params[DB_MAX_PARAMS];
     roost_timer_fn done;
     void *arg;
@@ -64,8 +66,19 @@ static void run_stmts(db_t *db, db_conn_t *c, db_stmt_t *stmts, int n)
     }
 }
 
+/* Runs the write ops w[0..n) as one group on c (NULL: the database is unavailable); returns how
+ * many it handled (db_group_run). */
+static int run_writes(db_conn_t *c, db_write_t *w, int n)
+{
+    if (c)
+        return db_group_run(c, w, n);
+    for (int i = 0; i < n; i++)
+        w[i].fn(NULL, -EAGAIN, w[i].arg);
+    return n;
+}
+
 /* One connection for the batch (a new one if it breaks on the way). Answers are posted as soon
- * as their group is done. */
+ * as their group is done: a write group's after its COMMIT. */
 static void run_batch(db_t *db, db_op_t *o)
 {
     db_conn_t *c = NULL;
@@ -83,10 +96,17 @@ static void run_batch(db_t *db, db_op_t *o)
             if (c)
                 db->ops->finish(c);
             o = op_of(o->link.next);
+        } else if (o->write) {
+            db_write_t group[DB_GROUP_MAX];
+            int n = 0;
+            for (db_op_t *k = o; k && k->write && n < DB_GROUP_MAX; k = op_of(k->link.next))
+                group[n++] = (db_write_t){k->write, k->arg};
+            for (int done = run_writes(c, group, n); done > 0; done--)
+                o = op_of(o->link.next);
         } else {
             db_stmt_t group[PIPE_MAX];
             int n = 0;
-            for (; o && !o->fn && n < PIPE_MAX; o = op_of(o->link.next))
+            for (; o && !o->fn && !o->write && n < PIPE_MAX; o = op_of(o->link.next))
                 group[n++] = o->stmt;
             run_stmts(db, c, group, n);
         }
@@ -185,6 +205,16 @@ int roost_db_run(roost_db_t *db, roost_req_t *req, roost_db_fn fn, roost_timer_f
     if (!o)
         return -ENOMEM;
     o->fn = fn;
+    return submit(db, req, o);
+}
+
+int roost_db_run_write(roost_db_t *db, roost_req_t *req, roost_db_write_fn fn, roost_timer_fn done,
+                       void *arg)
+{
+    db_op_t *o = new_op(db, req, done, arg);
+    if (!o)
+        return -ENOMEM;
+    o->write = fn;
     return submit(db, req, o);
 }
 

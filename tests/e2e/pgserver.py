@@ -67,10 +67,13 @@ class PgServer:
                         pytrace=False)
         return p
 
-    def start(self):
+    def start(self, durable=False):
         # fsync off: a test cluster, thrown away; durability is not what these tests measure.
+        # durable=True: COMMIT waits until its WAL is written (to the kernel: fsync stays off),
+        # so that a committed row survives the server being killed, as with the defaults.
+        sync = "on" if durable else "off"
         opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+                f"-c synchronous_commit={sync} -c full_page_writes=off -c max_connections=200")
         self._run("pg_ctl", "-D", self.data, "-l", self.log, "-o", opts, "-w", "-t", "60",
                   "start")
         return self

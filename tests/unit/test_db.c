@@ -6,6 +6,7 @@
 #include "unit.h"
 
 #include "db/db.h"
+#include "db_temp.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -27,27 +28,8 @@ static const char *const migrations[] = {
 
 static db_t *open_temp(int size, int overflow, double timeout_s, char path[128])
 {
-    snprintf(path, 128, "/tmp/roost-test-db-%d-%ld/x.db", (int)getpid(), random());
-    char spec[160];
-    snprintf(spec, sizeof spec, "sqlite:%s", path);
-    db_url_t url;
-    if (db_url_parse(&url, spec, NULL) < 0)
-        return NULL;
     db_pool_opts_t opts = {size, overflow, timeout_s};
-    db_t *db = db_open(&url, &opts, sql, NQ);
-    if (db && db_migrate(db, "test", migrations, 1) < 0) {
-        db_close(db);
-        return NULL;
-    }
-    return db;
-}
-
-static void remove_temp(const char *path)
-{
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf \"$(dirname '%s')\"", path);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", path);
+    return unit_db_open(path, &opts, sql, NQ, migrations, 1);
 }
 
 static long long insert(db_conn_t *c, const char *name, long long n, int *rc_out)
@@ -122,7 +104,7 @@ TEST(db_rows_round_trip_and_errors_are_classified)
     CHECK_EQ_STR(roost_db_error(c), "more than 16 parameters");
     db_checkin(c);
     db_close(db);
-    remove_temp(path);
+    unit_db_remove(path);
 }
 
 TEST(db_transactions_and_savepoints)
@@ -165,7 +147,7 @@ TEST(db_transactions_and_savepoints)
     CHECK_EQ_INT(db_commit(c), 0);
     db_checkin(c);
     db_close(db);
-    remove_temp(path);
+    unit_db_remove(path);
 }
 
 TEST(db_migrations_run_once)
@@ -184,7 +166,7 @@ TEST(db_migrations_run_once)
     CHECK_EQ_INT(v, 1);
     db_checkin(c);
     db_close(db);
-    remove_temp(path);
+    unit_db_remove(path);
 }
 
 TEST(db_pool_reuses_and_closes_overflow_on_checkin)
@@ -214,7 +196,7 @@ TEST(db_pool_reuses_and_closes_overflow_on_checkin)
     CHECK_EQ_INT(st.size, 1);
     CHECK_EQ_INT(st.max_overflow, 2);
     db_close(db);
-    remove_temp(path);
+    unit_db_remove(path);
 }
 
 static double now_s(void)
@@ -239,7 +221,7 @@ TEST(db_checkout_times_out_when_the_pool_is_exhausted)
     CHECK_EQ_INT(atomic_load(&db->n_timeouts), 1);
     db_checkin(a);
     db_close(db);
-    remove_temp(path);
+    unit_db_remove(path);
 }
 
 struct handoff {
@@ -273,7 +255,7 @@ TEST(db_waiting_checkout_is_served_by_a_checkin)
     pthread_join(t, NULL);
     db_checkin(c);
     db_close(db);
-    remove_temp(path);
+    unit_db_remove(path);
 }
 
 struct writer {
@@ -342,7 +324,7 @@ TEST(db_sqlite_write_transactions_from_many_threads_are_serialized)
     CHECK_EQ_INT(n, 1200);
     db_checkin(c);
     db_close(db);
-    remove_temp(path);
+    unit_db_remove(path);
 }
 
 struct queued {
@@ -388,7 +370,7 @@ TEST(db_waiters_are_served_in_arrival_order)
     for (int i = 0; i < 3; i++)
         CHECK_EQ_INT(q[i].order, i);
     db_close(db);
-    remove_temp(path);
+    unit_db_remove(path);
 }
 
 TEST(db_a_returned_connection_goes_to_the_waiter_not_back_to_its_returner)
@@ -412,7 +394,7 @@ TEST(db_a_returned_connection_goes_to_the_waiter_not_back_to_its_returner)
     CHECK_EQ_INT(mine, 1);
     db_checkin(c);
     db_close(db);
-    remove_temp(path);
+    unit_db_remove(path);
 }
 
 /* A second user of a pool (the job store beside the application) adds its statements and its
@@ -453,5 +435,5 @@ TEST(db_a_second_schema_shares_the_pool_and_its_connections)
     CHECK_EQ_INT(db->ops->col_int(c, 0), 42);
     db_checkin(c);
     db_close(db);
-    remove_temp(path);
+    unit_db_remove(path);
 }
