@@ -416,6 +416,10 @@ struct roost_middleware {
 };
 /* From an on_body filter: passes a piece downstream (the next filter, or the connection). */
 int roost_body_emit(roost_body_next_t *next, const void *p, size_t n, int last);
+/* From on_headers: this middleware's on_body lets this answer through unchanged, so the chain
+ * skips it (a whole body that no filter wants is then not walked at all, as gzip does for a
+ * small or refused answer). */
+void roost_body_pass(roost_req_t *req);
 /* Copies *mw; runs on every request, after those registered before it. Before roost_run. */
 int roost_use(roost_server_t *srv, const roost_middleware_t *mw);
 /* Middleware that ship with the library (src/mw): X-Process-Time on every response, and one

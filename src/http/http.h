@@ -136,7 +136,9 @@ struct roost_req {
     char *mw_ctx;  /* every entry's context, zeroed, from the arena */
     int nmw;
     int mw_next;        /* the on_request hook after the one that parked (roost_req_continue) */
-    uint8_t has_filter; /* some mw has on_body */
+    uint8_t has_filter; /* some mw has on_body (that did not pass: roost_body_pass) */
+    int mw_cur;         /* the entry whose on_headers runs now */
+    uint64_t mw_passed; /* bit i: entry i's on_body lets this answer through (roost_body_pass) */
     uint8_t body_kept;  /* the filters passed the whole body on as it was: res_body (or res_shared)
                            stands */
 

@@ -66,6 +66,7 @@ int http_mw_chain(roost_req_t *req, const http_server_t *hs, const roost_middlew
     int nglobal = req->background ? 0 : hs->nmw; /* no client: only the route's own */
     req->nmw = 0;
     req->has_filter = 0;
+    req->mw_passed = 0;
     if (!route || !*route) {
         /* The common case: the entries are the server's (measured: building them per request
          * was ~130 instructions of a ~6,000-instruction /plaintext request). */
@@ -120,13 +121,33 @@ int http_mw_request(roost_req_t *req, int from)
     return 0;
 }
 
+static int passed(const roost_req_t *req, int i)
+{
+    return i < 64 && (req->mw_passed >> i) & 1;
+}
+
+void roost_body_pass(roost_req_t *req)
+{
+    if (req->mw_cur < 64)
+        req->mw_passed |= 1ull << req->mw_cur;
+}
+
 void http_mw_headers(roost_req_t *req)
 {
     for (int i = 0; i < req->nmw; i++) {
         const roost_middleware_t *m = req->mw[i].mw;
-        if (m->on_headers)
+        if (m->on_headers) {
+            req->mw_cur = i;
             m->on_headers(req, ctx_of(req, i), m->ud);
+        }
     }
+    req->mw_cur = 64;
+    if (!req->mw_passed || !req->has_filter)
+        return;
+    /* Every filter let this answer through: the body goes out as the handler made it. */
+    req->has_filter = 0;
+    for (int i = 0; i < req->nmw && !req->has_filter; i++)
+        req->has_filter = req->mw[i].mw->on_body && !passed(req, i);
 }
 
 /* The end of the chain: a whole body collects in res_tmp; a stream's pieces go, framed as
@@ -164,7 +185,7 @@ int roost_body_emit(roost_body_next_t *next, const void *p, size_t n, int last)
     roost_req_t *req = next->req;
     for (int i = next->i; i < req->nmw; i++) {
         const roost_middleware_t *m = req->mw[i].mw;
-        if (m->on_body) {
+        if (m->on_body && !passed(req, i)) {
             roost_body_next_t after = {req, i + 1};
             return m->on_body(req, p, n, last, &after, ctx_of(req, i), m->ud);
         }

@@ -530,6 +530,7 @@ void http_req_reset(roost_req_t *req)
     req->mw_ctx = NULL;
     req->nmw = 0;
     req->has_filter = 0;
+    req->mw_passed = 0;
     /* Keep buffer capacity for the next request, but not a large one. */
     if (req->body.cap > 65536)
         sbuf_free(&req->body);

@@ -327,19 +327,24 @@ static void gz_headers(roost_req_t *req, void *ctx, void *ud)
     /* Cheapest first: most answers of a busy API are small. */
     if (!req->streamed && http_res_body_len(req) < st->min_bytes) {
         roost_counter_add(st->c[C_SMALL], 1);
+        roost_body_pass(req);
         return;
     }
     if (req->method == HTTP_HEAD || s < 200 || s == 204 || s == 206 || s == 304 ||
-        encoded_already(req))
+        encoded_already(req)) {
+        roost_body_pass(req);
         return;
+    }
     if (!gz_type_ok(req->res_type)) {
         roost_counter_add(st->c[C_TYPE], 1);
+        roost_body_pass(req);
         return;
     }
     /* From here the answer depends on Accept-Encoding: caches must know (RFC 9110 §12.5.5). */
     roost_res_header(req, "Vary", "Accept-Encoding");
     if (!gz_accepts(roost_req_header(req, "accept-encoding"))) {
         roost_counter_add(st->c[C_REFUSED], 1);
+        roost_body_pass(req);
         return;
     }
     roost_res_header(req, "Content-Encoding", "gzip");

@@ -273,3 +273,36 @@ TEST(middleware_body_filters_chain_over_a_whole_body_with_its_new_length)
     CHECK(harness_find(&h, "\r\n\r\n[HELLO]") > 0);
     harness_free(&h);
 }
+
+/* A filter that lets every answer through from on_headers: its on_body must not run. */
+static int pass_body_calls;
+
+static void pass_headers(roost_req_t *req, void *ctx, void *ud)
+{
+    roost_body_pass(req);
+}
+
+static int pass_filter(roost_req_t *req, const void *p, size_t n, int last, roost_body_next_t *next,
+                       void *ctx, void *ud)
+{
+    pass_body_calls++;
+    return roost_body_emit(next, "changed", 7, last);
+}
+
+static const roost_middleware_t passer = {
+    .name = "passer", .on_headers = pass_headers, .on_body = pass_filter};
+
+TEST(middleware_body_pass_skips_that_filter_and_keeps_the_others)
+{
+    harness_t h;
+    pass_body_calls = 0;
+    get_once(&h, (const roost_middleware_t *const[]){&passer, NULL}, "/hello", hello);
+    CHECK(harness_find(&h, "\r\n\r\nhello") > 0);
+    CHECK_EQ_INT(pass_body_calls, 0);
+    harness_free(&h);
+
+    get_once(&h, (const roost_middleware_t *const[]){&passer, &upper, NULL}, "/stream", streamer);
+    CHECK(harness_find(&h, "\r\n\r\n6\r\nHELLO \r\n5\r\nWORLD\r\n0\r\n\r\n") > 0);
+    CHECK_EQ_INT(pass_body_calls, 0);
+    harness_free(&h);
+}
