@@ -61,12 +61,17 @@ static int alloc_ctx(roost_req_t *req, size_t size)
     return 0;
 }
 
+/* Entries past the mask's 64 bits cannot pass: their filters always run. MW_NONE as mw_cur:
+ * no on_headers runs now, a roost_body_pass marks nothing. */
+#define MW_NONE 64
+
 int http_mw_chain(roost_req_t *req, const http_server_t *hs, const roost_middleware_t *const *route)
 {
     int nglobal = req->background ? 0 : hs->nmw; /* no client: only the route's own */
     req->nmw = 0;
     req->has_filter = 0;
     req->mw_passed = 0;
+    req->mw_cur = MW_NONE;
     if (!route || !*route) {
         /* The common case: the entries are the server's (measured: building them per request
          * was ~130 instructions of a ~6,000-instruction /plaintext request). */
@@ -123,12 +128,12 @@ int http_mw_request(roost_req_t *req, int from)
 
 static int passed(const roost_req_t *req, int i)
 {
-    return i < 64 && (req->mw_passed >> i) & 1;
+    return i < MW_NONE && (req->mw_passed >> i) & 1;
 }
 
 void roost_body_pass(roost_req_t *req)
 {
-    if (req->mw_cur < 64)
+    if (req->mw_cur < MW_NONE)
         req->mw_passed |= 1ull << req->mw_cur;
 }
 
@@ -141,7 +146,7 @@ void http_mw_headers(roost_req_t *req)
             m->on_headers(req, ctx_of(req, i), m->ud);
         }
     }
-    req->mw_cur = 64;
+    req->mw_cur = MW_NONE;
     if (!req->mw_passed || !req->has_filter)
         return;
     /* Every filter let this answer through: the body goes out as the handler made it. */
