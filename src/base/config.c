@@ -1,7 +1,7 @@
-/* Flags and their ROOST_* environment twins, from one table in sections, one per layer: the
- * table is the --help text, the defaults' listing and the parser, so a new limit is one line
- * here (and its default in roost_config_init). An embedder's own flags (the app's) join the same
- * parser through roost_config_parse_with. Environment first, flags override. */
+/* Flags and their ROOST_* environment twins, from one table whose rows name the layer they
+ * configure: the table is the --help text, the defaults' listing and the parser, so a new limit is
+ * one line here (and its default in roost_config_init). An embedder's own flags (the app's) join
+ * the same parser through roost_config_parse_with. Environment first, flags override. */
 #include "base/base.h"
 
 #include <errno.h>
@@ -14,219 +14,153 @@
 typedef struct {
     const char *name;
     roost_flag_kind_t kind;
-    size_t offset; /* in roost_config_t */
+    size_t offset;       /* in roost_config_t */
+    const char *section; /* the layer's part of roost_config_t, a heading of --help */
     double min, max;
     const char *help;
 } opt_t;
 
-typedef struct {
-    const char *name;
-    const opt_t *opts;
-    size_t n;
-} section_t;
+#define OFF(f)           offsetof(roost_config_t, f)
+#define AT(layer, field) OFF(layer.field), #layer /* the offset, and the section it is in */
+#define STR              ROOST_FLAG_STR
+#define INT              ROOST_FLAG_INT
+#define SIZE             ROOST_FLAG_SIZE
+#define SECS             ROOST_FLAG_SECS
+#define BOOL             ROOST_FLAG_BOOL
+#define LIST             ROOST_FLAG_LIST
 
-#define OFF(f) offsetof(roost_config_t, f)
-#define STR    ROOST_FLAG_STR
-#define INT    ROOST_FLAG_INT
-#define SIZE   ROOST_FLAG_SIZE
-#define SECS   ROOST_FLAG_SECS
-#define BOOL   ROOST_FLAG_BOOL
-#define LIST   ROOST_FLAG_LIST
-
-static const opt_t net_opts[] = {
-    {"host", STR, OFF(net.host), 0, 0, "address to listen on"},
-    {"port", INT, OFF(net.port), 0, 65535, "TCP port"},
-    {"threads", INT, OFF(net.threads), 1, 256, "loop threads"},
-    {"stall-ms", INT, OFF(net.stall_ms), 1, 600000, "report a loop stalled longer than this"},
-    {"drain-s", SECS, OFF(net.drain_s), 0, 3600, "on SIGTERM, in-flight work finishes within this"},
-    {"max-conns-per-ip", INT, OFF(net.max_conns_per_ip), 0, 10000000,
+/* clang-format off: a flag is two lines, its name, kind, field and bounds, then its help */
+static const opt_t opts[] = {
+    {"host", STR, AT(net, host), 0, 0, "address to listen on"},
+    {"port", INT, AT(net, port), 0, 65535, "TCP port"},
+    {"threads", INT, AT(net, threads), 1, 256, "loop threads"},
+    {"stall-ms", INT, AT(net, stall_ms), 1, 600000, "report a loop stalled longer than this"},
+    {"drain-s", SECS, AT(net, drain_s), 0, 3600, "on SIGTERM, in-flight work finishes within this"},
+    {"max-conns-per-ip", INT, AT(net, max_conns_per_ip), 0, 10000000,
      "open connections per client address, 503 and close above (0: no limit)"},
-    {"new-conns-per-ip-s", INT, OFF(net.new_conns_per_ip_s), 0, 10000000,
+    {"new-conns-per-ip-s", INT, AT(net, new_conns_per_ip_s), 0, 10000000,
      "new connections a second per client address, bursts of twice that (0: no limit)"},
-    {"trusted-ips", STR, OFF(net.trusted_ips), 0, 0,
+    {"trusted-ips", STR, AT(net, trusted_ips), 0, 0,
      "comma-separated CIDRs (IPv4, IPv6) exempt from the per-address limits"},
-};
-
-static const opt_t tls_opts[] = {
-    {"tls-cert", STR, OFF(tls.cert), 0, 0, "PEM certificate (chain after it): serve TLS"},
-    {"tls-key", STR, OFF(tls.key), 0, 0, "PEM private key of --tls-cert"},
-    {"tls-port", INT, OFF(tls.port), 0, 65535,
+    {"workers", INT, AT(http, workers), 1, 4096, "most worker threads for blocking handlers"},
+    {"workers-min", INT, AT(http, workers_min), 0, 4096, "worker threads kept when idle"},
+    {"workers-idle-s", SECS, AT(http, workers_idle_s), 0.01, 86400,
+     "a worker idle this long ends (above --workers-min)"},
+    {"worker-queue", INT, AT(http, worker_queue), 1, 1048576,
+     "blocking requests queued before 503"},
+    {"max-url", SIZE, AT(http, max_url), 64, 1048576, "request target bytes (414 above)"},
+    {"max-header-size", SIZE, AT(http, max_header_size), 256, 16777216,
+     "header section bytes (431 above)"},
+    {"max-headers", INT, AT(http, max_headers), 1, 10000, "header fields (431 above)"},
+    {"max-body", SIZE, AT(http, max_body), 0, 4294967296, "request body bytes (413 above)"},
+    {"max-pipeline", INT, AT(http, max_pipeline), 1, 4096,
+     "requests in flight per connection before reading pauses"},
+    {"header-timeout-s", SECS, AT(http, header_timeout_s), 0.05, 3600,
+     "header section must arrive within this (408)"},
+    {"body-timeout-s", SECS, AT(http, body_timeout_s), 0.05, 3600,
+     "body must keep arriving within this (408)"},
+    {"keepalive-timeout-s", SECS, AT(http, keepalive_timeout_s), 0.05, 86400,
+     "idle keep-alive connections closed after this"},
+    {"write-timeout-s", SECS, AT(http, write_timeout_s), 0.05, 3600,
+     "a client that reads nothing for this long is dropped"},
+    {"stream-max-unsent", SIZE, AT(http, stream_max_unsent), 1024, 1073741824,
+     "bytes of a streamed answer waiting for a slow client before its producer pauses"},
+    {"sse-heartbeat-s", SECS, AT(http, sse_heartbeat_s), 0, 86400,
+     "a comment line this often on an event stream, for proxies (0: none)"},
+    {"access-log", BOOL, AT(http, access_log), 0, 1, "one stderr line per request"},
+    {"max-connections", INT, AT(ws, max_connections), 1, 10000000,
+     "WebSocket connections (503 on upgrade above)"},
+    {"allowed-origins", STR, AT(ws, allowed_origins), 0, 0,
+     "comma-separated Origins allowed to open WebSockets (403 else; empty: all)"},
+    {"ws-max-message", SIZE, AT(ws, max_message), 125, 1073741824,
+     "bytes in one WebSocket message (close 1009 above)"},
+    {"ws-max-backlog", SIZE, AT(ws, max_backlog), 4096, 4294967296,
+     "unsent bytes to one WebSocket before it is closed (1008)"},
+    {"ws-max-rate", INT, AT(ws, max_rate), 1, 1000000,
+     "messages per second from one WebSocket, bursts of twice that (close 1008 above)"},
+    {"ws-ping-s", SECS, AT(ws, ping_s), 0.1, 86400, "ping a WebSocket silent this long"},
+    {"ws-pong-timeout-s", SECS, AT(ws, pong_timeout_s), 0.1, 3600,
+     "close a WebSocket that does not answer a ping within this"},
+    {"upstream", LIST, AT(fetch, upstream), 0, 0,
+     "'NAME=URL [max_conns=N] [timeout_ms=N] [retries=N] ...': an upstream (README; repeatable)"},
+    {"max-rooms", INT, AT(rooms, max_rooms), 1, 100000000,
+     "rooms kept at once; a new room above it is refused (503, or close 1013)"},
+    {"history", INT, AT(rooms, history), 0, 1000000, "messages kept per room for ?since="},
+    {"room-idle-s", SECS, AT(rooms, idle_s), 0.1, 31536000,
+     "a room without members this long is freed with its history here (Redis keeps it)"},
+    {"redis", STR, AT(redis, url), 0, 0,
+     "redis://[[user]:password@]host[:port][/db]: rooms shared by every node (empty: off)"},
+    {"node-id", STR, AT(redis, node_id), 0, 0, "this node's name in Redis (empty: host:port)"},
+    {"presence-ttl-s", SECS, AT(redis, presence_ttl_s), 1, 3600,
+     "a node that stops refreshing its members in Redis has them leave after this"},
+    {"redis-fail", STR, AT(redis, fail), 0, 0,
+     "open|closed: shared limits, cache and idempotency when Redis is slow (closed: 503)"},
+    {"redis-wait-ms", INT, AT(redis, wait_ms), 1, 60000,
+     "how long a request waits for Redis (shared limits, cache) before --redis-fail applies"},
+    {"job-workers", INT, AT(jobs, workers), 1, 1024, "threads that run queued jobs"},
+    {"job-fsync", BOOL, AT(jobs, fsync), 0, 1,
+     "fsync the job store at every commit (synchronous=FULL): survives power loss too"},
+    {"job-prefetch", INT, AT(jobs, prefetch), 0, 100000,
+     "jobs reserved ahead of the busy job workers, so that each starts its next job at once"},
+    {"retry-backoff-s", SECS, AT(jobs, retry_backoff_s), 0.01, 3600,
+     "first retry delay of a failed job, doubled per attempt"},
+    {"job-lease-s", SECS, AT(jobs, lease_s), 1, 86400,
+     "on PostgreSQL: a running job's lease, renewed by its node; past it another node runs it"},
+    {"data-dir", STR, AT(data, dir), 0, 0, "folder for data files"},
+    {"database", STR, AT(data, database), 0, 0,
+     "sqlite:PATH or postgresql://user:pass@host:port/db (empty: sqlite:<data-dir>/roost.db)"},
+    {"db-pool-size", INT, AT(data, pool_size), 1, 1000, "database connections kept open"},
+    {"db-pool-overflow", INT, AT(data, pool_overflow), 0, 1000,
+     "more database connections opened under load, closed when given back"},
+    {"db-pool-timeout-s", SECS, AT(data, pool_timeout_s), 0.001, 3600,
+     "wait this long for a database connection, then answer 503"},
+    {"cache-max-bytes", SIZE, AT(cache, max_bytes), 4096, 1099511627776,
+     "bytes the response cache may hold; the least recently used answers go first"},
+    {"rate-limit", LIST, AT(mw, rate_limit), 0, 0,
+     "'GLOB rate=N/s|m|h [burst=N] [key=ip|header:X|api-key] [shadow] [name=X]' (429; repeatable)"},
+    {"rate-limit-max-keys", INT, AT(mw, rate_limit_max_keys), 1, 100000000,
+     "clients the rate limits remember at once (the least recently seen are forgotten)"},
+    {"cors-origins", STR, AT(mw, cors_origins), 0, 0,
+     "comma-separated origins allowed cross-origin requests, or '*' (empty: CORS off)"},
+    {"cors-credentials", BOOL, AT(mw, cors_credentials), 0, 1,
+     "Access-Control-Allow-Credentials: true (not with --cors-origins '*')"},
+    {"cors-methods", STR, AT(mw, cors_methods), 0, 0, "methods a preflight may ask for, or '*'"},
+    {"cors-headers", STR, AT(mw, cors_headers), 0, 0,
+     "request headers a preflight may ask for, or '*'"},
+    {"cors-expose-headers", STR, AT(mw, cors_expose), 0, 0,
+     "response headers cross-origin scripts may read (comma-separated)"},
+    {"cors-max-age", INT, AT(mw, cors_max_age), 0, 604800,
+     "seconds a browser may cache a preflight's answer"},
+    {"static", LIST, AT(files, mounts), 0, 0,
+     "'URL_PREFIX=DIR': serve the files under DIR at GET URL_PREFIX/... (repeatable)"},
+    {"static-max-open", INT, AT(files, max_open), 1, 1048576,
+     "files open at once for static answers (503 above)"},
+    {"metrics", BOOL, AT(obs, metrics), 0, 1, "per-route request series on /metrics"},
+    {"tracing", BOOL, AT(obs, tracing), 0, 1, "W3C trace context on every request"},
+    {"log-format", STR, AT(obs, log_format), 0, 0, "log lines (access and error): common or json"},
+    {"slow-ms", INT, AT(obs, slow_ms), 0, 86400000, "log requests slower than this (0: off)"},
+    {"log-buffer", SIZE, AT(obs, log_buffer), 4096, 1073741824,
+     "bytes of log lines waiting for the writer; more are dropped"},
+    {"otlp-endpoint", STR, AT(obs, otlp_endpoint), 0, 0, "send spans as OTLP/HTTP JSON here"},
+    {"gzip", BOOL, AT(gzip, on), 0, 1, "gzip answers when the client accepts it (on|off)"},
+    {"gzip-min-bytes", SIZE, AT(gzip, min_bytes), 0, 4294967296,
+     "whole bodies below this go uncompressed"},
+    {"gzip-level", INT, AT(gzip, level), 1, 9, "compression level, 1 fastest .. 9 smallest"},
+    {"gzip-cache-bytes", SIZE, AT(gzip, cache_bytes), 0, 1099511627776,
+     "compressed copies of shared bodies (made once, sent many times) kept; 0: compress each"},
+    {"tls-cert", STR, AT(tls, cert), 0, 0, "PEM certificate (chain after it): serve TLS"},
+    {"tls-key", STR, AT(tls, key), 0, 0, "PEM private key of --tls-cert"},
+    {"tls-port", INT, AT(tls, port), 0, 65535,
      "serve TLS on this port beside plain HTTP on --port (0: TLS on --port)"},
-    {"tls-handshake-timeout-s", SECS, OFF(tls.handshake_timeout_s), 0.05, 3600,
+    {"tls-handshake-timeout-s", SECS, AT(tls, handshake_timeout_s), 0.05, 3600,
      "a TLS handshake must end within this (closed)"},
-};
-
-static const opt_t auth_opts[] = {
-    {"api-key", LIST, OFF(auth.api_keys), 0, 0,
+    {"api-key", LIST, AT(auth, api_keys), 0, 0,
      "a key for POST /broadcast, /tasks and the dashboard's data (repeatable; 401 without)"},
-    {"api-keys-file", STR, OFF(auth.api_keys_file), 0, 0, "file of API keys, one a line"},
-    {"ws-token-secret", STR, OFF(auth.ws_token_secret), 0, 0,
+    {"api-keys-file", STR, AT(auth, api_keys_file), 0, 0, "file of API keys, one a line"},
+    {"ws-token-secret", STR, AT(auth, ws_token_secret), 0, 0,
      "/ws/{room}/{user} needs ?token= an HS256 JWT signed with this (401/403 else)"},
 };
-
-static const opt_t http_opts[] = {
-    {"workers", INT, OFF(http.workers), 1, 4096, "most worker threads for blocking handlers"},
-    {"workers-min", INT, OFF(http.workers_min), 0, 4096, "worker threads kept when idle"},
-    {"workers-idle-s", SECS, OFF(http.workers_idle_s), 0.01, 86400,
-     "a worker idle this long ends (above --workers-min)"},
-    {"worker-queue", INT, OFF(http.worker_queue), 1, 1 << 20,
-     "blocking requests queued before 503"},
-    {"max-url", SIZE, OFF(http.max_url), 64, 1 << 20, "request target bytes (414 above)"},
-    {"max-header-size", SIZE, OFF(http.max_header_size), 256, 1 << 24,
-     "header section bytes (431 above)"},
-    {"max-headers", INT, OFF(http.max_headers), 1, 10000, "header fields (431 above)"},
-    {"max-body", SIZE, OFF(http.max_body), 0, 1ull << 32, "request body bytes (413 above)"},
-    {"max-pipeline", INT, OFF(http.max_pipeline), 1, 4096,
-     "requests in flight per connection before reading pauses"},
-    {"header-timeout-s", SECS, OFF(http.header_timeout_s), 0.05, 3600,
-     "header section must arrive within this (408)"},
-    {"body-timeout-s", SECS, OFF(http.body_timeout_s), 0.05, 3600,
-     "body must keep arriving within this (408)"},
-    {"keepalive-timeout-s", SECS, OFF(http.keepalive_timeout_s), 0.05, 86400,
-     "idle keep-alive connections closed after this"},
-    {"write-timeout-s", SECS, OFF(http.write_timeout_s), 0.05, 3600,
-     "a client that reads nothing for this long is dropped"},
-    {"stream-max-unsent", SIZE, OFF(http.stream_max_unsent), 1024, 1ull << 30,
-     "bytes of a streamed answer waiting for a slow client before its producer pauses"},
-    {"sse-heartbeat-s", SECS, OFF(http.sse_heartbeat_s), 0, 86400,
-     "a comment line this often on an event stream, for proxies (0: none)"},
-    {"access-log", BOOL, OFF(http.access_log), 0, 1, "one stderr line per request"},
-};
-
-static const opt_t ws_opts[] = {
-    {"max-connections", INT, OFF(ws.max_connections), 1, 10000000,
-     "WebSocket connections (503 on upgrade above)"},
-    {"allowed-origins", STR, OFF(ws.allowed_origins), 0, 0,
-     "comma-separated Origins allowed to open WebSockets (403 else; empty: all)"},
-    {"ws-max-message", SIZE, OFF(ws.max_message), 125, 1ull << 30,
-     "bytes in one WebSocket message (close 1009 above)"},
-    {"ws-max-backlog", SIZE, OFF(ws.max_backlog), 4096, 1ull << 32,
-     "unsent bytes to one WebSocket before it is closed (1008)"},
-    {"ws-max-rate", INT, OFF(ws.max_rate), 1, 1000000,
-     "messages per second from one WebSocket, bursts of twice that (close 1008 above)"},
-    {"ws-ping-s", SECS, OFF(ws.ping_s), 0.1, 86400, "ping a WebSocket silent this long"},
-    {"ws-pong-timeout-s", SECS, OFF(ws.pong_timeout_s), 0.1, 3600,
-     "close a WebSocket that does not answer a ping within this"},
-};
-
-static const opt_t rooms_opts[] = {
-    {"max-rooms", INT, OFF(rooms.max_rooms), 1, 100000000,
-     "rooms kept at once; a new room above it is refused (503, or close 1013)"},
-    {"history", INT, OFF(rooms.history), 0, 1000000, "messages kept per room for ?since="},
-    {"room-idle-s", SECS, OFF(rooms.idle_s), 0.1, 86400 * 365,
-     "a room without members this long is freed with its history here (Redis keeps it)"},
-};
-
-static const opt_t fetch_opts[] = {
-    {"upstream", LIST, OFF(fetch.upstream), 0, 0,
-     "'NAME=http://host:port [max_conns=100] [max_queue=1000] [connect_timeout_ms=2000] "
-     "[timeout_ms=10000] [retries=0] [breaker=5] [cool_ms=5000]': an upstream that handlers "
-     "may call (repeatable)"},
-};
-
-static const opt_t redis_opts[] = {
-    {"redis", STR, OFF(redis.url), 0, 0,
-     "redis://[[user]:password@]host[:port][/db]: rooms shared by every node (empty: off)"},
-    {"node-id", STR, OFF(redis.node_id), 0, 0, "this node's name in Redis (empty: host:port)"},
-    {"presence-ttl-s", SECS, OFF(redis.presence_ttl_s), 1, 3600,
-     "a node that stops refreshing its members in Redis has them leave after this"},
-    {"redis-fail", STR, OFF(redis.fail), 0, 0,
-     "open|closed: shared rate limits, cache and idempotency keys when Redis does not answer "
-     "in time (open: allowed and counted; closed: 503)"},
-    {"redis-wait-ms", INT, OFF(redis.wait_ms), 1, 60000,
-     "how long a request waits for Redis (shared limits, cache) before --redis-fail applies"},
-};
-
-static const opt_t jobs_opts[] = {
-    {"job-workers", INT, OFF(jobs.workers), 1, 1024, "threads that run queued jobs"},
-    {"job-fsync", BOOL, OFF(jobs.fsync), 0, 1,
-     "fsync the job store at every commit (synchronous=FULL): survives power loss too"},
-    {"job-prefetch", INT, OFF(jobs.prefetch), 0, 100000,
-     "jobs reserved ahead of the busy job workers, so that each starts its next job at once"},
-    {"retry-backoff-s", SECS, OFF(jobs.retry_backoff_s), 0.01, 3600,
-     "first retry delay of a failed job, doubled per attempt"},
-    {"job-lease-s", SECS, OFF(jobs.lease_s), 1, 86400,
-     "on PostgreSQL: a running job's lease, renewed by its node; past it another node runs it"},
-};
-
-static const opt_t data_opts[] = {
-    {"data-dir", STR, OFF(data.dir), 0, 0, "folder for data files"},
-    {"database", STR, OFF(data.database), 0, 0,
-     "sqlite:PATH or postgresql://user:pass@host:port/db (empty: sqlite:<data-dir>/roost.db)"},
-    {"db-pool-size", INT, OFF(data.pool_size), 1, 1000, "database connections kept open"},
-    {"db-pool-overflow", INT, OFF(data.pool_overflow), 0, 1000,
-     "more database connections opened under load, closed when given back"},
-    {"db-pool-timeout-s", SECS, OFF(data.pool_timeout_s), 0.001, 3600,
-     "wait this long for a database connection, then answer 503"},
-};
-
-static const opt_t cache_opts[] = {
-    {"cache-max-bytes", SIZE, OFF(cache.max_bytes), 4096, 1ull << 40,
-     "bytes the response cache may hold; the least recently used answers go first"},
-};
-
-static const opt_t mw_opts[] = {
-    {"rate-limit", LIST, OFF(mw.rate_limit), 0, 0,
-     "'PATH_GLOB rate=N/s|m|h [burst=N] [key=ip|header:NAME|api-key] [shadow] [name=NAME]': "
-     "429 above N requests per client (GCRA, bursts of up to burst; repeatable)"},
-    {"rate-limit-max-keys", INT, OFF(mw.rate_limit_max_keys), 1, 100000000,
-     "clients the rate limits remember at once (the least recently seen are forgotten)"},
-    {"cors-origins", STR, OFF(mw.cors_origins), 0, 0,
-     "comma-separated origins allowed cross-origin requests, or '*' (empty: CORS off)"},
-    {"cors-credentials", BOOL, OFF(mw.cors_credentials), 0, 1,
-     "Access-Control-Allow-Credentials: true (not with --cors-origins '*')"},
-    {"cors-methods", STR, OFF(mw.cors_methods), 0, 0, "methods a preflight may ask for, or '*'"},
-    {"cors-headers", STR, OFF(mw.cors_headers), 0, 0,
-     "request headers a preflight may ask for, or '*'"},
-    {"cors-expose-headers", STR, OFF(mw.cors_expose), 0, 0,
-     "response headers cross-origin scripts may read (comma-separated)"},
-    {"cors-max-age", INT, OFF(mw.cors_max_age), 0, 86400 * 7,
-     "seconds a browser may cache a preflight's answer"},
-};
-
-static const opt_t files_opts[] = {
-    {"static", LIST, OFF(files.mounts), 0, 0,
-     "'URL_PREFIX=DIR': serve the files under DIR at GET URL_PREFIX/... (repeatable)"},
-    {"static-max-open", INT, OFF(files.max_open), 1, 1 << 20,
-     "files open at once for static answers (503 above)"},
-};
-
-static const opt_t obs_opts[] = {
-    {"metrics", BOOL, OFF(obs.metrics), 0, 1, "per-route request series on /metrics"},
-    {"tracing", BOOL, OFF(obs.tracing), 0, 1, "W3C trace context on every request"},
-    {"log-format", STR, OFF(obs.log_format), 0, 0, "log lines (access and error): common or json"},
-    {"slow-ms", INT, OFF(obs.slow_ms), 0, 86400000, "log requests slower than this (0: off)"},
-    {"log-buffer", SIZE, OFF(obs.log_buffer), 4096, 1ull << 30,
-     "bytes of log lines waiting for the writer; more are dropped"},
-    {"otlp-endpoint", STR, OFF(obs.otlp_endpoint), 0, 0, "send spans as OTLP/HTTP JSON here"},
-};
-
-static const opt_t gzip_opts[] = {
-    {"gzip", BOOL, OFF(gzip.on), 0, 1, "gzip answers when the client accepts it (on|off)"},
-    {"gzip-min-bytes", SIZE, OFF(gzip.min_bytes), 0, 1ull << 32,
-     "whole bodies below this go uncompressed"},
-    {"gzip-level", INT, OFF(gzip.level), 1, 9, "compression level, 1 fastest .. 9 smallest"},
-    {"gzip-cache-bytes", SIZE, OFF(gzip.cache_bytes), 0, 1ull << 40,
-     "compressed copies of shared bodies (made once, sent many times) kept; 0: compress each"},
-};
-
-static const section_t sections[] = {
-    {"net", net_opts, ARRAY_LEN(net_opts)},
-    {"http", http_opts, ARRAY_LEN(http_opts)},
-    {"ws", ws_opts, ARRAY_LEN(ws_opts)},
-    {"fetch", fetch_opts, ARRAY_LEN(fetch_opts)},
-    {"rooms", rooms_opts, ARRAY_LEN(rooms_opts)},
-    {"redis", redis_opts, ARRAY_LEN(redis_opts)},
-    {"jobs", jobs_opts, ARRAY_LEN(jobs_opts)},
-    {"data", data_opts, ARRAY_LEN(data_opts)},
-    {"cache", cache_opts, ARRAY_LEN(cache_opts)},
-    {"mw", mw_opts, ARRAY_LEN(mw_opts)},
-    {"static files", files_opts, ARRAY_LEN(files_opts)},
-    {"obs", obs_opts, ARRAY_LEN(obs_opts)},
-    {"gzip", gzip_opts, ARRAY_LEN(gzip_opts)},
-    {"tls", tls_opts, ARRAY_LEN(tls_opts)},
-    {"auth", auth_opts, ARRAY_LEN(auth_opts)},
-};
+/* clang-format on */
 
 void roost_config_init(roost_config_t *cfg)
 {
@@ -376,18 +310,16 @@ void config_walk(const char *section, const roost_flag_t *extra, size_t nextra, 
 {
     roost_config_t d;
     roost_config_init(&d);
-    for (size_t s = 0; s < ARRAY_LEN(sections); s++)
-        for (size_t i = 0; i < sections[s].n; i++) {
-            const opt_t *o = &sections[s].opts[i];
-            flag_t f = lib_flag(o, &d);
-            config_flag_info_t info = {
-                .section = sections[s].name, .name = o->name, .kind = o->kind, .help = o->help};
-            if (o->offset == OFF(net.threads)) /* the build machine's count is no default */
-                snprintf(info.def, sizeof info.def, "one per core");
-            else
-                format_value(&f, info.def, sizeof info.def);
-            fn(&info, ud);
-        }
+    for (const opt_t *o = opts; o < opts + ARRAY_LEN(opts); o++) {
+        flag_t f = lib_flag(o, &d);
+        config_flag_info_t info = {
+            .section = o->section, .name = o->name, .kind = o->kind, .help = o->help};
+        if (o->offset == OFF(net.threads)) /* the build machine's count is no default */
+            snprintf(info.def, sizeof info.def, "one per core");
+        else
+            format_value(&f, info.def, sizeof info.def);
+        fn(&info, ud);
+    }
     for (size_t i = 0; i < nextra; i++) {
         flag_t f = extra_flag(&extra[i]);
         config_flag_info_t info = {
@@ -488,13 +420,10 @@ bad:
 static int find_flag(roost_config_t *cfg, const roost_flag_t *extra, size_t nextra,
                      const char *name, size_t len, flag_t *out)
 {
-    for (size_t s = 0; s < ARRAY_LEN(sections); s++)
-        for (size_t i = 0; i < sections[s].n; i++) {
-            const opt_t *o = &sections[s].opts[i];
-            if (strlen(o->name) == len && strncmp(o->name, name, len) == 0) {
-                *out = lib_flag(o, cfg);
-                return 0;
-            }
+    for (const opt_t *o = opts; o < opts + ARRAY_LEN(opts); o++)
+        if (strlen(o->name) == len && strncmp(o->name, name, len) == 0) {
+            *out = lib_flag(o, cfg);
+            return 0;
         }
     for (size_t i = 0; i < nextra; i++)
         if (strlen(extra[i].name) == len && strncmp(extra[i].name, name, len) == 0) {
@@ -526,12 +455,11 @@ int roost_config_parse_with(roost_config_t *cfg, const char *section, const roos
         flag_t f = extra_flag(&extra[i]);
         format_value(&f, defs[i], sizeof defs[i]);
     }
-    for (size_t s = 0; s < ARRAY_LEN(sections); s++)
-        for (size_t i = 0; i < sections[s].n; i++) {
-            flag_t f = lib_flag(&sections[s].opts[i], cfg);
-            if (apply_env(&f) < 0)
-                return -EINVAL;
-        }
+    for (const opt_t *o = opts; o < opts + ARRAY_LEN(opts); o++) {
+        flag_t f = lib_flag(o, cfg);
+        if (apply_env(&f) < 0)
+            return -EINVAL;
+    }
     for (size_t i = 0; i < nextra; i++) {
         flag_t f = extra_flag(&extra[i]);
         if (apply_env(&f) < 0)
