@@ -27,7 +27,6 @@ struct http_session {
     enum phase phase;
     char *saved; /* bytes not parsed while the pipeline was full */
     size_t saved_len;
-    http_session_t *resume_next;
     unsigned dead : 1;     /* no more requests on this connection */
     unsigned shutdown : 1; /* the server is draining */
     unsigned in_feed : 1;
@@ -35,7 +34,6 @@ struct http_session {
     /* flush() is on the stack: a write that fails closes the connection synchronously, and
      * on_close must not free the session under it. */
     unsigned in_flush : 1;
-    unsigned resume_queued : 1;
     unsigned upgraded : 1;        /* the connection now speaks another protocol */
     unsigned upgrade_pending : 1; /* a 101 waits its turn: read nothing more as HTTP */
     /* The client's address, asked of the kernel on first use only: getpeername cost 2.4 us a
@@ -49,8 +47,6 @@ struct http_loop {
     roost_req_t *free;
     int nfree;
     sbuf_t out;
-    uv_check_t resume_check; /* feeds paused sessions outside any handler's stack */
-    http_session_t *resume;
 };
 
 #define FREE_REQS_PER_LOOP 1024
@@ -114,38 +110,21 @@ void http_req_unref(roost_req_t *req)
 
 /* ---- the per-loop state ---- */
 
-static void on_resume_check(uv_check_t *h)
+/* net_conn_defer's call, asked for by flush_pipeline when a full pipeline has room again: feeds
+ * what was kept back, outside any handler's stack, then reads again. Writes are gathered. */
+static void on_deferred(net_conn_t *c)
 {
-    http_loop_t *hl = h->data;
-    http_session_t *s = hl->resume;
-    hl->resume = NULL;
-    uv_check_stop(h);
-    while (s) {
-        http_session_t *next = s->resume_next;
-        s->resume_queued = 0;
-        s->resume_next = NULL;
-        char *saved = s->saved;
-        size_t len = s->saved_len;
-        s->saved = NULL;
-        s->saved_len = 0;
-        net_conn_t *c = s->conn;
-        net_conn_ref(c);
-        c->loop->cork_conn = c;
-        feed(s, saved, len);
-        c->loop->cork_conn = NULL;
-        free(saved);
-        if (c->loop->cork.len) {
-            size_t n = c->loop->cork.len;
-            c->loop->cork.len = 0;
-            net_conn_write(c, c->loop->cork.p, n);
-        }
-        if (s->closed)
-            session_free(s);
-        else if (!c->closing && !s->saved && !s->dead)
-            net_conn_resume(c);
-        net_conn_unref(c);
-        s = next;
-    }
+    http_session_t *s = c->ud;
+    char *saved = s->saved;
+    size_t len = s->saved_len;
+    s->saved = NULL;
+    s->saved_len = 0;
+    feed(s, saved, len);
+    free(saved);
+    if (s->closed)
+        session_free(s);
+    else if (!c->closing && !s->saved && !s->dead)
+        net_conn_resume(c);
 }
 
 static http_loop_t *loop_state(net_loop_t *loop)
@@ -154,16 +133,14 @@ static http_loop_t *loop_state(net_loop_t *loop)
         http_loop_t *hl = calloc(1, sizeof *hl);
         if (!hl)
             abort(); /* at first accept: nothing sensible to do without it */
-        uv_check_init(&loop->uv, &hl->resume_check);
-        hl->resume_check.data = hl;
         core_loop_ctx_set(loop, http_slot(), hl);
     }
     return core_loop_ctx(loop, http_slot());
 }
 
-static void free_loop_state(uv_handle_t *h)
+void http_loop_end(net_loop_t *loop, void *ctx)
 {
-    http_loop_t *hl = h->data;
+    http_loop_t *hl = ctx;
     while (hl->free) {
         roost_req_t *next = hl->free->next;
         http_req_free(hl->free);
@@ -171,12 +148,6 @@ static void free_loop_state(uv_handle_t *h)
     }
     sbuf_free(&hl->out);
     free(hl);
-}
-
-void http_loop_end(net_loop_t *loop, void *ctx)
-{
-    http_loop_t *hl = ctx;
-    uv_close((uv_handle_t *)&hl->resume_check, free_loop_state);
 }
 
 /* ---- timeouts ---- */
@@ -395,14 +366,6 @@ static void upgrade(http_session_t *s, roost_req_t *req)
     }
     if (s->saved && !c->closing)
         c->proto->on_data(c, s->saved, s->saved_len);
-    if (s->resume_queued) {
-        http_loop_t *hl = loop_state(c->loop);
-        for (http_session_t **p = &hl->resume; *p; p = &(*p)->resume_next)
-            if (*p == s) {
-                *p = s->resume_next;
-                break;
-            }
-    }
     session_free(s);
 }
 
@@ -457,14 +420,8 @@ static void flush_pipeline(http_session_t *s)
         net_conn_close_after_write(s->conn);
         return;
     }
-    if (s->saved && s->depth < s->srv->cfg.http.max_pipeline && !s->resume_queued && !s->dead &&
-        !s->upgrade_pending) {
-        http_loop_t *hl = loop_state(s->conn->loop);
-        s->resume_queued = 1;
-        s->resume_next = hl->resume;
-        hl->resume = s;
-        uv_check_start(&hl->resume_check, on_resume_check);
-    }
+    if (s->saved && s->depth < s->srv->cfg.http.max_pipeline && !s->dead && !s->upgrade_pending)
+        net_conn_defer(s->conn); /* on_deferred feeds the rest */
 }
 
 /* Writes what the pipeline has ready. Returns 1 when the connection closed meanwhile and the
@@ -543,14 +500,6 @@ static void on_close(net_conn_t *c)
     c->ud = NULL;
     s->parse.cur = NULL;
     drop_pipeline(s);
-    if (s->resume_queued) {
-        http_loop_t *hl = loop_state(c->loop);
-        for (http_session_t **p = &hl->resume; *p; p = &(*p)->resume_next)
-            if (*p == s) {
-                *p = s->resume_next;
-                break;
-            }
-    }
     if (s->in_feed || s->in_flush)
         s->closed = 1; /* feed() or flush() is on the stack: it frees the session */
     else
@@ -564,6 +513,7 @@ const net_proto_t http_proto = {
     .on_drained = on_drained,
     .on_shutdown = on_shutdown,
     .on_close = on_close,
+    .on_deferred = on_deferred,
 };
 
 const char *http_session_peer(http_session_t *s)

@@ -117,11 +117,10 @@ static void finish_close_if_done(net_conn_t *c)
         linger_close(c);
 }
 
-void net_conn_deliver(net_conn_t *c, char *data, size_t len)
+/* Ends the gathering of c's writes that began with loop->cork_conn = c: one write of them all. */
+static void uncork(net_conn_t *c)
 {
     net_loop_t *loop = c->loop;
-    loop->cork_conn = c;
-    c->proto->on_data(c, data, len);
     loop->cork_conn = NULL;
     if (loop->cork.len) {
         size_t clen = loop->cork.len;
@@ -129,6 +128,13 @@ void net_conn_deliver(net_conn_t *c, char *data, size_t len)
         if (!c->closing)
             net_conn_write(c, loop->cork.p, clen);
     }
+}
+
+void net_conn_deliver(net_conn_t *c, char *data, size_t len)
+{
+    c->loop->cork_conn = c;
+    c->proto->on_data(c, data, len);
+    uncork(c);
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -387,11 +393,7 @@ static int enqueue(net_conn_t *c, rbuf_t *b, const char *ptr, size_t len)
         net_conn_close(c);
         return -ENOMEM;
     }
-    w->next = NULL;
-    w->buf = b;
-    w->ptr = ptr;
-    w->len = len;
-    w->file = NULL;
+    *w = (net_wseg_t){.buf = b, .ptr = ptr, .len = len};
     LIST_APPEND(c->wq_head, c->wq_tail, w, next);
     c->wq_bytes += len;
     return 0;
@@ -517,13 +519,21 @@ static void on_flush_check(uv_check_t *h)
                 finish_close_if_done(c);
             }
         }
+        if (c->deferred) {
+            c->deferred = 0;
+            if (!c->closing && c->proto->on_deferred) {
+                c->loop->cork_conn = c;
+                c->proto->on_deferred(c);
+                uncork(c);
+            }
+        }
         flush_queue(c);
         net_conn_unref(c);
         c = next;
     }
 }
 
-/* Puts c on the loop's list for the end-of-iteration pass (flush, TLS input). */
+/* Puts c on the loop's list for the end-of-iteration pass (TLS input, on_deferred, flush). */
 static void mark_dirty(net_conn_t *c)
 {
     net_loop_t *loop = c->loop;
@@ -537,6 +547,12 @@ static void mark_dirty(net_conn_t *c)
         loop->flush_check.data = loop;
         uv_check_start(&loop->flush_check, on_flush_check);
     }
+}
+
+void net_conn_defer(net_conn_t *c)
+{
+    c->deferred = 1;
+    mark_dirty(c);
 }
 
 int net_conn_queue_rbuf(net_conn_t *c, rbuf_t *b, size_t off, size_t len)

@@ -65,6 +65,9 @@ typedef struct net_proto {
     /* The peer closed or an error happened: no more reads; the protocol releases its state. The
      * connection memory stays until every net_conn_ref is dropped. */
     void (*on_close)(net_conn_t *c);
+    /* Asked for by net_conn_defer: runs once at the end of the loop iteration, on no caller's
+     * stack, its writes gathered as in on_data; never after on_close. May be NULL. */
+    void (*on_deferred)(net_conn_t *c);
 } net_proto_t;
 
 typedef struct net_wseg net_wseg_t;
@@ -98,6 +101,7 @@ struct net_conn {
     unsigned refused : 1;       /* over a per-address limit: answered busy_reply, then closed */
     unsigned ip_held : 1;       /* counted in the group's per-address table until closed */
     unsigned tls_rx : 1;        /* decrypted input waits for the end-of-iteration pass */
+    unsigned deferred : 1;      /* net_conn_defer: on_deferred at the end-of-iteration pass */
     net_tls_t *tls;             /* NULL on a plain connection (tls.c) */
     unsigned char ip[16];       /* the peer's address, IPv4 mapped into IPv6 */
     net_conn_t *dirty_next;
@@ -112,6 +116,10 @@ struct net_conn {
 net_conn_t *net_conn_fake(net_loop_t *loop,
                           void (*fake_write)(net_conn_t *c, const void *data, size_t len, void *ud),
                           void *ud);
+
+/* Calls c's protocol's on_deferred at the end of this loop iteration (once, however often
+ * asked): for work that must not run on the caller's stack, such as reading input kept back. */
+void net_conn_defer(net_conn_t *c);
 
 /* Writes bytes (copied if they cannot be written at once). While a protocol's on_data runs,
  * writes to that same connection are gathered and sent as one write when it returns. */

@@ -331,13 +331,11 @@ static void on_close(net_conn_t *c)
     free(ws);
 }
 
-const net_proto_t ws_proto = {
-    .name = "ws",
-    .on_data = on_data,
-    .on_timeout = on_timeout,
-    .on_shutdown = on_shutdown,
-    .on_close = on_close,
-};
+const net_proto_t ws_proto = {.name = "ws",
+                              .on_data = on_data,
+                              .on_timeout = on_timeout,
+                              .on_shutdown = on_shutdown,
+                              .on_close = on_close};
 
 void ws_attach(net_conn_t *c, void *arg)
 {
