@@ -85,6 +85,21 @@ def test_fifty_pipelined_requests_all_answered_in_order(server):
                 assert resp.json() != {"message": "Hello, World!"}, (i, resp)
 
 
+def test_a_pipeline_deeper_than_max_pipeline_behind_a_slow_request(server):
+    """With 64 answers waiting behind a slow first one (--max-pipeline), reading stops and the
+    rest of what was read is kept: it is answered, in order, once the pipeline has room again,
+    without the client sending anything more."""
+    targets = ["/slow-sync?seconds=0.3"] + [f"/plaintext?i={i}" for i in range(299)]
+    with server.connect(timeout=10) as conn:
+        conn.send(b"".join(get(t) for t in targets))
+        assert conn.read_response(timeout=10).status == 200
+        for i in range(299):
+            resp = conn.read_response(timeout=10)
+            assert resp.status == 200 and resp.body == b"Hello, World!", (i, resp)
+        conn.send(get("/json"))
+        assert conn.read_response().json() == {"message": "Hello, World!"}
+
+
 def test_pipeline_split_mid_request_across_writes(server):
     data = get("/plaintext") + post_item("split", 3) + get("/json")
     with server.connect() as conn:
