@@ -225,7 +225,7 @@ struct net_loop {
     net_conn_t *cork_conn;
     uv_check_t flush_check; /* flushes the dirty connections once per iteration */
     net_conn_t *dirty;
-    net_wseg_t *wseg_free; /* write-queue slices kept for reuse (conn.c), this thread's only */
+    net_wseg_t *wseg_free; /* write-queue slices kept for reuse (wqueue.c), this thread's only */
     unsigned wseg_nfree;
     char date[30]; /* the current IMF-fixdate, refreshed by the tick */
     int64_t date_sec;
@@ -309,6 +309,11 @@ void net_conn_deliver(net_conn_t *c, char *data, size_t len);
 void net_conn_secured(net_conn_t *c);
 /* conn.c, for tls.c: sends ciphertext, trying the socket first when now is set. */
 int net_conn_send_raw(net_conn_t *c, const char *data, size_t len, int now);
+/* conn.c and wqueue.c between them: write what the queue holds, free it at close; put c on
+ * its loop's end-of-iteration pass. */
+void net_wqueue_flush(net_conn_t *c);
+void net_wqueue_free(net_conn_t *c);
+void net_conn_mark_dirty(net_conn_t *c);
 
 /* ---- per-address connection limits (iplimit.c), shared by the loops, striped locks ---- */
 typedef struct {
