@@ -116,6 +116,22 @@ void core_server_protocol(roost_server_t *srv, const net_proto_t *proto,
 /* The server a loop belongs to. */
 roost_server_t *core_loop_server(const net_loop_t *loop);
 
+/* A row of a layer's counter table: what core_counters_register makes (a counter or a gauge,
+ * as roost_counter / roost_gauge) and the roost_counter_t * field of the layer's struct it goes
+ * in. One static table says what a layer counts, instead of a run of registrations. */
+typedef struct {
+    int gauge;
+    size_t off; /* offsetof the field */
+    const char *name, *labels, *help;
+} core_counter_def_t;
+/* clang-format off */
+#define CORE_COUNTER(type, field, name, labels, help) {0, offsetof(type, field), name, labels, help}
+#define CORE_GAUGE(type, field, name, labels, help)   {1, offsetof(type, field), name, labels, help}
+/* clang-format on */
+/* Registers every row of defs[n] into obj's fields. Start-up, as roost_counter. */
+void core_counters_register(roost_server_t *srv, void *obj, const core_counter_def_t *defs,
+                            size_t n);
+
 /* slot.c, for run.c: runs every registered loop_init / loop_free on the loop thread. */
 void core_loops_init(net_loop_t *loop);
 void core_loops_end(net_loop_t *loop);

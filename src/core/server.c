@@ -50,6 +50,14 @@ roost_counter_t *roost_gauge(roost_server_t *srv, const char *name, const char *
     return counters_get_kind(srv->counters, name, labels, help, 1);
 }
 
+void core_counters_register(roost_server_t *srv, void *obj, const core_counter_def_t *defs,
+                            size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        *(roost_counter_t **)((char *)obj + defs[i].off) = counters_get_kind(
+            srv->counters, defs[i].name, defs[i].labels, defs[i].help, defs[i].gauge);
+}
+
 char *roost_metrics_text(roost_server_t *srv)
 {
     sbuf_t out = {0};

@@ -72,9 +72,9 @@ static void *loop_init(net_loop_t *loop, roost_server_t *srv)
     return f ? fetch_loop_new(f, loop) : NULL;
 }
 
-fetch_loop_t *fetch_loop_of(fetch_t *f, net_loop_t *loop)
+fetch_loop_t *fetch_loop_of(net_loop_t *loop)
 {
-    return core_loop_ctx(loop, fetch_slot());
+    return loop ? core_loop_ctx(loop, fetch_slot()) : NULL;
 }
 
 static void metrics(void *ud, sbuf_t *out)
@@ -396,6 +396,15 @@ static void on_client_gone(roost_req_t *req, void *arg)
             fetch_call_cancel(b->slots[i].call);
 }
 
+/* On the loop: the request waits for the batch, whose calls the client's leaving cancels (until
+ * batch_complete). */
+static void batch_wait(batch_t *b)
+{
+    roost_req_wait(b->req);
+    b->req->on_gone = on_client_gone;
+    b->req->on_gone_arg = b;
+}
+
 static void batch_start_next(batch_t *b);
 
 static void on_call_done(const roost_fetch_result_t *res, rbuf_t *body, void *arg)
@@ -431,8 +440,7 @@ static void batch_start_next(batch_t *b)
 static void on_start_msg(net_loop_t *loop, net_msg_t *msg)
 {
     batch_t *b = CONTAINER_OF(msg, batch_t, msg);
-    fetch_t *f = loop ? fetch_of(b->req->srv) : NULL;
-    b->fl = f ? fetch_loop_of(f, loop) : NULL;
+    b->fl = fetch_loop_of(loop);
     if (!b->fl) {
         for (size_t i = 0; i < b->n; i++)
             b->results[i].res = (roost_fetch_result_t){.error = ROOST_FETCH_CANCELLED,
@@ -448,15 +456,12 @@ static int batch_run(batch_t *b)
 {
     roost_req_t *req = b->req;
     if (on_loop_thread(req)) {
-        fetch_t *f = fetch_of(req->srv);
-        b->fl = f ? fetch_loop_of(f, req->loop) : NULL;
+        b->fl = fetch_loop_of(req->loop);
         if (!b->fl) {
             batch_free(b);
             return -ENOMEM;
         }
-        roost_req_wait(req);
-        req->on_gone = on_client_gone;
-        req->on_gone_arg = b;
+        batch_wait(b);
         batch_start_next(b);
         return 0;
     }
@@ -512,7 +517,6 @@ typedef struct {
     call_spec_t spec;
     roost_fetch_cb done;
     void *arg;
-    roost_server_t *srv;
 } detached_t;
 
 static void detached_free(detached_t *d)
@@ -532,8 +536,7 @@ static void on_detached_done(const roost_fetch_result_t *res, rbuf_t *body, void
 static void on_detached_start(net_loop_t *loop, net_msg_t *msg)
 {
     detached_t *d = CONTAINER_OF(msg, detached_t, msg);
-    fetch_t *f = loop ? fetch_of(d->srv) : NULL;
-    fetch_loop_t *fl = f ? fetch_loop_of(f, loop) : NULL;
+    fetch_loop_t *fl = fetch_loop_of(loop);
     if (fl && fetch_call_start(fl, &d->spec.opts, on_detached_done, d))
         return;
     roost_fetch_result_t res = {.error = ROOST_FETCH_CANCELLED,
@@ -560,7 +563,6 @@ int roost_fetch_detached(roost_server_t *srv, const roost_fetch_opts_t *opts, ro
     }
     d->done = done;
     d->arg = arg;
-    d->srv = srv;
     d->msg.fn = on_detached_start;
     unsigned i = atomic_fetch_add(&turn, 1) % (unsigned)net_group_nloops(g);
     net_loop_post(net_group_loop(g, (int)i), &d->msg);

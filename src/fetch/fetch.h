@@ -107,8 +107,9 @@ void fetch_multi_remove(fetch_loop_t *fl, CURL *easy);
 /* ---- api.c: the public calls over the loops' state ---- */
 /* The server's upstreams (a core slot), once roost_fetch_init made them; NULL before. */
 fetch_t *fetch_of(roost_server_t *srv);
-/* This loop's state (made before the loop ran); on the loop's thread. */
-fetch_loop_t *fetch_loop_of(fetch_t *f, net_loop_t *loop);
+/* This loop's state (made before the loop ran); on the loop's thread. NULL without
+ * roost_fetch_init, or for a NULL loop (a message posted while the server stops). */
+fetch_loop_t *fetch_loop_of(net_loop_t *loop);
 
 /* ---- call.c: one call, from its start to its one completion ---- */
 /* res and what it points to are valid during the call; body (may be NULL) holds res->body's

@@ -21,11 +21,6 @@ static void room_free(void *p)
     json_decref(r->pending_join);
     json_decref(r->pending_leave);
     pthread_mutex_destroy(&r->lock);
-    free(r->ring);
-    free(r->local_n);
-    free(r->local);
-    free(r->waiting);
-    free(r->name);
     free(r);
 }
 
@@ -95,24 +90,23 @@ static unsigned shard_of(const char *name)
     return h % HUB_SHARDS;
 }
 
+/* One block: the room, its per-loop counts and lists, its history ring, then its name. */
 static room_t *room_new(hub_t *hub, const char *name)
 {
-    room_t *r = calloc(1, sizeof *r);
+    size_t nloops = (size_t)hub->nloops, history = (size_t)hub->history, len = strlen(name) + 1;
+    room_t *r = calloc(1, sizeof *r + nloops * (sizeof(long) + 2 * sizeof(hub_member_t *)) +
+                              history * sizeof(hub_entry_t) + len);
     if (!r)
         return NULL;
+    r->local_n = (long *)(r + 1);
+    r->local = (hub_member_t **)(r->local_n + nloops);
+    r->waiting = r->local + nloops;
+    r->ring = (hub_entry_t *)(r->waiting + nloops);
+    r->name = memcpy(r->ring + history, name, len);
+    r->ring_cap = hub->history;
     pthread_mutex_init(&r->lock, NULL);
-    r->name = strdup(name);
     atomic_init(&r->refs, 1);
     r->idle_since_ms = time_now_ms();
-    r->ring_cap = hub->history;
-    r->ring = hub->history ? calloc((size_t)hub->history, sizeof *r->ring) : NULL;
-    r->local_n = calloc((size_t)hub->nloops, sizeof *r->local_n);
-    r->local = calloc((size_t)hub->nloops, sizeof *r->local);
-    r->waiting = calloc((size_t)hub->nloops, sizeof *r->waiting);
-    if (!r->name || (hub->history && !r->ring) || !r->local_n || !r->local || !r->waiting) {
-        room_free(r);
-        return NULL;
-    }
     return r;
 }
 

@@ -446,6 +446,15 @@ static int parse_vary(cache_route_t *r, const char *vary)
     return 0;
 }
 
+/* Every route's middleware but its ud (the route). */
+static const roost_middleware_t cache_mw = {
+    .name = "cache",
+    .ctx_size = sizeof(cache_ctx_t),
+    .on_request = cache_request,
+    .on_headers = cache_headers,
+    .on_done = cache_done,
+};
+
 const roost_middleware_t *roost_mw_cache(roost_server_t *srv, const roost_cache_opts_t *opts)
 {
     cache_server_t *cs = cache_server(srv);
@@ -466,14 +475,8 @@ const roost_middleware_t *roost_mw_cache(roost_server_t *srv, const roost_cache_
     r->swr_ns = ns_of(opts->swr_s);
     r->sie_ns = ns_of(opts->sie_s);
     snprintf(r->max_age, sizeof r->max_age, "max-age=%lld", (long long)ceil(opts->ttl_s));
-    r->mw = (roost_middleware_t){
-        .name = "cache",
-        .ctx_size = sizeof(cache_ctx_t),
-        .on_request = cache_request,
-        .on_headers = cache_headers,
-        .on_done = cache_done,
-        .ud = r,
-    };
+    r->mw = cache_mw;
+    r->mw.ud = r;
     r->next = cs->routes;
     cs->routes = r;
     return &r->mw;

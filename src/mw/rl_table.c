@@ -39,6 +39,7 @@ typedef struct {
 struct mw_rl_table {
     uint64_t seed1, seed2, k1, k2, k3, k4; /* random at start: hash2's seeds and factors */
     unsigned nstripes;
+    char *mem; /* every stripe's entries and buckets, one block */
     stripe_t s[];
 };
 
@@ -157,34 +158,31 @@ mw_rl_table_t *mw_rl_table_new(size_t max_keys)
     t->k3 = r[4] | 1;
     t->k4 = r[5] | 1;
     t->nstripes = n;
-    uint32_t cap = (uint32_t)(max_keys / n);
+    uint32_t cap = (uint32_t)(max_keys / n), nb = 1;
+    while (nb < cap)
+        nb *= 2;
+    /* A stripe's part: its entries, then its buckets, rounded to a cache line so that no two
+     * stripes share one. calloc: pages are touched only as keys arrive. */
+    size_t part = (((size_t)cap + 1) * sizeof(entry_t) + nb * sizeof(uint32_t) + 63) / 64 * 64;
+    t->mem = calloc(n, part);
+    if (!t->mem) {
+        free(t);
+        return NULL;
+    }
     for (unsigned i = 0; i < n; i++) {
         stripe_t *s = &t->s[i];
-        uint32_t nb = 1;
-        while (nb < cap)
-            nb *= 2;
+        s->e = (entry_t *)(t->mem + i * part);
+        s->buckets = (uint32_t *)(s->e + cap + 1);
         s->mask = nb - 1;
         s->cap = cap;
-        /* calloc: pages are touched only as keys arrive. */
-        s->buckets = calloc(nb, sizeof *s->buckets);
-        s->e = calloc((size_t)cap + 1, sizeof *s->e);
-        if (!s->buckets || !s->e) {
-            t->nstripes = i + 1;
-            mw_rl_table_free(t);
-            return NULL;
-        }
     }
     return t;
 }
 
 void mw_rl_table_free(mw_rl_table_t *t)
 {
-    if (!t)
-        return;
-    for (unsigned i = 0; i < t->nstripes; i++) {
-        free(t->s[i].buckets);
-        free(t->s[i].e);
-    }
+    if (t)
+        free(t->mem);
     free(t);
 }
 

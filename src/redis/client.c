@@ -183,8 +183,13 @@ void redis_cmds_cut(redis_t *r, int err)
 
 /* ---- the thread and its inbox ---- */
 
-static void on_closed(uv_handle_t *h)
+/* The loop's own handles: once they are closed, uv_run returns. */
+static void close_handles(redis_t *r)
 {
+    uv_close((uv_handle_t *)&r->cmd.timer, NULL);
+    uv_close((uv_handle_t *)&r->sub.timer, NULL);
+    uv_close((uv_handle_t *)&r->tick, NULL);
+    uv_close((uv_handle_t *)&r->wake, NULL);
 }
 
 static void stop(redis_t *r)
@@ -198,10 +203,7 @@ static void stop(redis_t *r)
         cmd_finish(r, k, NULL, -ECANCELED);
         free(k);
     }
-    uv_close((uv_handle_t *)&r->cmd.timer, on_closed);
-    uv_close((uv_handle_t *)&r->sub.timer, on_closed);
-    uv_close((uv_handle_t *)&r->tick, on_closed);
-    uv_close((uv_handle_t *)&r->wake, on_closed);
+    close_handles(r);
 }
 
 static void on_wake(uv_async_t *a)
@@ -409,6 +411,20 @@ static void defaults(redis_opts_t *o)
         o->max_inflight = 100000;
 }
 
+/* What the client counts, on /metrics (with a server). */
+static const core_counter_def_t redis_counters[] = {
+    CORE_GAUGE(redis_t, c_up, "roost_redis_up", NULL, "1 while Redis is connected"),
+    CORE_COUNTER(redis_t, c_reconnects, "roost_redis_reconnects_total", NULL,
+                 "Connection attempts to Redis after the first"),
+    CORE_COUNTER(redis_t, c_failed, "roost_redis_commands_failed_total", NULL,
+                 "Redis commands refused, timed out or cut off"),
+    CORE_COUNTER(redis_t, c_timeouts, "roost_redis_command_timeouts_total", NULL,
+                 "Redis commands without a reply in time"),
+    CORE_COUNTER(redis_t, c_commands, "roost_redis_commands_total", NULL, "Redis commands sent"),
+    CORE_COUNTER(redis_t, c_messages, "roost_redis_messages_total", NULL,
+                 "Messages received on subscribed Redis channels"),
+};
+
 redis_t *redis_new(const redis_opts_t *opts)
 {
     redis_t *r = calloc(1, sizeof *r);
@@ -417,11 +433,8 @@ redis_t *redis_new(const redis_opts_t *opts)
     r->opts = *opts;
     r->opts.url = NULL;
     defaults(&r->opts);
-    if (redis_url_parse(opts->url, &r->url) < 0 || uv_loop_init(&r->loop) < 0) {
-        redis_url_free(&r->url);
-        free(r);
-        return NULL;
-    }
+    if (redis_url_parse(opts->url, &r->url) < 0 || uv_loop_init(&r->loop) < 0)
+        goto fail;
     pthread_mutex_init(&r->lock, NULL);
     pthread_mutex_init(&r->listen_lock, NULL);
     r->cmd.r = r->sub.r = r;
@@ -435,32 +448,19 @@ redis_t *redis_new(const redis_opts_t *opts)
     r->cmd.timer.data = &r->cmd;
     uv_timer_init(&r->loop, &r->sub.timer);
     r->sub.timer.data = &r->sub;
-    roost_server_t *srv = opts->srv;
-    if (srv) {
-        r->c_up = roost_gauge(srv, "roost_redis_up", NULL, "1 while Redis is connected");
-        r->c_reconnects = roost_counter(srv, "roost_redis_reconnects_total", NULL,
-                                        "Connection attempts to Redis after the first");
-        r->c_failed = roost_counter(srv, "roost_redis_commands_failed_total", NULL,
-                                    "Redis commands refused, timed out or cut off");
-        r->c_timeouts = roost_counter(srv, "roost_redis_command_timeouts_total", NULL,
-                                      "Redis commands without a reply in time");
-        r->c_commands =
-            roost_counter(srv, "roost_redis_commands_total", NULL, "Redis commands sent");
-        r->c_messages = roost_counter(srv, "roost_redis_messages_total", NULL,
-                                      "Messages received on subscribed Redis channels");
-    }
+    if (opts->srv)
+        core_counters_register(opts->srv, r, redis_counters, ARRAY_LEN(redis_counters));
     if (pthread_create(&r->thread, NULL, thread_main, r) != 0) {
-        uv_close((uv_handle_t *)&r->wake, NULL);
-        uv_close((uv_handle_t *)&r->tick, NULL);
-        uv_close((uv_handle_t *)&r->cmd.timer, NULL);
-        uv_close((uv_handle_t *)&r->sub.timer, NULL);
+        close_handles(r);
         uv_run(&r->loop, UV_RUN_DEFAULT);
         uv_loop_close(&r->loop);
-        redis_url_free(&r->url);
-        free(r);
-        return NULL;
+        goto fail;
     }
     return r;
+fail:
+    redis_url_free(&r->url);
+    free(r);
+    return NULL;
 }
 
 void redis_free(redis_t *r)

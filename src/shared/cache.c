@@ -134,12 +134,9 @@ typedef struct {
 static int poll_parse(shared_call_t *c, const redisReply *reply)
 {
     poll_t *p = (poll_t *)c;
-    long long kind;
-    if (shared_reply_kind(reply, &kind) < 0)
-        return -EPROTO;
-    p->kind = (int)kind;
-    if (kind != 1)
-        return 0;
+    p->kind = shared_reply_kind(reply);
+    if (p->kind != 1)
+        return p->kind < 0 ? p->kind : 0;
     if (reply->elements != 3)
         return -EPROTO;
     p->pttl = reply->element[2]->type == REDIS_REPLY_INTEGER ? reply->element[2]->integer : 0;

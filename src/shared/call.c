@@ -5,6 +5,7 @@
 #include "shared/shared.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,13 +93,13 @@ int shared_call_eval(shared_t *sh, shared_call_t *c, roost_req_t *req, const red
     return 0;
 }
 
-int shared_reply_kind(const redisReply *reply, long long *kind)
+int shared_reply_kind(const redisReply *reply)
 {
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
-        reply->element[0]->type != REDIS_REPLY_INTEGER)
+        reply->element[0]->type != REDIS_REPLY_INTEGER || reply->element[0]->integer < 0 ||
+        reply->element[0]->integer > INT_MAX)
         return -EPROTO;
-    *kind = reply->element[0]->integer;
-    return 0;
+    return (int)reply->element[0]->integer;
 }
 
 int shared_reply_string(const redisReply *reply, size_t i, char **out, size_t *len)

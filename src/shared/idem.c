@@ -42,9 +42,9 @@ typedef struct {
 static int idem_parse(shared_call_t *c, const redisReply *reply)
 {
     idem_call_t *ic = (idem_call_t *)c;
-    long long kind;
-    if (shared_reply_kind(reply, &kind) < 0)
-        return -EPROTO;
+    int kind = shared_reply_kind(reply);
+    if (kind < 0)
+        return kind;
     ic->claimed = kind == 1;
     return ic->claimed ? 0 : shared_reply_string(reply, 1, &ic->value, &ic->len);
 }

@@ -43,8 +43,8 @@ struct shared_call {
 int shared_call_eval(shared_t *sh, shared_call_t *c, roost_req_t *req, const redis_script_t *s,
                      int numkeys, int argc, const char **argv, const size_t *argvlen);
 
-/* The replies of the layer's scripts are {kind, ...}: the kind, or -EPROTO. */
-int shared_reply_kind(const redisReply *reply, long long *kind);
+/* The replies of the layer's scripts are {kind, ...}: the kind (0 or more), or -EPROTO. */
+int shared_reply_kind(const redisReply *reply);
 /* A malloc'd, NUL-terminated copy of reply->element[i], a string: 0, -EPROTO or -ENOMEM. */
 int shared_reply_string(const redisReply *reply, size_t i, char **out, size_t *len);
 
