@@ -175,7 +175,10 @@ struct roost_db {
      * too. */
     pthread_mutex_t write_mutex;
 
-    struct db_runner *runner; /* the data threads of roost_db_run (db_run.c) */
+    /* The data threads of roost_db_run (db_run.c): a tpool whose queue is this db_t, and the
+     * ops queued (under the tpool's lock). */
+    tpool_t *runner;
+    tpool_list_t run_queue;
 };
 
 /* ---- db_pool.c, db_tx.c, db_migrate.c ---- */
@@ -240,9 +243,8 @@ db_t *db_share_local(roost_server_t *srv);
 db_t *db_share_jobs(roost_server_t *srv);
 
 /* ---- db_run.c: data threads for roost_db_run ---- */
-typedef struct db_runner db_runner_t;
-db_runner_t *db_runner_start(db_t *db, int threads);
-void db_runner_stop(db_runner_t *r); /* runs what is queued, then joins */
+int db_runner_start(db_t *db, int threads);
+void db_runner_stop(db_t *db); /* runs what is queued, then joins */
 
 /* ---- db_group.c: group commit of write ops ---- */
 
