@@ -148,7 +148,7 @@ struct roost_db {
      * sql[k] for k < nsql, so the array never moves. */
     char **sql;
     _Atomic int nsql;
-    int refs; /* under lock: db_open's and db_share's references; the last db_close frees */
+    _Atomic int refs;             /* db_open's and db_share's references; the last db_close frees */
     struct roost_db *next_shared; /* the server's shared pools (db_api.c) */
 
     pthread_mutex_t lock;

@@ -46,11 +46,8 @@ static db_t *find_shared(roost_server_t *srv, const db_url_t *url)
     while (db &&
            !(db->srv == srv && db->engine == DB_SQLITE && same_file(db->url.target, url->target)))
         db = db->next_shared;
-    if (db) {
-        pthread_mutex_lock(&db->lock);
-        db->refs++;
-        pthread_mutex_unlock(&db->lock);
-    }
+    if (db)
+        atomic_fetch_add(&db->refs, 1);
     pthread_mutex_unlock(&shared_lock);
     return db;
 }

@@ -168,13 +168,9 @@ static void db_free(db_t *db)
 
 void db_close(db_t *db)
 {
-    if (!db)
-        return;
+    if (!db || atomic_fetch_sub(&db->refs, 1) > 1)
+        return; /* another user (the job store, the application) still has it */
     pthread_mutex_lock(&db->lock);
-    if (--db->refs > 0) { /* another user (the job store, the application) still has it */
-        pthread_mutex_unlock(&db->lock);
-        return;
-    }
     db->closing = 1;
     db_conn_t *idle = db->idle;
     db->idle = NULL;
