@@ -55,7 +55,8 @@ int db_prepare(db_conn_t *c, int k)
 {
     if (k < c->nstmt && c->stmt[k])
         return 0;
-    if (k >= c->nstmt) {     /* the pool gained statements since: room for them all */
+    /* The pool gained statements since this array was sized: room for them all. */
+    if (k >= c->nstmt) {
         int n = c->db->nsql; /* k < n: the callers checked it */
         void **p = realloc(c->stmt, (size_t)n * sizeof *p);
         if (!p)
