@@ -85,11 +85,15 @@ struct roost_dbconn {
     int nstmt;
 };
 
-/* An engine. Every function but connect runs on the thread that holds the connection. */
+/* An engine. Every function but connect runs on the thread that holds the connection. The pool
+ * owns a connection's memory: conn_size zeroed bytes (the engine's struct, db_conn_t first). */
 typedef struct {
     const char *name; /* "sqlite" or "postgresql" */
-    /* A new connection, ready to use; -EAGAIN when the database cannot be reached. */
-    int (*connect)(db_t *db, db_conn_t **out);
+    size_t conn_size;
+    /* Opens c (c->db set): 0 ready to use, -EAGAIN when the database cannot be reached. The
+     * pool calls close after it either way. */
+    int (*connect)(db_conn_t *c);
+    /* Releases what connect and the prepared statements hold; the pool then frees c. */
     void (*close)(db_conn_t *c);
     /* Before a checkout hands out an idle connection: 0 usable, < 0 broken. Must be cheap
      * (no round trip). */
@@ -97,9 +101,11 @@ typedef struct {
     /* Runs SQL without parameters (BEGIN, SAVEPOINT, migrations: several statements); when
      * first is not NULL it gets the first column of the first row as an integer (0: none). */
     int (*exec)(db_conn_t *c, const char *sql, int64_t *first);
-    /* Prepares statement k on this connection (query does it when needed). */
+    /* Prepares statement k on this connection into c->stmt[k], which is there and NULL (call
+     * db_prepare, which prepares on first use). */
     int (*prepare)(db_conn_t *c, int k);
-    /* Runs prepared statement k; its first row (if any) is then current for next(). */
+    /* Runs statement k, prepared (db_query prepares it); its first row (if any) is then current
+     * for next(). */
     int (*query)(db_conn_t *c, int k, int n, const db_param_t *p);
     int (*next)(db_conn_t *c); /* 1 a row, 0 the end, < 0 an error */
     int (*is_null)(db_conn_t *c, int col);
@@ -112,6 +118,15 @@ typedef struct {
      * order; sends them all before reading any result (one round trip). NULL: one by one. */
     void (*pipeline)(db_conn_t *c, db_stmt_t *s, int n);
 } db_ops_t;
+
+/* The members every engine has, from the prefix of its names: DB_ENGINE_OPS(pg) is pg_conn_t
+ * and pg_connect, pg_close, ... pg_finish. An engine's table adds its name and what it has
+ * beyond them (pipeline). */
+#define DB_ENGINE_OPS(e)                                                                           \
+    .conn_size = sizeof(e##_conn_t), .connect = e##_connect, .close = e##_close,                   \
+    .check = e##_check, .exec = e##_exec, .prepare = e##_prepare, .query = e##_query,              \
+    .next = e##_next, .is_null = e##_is_null, .col_int = e##_col_int, .col_text = e##_col_text,    \
+    .changes = e##_changes, .finish = e##_finish
 
 extern const db_ops_t db_sqlite_ops;
 extern const db_ops_t db_pg_ops;
@@ -133,7 +148,7 @@ struct roost_db {
      * sql[k] for k < nsql, so the array never moves. */
     char **sql;
     _Atomic int nsql;
-    int refs; /* under lock: db_open's and db_share's references; the last db_close frees */
+    _Atomic int refs;             /* db_open's and db_share's references; the last db_close frees */
     struct roost_db *next_shared; /* the server's shared pools (db_api.c) */
 
     pthread_mutex_t lock;
@@ -160,7 +175,10 @@ struct roost_db {
      * too. */
     pthread_mutex_t write_mutex;
 
-    struct db_runner *runner; /* the data threads of roost_db_run (db_run.c) */
+    /* The data threads of roost_db_run (db_run.c): a tpool whose queue is this db_t, and the
+     * ops queued (under the tpool's lock). */
+    tpool_t *runner;
+    tpool_list_t run_queue;
 };
 
 /* ---- db_pool.c, db_tx.c, db_migrate.c ---- */
@@ -196,8 +214,11 @@ int db_savepoint(db_conn_t *c, const char *name);
 int db_release(db_conn_t *c, const char *name);
 int db_rollback_to(db_conn_t *c, const char *name);
 
-/* Prepared statement k with n parameters; rows with db_next and the column accessors. */
+/* Statement k with n parameters, prepared on this connection the first time; rows with db_next
+ * and the column accessors. */
 int db_query(db_conn_t *c, int k, int n, const db_param_t *p);
+/* Prepares statement k on c unless it is already (0 then, without a call to the engine). */
+int db_prepare(db_conn_t *c, int k);
 /* The query-time histogram's bounds, in seconds, and its text (db_tx.c). */
 extern const double db_query_le[DB_QUERY_NLE];
 void db_query_metrics(db_t *db, sbuf_t *out);
@@ -222,9 +243,8 @@ db_t *db_share_local(roost_server_t *srv);
 db_t *db_share_jobs(roost_server_t *srv);
 
 /* ---- db_run.c: data threads for roost_db_run ---- */
-typedef struct db_runner db_runner_t;
-db_runner_t *db_runner_start(db_t *db, int threads);
-void db_runner_stop(db_runner_t *r); /* runs what is queued, then joins */
+int db_runner_start(db_t *db, int threads);
+void db_runner_stop(db_t *db); /* runs what is queued, then joins */
 
 /* ---- db_group.c: group commit of write ops ---- */
 
@@ -254,9 +274,6 @@ int db_group_run(db_conn_t *c, const db_write_t *w, int n);
 /* "$1" -> "?1" outside quotes (SQLite's numbered parameters). The caller frees. */
 char *db_sql_for_sqlite(const char *sql);
 
-/* Makes c->stmt[k] exist (NULL when new), growing c->stmt to the pool's statements: 0, or
- * -ENOMEM. */
-int db_stmt_slot(db_conn_t *c, int k);
 /* For the engine's close: drop(handle) for each prepared statement, then frees the array. */
 void db_stmt_free_all(db_conn_t *c, void (*drop)(void *handle));
 

@@ -49,7 +49,7 @@ int db_migrate(db_t *db, const char *name, const char *const *migrations, int n)
     if ((rc = db_commit(c)) < 0)
         goto out;
     for (int k = 0; k < db->nsql; k++)
-        if ((rc = db->ops->prepare(c, k)) < 0) {
+        if ((rc = db_prepare(c, k)) < 0) {
             log_error("data: statement %d does not prepare: %s", k, c->err);
             goto out;
         }

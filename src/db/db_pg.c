@@ -71,30 +71,25 @@ static void pg_close(db_conn_t *base)
     pg_finish(base);
     PQfinish(c->pg);
     db_stmt_free_all(base, free);
-    free(c);
 }
 
-static int pg_connect(db_t *db, db_conn_t **out)
+static int pg_connect(db_conn_t *base)
 {
-    pg_conn_t *c = calloc(1, sizeof *c);
-    if (!c)
-        return -ENOMEM;
-    c->base.db = db;
+    pg_conn_t *c = (pg_conn_t *)base;
+    db_t *db = base->db;
     /* The URL comes last, so that its own connect_timeout or application_name win. */
     const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
     const char *values[] = {"5", "roost", db->url.target, NULL};
     c->pg = PQconnectdbParams(keys, values, 1);
     if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
-        db_fail(&c->base, -EAGAIN, "%s", c->pg ? PQerrorMessage(c->pg) : "out of memory");
+        db_fail(base, -EAGAIN, "%s", c->pg ? PQerrorMessage(c->pg) : "out of memory");
         /* Once a second at most: during an outage every request tries. */
         long long now = (long long)time_now_ms(), last = atomic_load(&db->last_warn_ms);
         if (now - last >= 1000 && atomic_compare_exchange_strong(&db->last_warn_ms, &last, now))
-            log_warn("data: cannot connect to %s: %s", db->url.display, c->base.err);
-        pg_close(&c->base);
+            log_warn("data: cannot connect to %s: %s", db->url.display, base->err);
         return -EAGAIN;
     }
     PQsetNoticeProcessor(c->pg, ignore_notice, NULL);
-    *out = &c->base;
     return 0;
 }
 
@@ -135,15 +130,12 @@ static int pg_exec(db_conn_t *base, const char *sql, int64_t *first)
 static int pg_prepare(db_conn_t *base, int k)
 {
     pg_conn_t *c = (pg_conn_t *)base;
-    int rc = db_stmt_slot(base, k);
-    if (rc < 0 || base->stmt[k])
-        return rc;
     char *name = malloc(PG_NAME_SIZE);
     if (!name)
         return db_fail(base, -ENOMEM, "out of memory");
     snprintf(name, PG_NAME_SIZE, "s%d", k);
     PGresult *res = PQprepare(c->pg, name, base->db->sql[k], 0, NULL);
-    rc = res && PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : fail(c, res);
+    int rc = res && PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : fail(c, res);
     PQclear(res);
     if (rc == 0)
         base->stmt[k] = name; /* the handle: the name it is prepared under */
@@ -156,9 +148,6 @@ static int pg_query(db_conn_t *base, int k, int n, const db_param_t *p)
 {
     pg_conn_t *c = (pg_conn_t *)base;
     pg_finish(base);
-    int rc = pg_prepare(base, k);
-    if (rc < 0)
-        return rc;
     const char *values[DB_MAX_PARAMS];
     for (int i = 0; i < n; i++) {
         switch (p[i].type) {
@@ -180,7 +169,7 @@ static int pg_query(db_conn_t *base, int k, int n, const db_param_t *p)
     PGresult *res = PQexecPrepared(c->pg, base->stmt[k], n, values, NULL, NULL, 0);
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        rc = fail(c, res);
+        int rc = fail(c, res);
         PQclear(res);
         return rc;
     }
@@ -240,7 +229,7 @@ static void pg_pipeline(db_conn_t *base, db_stmt_t *s, int n)
     pg_finish(base);
     int rc = 0, sent = 0;
     for (int i = 0; i < n && rc == 0; i++)
-        rc = pg_prepare(base, s[i].k); /* PQprepare waits for its answer: not in the pipeline */
+        rc = db_prepare(base, s[i].k); /* PQprepare waits for its answer: not in the pipeline */
     if (rc == 0 && !PQenterPipelineMode(c->pg))
         rc = fail(c, NULL);
     for (; rc == 0 && sent < n; sent++) {
@@ -296,19 +285,4 @@ static void pg_pipeline(db_conn_t *base, db_stmt_t *s, int n)
         base->broken = 1;
 }
 
-const db_ops_t db_pg_ops = {
-    .name = "postgresql",
-    .connect = pg_connect,
-    .close = pg_close,
-    .check = pg_check,
-    .exec = pg_exec,
-    .prepare = pg_prepare,
-    .query = pg_query,
-    .next = pg_next,
-    .is_null = pg_is_null,
-    .col_int = pg_col_int,
-    .col_text = pg_col_text,
-    .changes = pg_changes,
-    .finish = pg_finish,
-    .pipeline = pg_pipeline,
-};
+const db_ops_t db_pg_ops = {.name = "postgresql", DB_ENGINE_OPS(pg), .pipeline = pg_pipeline};

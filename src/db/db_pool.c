@@ -51,18 +51,21 @@ int db_engine_fail(db_conn_t *c, int code, const char *msg, const char *detail)
     return code;
 }
 
-int db_stmt_slot(db_conn_t *c, int k)
+int db_prepare(db_conn_t *c, int k)
 {
-    if (k < c->nstmt)
+    if (k < c->nstmt && c->stmt[k])
         return 0;
-    int n = c->db->nsql; /* k < n: the callers checked it */
-    void **p = realloc(c->stmt, (size_t)n * sizeof *p);
-    if (!p)
-        return db_fail(c, -ENOMEM, "out of memory");
-    memset(p + c->nstmt, 0, (size_t)(n - c->nstmt) * sizeof *p);
-    c->stmt = p;
-    c->nstmt = n;
-    return 0;
+    /* The pool gained statements since this array was sized: room for them all. */
+    if (k >= c->nstmt) {
+        int n = c->db->nsql; /* k < n: the callers checked it */
+        void **p = realloc(c->stmt, (size_t)n * sizeof *p);
+        if (!p)
+            return db_fail(c, -ENOMEM, "out of memory");
+        memset(p + c->nstmt, 0, (size_t)(n - c->nstmt) * sizeof *p);
+        c->stmt = p;
+        c->nstmt = n;
+    }
+    return c->db->ops->prepare(c, k);
 }
 
 void db_stmt_free_all(db_conn_t *c, void (*drop)(void *handle))
@@ -73,6 +76,27 @@ void db_stmt_free_all(db_conn_t *c, void (*drop)(void *handle))
     free(c->stmt);
     c->stmt = NULL;
     c->nstmt = 0;
+}
+
+/* Connections: the pool owns their memory, the engine what it opens in them. */
+static void conn_close(db_conn_t *c)
+{
+    c->db->ops->close(c);
+    free(c);
+}
+
+static int conn_open(db_t *db, db_conn_t **out)
+{
+    db_conn_t *c = calloc(1, db->ops->conn_size);
+    if (!c)
+        return -ENOMEM;
+    c->db = db;
+    int rc = db->ops->connect(c);
+    if (rc < 0)
+        conn_close(c);
+    else
+        *out = c;
+    return rc;
 }
 
 db_t *db_open(db_url_t *url, const db_pool_opts_t *opts, const char *const *sql, int nsql)
@@ -145,13 +169,9 @@ static void db_free(db_t *db)
 
 void db_close(db_t *db)
 {
-    if (!db)
-        return;
+    if (!db || atomic_fetch_sub(&db->refs, 1) > 1)
+        return; /* another user (the job store, the application) still has it */
     pthread_mutex_lock(&db->lock);
-    if (--db->refs > 0) { /* another user (the job store, the application) still has it */
-        pthread_mutex_unlock(&db->lock);
-        return;
-    }
     db->closing = 1;
     db_conn_t *idle = db->idle;
     db->idle = NULL;
@@ -163,7 +183,7 @@ void db_close(db_t *db)
     pthread_mutex_unlock(&db->lock);
     while (idle) {
         db_conn_t *next = idle->next;
-        db->ops->close(idle);
+        conn_close(idle);
         idle = next;
     }
     if (last)
@@ -250,10 +270,9 @@ int db_checkout(db_t *db, db_conn_t **out)
             db->open++;
             db->out++;
             pthread_mutex_unlock(&db->lock);
-            int rc = db->ops->connect(db, &c);
+            int rc = conn_open(db, &c);
             atomic_fetch_add(&db->n_connects, 1);
             if (rc == 0) {
-                c->db = db;
                 *out = c;
                 return 0;
             }
@@ -289,7 +308,7 @@ int db_checkout(db_t *db, db_conn_t **out)
         }
         /* Broken while idle (the server restarted or dropped us): replace it. */
         atomic_fetch_add(&db->n_broken, 1);
-        db->ops->close(c);
+        conn_close(c);
         pthread_mutex_lock(&db->lock);
         db->out--;
         db->open--;
@@ -330,7 +349,7 @@ void db_checkin(db_conn_t *c)
     if (drop) {
         if (c->broken)
             atomic_fetch_add(&db->n_broken, 1);
-        db->ops->close(c);
+        conn_close(c);
     }
     if (last)
         db_free(db);

@@ -32,12 +32,6 @@ typedef struct db_op {
     void *arg;
 } db_op_t;
 
-struct db_runner {
-    db_t *db;
-    tpool_list_t ops; /* under the pool's lock */
-    tpool_t *pool;
-};
-
 static db_op_t *op_of(tpool_work_t *w)
 {
     return w ? CONTAINER_OF(w, db_op_t, link) : NULL;
@@ -119,10 +113,11 @@ static void run_batch(db_t *db, db_op_t *o)
         db_checkin(c);
 }
 
+/* The pool's queue is the db_t: its run_queue of ops. */
 static int ops_push(void *queue, void *items, int n)
 {
-    db_runner_t *r = queue;
-    tpool_list_append(&r->ops, items, n);
+    db_t *db = queue;
+    tpool_list_append(&db->run_queue, items, n);
     return 0;
 }
 
@@ -131,44 +126,41 @@ static int ops_push(void *queue, void *items, int n)
  * the others sleep. */
 static void *ops_pop(void *queue, int nthreads)
 {
-    db_runner_t *r = queue;
-    int share = (r->ops.n + nthreads - 1) / nthreads;
-    return tpool_list_take(&r->ops, share < BATCH_MAX ? share : BATCH_MAX);
+    db_t *db = queue;
+    int share = (db->run_queue.n + nthreads - 1) / nthreads;
+    return tpool_list_take(&db->run_queue, share < BATCH_MAX ? share : BATCH_MAX);
 }
 
 static int ops_len(void *queue)
 {
-    return ((db_runner_t *)queue)->ops.n;
+    return ((db_t *)queue)->run_queue.n;
 }
 
 static void ops_run(void *queue, void *taken)
 {
-    db_runner_t *r = queue;
-    run_batch(r->db, op_of(taken));
+    run_batch(queue, op_of(taken));
 }
 
-static const tpool_queue_ops_t batch_ops = {ops_push, ops_pop, ops_len, ops_run, free};
+/* No destroy: the queue lives in the db_t, and the pool stops before the db_t is freed. */
+static const tpool_queue_ops_t batch_ops = {ops_push, ops_pop, ops_len, ops_run, NULL};
 
-db_runner_t *db_runner_start(db_t *db, int threads)
+int db_runner_start(db_t *db, int threads)
 {
-    db_runner_t *r = calloc(1, sizeof *r);
-    if (!r)
-        return NULL;
-    r->db = db;
     /* Short ops on plain C and the database's client: 256 KiB of stack is plenty. */
-    tpool_opts_t o = {"data", threads, threads, .stack_size = 256 << 10, .ops = &batch_ops};
-    o.queue = r;
-    tpool_t *pool = tpool_start(&o);
-    if (!pool)
-        return NULL; /* r went with it: the queue is the pool's from tpool_start on */
-    r->pool = pool;
-    return r;
+    tpool_opts_t o = {.name = "data",
+                      .min = threads,
+                      .max = threads,
+                      .stack_size = 256 << 10,
+                      .ops = &batch_ops,
+                      .queue = db};
+    db->runner = tpool_start(&o);
+    return db->runner ? 0 : -ENOMEM;
 }
 
-void db_runner_stop(db_runner_t *r)
+void db_runner_stop(db_t *db)
 {
-    if (r)
-        tpool_stop(r->pool); /* runs what is queued, then frees r */
+    tpool_stop(db->runner); /* runs what is queued, then joins */
+    db->runner = NULL;
 }
 
 /* Queues o (filled but for its link) for req; answers the request when it cannot. */
@@ -176,7 +168,7 @@ static int submit(db_t *db, roost_req_t *req, db_op_t *o)
 {
     roost_req_wait(req); /* on the loop, before a data thread can see the op */
     o->req = req;
-    if (tpool_push(db->runner->pool, &o->link, 1) < 0) { /* only when stopping */
+    if (tpool_push(db->runner, &o->link, 1) < 0) { /* only when stopping */
         roost_res_header(req, "Retry-After", "1");
         roost_respond_error(req, 503, "Server shutting down");
         roost_req_resume(req, NULL, NULL); /* ends the wait */
@@ -185,7 +177,10 @@ static int submit(db_t *db, roost_req_t *req, db_op_t *o)
     return 0;
 }
 
-static db_op_t *new_op(roost_db_t *db, roost_req_t *req, roost_timer_fn done, void *arg)
+/* An op of req's: code (fn), code that writes (write), or one statement (both NULL: the caller
+ * fills o->stmt). NULL when there is none to be had (the request is answered). */
+static db_op_t *new_op(roost_db_t *db, roost_req_t *req, roost_db_fn fn, roost_db_write_fn write,
+                       roost_timer_fn done, void *arg)
 {
     if (!db->runner) { /* no data threads: the service has stopped */
         roost_respond_error(req, 500, "Out of memory");
@@ -193,6 +188,8 @@ static db_op_t *new_op(roost_db_t *db, roost_req_t *req, roost_timer_fn done, vo
     }
     db_op_t *o = roost_req_new(req, sizeof *o);
     if (o) {
+        o->fn = fn;
+        o->write = write;
         o->done = done;
         o->arg = arg;
     }
@@ -201,27 +198,21 @@ static db_op_t *new_op(roost_db_t *db, roost_req_t *req, roost_timer_fn done, vo
 
 int roost_db_run(roost_db_t *db, roost_req_t *req, roost_db_fn fn, roost_timer_fn done, void *arg)
 {
-    db_op_t *o = new_op(db, req, done, arg);
-    if (!o)
-        return -ENOMEM;
-    o->fn = fn;
-    return submit(db, req, o);
+    db_op_t *o = new_op(db, req, fn, NULL, done, arg);
+    return o ? submit(db, req, o) : -ENOMEM;
 }
 
 int roost_db_run_write(roost_db_t *db, roost_req_t *req, roost_db_write_fn fn, roost_timer_fn done,
                        void *arg)
 {
-    db_op_t *o = new_op(db, req, done, arg);
-    if (!o)
-        return -ENOMEM;
-    o->write = fn;
-    return submit(db, req, o);
+    db_op_t *o = new_op(db, req, NULL, fn, done, arg);
+    return o ? submit(db, req, o) : -ENOMEM;
 }
 
 int roost_db_run_query(roost_db_t *db, roost_req_t *req, roost_db_rows_fn rows, roost_timer_fn done,
                        void *arg, int stmt, const char *types, ...)
 {
-    db_op_t *o = new_op(db, req, done, arg);
+    db_op_t *o = new_op(db, req, NULL, NULL, done, arg);
     if (!o)
         return -ENOMEM;
     va_list ap;

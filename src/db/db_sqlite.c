@@ -70,22 +70,18 @@ static void sq_close(db_conn_t *base)
     sq_finish(base);
     db_stmt_free_all(base, finalize);
     sqlite3_close_v2(c->h);
-    free(c);
 }
 
-static int sq_connect(db_t *db, db_conn_t **out)
+static int sq_connect(db_conn_t *base)
 {
-    sq_conn_t *c = calloc(1, sizeof *c);
-    if (!c)
-        return -ENOMEM;
-    c->base.db = db;
+    sq_conn_t *c = (sq_conn_t *)base;
+    db_t *db = base->db;
     int rc =
         sqlite3_open_v2(db->url.target, &c->h,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         log_error("data: cannot open %s: %s", db->url.target,
                   c->h ? sqlite3_errmsg(c->h) : "out of memory");
-        sq_close(&c->base);
         return -EAGAIN;
     }
     sqlite3_extended_result_codes(c->h, 1);
@@ -98,10 +94,8 @@ static int sq_connect(db_t *db, db_conn_t **out)
     if (rc != SQLITE_OK) {
         log_error("data: %s: %s", db->url.target, err ? err : sqlite3_errstr(rc));
         sqlite3_free(err);
-        sq_close(&c->base);
         return -EAGAIN;
     }
-    *out = &c->base;
     return 0;
 }
 
@@ -138,11 +132,8 @@ static int sq_exec(db_conn_t *base, const char *sql, int64_t *first)
 static int sq_prepare(db_conn_t *base, int k)
 {
     sq_conn_t *c = (sq_conn_t *)base;
-    int rc = db_stmt_slot(base, k);
-    if (rc < 0 || base->stmt[k])
-        return rc;
     sqlite3_stmt *st = NULL;
-    rc = sqlite3_prepare_v3(c->h, base->db->sql[k], -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+    int rc = sqlite3_prepare_v3(c->h, base->db->sql[k], -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
     base->stmt[k] = st;
     return rc == SQLITE_OK ? 0 : fail(c, rc);
 }
@@ -151,14 +142,12 @@ static int sq_query(db_conn_t *base, int k, int n, const db_param_t *p)
 {
     sq_conn_t *c = (sq_conn_t *)base;
     sq_finish(base);
-    int rc = sq_prepare(base, k);
-    if (rc < 0)
-        return rc;
     sqlite3_stmt *st = base->stmt[k];
     if (sqlite3_bind_parameter_count(st) != n)
         return db_fail(base, -EINVAL, "statement %d takes %d parameters, not %d", k,
                        sqlite3_bind_parameter_count(st), n);
     for (int i = 0; i < n; i++) {
+        int rc;
         switch (p[i].type) {
         case 'i':
         case 'b':
@@ -184,7 +173,7 @@ static int sq_query(db_conn_t *base, int k, int n, const db_param_t *p)
         base->write_lock = 1;
     }
     c->cur = st;
-    rc = sqlite3_step(st);
+    int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         c->row_pending = 1;
         return 0;
@@ -241,18 +230,4 @@ static int64_t sq_changes(db_conn_t *base)
     return sqlite3_changes64(((sq_conn_t *)base)->h);
 }
 
-const db_ops_t db_sqlite_ops = {
-    .name = "sqlite",
-    .connect = sq_connect,
-    .close = sq_close,
-    .check = sq_check,
-    .exec = sq_exec,
-    .prepare = sq_prepare,
-    .query = sq_query,
-    .next = sq_next,
-    .is_null = sq_is_null,
-    .col_int = sq_col_int,
-    .col_text = sq_col_text,
-    .changes = sq_changes,
-    .finish = sq_finish,
-};
+const db_ops_t db_sqlite_ops = {.name = "sqlite", DB_ENGINE_OPS(sq)};

@@ -16,7 +16,11 @@ int db_query(db_conn_t *c, int k, int n, const db_param_t *p)
         return db_fail(c, -EINVAL, "no statement %d with %d parameters", k, n);
     db_t *db = c->db;
     uint64_t t0 = time_now_ns();
-    int rc = db->ops->query(c, k, n, p);
+    int rc = db_prepare(c, k);
+    if (rc == 0)
+        rc = db->ops->query(c, k, n, p);
+    else
+        db->ops->finish(c); /* the previous statement ends either way, as query would end it */
     uint64_t ns = time_now_ns() - t0;
     int b = 0;
     while (b < DB_QUERY_NLE && (double)ns > db_query_le[b] * 1e9)

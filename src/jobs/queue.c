@@ -68,30 +68,34 @@ int roost_job_submit(roost_server_t *srv, const roost_job_spec_t *spec, roost_jo
     if (!j || !spec->type || !strmap_get(&j->types, spec->type))
         return -EINVAL;
     job_submit_t *s = calloc(1, sizeof *s);
-    char *payload = spec->payload
-                        ? json_dumps(spec->payload, JSON_COMPACT | JSON_REAL_PRECISION(15))
-                        : strdup("{}");
-    if (!s || !payload) {
+    char *payload =
+        spec->payload ? json_dumps(spec->payload, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
+    if (!s || (spec->payload && !payload)) {
         free(s);
         free(payload);
         return -ENOMEM;
     }
     int64_t now = jobs_now_ms();
-    s->row.type = strdup(spec->type);
-    s->row.payload = payload;
+    s->row.type = spec->type;
+    s->row.payload = payload ? payload : "{}";
     s->row.priority = spec->priority;
     s->row.max_retries = spec->max_retries;
     s->row.timeout_s = spec->timeout_s;
     s->row.created_ms = now;
     s->row.run_at_ms = now + (int64_t)(spec->delay_s * 1000);
-    s->row.idem_key = spec->idempotency_key ? strdup(spec->idempotency_key) : NULL;
+    s->row.idem_key = spec->idempotency_key;
     if (spec->concurrency_key) {
         job_type_t *t = strmap_get(&j->types, spec->type);
-        s->row.ckey = strdup(spec->concurrency_key);
+        s->row.ckey = spec->concurrency_key;
         s->row.ckey_limit = t->opts.key_limit > 0 ? t->opts.key_limit : 1;
     }
-    const char *trace = roost_trace_current(); /* the submitting request's, if any */
-    s->row.trace_id = trace ? strdup(trace) : NULL;
+    s->row.trace_id = roost_trace_current(); /* the submitting request's, if any */
+    int rc = job_row_own(&s->row);           /* the row's copies, kept until the batch */
+    free(payload);
+    if (rc < 0) {
+        free(s);
+        return rc;
+    }
     /* A copy of its own: jansson objects are not shared between threads (their reference
      * counts are atomic, but nothing else is), so each one has one owner at a time. */
     s->payload = spec->payload ? json_deep_copy(spec->payload) : NULL;

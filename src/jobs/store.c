@@ -154,16 +154,12 @@ void job_store_rollback(job_conn_t *s)
     set_sync(s, 0);
 }
 
-static char *col_text(db_conn_t *c, int i)
-{
-    const char *t = c->db->ops->col_text(c, i);
-    return t ? strdup(t) : NULL;
-}
-
-static void read_row(db_conn_t *c, job_row_t *r)
+/* The current row into r, its strings copied (job_row_own): 0 or -ENOMEM. */
+static int read_row(db_conn_t *c, job_row_t *r)
 {
     int64_t (*col)(db_conn_t *, int) = c->db->ops->col_int;
-    const char *timeout = c->db->ops->col_text(c, 7);
+    const char *(*col_text)(db_conn_t *, int) = c->db->ops->col_text;
+    const char *timeout = col_text(c, 7);
     memset(r, 0, sizeof *r);
     r->id = col(c, 0);
     r->type = col_text(c, 1);
@@ -187,14 +183,15 @@ static void read_row(db_conn_t *c, job_row_t *r)
     r->token = col(c, 19);
     r->ckey = col_text(c, 20);
     r->ckey_limit = (int)col(c, 21);
+    return job_row_own(r);
 }
 
 /* Reads up to max rows of the statement just run; returns how many, or < 0. */
 static int read_rows(job_conn_t *s, job_row_t *rows, int max)
 {
     int n = 0, rc = 0;
-    while (n < max && (rc = db_next(s->c)) == 1)
-        read_row(s->c, &rows[n++]);
+    while (n < max && (rc = db_next(s->c)) == 1 && (rc = read_row(s->c, &rows[n])) == 0)
+        n++;
     done(s);
     if (rc < 0) {
         while (n > 0)

@@ -32,25 +32,27 @@ typedef enum {
 const char *job_status_name(job_status_t s);
 int job_status_parse(const char *name); /* -1 when unknown */
 
-/* One row. Strings are owned by the row (job_row_clear frees them). */
+/* One row. Its strings point into texts, one allocation that the row owns (job_row_clear frees
+ * it); a row made only to be inserted may point at the caller's strings instead (texts NULL). */
 typedef struct {
     int64_t id;
-    char *type;
-    char *payload; /* JSON text */
+    const char *type;
+    const char *payload; /* JSON text */
     job_status_t status;
     int priority;
     int attempts, max_retries;
     double timeout_s;                                        /* 0: none */
     int64_t run_at_ms, created_ms, started_ms, completed_ms; /* unix ms; 0: not yet */
     int64_t progress_current, progress_total;
-    char *result; /* JSON text or NULL */
-    char *error;
+    const char *result; /* JSON text or NULL */
+    const char *error;
     int cancel_requested;
-    char *idem_key;
-    char *trace_id; /* the submitting request's trace, or NULL */
-    int64_t token;  /* the fencing token: a new one per claim, named by each later write */
-    char *ckey;     /* the concurrency key, or NULL */
-    int ckey_limit; /* at most this many of ckey reserved or running at once */
+    const char *idem_key;
+    const char *trace_id; /* the submitting request's trace, or NULL */
+    int64_t token;        /* the fencing token: a new one per claim, named by each later write */
+    const char *ckey;     /* the concurrency key, or NULL */
+    int ckey_limit;       /* at most this many of ckey reserved or running at once */
+    char *texts;          /* the allocation the strings point into, or NULL */
 } job_row_t;
 
 /* A write of an attempt that does not hold the job any more (its lease expired and another
@@ -58,6 +60,9 @@ typedef struct {
 #define JOB_FENCED    (-ESTALE)
 #define JOB_TOKEN_ANY (-1)
 
+/* task.c: copies the row's strings (the caller's, texts NULL) into one allocation of its own:
+ * 0, or -ENOMEM (the strings are then NULL). */
+int job_row_own(job_row_t *r);
 void job_row_clear(job_row_t *r);
 /* task.c: the task as the API shows it (DESIGN.md "Jobs"). */
 json_t *job_row_json(const job_row_t *r);

@@ -1,7 +1,9 @@
-/* A job row as the API shows it: status names, ISO times, progress in percent, the stored JSON
- * texts parsed back (DESIGN.md "Jobs"). No storage here (store.c), no threads. */
+/* A job row in memory (its strings in one allocation) and as the API shows it: status names, ISO
+ * times, progress in percent, the stored JSON texts parsed back (DESIGN.md "Jobs"). No storage
+ * here (store.c), no threads. */
 #include "jobs/store.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,15 +29,28 @@ int job_status_parse(const char *name)
     return -1;
 }
 
+int job_row_own(job_row_t *r)
+{
+    const char **text[] = {&r->type,     &r->payload,  &r->result, &r->error,
+                           &r->idem_key, &r->trace_id, &r->ckey};
+    size_t len[ARRAY_LEN(text)], size = 1; /* 1: a row without strings still owns a block */
+    for (size_t i = 0; i < ARRAY_LEN(text); i++)
+        size += len[i] = *text[i] ? strlen(*text[i]) + 1 : 0;
+    char *at = r->texts = malloc(size);
+    for (size_t i = 0; i < ARRAY_LEN(text); i++) {
+        if (!at) {
+            *text[i] = NULL;
+        } else if (*text[i]) {
+            *text[i] = memcpy(at, *text[i], len[i]);
+            at += len[i];
+        }
+    }
+    return r->texts ? 0 : -ENOMEM;
+}
+
 void job_row_clear(job_row_t *r)
 {
-    free(r->type);
-    free(r->payload);
-    free(r->result);
-    free(r->error);
-    free(r->idem_key);
-    free(r->trace_id);
-    free(r->ckey);
+    free(r->texts);
     memset(r, 0, sizeof *r);
 }
 

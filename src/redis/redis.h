@@ -39,11 +39,12 @@ typedef struct {
     roost_server_t *srv;      /* for the counters on /metrics; may be NULL */
 } redis_opts_t;
 
-/* Parses a URL into host (a copy the caller frees), port, db, user and password (copies or
- * NULL). 0 or -EINVAL. */
+/* Parses a URL into host, port, db, user and password (NULL when the URL has none); the texts
+ * are copies in one allocation, which redis_url_free releases. 0, -EINVAL or -ENOMEM. */
 typedef struct {
-    char *host, *user, *password;
+    const char *host, *user, *password;
     int port, db;
+    char *texts; /* the allocation host, user and password point into */
 } redis_url_t;
 int redis_url_parse(const char *url, redis_url_t *out);
 void redis_url_free(redis_url_t *u);

@@ -9,9 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *dup_str(roost_str_t s)
+/* s, NUL-terminated, at *at, which then moves past it; NULL (nothing written) for a part the URL
+ * does not have. */
+static const char *put(char **at, roost_str_t s)
 {
-    return s.ptr ? strndup(s.ptr, s.len) : NULL;
+    if (!s.ptr)
+        return NULL;
+    char *start = *at;
+    memcpy(start, s.ptr, s.len);
+    start[s.len] = '\0';
+    *at += s.len + 1;
+    return start;
 }
 
 int redis_url_parse(const char *url, redis_url_t *u)
@@ -26,25 +34,23 @@ int redis_url_parse(const char *url, redis_url_t *u)
         bad = str_to_int(parts.path, 0, 1 << 20, &u->db) < 0;
     if (bad)
         return -EINVAL;
-    if (!parts.has_password) { /* redis://password@host, as some tools write it */
+    if (!parts.has_password) /* redis://password@host, as some tools write it */
         parts.password = parts.user;
+    if (!parts.has_password || !parts.user.len)
         parts.user = str_make(NULL, 0);
-    }
-    u->host = dup_str(parts.host);
-    u->user = parts.user.len ? dup_str(parts.user) : NULL;
-    u->password = dup_str(parts.password);
-    if (!u->host || (parts.user.len && !u->user) || (parts.password.ptr && !u->password)) {
-        redis_url_free(u);
+    /* The three texts in one allocation: one check, one free. */
+    char *at = u->texts = malloc(parts.host.len + parts.user.len + parts.password.len + 3);
+    if (!at)
         return -ENOMEM;
-    }
+    u->host = put(&at, parts.host);
+    u->user = put(&at, parts.user);
+    u->password = put(&at, parts.password);
     return 0;
 }
 
 void redis_url_free(redis_url_t *u)
 {
-    free(u->host);
-    free(u->user);
-    free(u->password);
+    free(u->texts);
     memset(u, 0, sizeof *u);
 }
 

@@ -80,12 +80,12 @@ static void store_close(temp_store_t *t)
 /* Inserts a job; returns its id (or -1). */
 static int64_t add(job_conn_t *s, int priority, int64_t run_at, const char *key)
 {
-    job_row_t r = {.type = strdup("noop"),
-                   .payload = strdup("{}"),
+    job_row_t r = {.type = "noop",
+                   .payload = "{}",
                    .priority = priority,
                    .run_at_ms = run_at,
                    .created_ms = 1000,
-                   .idem_key = key ? strdup(key) : NULL};
+                   .idem_key = key};
     int rc = job_store_insert(s, &r);
     int64_t id = rc >= 0 ? r.id : -1;
     job_row_clear(&r);
@@ -301,8 +301,7 @@ TEST(job_store_an_idempotency_key_returns_the_first_job)
         return;
     int64_t first = add(t.s, 0, 0, "order-42");
     CHECK(first > 0);
-    job_row_t again = {
-        .type = strdup("noop"), .payload = strdup("{\"other\":1}"), .idem_key = strdup("order-42")};
+    job_row_t again = {.type = "noop", .payload = "{\"other\":1}", .idem_key = "order-42"};
     CHECK_EQ_INT(job_store_insert(t.s, &again), 1);
     CHECK_EQ_INT(again.id, first);
     CHECK_EQ_STR(again.payload, "{}"); /* the first job's, not the replay's */
@@ -451,11 +450,11 @@ TEST(job_store_fsync_is_full_inside_a_batch_and_normal_after)
 /* A job with a concurrency key is claimed while fewer than its limit of the key are held. */
 static int64_t add_keyed(job_conn_t *s, const char *type, const char *ckey, int limit)
 {
-    job_row_t r = {.type = strdup(type),
-                   .payload = strdup("{}"),
+    job_row_t r = {.type = type,
+                   .payload = "{}",
                    .run_at_ms = 1,
                    .created_ms = 1,
-                   .ckey = ckey ? strdup(ckey) : NULL,
+                   .ckey = ckey,
                    .ckey_limit = limit};
     int64_t id = job_store_insert(s, &r) >= 0 ? r.id : -1;
     job_row_clear(&r);
