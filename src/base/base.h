@@ -20,6 +20,22 @@
 #define CONTAINER_OF(p, type, field) ((type *)((char *)(p)-offsetof(type, field)))
 #define LIKELY(x)                    __builtin_expect(!!(x), 1)
 #define UNLIKELY(x)                  __builtin_expect(!!(x), 0)
+
+/* A hand-off through code built without ThreadSanitizer (libuv's threadpool: uv_queue_work and
+ * its after-work callback): HANDOFF_RELEASE(p) where p is handed over, HANDOFF_ACQUIRE(p) where
+ * it is taken, so that TSan sees the order libuv's own mutex gives. Nothing in other builds. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define HANDOFF_RELEASE(p) __tsan_release(p)
+#define HANDOFF_ACQUIRE(p) __tsan_acquire(p)
+#endif
+#endif
+#ifndef HANDOFF_RELEASE
+#define HANDOFF_RELEASE(p) ((void)(p))
+#define HANDOFF_ACQUIRE(p) ((void)(p))
+#endif
 /* Appends item to the singly linked list (head, tail) whose link field is `link`. */
 #define LIST_APPEND(head, tail, item, link)                                                        \
     do {                                                                                           \

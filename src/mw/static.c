@@ -190,9 +190,8 @@ static int rel_ok(const char *rel)
     return rel[0] != '/';
 }
 
-static void open_work(uv_work_t *w)
+static void open_file(job_t *j)
 {
-    job_t *j = CONTAINER_OF(w, job_t, work);
     /* O_NONBLOCK: a FIFO put in DIR must not hang a pool thread (it is refused below). */
     const int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
     const char *rel = j->rel[0] ? j->rel : ".";
@@ -228,6 +227,14 @@ static void open_work(uv_work_t *w)
         j->err = fd;
     else
         j->fd = fd;
+}
+
+static void open_work(uv_work_t *w)
+{
+    job_t *j = CONTAINER_OF(w, job_t, work);
+    HANDOFF_ACQUIRE(j);
+    open_file(j);
+    HANDOFF_RELEASE(j);
 }
 
 /* ---- the answer, on the loop ---- */
@@ -430,6 +437,7 @@ static void answer(roost_req_t *req, void *arg)
 static void after_open(uv_work_t *w, int status)
 {
     job_t *j = CONTAINER_OF(w, job_t, work);
+    HANDOFF_ACQUIRE(j);
     if (status < 0 && !j->err)
         j->err = status; /* cancelled: the loop is closing */
     roost_req_resume(j->req, answer, j);
@@ -458,6 +466,7 @@ static void static_handler(roost_req_t *req, void *ud)
     j->rel = rel.ptr ? rel.ptr : "";
     j->fd = -1;
     roost_req_wait(req);
+    HANDOFF_RELEASE(j);
     if (uv_queue_work(&req->loop->uv, &j->work, open_work, after_open) < 0) {
         job_free(j);
         roost_respond_error(req, 503, "Cannot open the file now");

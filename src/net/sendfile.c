@@ -101,6 +101,7 @@ static void wait_writable(net_file_t *f)
 static void send_work(uv_work_t *w)
 {
     net_file_t *f = CONTAINER_OF(w, net_file_t, work);
+    HANDOFF_ACQUIRE(f);
     uint64_t n = f->want;
     off_t off = (off_t)f->off;
     ssize_t r;
@@ -108,11 +109,13 @@ static void send_work(uv_work_t *w)
         r = sendfile(f->sock, f->fd, &off, (size_t)n);
     while (r < 0 && errno == EINTR);
     f->result = r < 0 ? (errno == EAGAIN ? UV_EAGAIN : -errno) : r;
+    HANDOFF_RELEASE(f);
 }
 
 static void on_sent(uv_work_t *w, int status)
 {
     net_file_t *f = CONTAINER_OF(w, net_file_t, work);
+    HANDOFF_ACQUIRE(f);
     ssize_t r = status < 0 ? status : f->result;
     f->fs_busy = 0;
     net_conn_t *c = f->c;
@@ -149,6 +152,7 @@ static void send_now(net_file_t *f)
     net_conn_t *c = f->c;
     f->want = f->left < SEND_MAX ? f->left : SEND_MAX;
     f->fs_busy = 1;
+    HANDOFF_RELEASE(f);
     if (uv_queue_work(&c->loop->uv, &f->work, send_work, on_sent) < 0) {
         f->fs_busy = 0;
         net_conn_close(c);
