@@ -1,6 +1,6 @@
 /* Flags and their ROOST_* environment twins, from one table whose rows name the layer they
  * configure: the table is the --help text, the defaults' listing and the parser, so a new limit is
- * one line here (and its default in roost_config_init). An embedder's own flags (the app's) join
+ * one entry here (and its default in roost_config_init). An embedder's own flags (the app's) join
  * the same parser through roost_config_parse_with. Environment first, flags override. */
 #include "base/base.h"
 
