@@ -284,6 +284,7 @@ static void on_flush_check(uv_check_t *h)
                 c->loop->cork_conn = c;
                 c->proto->on_deferred(c);
                 uncork(c);
+                finish_close_if_done(c); /* as after on_data: its last answer may close */
             }
         }
         net_wqueue_flush(c);

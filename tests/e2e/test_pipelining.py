@@ -100,6 +100,19 @@ def test_a_pipeline_deeper_than_max_pipeline_behind_a_slow_request(server):
         assert conn.read_response().json() == {"message": "Hello, World!"}
 
 
+def test_connection_close_in_the_kept_back_part_of_a_pipeline_closes(server):
+    """The request that says Connection: close was read while the pipeline was full: once it is
+    answered the server closes the connection, as it does for one answered straight away."""
+    targets = ["/slow-sync?seconds=0.3"] + [f"/plaintext?i={i}" for i in range(98)]
+    data = b"".join(get(t) for t in targets) + get("/plaintext", "Connection: close\r\n")
+    with server.connect(timeout=10) as conn:
+        conn.send(data)
+        for i in range(100):
+            assert conn.read_response(timeout=10).status == 200, i
+        conn.sock.settimeout(3)
+        assert conn.sock.recv(1) == b"", "the connection stayed open after Connection: close"
+
+
 def test_pipeline_split_mid_request_across_writes(server):
     data = get("/plaintext") + post_item("split", 3) + get("/json")
     with server.connect() as conn:
