@@ -30,37 +30,31 @@ typedef struct {
     roost_counter_t *c_remote_hit, *c_remote_fail;
 } cache_server_t;
 
-/* Every counter of the cache, on /metrics. */
-static const struct {
-    size_t off;
-    const char *name, *labels, *help;
-} counters[] = {
+/* Every counter of the cache, on /metrics (core_counters_register). */
+static const core_counter_def_t counters[] = {
 #define LOOKUP(field, result)                                                                      \
-    {                                                                                              \
-        offsetof(cache_server_t, field), "roost_cache_lookups_total", "result=\"" result "\"",     \
-            "Response cache lookups by outcome"                                                    \
-    }
+    CORE_COUNTER(cache_server_t, field, "roost_cache_lookups_total", "result=\"" result "\"",      \
+                 "Response cache lookups by outcome")
 #define EVICTION(field, reason)                                                                    \
-    {                                                                                              \
-        offsetof(cache_server_t, field), "roost_cache_evictions_total", "reason=\"" reason "\"",   \
-            "Stored answers dropped"                                                               \
-    }
+    CORE_COUNTER(cache_server_t, field, "roost_cache_evictions_total", "reason=\"" reason "\"",    \
+                 "Stored answers dropped")
+#define COUNTER(field, name, help) CORE_COUNTER(cache_server_t, field, name, NULL, help)
     LOOKUP(c_hit, "hit"),
     LOOKUP(c_miss, "miss"),
     LOOKUP(c_stale, "stale"),
     LOOKUP(c_wait, "coalesced"),
-    {offsetof(cache_server_t, c_revalidate), "roost_cache_revalidations_total", NULL,
-     "Background refills of a stale answer (stale-while-revalidate)"},
+    COUNTER(c_revalidate, "roost_cache_revalidations_total",
+            "Background refills of a stale answer (stale-while-revalidate)"),
     EVICTION(c_evict, "invalidate"),
     EVICTION(c_lru, "lru"),
-    {offsetof(cache_server_t, c_fill_err), "roost_cache_fill_errors_total", NULL,
-     "Fills whose answer was an error (not cached)"},
-    {offsetof(cache_server_t, c_bytes), "roost_cache_bytes", NULL,
-     "Bytes the response cache holds (bound: --cache-max-bytes)"},
-    {offsetof(cache_server_t, c_304), "roost_cache_not_modified_total", NULL,
-     "304 answers to If-None-Match"},
+    COUNTER(c_fill_err, "roost_cache_fill_errors_total",
+            "Fills whose answer was an error (not cached)"),
+    COUNTER(c_bytes, "roost_cache_bytes",
+            "Bytes the response cache holds (bound: --cache-max-bytes)"),
+    COUNTER(c_304, "roost_cache_not_modified_total", "304 answers to If-None-Match"),
 #undef LOOKUP
 #undef EVICTION
+#undef COUNTER
 };
 
 /* One per route that caches: its middleware's ud. */
@@ -103,9 +97,7 @@ static void *server_new(roost_server_t *srv)
         free(cs);
         return NULL;
     }
-    for (size_t i = 0; i < ARRAY_LEN(counters); i++)
-        *(roost_counter_t **)((char *)cs + counters[i].off) =
-            roost_counter(srv, counters[i].name, counters[i].labels, counters[i].help);
+    core_counters_register(srv, cs, counters, ARRAY_LEN(counters));
     cache_store_counters(cs->store, cs->c_lru, cs->c_bytes);
     return cs;
 }
